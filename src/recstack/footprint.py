@@ -1,0 +1,266 @@
+"""Size and work of a model, computed from its spec alone, before anything is allocated.
+
+Counting rules (so numbers can be checked by hand):
+
+- Parameters: every weight and bias, embedding rows included (rows after ``row_scale``).
+- FLOPs per sample count matrix products at 2 per multiply-add (fully connected layers, the
+  ``dot`` interaction's batched product, attention and GRU projections, DIN's weighted sum)
+  plus one addition per gathered element for sum pooling. Element-wise activations, gates and
+  the GMF product are not counted.
+- Gathered bytes per sample: embedding rows read per sample (ids and offsets excluded). With
+  variable pooling a bag holds ``(L + 1) / 2`` ids on average.
+
+The model builders in :mod:`recstack.models` are written separately from this module; the
+tests check the two against each other (parameter counts, and FLOPs against PyTorch's own
+FLOP counter).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from recstack.errors import RecstackError
+from recstack.layout import table_layout
+from recstack.specs import ModelSpec
+
+FLOAT_BYTES = 4
+# Building a model may need at most this much memory relative to its parameters
+# (the embedding fill works in place; see recstack.models.embeddings).
+BUILD_MEMORY_FACTOR = 1.2
+
+
+@dataclass(frozen=True)
+class FlopsPerSample:
+    """FLOPs of one sample's inference, by kind of work."""
+
+    mlp: float
+    interaction: float
+    attention: float
+    recurrent: float
+    embedding: float
+
+    @property
+    def total(self) -> float:
+        return self.mlp + self.interaction + self.attention + self.recurrent + self.embedding
+
+    @property
+    def dense_math(self) -> float:
+        """Everything but embedding pooling: what PyTorch's FLOP counter sees."""
+        return self.total - self.embedding
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a spec costs in memory and work."""
+
+    embedding_parameters: int
+    dense_parameters: int
+    flops: FlopsPerSample
+    gathered_bytes_per_sample: float
+    lookups_per_sample: float
+
+    @property
+    def parameters(self) -> int:
+        return self.embedding_parameters + self.dense_parameters
+
+    @property
+    def embedding_bytes(self) -> int:
+        return self.embedding_parameters * FLOAT_BYTES
+
+    @property
+    def dense_bytes(self) -> int:
+        return self.dense_parameters * FLOAT_BYTES
+
+    @property
+    def model_bytes(self) -> int:
+        return self.parameters * FLOAT_BYTES
+
+    @property
+    def build_memory_bytes(self) -> int:
+        """The most memory building the model may take."""
+        return math.ceil(self.model_bytes * BUILD_MEMORY_FACTOR)
+
+    def to_dict(self) -> dict[str, float]:
+        flat = {k: v for k, v in asdict(self).items() if k != "flops"}
+        flat.update({f"flops_{k}": v for k, v in asdict(self.flops).items()})
+        flat.update(parameters=self.parameters, embedding_bytes=self.embedding_bytes,
+                    model_bytes=self.model_bytes, flops_total=self.flops.total)
+        return flat
+
+
+# ---- building blocks ---------------------------------------------------------------------
+
+
+def mlp_parameters(in_features: int, widths: tuple[int, ...]) -> int:
+    total, fan_in = 0, in_features
+    for width in widths:
+        total += fan_in * width + width
+        fan_in = width
+    return total
+
+
+def mlp_flops(in_features: int, widths: tuple[int, ...]) -> float:
+    total, fan_in = 0, in_features
+    for width in widths:
+        total += 2 * fan_in * width
+        fan_in = width
+    return float(total)
+
+
+def gru_parameters(input_size: int, hidden: int) -> int:
+    # Three gates, each with input and hidden weights and two biases (PyTorch's layout).
+    return 3 * hidden * input_size + 3 * hidden * hidden + 6 * hidden
+
+
+def gru_flops_per_step(input_size: int, hidden: int) -> float:
+    return float(2 * 3 * hidden * (input_size + hidden))
+
+
+def mean_bag_size(spec: ModelSpec, pooling: int) -> float:
+    return float(pooling) if spec.pooling_fixed or pooling == 1 else (pooling + 1) / 2
+
+
+def interaction_width(spec: ModelSpec) -> int:
+    """Width of the DLRM interaction output (the top MLP's input)."""
+    if spec.interaction == "dot":
+        features = spec.num_tables + 1
+        return spec.bottom_mlp[-1] + features * (features - 1) // 2
+    return spec.bottom_mlp[-1] + spec.num_tables * spec.embedding_dim
+
+
+def over_input_width(spec: ModelSpec) -> int:
+    """Width of the input to the top (over-arch) MLP, per model type."""
+    dim = spec.embedding_dim
+    if spec.model_type == "dlrm":
+        return interaction_width(spec)
+    if spec.model_type == "ncf":
+        return 2 * dim
+    if spec.model_type in ("wnd", "mtwnd"):
+        return spec.dense_features + spec.num_tables * dim
+    if spec.model_type == "din":
+        return 4 * dim  # user profile, attention-pooled behaviours, candidate, context
+    return 3 * dim + (spec.gru_hidden_size or 0)  # dien: the final interest state replaces it
+
+
+def wide_width(spec: ModelSpec) -> int:
+    """Output width of the wide (linear) part of WnD models: one logit per output."""
+    return spec.top_mlp[-1] if spec.model_type == "wnd" else 1
+
+
+# ---- per model type ----------------------------------------------------------------------
+
+
+def footprint(spec: ModelSpec) -> Footprint:
+    """Parameters, FLOPs and gathered bytes of ``spec`` (at its ``row_scale``)."""
+    layout = table_layout(spec)
+    dim = spec.embedding_dim
+    rows = spec.rows
+    bag_sizes = [mean_bag_size(spec, p) for p in layout.pooling]
+    pooled_lookups = sum(bag_sizes)
+    lookups = pooled_lookups + layout.sequence_length
+
+    embedding_parameters = sum(rows) * dim
+    gathered_rows_bytes = lookups * dim * FLOAT_BYTES
+    pooling_flops = pooled_lookups * dim
+    interaction = attention = recurrent = 0.0
+
+    kind = spec.model_type
+    if kind == "dlrm":
+        dense = (mlp_parameters(spec.bottom_mlp[0], spec.bottom_mlp[1:])
+                 + mlp_parameters(interaction_width(spec), spec.top_mlp))
+        mlp = (mlp_flops(spec.bottom_mlp[0], spec.bottom_mlp[1:])
+               + mlp_flops(interaction_width(spec), spec.top_mlp))
+        if spec.interaction == "dot":
+            features = spec.num_tables + 1
+            interaction = float(2 * features * features * dim)  # the full batched Z Z^T
+    elif kind == "ncf":
+        mlp_out = spec.top_mlp[-1]
+        dense = mlp_parameters(2 * dim, spec.top_mlp) + mlp_parameters(dim + mlp_out, (1,))
+        mlp = mlp_flops(2 * dim, spec.top_mlp) + mlp_flops(dim + mlp_out, (1,))
+    elif kind in ("wnd", "mtwnd"):
+        wide = wide_width(spec)
+        # The wide part: one weight per id and output (an embedding of width `wide`) plus a
+        # linear layer over the dense features.
+        embedding_parameters += sum(rows) * wide
+        gathered_rows_bytes += pooled_lookups * wide * FLOAT_BYTES
+        pooling_flops += pooled_lookups * wide
+        dense = (mlp_parameters(spec.dense_features, (wide,))
+                 + mlp_parameters(over_input_width(spec), spec.top_mlp))
+        mlp = (mlp_flops(spec.dense_features, (wide,))
+               + mlp_flops(over_input_width(spec), spec.top_mlp))
+        if kind == "mtwnd":
+            tower = spec.task_mlp + (1,)
+            dense += spec.num_tasks * mlp_parameters(spec.top_mlp[-1], tower)
+            mlp += spec.num_tasks * mlp_flops(spec.top_mlp[-1], tower)
+    else:  # din, dien
+        steps = layout.sequence_length
+        attention_widths = spec.bottom_mlp + (1,)
+        top = mlp_parameters(over_input_width(spec), spec.top_mlp)
+        mlp = mlp_flops(over_input_width(spec), spec.top_mlp)
+        if kind == "din":
+            dense = mlp_parameters(4 * dim, attention_widths) + top
+            # The attention MLP runs once per behaviour, then a weighted sum of behaviours.
+            attention = steps * mlp_flops(4 * dim, attention_widths) + 2 * steps * dim
+        else:
+            hidden = int(spec.gru_hidden_size)  # present for dien: spec validation requires it
+            dense = (gru_parameters(dim, hidden)                  # interest extractor
+                     + mlp_parameters(dim, (hidden,))             # candidate -> query
+                     + mlp_parameters(4 * hidden, attention_widths)
+                     + gru_parameters(hidden, hidden)             # AUGRU
+                     + top)
+            recurrent = steps * (gru_flops_per_step(dim, hidden)
+                                 + gru_flops_per_step(hidden, hidden))
+            attention = mlp_flops(dim, (hidden,)) + steps * mlp_flops(4 * hidden,
+                                                                      attention_widths)
+    return Footprint(
+        embedding_parameters=embedding_parameters,
+        dense_parameters=dense,
+        flops=FlopsPerSample(mlp=mlp, interaction=interaction, attention=attention,
+                             recurrent=recurrent, embedding=float(pooling_flops)),
+        gathered_bytes_per_sample=float(gathered_rows_bytes),
+        lookups_per_sample=float(lookups),
+    )
+
+
+# ---- does it fit? --------------------------------------------------------------------------
+
+
+def available_memory_bytes() -> int:
+    """Memory the OS can give this process now without swapping."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def scale_that_fits(spec: ModelSpec, available_bytes: int) -> float | None:
+    """The largest ``row_scale`` (2 significant digits, rounded down) whose build fits.
+
+    None when even the dense part alone does not fit.
+    """
+    full = footprint(spec.scaled(1.0))
+    budget = available_bytes / BUILD_MEMORY_FACTOR - full.dense_bytes
+    if budget <= 0:
+        return None
+    scale = min(1.0, budget / full.embedding_bytes)
+    digits = 1 - math.floor(math.log10(scale))
+    return math.floor(scale * 10**digits) / 10**digits
+
+
+def require_memory(spec: ModelSpec, available_bytes: int | None = None) -> None:
+    """Refuses, before allocation, a spec whose build would not fit in memory.
+
+    The error gives the estimate, what is available and the ``--scale`` that would fit.
+    """
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    need = footprint(spec).build_memory_bytes
+    if need <= available:
+        return
+    fits = scale_that_fits(spec, available)
+    advice = (f"use --scale {fits:g} or smaller" if fits is not None
+              else "its dense layers alone do not fit")
+    raise RecstackError(
+        f"{spec.name} at row_scale {spec.row_scale:g} needs about {need / 1e9:.2f} GB to build "
+        f"({footprint(spec).model_bytes / 1e9:.2f} GB of parameters) but "
+        f"{available / 1e9:.2f} GB is available; {advice}"
+    )

@@ -1,0 +1,56 @@
+"""The common shape of every model, and ``build_model``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recstack.batch import Batch
+from recstack.footprint import require_memory
+from recstack.layout import TableLayout, table_layout
+from recstack.specs import ModelSpec
+
+
+class RecModel(nn.Module):
+    """A recommendation model built from a spec.
+
+    ``forward(batch)`` returns ``(batch, outputs)`` probabilities: one click probability for
+    DLRM, NCF and WnD, one per task for MT-WnD, two classes for DIN and DIEN.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.layout: TableLayout = table_layout(spec)
+
+    def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def build_model(spec: ModelSpec, seed: int = 0, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32, check_memory: bool = True) -> RecModel:
+    """Builds the model of ``spec`` with seeded random weights, in eval mode.
+
+    The memory check runs before any allocation and raises RecstackError with the
+    ``--scale`` that would fit. Weights are built on the CPU, then moved to ``device`` and
+    ``dtype`` when those differ (a dtype change copies the tables once).
+    """
+    if check_memory:
+        require_memory(spec)
+    from recstack.models.dien import DIEN
+    from recstack.models.din import DIN
+    from recstack.models.dlrm import DLRM
+    from recstack.models.ncf import NCF
+    from recstack.models.wnd import MultiTaskWideAndDeep, WideAndDeep
+
+    builders = {"dlrm": DLRM, "ncf": NCF, "wnd": WideAndDeep, "mtwnd": MultiTaskWideAndDeep,
+                "din": DIN, "dien": DIEN}
+    # Dense layers take torch's default initialisation from a seeded, private RNG state;
+    # embedding tables are seeded separately (see recstack.models.embeddings).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = builders[spec.model_type](spec, seed)
+    model.eval()
+    if torch.device(device) != torch.device("cpu") or dtype != torch.float32:
+        model = model.to(device=device, dtype=dtype)
+    return model

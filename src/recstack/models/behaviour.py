@@ -1,0 +1,37 @@
+"""What DIN and DIEN share: user profile, behaviour sequence, candidate ad, context."""
+
+from __future__ import annotations
+
+import torch
+
+from recstack.batch import Batch
+from recstack.models.base import RecModel
+from recstack.models.embeddings import PooledEmbeddings, SequenceEmbeddings
+from recstack.models.layers import part_scope
+from recstack.specs import ModelSpec
+
+
+class BehaviourModel(RecModel):
+    """Embeds the inputs of a behaviour-sequence model.
+
+    Pooled tables (user profile, candidate ad, context) -> three ``(batch, dim)`` vectors;
+    behaviour ids ``(batch, steps)`` -> ``(batch, steps, dim)``.
+    """
+
+    def __init__(self, spec: ModelSpec, seed: int):
+        super().__init__(spec)
+        rows = spec.rows
+        self.sparse = PooledEmbeddings(tuple(rows[t] for t in self.layout.pooled),
+                                       spec.embedding_dim, seed)
+        self.behaviours = SequenceEmbeddings(tuple(rows[t] for t in self.layout.behaviour),
+                                             spec.embedding_dim, seed,
+                                             first_table_index=len(self.layout.pooled))
+
+    def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                           torch.Tensor]:
+        """Returns user ``(batch, dim)``, candidate ``(batch, dim)``, context ``(batch, dim)``
+        and behaviours ``(batch, steps, dim)``."""
+        with part_scope("sparse"):
+            user, candidate, context = self.sparse(batch.bag_indices, batch.bag_offsets)
+            behaviours = self.behaviours(batch.sequence)
+        return user, candidate, context, behaviours

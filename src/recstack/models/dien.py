@@ -1,0 +1,46 @@
+"""DIEN, the Deep Interest Evolution Network (Zhou et al. 2019)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recstack.batch import Batch
+from recstack.footprint import over_input_width
+from recstack.models.behaviour import BehaviourModel
+from recstack.models.layers import (AUGRU, MLP, LocalActivationUnit, OutputActivation,
+                                    part_scope)
+from recstack.specs import ModelSpec
+
+
+class DIEN(BehaviourModel):
+    """Interest extractor: a GRU over the behaviours ``(batch, steps, hidden)``. Interest
+    evolution: attention of each state against the candidate (projected to ``hidden``),
+    softmax over steps, then an AUGRU whose final state ``(batch, hidden)`` is the evolved
+    interest. The MLP (ReLU) reads ``[user, interest, candidate, context]``
+    ``(batch, 3 dim + hidden)``; output ``(batch, top[-1])``. The auxiliary loss of the paper
+    is a training-time term and does not exist at inference."""
+
+    def __init__(self, spec: ModelSpec, seed: int):
+        super().__init__(spec, seed)
+        hidden = int(spec.gru_hidden_size)  # present for dien: spec validation requires it
+        self.extractor = nn.GRU(spec.embedding_dim, hidden, batch_first=True)
+        self.query = nn.Linear(spec.embedding_dim, hidden)
+        self.attention = LocalActivationUnit(hidden, spec.bottom_mlp)
+        self.evolution = AUGRU(hidden, hidden)
+        self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
+        self.output = OutputActivation()
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        user, candidate, context, behaviours = self.embed(batch)
+        with part_scope("recurrent"):
+            states, _ = self.extractor(behaviours)                   # (batch, steps, hidden)
+        with part_scope("attention"):
+            scores = self.attention(self.query(candidate), states)   # (batch, steps)
+            scores = torch.softmax(scores, dim=1)
+        with part_scope("recurrent"):
+            interest = self.evolution(states, scores)                # (batch, hidden)
+        with part_scope("interaction"):
+            features = torch.cat([user, interest, candidate, context], dim=1)
+        with part_scope("over"):
+            return self.output(self.over(features))

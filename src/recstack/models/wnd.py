@@ -1,0 +1,78 @@
+"""Wide & Deep (Cheng et al. 2016) and its multi-task variant (YouTube, Zhao et al. 2019)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recstack.batch import Batch
+from recstack.footprint import over_input_width, wide_width
+from recstack.models.base import RecModel
+from recstack.models.embeddings import PooledEmbeddings
+from recstack.models.layers import MLP, part_scope
+from recstack.specs import ModelSpec
+
+
+class _WideAndDeepBase(RecModel):
+    """Shared parts: the deep embeddings, the wide part, the concatenation.
+
+    Wide part: a linear model over the dense features plus one weight per sparse id (a
+    width-``wide`` sum-pooled embedding over the same ids as the deep tables) ->
+    ``(batch, wide)`` logits. Deep input: ``[dense, table_1, ..., table_T]``
+    ``(batch, dense + T * dim)``.
+    """
+
+    def __init__(self, spec: ModelSpec, seed: int):
+        super().__init__(spec)
+        wide = wide_width(spec)
+        self.sparse = PooledEmbeddings(spec.rows, spec.embedding_dim, seed)
+        # Seeded after the deep tables so both sets of tables are distinct.
+        self.wide_sparse = PooledEmbeddings(spec.rows, wide, seed,
+                                            first_table_index=spec.num_tables)
+        self.wide_dense = nn.Linear(spec.dense_features, wide)
+
+    def deep_input_and_wide_logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        indices, offsets = batch.bag_indices, batch.bag_offsets
+        with part_scope("sparse"):
+            embeddings = self.sparse(indices, offsets)
+            wide_weights = self.wide_sparse(indices, offsets)
+        with part_scope("wide"):
+            wide = self.wide_dense(batch.dense) + torch.stack(wide_weights).sum(dim=0)
+        with part_scope("interaction"):
+            deep_input = torch.cat([batch.dense, *embeddings], dim=1)
+        return deep_input, wide
+
+
+class WideAndDeep(_WideAndDeepBase):
+    """Deep MLP ``top`` (ReLU, last layer linear); output sigmoid(deep + wide)
+    ``(batch, top[-1])``."""
+
+    def __init__(self, spec: ModelSpec, seed: int):
+        super().__init__(spec, seed)
+        self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        deep_input, wide = self.deep_input_and_wide_logits(batch)
+        with part_scope("over"):
+            return torch.sigmoid(self.over(deep_input) + wide)
+
+
+class MultiTaskWideAndDeep(_WideAndDeepBase):
+    """A shared deep bottom ``top`` (ReLU) and one tower per task: ``tasks`` (ReLU) then a
+    one-unit output layer (DeepRecSys's towers end at 128 units with no prediction layer).
+    The wide logit is shared by all tasks. Output ``(batch, num_tasks)`` probabilities."""
+
+    def __init__(self, spec: ModelSpec, seed: int):
+        super().__init__(spec, seed)
+        self.over = MLP(over_input_width(spec), spec.top_mlp)
+        self.towers = nn.ModuleList(
+            MLP(spec.top_mlp[-1], spec.task_mlp + (1,), last="none")
+            for _ in range(spec.num_tasks)
+        )
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        deep_input, wide = self.deep_input_and_wide_logits(batch)
+        with part_scope("over"):
+            shared = self.over(deep_input)
+            logits = torch.cat([tower(shared) for tower in self.towers], dim=1)
+            return torch.sigmoid(logits + wide)
