@@ -1,0 +1,1 @@
+"""Collectors: take what to measure, return plain records. They never print or plot."""

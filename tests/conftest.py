@@ -1,0 +1,29 @@
+"""Shared helpers: small scaled models and their inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from recstack.batch import Batch
+from recstack.inputs import QuerySpec, generate_batches
+from recstack.specs import ModelSpec, zoo_spec
+
+# Rows small enough to build all eight models in milliseconds; every other size as published.
+SMALL_SCALE = 1e-4
+
+
+def small_spec(name: str) -> ModelSpec:
+    return zoo_spec(name).scaled(SMALL_SCALE)
+
+
+def one_batch(spec: ModelSpec, batch_size: int = 8, seed: int = 0) -> Batch:
+    (batch,) = generate_batches(spec, QuerySpec(seed=seed), batch_size, 1)
+    return batch
+
+
+@pytest.fixture
+def tiny_memory(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Pretend the machine has 1 GB available."""
+    available = 1_000_000_000
+    monkeypatch.setattr("recstack.footprint.available_memory_bytes", lambda: available)
+    return available

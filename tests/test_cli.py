@@ -1,0 +1,87 @@
+"""The command line, run as users run it: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+def recstack(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "recstack", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert text in lines[0]
+
+
+def test_models_table_lists_the_zoo() -> None:
+    result = recstack("models")
+    assert result.returncode == 0, result.stderr
+    for name in ("rmc1", "rmc2", "rmc3", "ncf", "wnd", "mtwnd", "din", "dien"):
+        assert name in result.stdout
+    assert "4.10 GB" in result.stdout  # RMC1's embeddings
+
+
+def test_models_json() -> None:
+    result = recstack("models", "--json")
+    assert result.returncode == 0, result.stderr
+    models = {m["name"]: m for m in json.loads(result.stdout)}
+    assert list(models) == ["rmc1", "rmc2", "rmc3", "ncf", "wnd", "mtwnd", "din", "dien"]
+    assert models["rmc1"]["embedding_bytes"] == 8 * 4_000_000 * 32 * 4
+    assert models["rmc3"]["flops_mlp"] == 6_406_656
+    assert models["din"]["sequence_length"] == 250
+    assert isinstance(models["ncf"]["fits"], bool)
+
+
+def test_check_a_deeprecsys_file() -> None:
+    result = recstack("check", str(DATA / "deeprecsys_ncf.json"))
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+    assert "note: arch_mlp_bot is accepted but not used by model_type ncf" in result.stdout
+
+
+def test_check_json_with_scale() -> None:
+    result = recstack("check", "rmc1", "--scale", "0.5", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == [2_000_000] * 8
+
+
+def test_check_rejects_a_bad_spec(tmp_path: Path) -> None:
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"model_type": "dlrm", "arch_mlp_bot": "13-8",
+                                "arch_mlp_top": "8-1", "arch_embedding_size": "100",
+                                "arch_sparse_feature_size": 8, "arch_intraction_op": "dot"}))
+    assert_one_line_error(recstack("check", str(path)),
+                          "mine.json: key: 'arch_intraction_op' is not allowed; unknown key; "
+                          "did you mean 'arch_interaction_op'?")
+
+
+@pytest.mark.parametrize("args, text", [
+    (["check", "nosuch.yaml"], "nosuch.yaml: no such spec file"),
+    (["check", "rmc5"], "model: 'rmc5' is not allowed; expected one of rmc1"),
+    (["models", "--scale", "0"], "--scale: 0.0 is not allowed; expected a number greater"),
+    (["run", "--batch-sizes", "1,x"], "--batch-sizes: '1,x' is not allowed"),
+])
+def test_bad_arguments(args: list[str], text: str) -> None:
+    assert_one_line_error(recstack(*args), text)
+
+
+def test_run_builds_and_checks_small_models() -> None:
+    result = recstack("run", "-m", "rmc1", "-m", "dien", "--scale", "0.001",
+                      "--batch-sizes", "1,32", "--json")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert [r["name"] for r in records] == ["rmc1", "dien"]
+    assert all(r["forward_ok"] == [True, True] for r in records)
+    assert all(r["row_scale"] == 0.001 for r in records)
