@@ -72,16 +72,54 @@ def test_check_rejects_a_bad_spec(tmp_path: Path) -> None:
     (["check", "rmc5"], "model: 'rmc5' is not allowed; expected one of rmc1"),
     (["models", "--scale", "0"], "--scale: 0.0 is not allowed; expected a number greater"),
     (["run", "--batch-sizes", "1,x"], "--batch-sizes: '1,x' is not allowed"),
+    (["results", "export", "nope", "--store", str(DATA / "missing.duckdb")], "does not exist"),
 ])
 def test_bad_arguments(args: list[str], text: str) -> None:
     assert_one_line_error(recstack(*args), text)
 
 
-def test_run_builds_and_checks_small_models() -> None:
-    result = recstack("run", "-m", "rmc1", "-m", "dien", "--scale", "0.001",
-                      "--batch-sizes", "1,32", "--json")
+@pytest.mark.parametrize("args, text", [
+    (["sweep", "-m", "rmc1", "--device", "cuda"],
+     "--device: 'cuda' is not allowed; this machine has no CUDA GPU"),
+    (["sweep", "-m", "rmc1", "--batch-sizes", "0"], "--batch-sizes: '0' is not allowed"),
+    (["run", "-m", "rmc9"], "model: 'rmc9' is not allowed; expected one of rmc1"),
+    (["sweep", "-m", "ncf", "--threads", "two"], "--threads: 'two' is not allowed"),
+    (["sweep", "-m", "ncf", "--min-time", "-1"], "--min-time: -1.0 is not allowed"),
+    (["sweep", "-m", "ncf", "--distribution", "normal"], "--distribution: 'normal' is not "
+                                                         "allowed; expected one of uniform"),
+    (["sweep"], "--model: nothing given"),
+    (["results", "--store", "/nonexistent/x.duckdb"], "does not exist"),
+])
+def test_bad_measurement_arguments(args: list[str], text: str) -> None:
+    import torch
+
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert_one_line_error(recstack(*args), text)
+
+
+@pytest.mark.slow
+def test_run_results_and_export(tmp_path: Path) -> None:
+    store = tmp_path / "results" / "r.duckdb"
+    result = recstack("run", "-m", "rmc1", "-m", "din", "--scale", "0.001", "--batch-sizes",
+                      "1,16", "--threads", "1", "--min-time", "0.05", "--out", str(store))
     assert result.returncode == 0, result.stderr
-    records = json.loads(result.stdout)
-    assert [r["name"] for r in records] == ["rmc1", "dien"]
-    assert all(r["forward_ok"] == [True, True] for r in records)
-    assert all(r["row_scale"] == 0.001 for r in records)
+    assert "systems level: latency, throughput and deployment choice" in result.stdout
+    assert "deployment choice: the best configuration beats the worst by up to" in result.stdout
+    assert "targets: DeepRecSys" in result.stdout
+    figures = list((store.parent / "figures").glob("*/*.png"))
+    assert sorted(p.name for p in figures) == ["latency_vs_batch.png", "speedup_heatmap.png"]
+
+    listing = recstack("results", "--store", str(store), "--json")
+    assert listing.returncode == 0, listing.stderr
+    (run,) = json.loads(listing.stdout)
+    assert run["points_ok"] == 4 and run["points_failed"] == 0
+    assert "Xeon" in run["platform"] or run["platform"]
+
+    shown = recstack("results", "show", run["run_id"], "--store", str(store))
+    assert shown.returncode == 0 and "din@0.001 b16 cpu t1 eager" in shown.stdout
+
+    exported = recstack("results", "export", run["run_id"], "--store", str(store), "--format",
+                        "csv", "--to", str(tmp_path / "csv"))
+    assert exported.returncode == 0, exported.stderr
+    assert len(list((tmp_path / "csv").glob("*.csv"))) == 5

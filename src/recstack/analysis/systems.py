@@ -1,0 +1,202 @@
+"""The systems level: latency and throughput against batch size, threads and device; the best
+deployment under a latency target; speedups over the CPU; and the spread between the best and
+the worst deployment choice (the paper's "up to 15x").
+
+Every function takes the frame :func:`load_timings` returns and returns a DataFrame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from recstack.errors import RecstackError
+from recstack.store import ResultStore
+
+TIMING_COLUMNS = ["run_id", "platform_id", "model", "model_type", "row_scale", "batch_size",
+                  "device", "threads", "backend", "iterations", "median_ms", "p5_ms", "p95_ms",
+                  "p99_ms", "mean_ms", "cv", "throughput_per_s", "copy_median_ms", "unstable"]
+DEPLOYMENT = ["device", "threads", "backend", "batch_size"]
+
+
+def load_timings(store: ResultStore, run_ids: list[str] | None = None) -> pd.DataFrame:
+    """Measured points with their statistics (failed points excluded), columns TIMING_COLUMNS."""
+    where = "pt.status = 'ok'"
+    parameters: list[object] = []
+    if run_ids:
+        where += f" AND pt.run_id IN ({', '.join('?' * len(run_ids))})"
+        parameters = list(run_ids)
+    return store.query(f"""
+        SELECT pt.run_id, r.platform_id, pt.model, pt.model_type, pt.row_scale, pt.batch_size,
+               pt.device, pt.threads, pt.backend, t.iterations, t.median_ms, t.p5_ms, t.p95_ms,
+               t.p99_ms, t.mean_ms, t.cv, t.throughput_per_s, t.copy_median_ms, t.unstable
+        FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
+        WHERE {where}
+        ORDER BY pt.model, pt.device, pt.threads, pt.backend, pt.batch_size
+    """, parameters)
+
+
+def _require(timings: pd.DataFrame) -> None:
+    missing = [c for c in TIMING_COLUMNS if c not in timings.columns]
+    if missing:
+        raise ValueError(f"timings frame lacks columns {missing}")
+
+
+def latency_throughput(timings: pd.DataFrame) -> pd.DataFrame:
+    """Per model, device, threads, backend and batch size: median/p95/p99 latency (ms) and
+    throughput (samples/s). Columns: model, device, threads, backend, batch_size, median_ms,
+    p95_ms, p99_ms, throughput_per_s, cv, unstable."""
+    _require(timings)
+    columns = ["model", *DEPLOYMENT, "median_ms", "p95_ms", "p99_ms", "throughput_per_s", "cv",
+               "unstable"]
+    return timings[columns].sort_values(["model", *DEPLOYMENT]).reset_index(drop=True)
+
+
+def speedup_over_cpu(timings: pd.DataFrame) -> pd.DataFrame:
+    """Per model, batch size and device: that device's best throughput (over threads and
+    backends) over the CPU's best. Columns: model, batch_size, device, throughput_per_s,
+    cpu_throughput_per_s, speedup."""
+    _require(timings)
+    best = (timings.groupby(["model", "batch_size", "device"], as_index=False)
+            ["throughput_per_s"].max())
+    cpu = best[best.device == "cpu"][["model", "batch_size", "throughput_per_s"]].rename(
+        columns={"throughput_per_s": "cpu_throughput_per_s"})
+    merged = best.merge(cpu, on=["model", "batch_size"], how="inner")
+    merged["speedup"] = merged.throughput_per_s / merged.cpu_throughput_per_s
+    return merged.sort_values(["model", "batch_size", "device"]).reset_index(drop=True)
+
+
+def batching_gain(timings: pd.DataFrame) -> pd.DataFrame:
+    """Per model, device and batch size: best throughput over the best at the smallest batch
+    measured. Columns: model, device, batch_size, throughput_per_s, gain."""
+    _require(timings)
+    best = (timings.groupby(["model", "device", "batch_size"], as_index=False)
+            ["throughput_per_s"].max())
+    smallest = best.sort_values("batch_size").groupby(["model", "device"]).head(1)
+    base = smallest[["model", "device", "throughput_per_s"]].rename(
+        columns={"throughput_per_s": "base"})
+    merged = best.merge(base, on=["model", "device"])
+    merged["gain"] = merged.throughput_per_s / merged.base
+    return merged.drop(columns="base").sort_values(["model", "device", "batch_size"]
+                                                   ).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class LatencyTargets:
+    """p95 latency targets per model name, in ms, and where they came from."""
+
+    targets_ms: dict[str, float]
+    default_ms: float
+    source: str
+
+    def for_model(self, model: str) -> float:
+        return self.targets_ms.get(model, self.default_ms)
+
+
+def default_targets() -> LatencyTargets:
+    text = resources.files("recstack.analysis").joinpath("latency_targets.yaml").read_text()
+    return _targets_from_text(text, "latency_targets.yaml")
+
+
+def load_targets(path: str | Path) -> LatencyTargets:
+    path = Path(path)
+    if not path.is_file():
+        raise RecstackError(f"--targets: {str(path)!r} does not exist")
+    return _targets_from_text(path.read_text(), path.name)
+
+
+def _targets_from_text(text: str, source: str) -> LatencyTargets:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise RecstackError(f"{source}: not valid YAML") from None
+    if not isinstance(data, dict) or not isinstance(data.get("targets_ms", {}), dict):
+        raise RecstackError(f"{source}: expected keys targets_ms (model: ms), default_ms, "
+                            "source")
+    targets = {str(k): _positive_ms(source, str(k), v)
+               for k, v in data.get("targets_ms", {}).items()}
+    default = _positive_ms(source, "default_ms", data.get("default_ms", 25))
+    return LatencyTargets(targets, default, str(data.get("source", source)))
+
+
+def _positive_ms(source: str, field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise RecstackError(f"{source}: {field}: {value!r} is not allowed; expected a "
+                            "number of milliseconds > 0")
+    return float(value)
+
+
+def with_overrides(targets: LatencyTargets, overrides: list[str]) -> LatencyTargets:
+    """Applies ``MODEL=MS`` overrides from the command line."""
+    updated = dict(targets.targets_ms)
+    for item in overrides:
+        model, _, value = item.partition("=")
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = -1.0
+        if not model or ms <= 0:
+            raise RecstackError(f"--target: {item!r} is not allowed; expected MODEL=MS with "
+                                "MS > 0 (e.g. rmc1=50)")
+        updated[model] = ms
+    source = targets.source + (" (with command-line overrides)" if overrides else "")
+    return LatencyTargets(updated, targets.default_ms, source)
+
+
+def best_deployment(timings: pd.DataFrame, targets: LatencyTargets) -> pd.DataFrame:
+    """Per model, the deployment with the highest throughput whose p95 latency meets the
+    model's target; where none meets it, the one with the lowest p95 (meets_target False).
+    Columns: model, target_ms, device, threads, backend, batch_size, p95_ms,
+    throughput_per_s, meets_target."""
+    _require(timings)
+    rows = []
+    for model, group in timings.groupby("model"):
+        target = targets.for_model(str(model))
+        meeting = group[group.p95_ms <= target]
+        if meeting.empty:
+            choice, meets = group.loc[group.p95_ms.idxmin()], False
+        else:
+            choice, meets = meeting.loc[meeting.throughput_per_s.idxmax()], True
+        rows.append({"model": model, "target_ms": target,
+                     **{c: choice[c] for c in DEPLOYMENT},
+                     "p95_ms": choice.p95_ms, "throughput_per_s": choice.throughput_per_s,
+                     "meets_target": meets})
+    return pd.DataFrame(rows, columns=["model", "target_ms", *DEPLOYMENT, "p95_ms",
+                                       "throughput_per_s", "meets_target"])
+
+
+def _deployment_label(row: pd.Series) -> str:
+    return f"{row.device} t{row.threads} {row.backend} b{row.batch_size}"
+
+
+def deployment_spread(timings: pd.DataFrame, targets: LatencyTargets | None = None
+                      ) -> pd.DataFrame:
+    """Per model, how much the best deployment choice beats the worst, in throughput.
+
+    With ``targets``, only deployments meeting the model's p95 target count (one that misses
+    it is not a choice a service could make). Columns: model, deployments, best, worst,
+    best_throughput_per_s, worst_throughput_per_s, ratio, within_target.
+    """
+    _require(timings)
+    rows = []
+    for model, group in timings.groupby("model"):
+        if targets is not None:
+            group = group[group.p95_ms <= targets.for_model(str(model))]
+        if group.empty:
+            continue
+        best = group.loc[group.throughput_per_s.idxmax()]
+        worst = group.loc[group.throughput_per_s.idxmin()]
+        rows.append({"model": model, "deployments": len(group),
+                     "best": _deployment_label(best), "worst": _deployment_label(worst),
+                     "best_throughput_per_s": best.throughput_per_s,
+                     "worst_throughput_per_s": worst.throughput_per_s,
+                     "ratio": best.throughput_per_s / worst.throughput_per_s,
+                     "within_target": targets is not None})
+    return pd.DataFrame(rows, columns=["model", "deployments", "best", "worst",
+                                       "best_throughput_per_s", "worst_throughput_per_s",
+                                       "ratio", "within_target"])

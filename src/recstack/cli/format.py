@@ -1,0 +1,74 @@
+"""Formatting of numbers, sizes and model structure for tables (presentation only)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def count(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:g}"
+
+
+def nbytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def ms(value: float | None) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None or value != value else count(value)
+
+
+def rows(table_rows: list[int]) -> str:
+    groups: list[list[int]] = []
+    for r in table_rows:
+        if groups and groups[-1][1] == r:
+            groups[-1][0] += 1
+        else:
+            groups.append([1, r])
+    return " + ".join(f"{n}x{count(r)}" for n, r in groups)
+
+
+def widths(values: list[int]) -> str:
+    return "-".join(str(w) for w in values)
+
+
+def mlp(summary: dict[str, Any]) -> str:
+    kind = summary["model_type"]
+    if kind in ("din", "dien"):
+        return f"att {widths(summary['bottom_mlp'])}, top {widths(summary['top_mlp'])}"
+    parts = []
+    if kind == "dlrm":
+        parts.append(f"bot {widths(summary['bottom_mlp'])}")
+    elif kind in ("wnd", "mtwnd"):
+        parts.append(f"dense {summary['dense_features']}")
+    parts.append(f"top {widths(summary['top_mlp'])}")
+    if kind == "mtwnd":
+        parts.append(f"{summary['num_tasks']}x tasks {widths(summary['task_mlp'])}")
+    return ", ".join(parts)
+
+
+def lookups(summary: dict[str, Any]) -> str:
+    distinct = sorted(set(summary["lookups_per_table"]), reverse=True)
+    text = "/".join(str(n) for n in distinct)
+    if not summary["pooling_fixed"]:
+        text = f"1..{text}"
+    if summary["sequence_length"]:
+        text += f" + seq {summary['sequence_length']}"
+    return text
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,304 @@
+"""Commands that measure: ``run`` (the main job) and ``sweep`` (custom sweeps)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+from recstack.cli import format as fmt
+from recstack.cli.app import app, console
+from recstack.cli.options import (DEFAULT_STORE, JsonOption, ScaleOption, check_scale,
+                                  int_list)
+from recstack.errors import RecstackError
+
+ModelOption = Annotated[list[str] | None, typer.Option(
+    "--model", "-m", help="Zoo name, DeepRecSys alias or spec file (repeatable).")]
+BatchOption = Annotated[str | None, typer.Option(
+    "--batch-sizes", help="Comma-separated batch sizes. Default: 1,4,16,...,4096.")]
+ThreadsOption = Annotated[str | None, typer.Option(
+    "--threads", help="Comma-separated intra-op thread counts. Default: all usable cores.")]
+DeviceOption = Annotated[list[str] | None, typer.Option(
+    "--device", help="cpu, cuda or cuda:N (repeatable). Default: every device present.")]
+OutOption = Annotated[str, typer.Option("--out", help="The results database file.")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Continue the latest run in the store (or --run-id): points it already "
+                     "measured are skipped, failed ones are measured again.")]
+RunIdOption = Annotated[str | None, typer.Option(
+    "--run-id", help="Name of the run to create, or with --resume the run to continue.")]
+MinTimeOption = Annotated[float, typer.Option(
+    "--min-time", help="Seconds of timed iterations per point (after warm-up).")]
+DistributionOption = Annotated[str, typer.Option(
+    "--distribution", help="Sparse id distribution: uniform, zipf or locality.")]
+
+
+def _settings(min_time: float) -> Any:
+    from recstack.collect.timing import TimingSettings
+    from recstack.errors import SpecError
+
+    try:
+        return TimingSettings(min_seconds=min_time)
+    except SpecError as error:
+        raise RecstackError(f"--min-time: {min_time!r} is not allowed; {error.allowed}"
+                            ) from None
+
+
+def _open_run(store: Any, settings: Any, resume: bool, run_id: str | None) -> str:
+    """Creates the run, or finds the one to resume and checks it used the same settings."""
+    from recstack.platform_info import collect_platform, describe_platform, platform_id
+
+    if resume:
+        run_id = run_id or store.latest_run_id()
+        info = store.run_info(run_id) if run_id else None
+        if info is None:
+            raise RecstackError(f"--resume: no run {run_id or ''} to resume in {store.path}"
+                                .replace("  ", " "))
+        stored = json.loads(info["settings"])
+        if stored != settings.to_dict():
+            changed = sorted(k for k in stored if stored[k] != settings.to_dict().get(k))
+            raise RecstackError(f"--resume: run {run_id} was measured with other settings "
+                                f"({', '.join(changed)}); resume with the same options or "
+                                "start a new run")
+        return run_id
+    if run_id and store.run_info(run_id) is not None:
+        raise RecstackError(f"--run-id: {run_id!r} already exists in {store.path}; add "
+                            "--resume to continue it")
+    platform = collect_platform()
+    command = "recstack " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return store.create_run(command, settings.to_dict(), platform, platform_id(platform),
+                            describe_platform(platform), run_id=run_id)
+
+
+def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | None
+             ) -> tuple[Any, Any]:
+    """Runs the plan into the store with progress; returns (store, outcome)."""
+    from recstack.store import ResultStore
+    from recstack.sweep import run_sweep
+
+    store = ResultStore(out)
+    run_id = _open_run(store, settings, resume, run_id)
+    for note in plan.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"run {run_id}: {len(plan.points)} points into {store.path}", highlight=False)
+    if console.is_terminal:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("starting", total=len(plan.points))
+
+            def update(event: Any) -> None:
+                if event.kind == "start":
+                    progress.update(task, description=event.point.label)
+                else:
+                    progress.advance(task)
+                    if event.kind == "failed":
+                        progress.console.print(f"failed: {event.point.label}: {event.error}",
+                                               highlight=False, markup=False)
+
+            outcome = run_sweep(plan, store, run_id, settings, progress=update)
+    else:
+        def log(event: Any) -> None:
+            where = f"[{event.index + 1}/{event.total}] {event.point.label}"
+            if event.kind == "done":
+                console.print(f"{where}: median {fmt.ms(event.median_ms)} ms", highlight=False)
+            elif event.kind == "failed":
+                console.print(f"{where}: failed: {event.error}", highlight=False, markup=False)
+            elif event.kind == "skipped":
+                console.print(f"{where}: already measured", highlight=False)
+
+        outcome = run_sweep(plan, store, run_id, settings, progress=log)
+    return store, outcome
+
+
+def _report_outcome(outcome: Any) -> None:
+    if outcome.skipped:
+        console.print(f"{outcome.skipped} points were already measured in this run (skipped)")
+    if outcome.warnings:
+        console.print(f"[yellow]{len(outcome.warnings)} points had a high spread[/yellow] "
+                      "(coefficient of variation over 10%); they are flagged `unstable` in "
+                      "the store. The machine may be busy or changing frequency: close other "
+                      "work, measure longer (--min-time) or fix the thread count (--threads).")
+    for label, error in outcome.failed:
+        console.print(f"failed: {label}: {error}", highlight=False, markup=False)
+
+
+def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
+          devices: list[str] | None, scale: float | None, distribution: str, seed: int) -> Any:
+    from recstack.inputs import QuerySpec
+    from recstack.errors import SpecError
+    from recstack.sweep import DEFAULT_BATCH_SIZES, available_devices, plan_sweep, usable_cores
+
+    check_scale(scale)
+    try:
+        query = QuerySpec(distribution=distribution, seed=seed)
+    except SpecError as error:
+        raise RecstackError(f"--{error.field}: {error.value!r} is not allowed; {error.allowed}"
+                            ) from None
+    return plan_sweep(
+        models=models,
+        batch_sizes=(int_list("--batch-sizes", batch_sizes) if batch_sizes
+                     else list(DEFAULT_BATCH_SIZES)),
+        threads=int_list("--threads", threads) if threads else [usable_cores()],
+        devices=devices or available_devices(),
+        scale=scale, query=query, seed=seed,
+    )
+
+
+@app.command()
+def sweep(
+    model: ModelOption = None,
+    batch_sizes: BatchOption = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+    scale: ScaleOption = None,
+    out: OutOption = DEFAULT_STORE,
+    sweep_file: Annotated[str | None, typer.Option(
+        "--sweep-file", help="YAML/JSON file with models, batch_sizes, threads, devices, "
+                             "backends, scale, query, seed.")] = None,
+    resume: ResumeOption = False,
+    run_id: RunIdOption = None,
+    min_time: MinTimeOption = 1.0,
+    distribution: DistributionOption = "uniform",
+    seed: Annotated[int, typer.Option(help="Seed of weights and queries.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure a custom sweep (models x batch sizes x threads x devices) into the store."""
+    from recstack.analysis.systems import load_timings
+    from recstack.sweep import load_sweep_file, plan_sweep
+
+    settings = _settings(min_time)
+    if sweep_file:
+        options = load_sweep_file(sweep_file)
+        if model:
+            options["models"] = model
+        if "models" not in options:
+            raise RecstackError("--model: nothing given; name models with --model or in the "
+                                "sweep file")
+        from recstack.sweep import DEFAULT_BATCH_SIZES, available_devices, usable_cores
+
+        options.setdefault("batch_sizes", list(DEFAULT_BATCH_SIZES))
+        options.setdefault("threads", [usable_cores()])
+        options.setdefault("devices", available_devices())
+        plan = plan_sweep(**options)
+    else:
+        if not model:
+            raise RecstackError("--model: nothing given; name at least one model (e.g. "
+                                "--model rmc1) or use --sweep-file")
+        plan = _plan(model, batch_sizes, threads, device, scale, distribution, seed)
+    store, outcome = _measure(plan, out, settings, resume, run_id)
+    timings = load_timings(store, [outcome.run_id]) if store.path.is_file() else None
+    if as_json:
+        fmt.print_json({"run_id": outcome.run_id, "store": str(store.path),
+                        "failed": outcome.failed,
+                        "points": [] if timings is None else timings.to_dict("records")})
+    elif timings is not None and not timings.empty:
+        console.print(_points_table(timings))
+    _report_outcome(outcome)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+def _points_table(timings: Any) -> Table:
+    table = Table(title="measured points", header_style="bold")
+    for column in ("model", "batch", "device", "threads", "median ms", "p95 ms", "p99 ms",
+                   "samples/s", "CV", "iterations", "flag"):
+        table.add_column(column, justify="left" if column in ("model", "device", "flag")
+                         else "right")
+    for row in timings.itertuples():
+        table.add_row(row.model, str(row.batch_size), row.device, str(row.threads),
+                      fmt.ms(row.median_ms), fmt.ms(row.p95_ms), fmt.ms(row.p99_ms),
+                      fmt.rate(row.throughput_per_s), f"{row.cv:.0%}", str(row.iterations),
+                      "unstable" if row.unstable else "")
+    return table
+
+
+@app.command()
+def run(
+    model: ModelOption = None,
+    batch_sizes: BatchOption = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+    scale: ScaleOption = None,
+    out: OutOption = DEFAULT_STORE,
+    resume: ResumeOption = False,
+    run_id: RunIdOption = None,
+    min_time: MinTimeOption = 1.0,
+    target: Annotated[list[str] | None, typer.Option(
+        "--target", help="p95 latency target MODEL=MS (repeatable); overrides the defaults "
+                         "(DeepRecSys's targets).")] = None,
+    targets_file: Annotated[str | None, typer.Option(
+        "--targets", help="YAML file of latency targets (see analysis/latency_targets.yaml)."
+    )] = None,
+) -> None:
+    """The main job: characterize the eight canonical models (full size where they fit) on
+    every device present over batch sizes 1 to 4096, store everything, print a summary and
+    write figures next to the store."""
+    from recstack.analysis.systems import (default_targets, load_targets, load_timings,
+                                           with_overrides)
+    from recstack.report.plots import write_systems_figures
+    from recstack.specs import ZOO_NAMES
+
+    targets = load_targets(targets_file) if targets_file else default_targets()
+    targets = with_overrides(targets, target or [])
+    settings = _settings(min_time)
+    plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0)
+    store, outcome = _measure(plan, out, settings, resume, run_id)
+    timings = load_timings(store, [outcome.run_id])
+    if not timings.empty:
+        _print_summary(timings, targets)
+        figures = write_systems_figures(timings, store.path.parent / "figures" / outcome.run_id)
+        for path in figures:
+            console.print(f"figure: {path}", highlight=False)
+    console.print(f"store: {store.path} (run {outcome.run_id}; `recstack results` lists runs)",
+                  highlight=False)
+    _report_outcome(outcome)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+def _print_summary(timings: Any, targets: Any) -> None:
+    from recstack.analysis.systems import best_deployment, deployment_spread
+
+    best = best_deployment(timings, targets).set_index("model")
+    spread = deployment_spread(timings).set_index("model")
+    spread_in_target = deployment_spread(timings, targets).set_index("model")
+    table = Table(title="systems level: latency, throughput and deployment choice",
+                  header_style="bold")
+    for column in ("model", "rows", "batch-1 median ms", "peak samples/s", "at",
+                   "p95 target ms", "best under target", "p95 ms", "samples/s",
+                   "best/worst", "best/worst in target"):
+        table.add_column(column, justify="left" if column in ("model", "at",
+                                                              "best under target") else "right")
+    for model_name, group in timings.groupby("model", sort=False):
+        smallest = group[group.batch_size == group.batch_size.min()]
+        peak = group.loc[group.throughput_per_s.idxmax()]
+        choice = best.loc[model_name]
+        deployment = (f"{choice.device} t{choice.threads} b{choice.batch_size}"
+                      + ("" if choice.meets_target else " (misses target)"))
+        in_target = (f"{spread_in_target.loc[model_name].ratio:.1f}x"
+                     if model_name in spread_in_target.index else "-")
+        scale = group.row_scale.iloc[0]
+        table.add_row(
+            str(model_name), "full" if scale == 1 else f"x{scale:g}",
+            fmt.ms(smallest.median_ms.min()), fmt.rate(peak.throughput_per_s),
+            f"{peak.device} t{peak.threads} b{peak.batch_size}", f"{choice.target_ms:g}",
+            deployment, fmt.ms(choice.p95_ms), fmt.rate(choice.throughput_per_s),
+            f"{spread.loc[model_name].ratio:.1f}x", in_target,
+        )
+    console.print(table)
+    if not spread.empty:
+        top = spread.ratio.idxmax()
+        console.print(f"deployment choice: the best configuration beats the worst by up to "
+                      f"{spread.ratio.max():.1f}x in throughput ({top}); within the latency "
+                      f"targets by up to "
+                      f"{spread_in_target.ratio.max() if not spread_in_target.empty else 0:.1f}x",
+                      highlight=False)
+    console.print(f"targets: {targets.source}", highlight=False)

@@ -1,0 +1,83 @@
+"""``recstack results``: list the runs of a store, show one, export it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from recstack.cli import format as fmt
+from recstack.cli.app import app, console
+from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption
+
+results_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=False,
+                          invoke_without_command=True)
+app.add_typer(results_app, name="results")
+
+
+@results_app.callback()
+def results(ctx: typer.Context, store: StoreOption = DEFAULT_STORE,
+            as_json: JsonOption = False) -> None:
+    """List the runs in the store (newest first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from recstack.store import ResultStore
+
+    runs = ResultStore(store).runs()
+    if as_json:
+        fmt.print_json(runs.to_dict("records"))
+        return
+    table = Table(title=f"runs in {store}", header_style="bold")
+    for column in ("run", "started (UTC)", "points ok", "failed", "platform", "command"):
+        table.add_column(column, justify="right" if column in ("points ok", "failed")
+                         else "left")
+    for row in runs.itertuples():
+        table.add_row(row.run_id, str(row.started_at)[:19], str(row.points_ok),
+                      str(row.points_failed), str(row.platform), str(row.command))
+    console.print(table)
+
+
+@results_app.command("show")
+def show(run_id: Annotated[str, typer.Argument(help="The run to show.")],
+         store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """The points of one run, with their statistics or errors."""
+    from recstack.errors import RecstackError
+    from recstack.store import ResultStore
+
+    results_store = ResultStore(store)
+    if results_store.run_info(run_id) is None:
+        raise RecstackError(f"run: {run_id!r} is not in {store}; `recstack results` lists "
+                            "the runs")
+    frame = results_store.query("""
+        SELECT pt.label, pt.status, pt.error, t.median_ms, t.p95_ms, t.p99_ms,
+               t.throughput_per_s, t.cv, t.unstable
+        FROM points pt LEFT JOIN timing t USING (run_id, point_key)
+        WHERE pt.run_id = ? ORDER BY pt.model, pt.device, pt.threads, pt.batch_size
+    """, [run_id])
+    if as_json:
+        fmt.print_json(frame.to_dict("records"))
+        return
+    table = Table(title=f"run {run_id}", header_style="bold")
+    for column in ("point", "status", "median ms", "p95 ms", "p99 ms", "samples/s", "CV",
+                   "note"):
+        table.add_column(column)
+    for row in frame.itertuples():
+        note = row.error if row.status == "failed" else ("unstable" if row.unstable else "")
+        table.add_row(row.label, row.status, fmt.ms(row.median_ms), fmt.ms(row.p95_ms),
+                      fmt.ms(row.p99_ms), fmt.rate(row.throughput_per_s),
+                      "-" if row.cv != row.cv else f"{row.cv:.0%}", str(note or ""))
+    console.print(table)
+
+
+@results_app.command("export")
+def export(run_id: Annotated[str, typer.Argument(help="The run to export.")],
+           to: Annotated[str, typer.Option("--to", help="Directory to write into.")] = ".",
+           file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")]
+           = "parquet",
+           store: StoreOption = DEFAULT_STORE) -> None:
+    """Write a run's platform, run, points, samples and timing tables as Parquet or CSV."""
+    from recstack.store import ResultStore
+
+    for path in ResultStore(store).export(run_id, to, file_format):
+        console.print(f"wrote {path}", highlight=False)

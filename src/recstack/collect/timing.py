@@ -1,0 +1,279 @@
+"""Timing collector: latency and throughput of one point, measured in a worker process.
+
+Method (see also the README's "How recstack measures"):
+1. Set the thread count, build the model (its build time and peak memory are recorded),
+   generate the query batches ahead: nothing of that is timed.
+2. Check one forward pass (finite output of the right shape).
+3. Warm up for at least ``warmup_iterations`` and ``warmup_seconds``.
+4. Calibrate: iterations = ``min_seconds`` / (median warm-up iteration time), clamped to
+   [``min_iterations``, ``max_iterations``].
+5. Time every iteration separately with ``time.perf_counter_ns`` and keep every sample; the
+   garbage collector is off during the loop. On CUDA the query's host-to-device copy and the
+   forward are timed separately, each closed by ``torch.cuda.synchronize()`` before the clock
+   is read; end-to-end latency includes the copy (as the paper counts it).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recstack.errors import RecstackError, SpecError
+from recstack.points import Point
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """How long and how often to measure. Stored with the run: a run is never resumed with
+    different settings."""
+
+    warmup_iterations: int = 3
+    warmup_seconds: float = 0.2
+    min_seconds: float = 1.0
+    min_iterations: int = 10
+    max_iterations: int = 100_000
+    distinct_batches: int = 4
+    """Distinct query batches cycled through, so caches do not see one batch only."""
+    max_input_bytes: int = 1 << 29
+    """Fewer distinct batches are kept when they would exceed this much memory."""
+    cv_threshold: float = 0.10
+    """Coefficient of variation above which a point is flagged unstable."""
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_iterations", "min_iterations", "max_iterations",
+                     "distinct_batches", "max_input_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(name, value, "expected an integer >= 1")
+        for name in ("warmup_seconds", "min_seconds", "cv_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise SpecError(name, value, "expected a number >= 0")
+        if self.max_iterations < self.min_iterations:
+            raise SpecError("max_iterations", self.max_iterations,
+                            f"expected at least min_iterations ({self.min_iterations})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TimingResult:
+    """Raw outcome of a point's timing, as the worker measured it."""
+
+    latency_ns: list[int]
+    """End-to-end latency of every timed iteration."""
+    copy_ns: list[int] | None
+    """Host-to-device copy of every timed iteration (CUDA only), included in latency_ns."""
+    warmup_iterations: int
+    build_seconds: float
+    peak_memory_growth_bytes: int
+    input_bytes_per_batch: int
+    distinct_batches: int
+    threads_used: int
+    device_name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RecstackError(f"device: {device!r} is not available on this machine "
+                                "(torch sees no CUDA GPU); use cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise RecstackError(f"device: {device!r} does not exist; this machine has "
+                                f"{torch.cuda.device_count()} CUDA device(s)")
+
+
+def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
+    """Measures ``point``; meant to run in a fresh worker process (see recstack.worker)."""
+    import torch
+
+    from recstack.inputs import generate_batches
+    from recstack.models import build_model
+
+    torch.set_num_threads(point.threads)
+    _check_device(point.device)
+    on_cuda = point.device.startswith("cuda")
+
+    baseline = _peak_rss_bytes()
+    start = time.perf_counter()
+    model = build_model(point.spec, seed=point.seed, device=point.device)
+    if on_cuda:
+        torch.cuda.synchronize(point.device)
+    build_seconds = time.perf_counter() - start
+    growth = _peak_rss_bytes() - baseline
+
+    (probe,) = generate_batches(point.spec, point.query, point.batch_size, 1)
+    per_batch = max(1, probe.nbytes)
+    count = max(1, min(settings.distinct_batches, settings.max_input_bytes // per_batch))
+    batches = generate_batches(point.spec, point.query, point.batch_size, count)
+    if on_cuda:
+        batches = [_pinned(batch) for batch in batches]
+
+    with torch.inference_mode():
+        _check_output(model, batches[0].to(point.device), point)
+        if on_cuda:
+            latency, copy, warmup = _time_cuda(model, batches, point.device, settings)
+        else:
+            latency, warmup = _time_cpu(model, batches, settings)
+            copy = None
+    return TimingResult(
+        latency_ns=latency, copy_ns=copy, warmup_iterations=warmup,
+        build_seconds=build_seconds, peak_memory_growth_bytes=growth,
+        input_bytes_per_batch=per_batch, distinct_batches=count,
+        threads_used=torch.get_num_threads(),
+        device_name=(torch.cuda.get_device_name(point.device) if on_cuda else "cpu"),
+    )
+
+
+def _pinned(batch: Any) -> Any:
+    """Page-locked host memory, as a serving system would stage queries for the GPU."""
+    from dataclasses import replace
+
+    def pin(tensor: Any) -> Any:
+        return None if tensor is None else tensor.pin_memory()
+
+    return replace(batch, dense=pin(batch.dense), sequence=pin(batch.sequence),
+                   bag_indices=tuple(pin(t) for t in batch.bag_indices),
+                   bag_offsets=tuple(pin(t) for t in batch.bag_offsets))
+
+
+def _check_output(model: Any, batch: Any, point: Point) -> None:
+    import torch
+
+    output = model(batch)
+    if output.shape[0] != point.batch_size or not torch.isfinite(output).all():
+        raise RecstackError(f"{point.label}: the forward pass gave a wrong or non-finite "
+                            f"output of shape {tuple(output.shape)}")
+
+
+def _iterations_for(warmup_ns: list[int], settings: TimingSettings) -> int:
+    typical = float(np.median(warmup_ns[1:] if len(warmup_ns) > 1 else warmup_ns))
+    wanted = math.ceil(settings.min_seconds * 1e9 / max(typical, 1.0))
+    return int(min(settings.max_iterations, max(settings.min_iterations, wanted)))
+
+
+def _time_cpu(model: Any, batches: list[Any], settings: TimingSettings
+              ) -> tuple[list[int], int]:
+    clock = time.perf_counter_ns
+    count = len(batches)
+    warmup: list[int] = []
+    warmup_end = clock() + int(settings.warmup_seconds * 1e9)
+    while len(warmup) < settings.warmup_iterations or clock() < warmup_end:
+        start = clock()
+        model(batches[len(warmup) % count])
+        warmup.append(clock() - start)
+    iterations = _iterations_for(warmup, settings)
+    latency = [0] * iterations
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(iterations):
+            batch = batches[i % count]
+            start = clock()
+            model(batch)
+            latency[i] = clock() - start
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return latency, len(warmup)
+
+
+def _time_cuda(model: Any, batches: list[Any], device: str, settings: TimingSettings
+               ) -> tuple[list[int], list[int], int]:
+    import torch
+
+    clock = time.perf_counter_ns
+    synchronize = torch.cuda.synchronize
+    count = len(batches)
+
+    def once(batch: Any) -> tuple[int, int]:
+        start = clock()
+        on_device = batch.to(device, non_blocking=True)
+        synchronize(device)
+        copied = clock()
+        model(on_device)
+        synchronize(device)
+        return clock() - start, copied - start
+
+    warmup: list[int] = []
+    warmup_end = clock() + int(settings.warmup_seconds * 1e9)
+    while len(warmup) < settings.warmup_iterations or clock() < warmup_end:
+        warmup.append(once(batches[len(warmup) % count])[0])
+    iterations = _iterations_for(warmup, settings)
+    latency, copy = [0] * iterations, [0] * iterations
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(iterations):
+            latency[i], copy[i] = once(batches[i % count])
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return latency, copy, len(warmup)
+
+
+# ---- statistics (pure; used by the sweep before storing) -----------------------------------
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Statistics derived from a point's raw samples. Times in milliseconds."""
+
+    iterations: int
+    median_ms: float
+    p5_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    cv: float
+    throughput_per_s: float
+    """Samples per second at the median latency: batch_size / median."""
+    copy_median_ms: float | None
+    unstable: bool
+    warning: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def timing_stats(latency_ns: list[int], batch_size: int, copy_ns: list[int] | None = None,
+                 cv_threshold: float = 0.10, label: str = "point") -> TimingStats:
+    """Median, percentiles, mean, spread and throughput of raw latencies."""
+    if not latency_ns:
+        raise ValueError("no samples")
+    ms = np.asarray(latency_ns, dtype=np.float64) / 1e6
+    median = float(np.median(ms))
+    mean = float(ms.mean())
+    std = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
+    cv = std / mean if mean > 0 else 0.0
+    p5, p95, p99 = (float(v) for v in np.percentile(ms, [5, 95, 99]))
+    unstable = cv > cv_threshold
+    warning = None
+    if unstable:
+        warning = (f"{label}: latency spread is high (CV {cv:.0%} > {cv_threshold:.0%}); the "
+                   "machine may be busy or changing frequency: close other work, measure "
+                   "longer (--min-time), or fix the thread count (--threads)")
+    return TimingStats(
+        iterations=int(ms.size), median_ms=median, p5_ms=p5, p95_ms=p95, p99_ms=p99,
+        mean_ms=mean, std_ms=std, cv=cv, throughput_per_s=batch_size / (median / 1e3),
+        copy_median_ms=(float(np.median(copy_ns)) / 1e6 if copy_ns else None),
+        unstable=unstable, warning=warning,
+    )

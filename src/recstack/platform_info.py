@@ -1,0 +1,589 @@
+"""What machine and software stack a measurement ran on.
+
+:func:`collect_platform` returns a JSON-serializable dict; every field is ``None`` (or an empty
+list) when it cannot be learned, and no exception escapes, because a benchmark must never
+fail over a missing ``/proc`` file, a sandboxed ``sysctl`` or an absent ``nvidia-smi``.
+:func:`platform_id` digests the fields that identify hardware and software stack;
+:func:`describe_platform` writes one line for people.
+
+The parsers (:func:`parse_cpuinfo`, :func:`parse_size`, :func:`parse_cpu_list`,
+:func:`parse_torch_config`, :func:`parse_sysctl_caches`, :func:`read_caches`) are pure so
+tests can feed them recorded text; unlike :func:`collect_platform` they may raise
+``ValueError`` on malformed input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+CPUINFO = Path("/proc/cpuinfo")
+SYSFS_CPU = Path("/sys/devices/system/cpu")
+SYSFS_NODE = Path("/sys/devices/system/node")
+CPU0_CACHE = SYSFS_CPU / "cpu0" / "cache"
+CPU0_GOVERNOR = SYSFS_CPU / "cpu0" / "cpufreq" / "scaling_governor"
+
+# External commands can hang on broken drivers or sandboxes; a platform probe must not.
+COMMAND_TIMEOUT_S = 2.0
+
+FLAGS_OF_INTEREST: frozenset[str] = frozenset(
+    {"avx", "avx2", "avx512f", "avx512_bf16", "amx_tile", "fma", "sse4_2", "neon", "asimd"})
+
+# The first six are the ones every OpenMP/BLAS build honours; the others change latency
+# (blocking time, placement) or thread counts of macOS Accelerate.
+THREAD_ENV_VARS: tuple[str, ...] = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "KMP_AFFINITY",
+    "GOMP_CPU_AFFINITY", "OMP_PROC_BIND", "OMP_PLACES", "KMP_BLOCKTIME",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+# ARM /proc/cpuinfo usually has no "model name"; these codes name the common server and
+# laptop cores so that the platform is still told apart.
+_ARM_IMPLEMENTERS = {
+    "0x41": "ARM", "0x42": "Broadcom", "0x43": "Cavium", "0x46": "Fujitsu", "0x48": "HiSilicon",
+    "0x4e": "NVIDIA", "0x50": "APM", "0x51": "Qualcomm", "0x61": "Apple", "0xc0": "Ampere",
+}
+_ARM_PARTS = {
+    ("0x41", "0xd03"): "Cortex-A53", ("0x41", "0xd05"): "Cortex-A55",
+    ("0x41", "0xd07"): "Cortex-A57", ("0x41", "0xd08"): "Cortex-A72",
+    ("0x41", "0xd0b"): "Cortex-A76", ("0x41", "0xd0c"): "Neoverse-N1",
+    ("0x41", "0xd40"): "Neoverse-V1", ("0x41", "0xd49"): "Neoverse-N2",
+    ("0x41", "0xd4f"): "Neoverse-V2", ("0xc0", "0xac3"): "Ampere-1",
+}
+
+# macOS x86 spells some features differently from Linux.
+_DARWIN_FLAG_NAMES = {"avx1.0": "avx", "sse4.2": "sse4_2"}
+
+_SYSCTL_CACHES = {
+    "hw.l1dcachesize": (1, "Data"),
+    "hw.l1icachesize": (1, "Instruction"),
+    "hw.l2cachesize": (2, "Unified"),
+    "hw.l3cachesize": (3, "Unified"),
+}
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_ON = {"ON", "1", "TRUE", "YES"}
+
+KEYS: tuple[str, ...] = (
+    "hostname", "os", "kernel", "machine",
+    "cpu_model", "cpu_vendor", "cpu_flags_of_interest", "hypervisor", "virtualization",
+    "logical_cores", "physical_cores", "usable_cores", "sockets", "numa_nodes",
+    "caches", "memory_bytes", "cpu_freq_mhz", "cpu_governor",
+    "python", "python_implementation", "numpy", "torch", "torch_cuda", "torch_blas",
+    "torch_parallel_info", "torch_cpu_capability", "torch_threads", "torch_interop_threads",
+    "thread_env", "gpus", "gpu_driver",
+)
+
+
+# --------------------------------------------------------------------------- pure parsers
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size: ``"32K"``, ``"1024K"``, ``"32M"``, ``"1G"``, ``"64 KiB"``, ``"65536"``."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:I?B)?\s*", text, flags=re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"not a size: {text!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+
+
+def parse_cpu_list(text: str) -> int:
+    """Number of CPUs in a kernel cpu list such as ``"0-3,8-11"`` (8); ``""`` is 0."""
+    count = 0
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        first, sep, last = part.partition("-")
+        if sep:
+            low, high = int(first), int(last)
+            if high < low:
+                raise ValueError(f"not a cpu list: {text!r}")
+            count += high - low + 1
+        else:
+            int(first)
+            count += 1
+    return count
+
+
+def parse_cpuinfo(text: str) -> dict[str, Any]:
+    """Model, vendor, flags of interest, hypervisor flag and socket count from ``/proc/cpuinfo``.
+
+    Returns ``{"model", "vendor", "flags_of_interest", "hypervisor", "sockets", "processors"}``;
+    ``hypervisor`` is ``None`` where the text has no x86 ``flags`` line (ARM has none), and
+    ``flags_of_interest`` is ``None`` where it has neither ``flags`` nor ``Features``.
+    """
+    first: dict[str, str] = {}
+    physical_ids: set[str] = set()
+    processors = 0
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip()
+        if key == "processor":
+            processors += 1
+        elif key == "physical id":
+            physical_ids.add(value)
+        first.setdefault(key, value)
+
+    implementer = first.get("CPU implementer", "").lower() or None
+    part = first.get("CPU part", "").lower() or None
+    model = next((first[k] for k in ("model name", "Processor", "cpu model", "cpu")
+                  if first.get(k)), None)
+    if model is None and implementer is not None:
+        vendor_name = _ARM_IMPLEMENTERS.get(implementer, implementer)
+        part_name = _ARM_PARTS.get((implementer, part or ""), f"part {part}" if part else None)
+        model = f"{vendor_name} {part_name}" if part_name else vendor_name
+
+    vendor = first.get("vendor_id") or None
+    if vendor is None and implementer is not None:
+        vendor = _ARM_IMPLEMENTERS.get(implementer, implementer)
+
+    x86_flags = first.get("flags")
+    flag_line = x86_flags if x86_flags is not None else first.get("Features")
+    flags = set(flag_line.split()) if flag_line is not None else None
+    return {
+        "model": model,
+        "vendor": vendor,
+        "flags_of_interest": sorted(flags & FLAGS_OF_INTEREST) if flags is not None else None,
+        "hypervisor": ("hypervisor" in flags) if x86_flags is not None and flags is not None
+        else None,
+        "sockets": len(physical_ids) or None,
+        "processors": processors,
+    }
+
+
+def parse_torch_config(text: str) -> dict[str, Any]:
+    """BLAS, LAPACK, oneDNN and OpenMP of a torch build, from ``torch.__config__.show()``.
+
+    Reads ``KEY=value`` settings both from the ``Build settings:`` line and from lines of their
+    own; where a build does not print ``USE_MKLDNN``/``USE_OPENMP`` the banner lines for
+    oneDNN/OpenMP decide. Returns ``{"blas", "lapack", "mkldnn", "openmp", "mkl"}``.
+    """
+    settings: dict[str, str] = {}
+    banner_mkldnn = banner_openmp = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("- "):
+            line = line[2:].strip()
+        if line.startswith("Build settings:"):
+            line = line[len("Build settings:"):]
+        else:
+            banner_mkldnn |= "MKL-DNN" in line or "oneDNN" in line
+            banner_openmp |= line.startswith("OpenMP")
+        for token in line.split(","):
+            match = re.fullmatch(r"\s*([A-Z][A-Z0-9_]*)=(.*)", token)
+            if match:
+                settings.setdefault(match.group(1), match.group(2).strip())
+
+    def flag(key: str, fallback: bool) -> bool:
+        return settings[key].upper() in _ON if key in settings else fallback
+
+    return {
+        "blas": settings.get("BLAS_INFO") or None,
+        "lapack": settings.get("LAPACK_INFO") or None,
+        "mkldnn": flag("USE_MKLDNN", banner_mkldnn),
+        "openmp": flag("USE_OPENMP", banner_openmp),
+        "mkl": flag("USE_MKL", False),
+    }
+
+
+def read_caches(root: Path) -> list[dict[str, Any]]:
+    """cpu0's caches from a sysfs cache directory (``.../cpu0/cache``), in index order.
+
+    An ``index*`` entry whose ``level``, ``type`` or ``size`` is missing or unreadable is
+    skipped (a cache without them cannot be described); a missing ``coherency_line_size``,
+    ``ways_of_associativity`` or ``shared_cpu_list`` leaves that field ``None``.
+    """
+    root = Path(root)
+    try:
+        entries = [p for p in root.iterdir() if re.fullmatch(r"index\d+", p.name)]
+    except OSError:
+        return []
+    caches = []
+    for entry in sorted(entries, key=lambda p: int(p.name[len("index"):])):
+        level = _attempt(lambda: int(_read(entry / "level")))
+        kind = _read(entry / "type")
+        size = _attempt(lambda: parse_size(_read(entry / "size")))
+        if level is None or not kind or size is None:
+            continue
+        caches.append({
+            "level": level,
+            "type": kind,
+            "size_bytes": size,
+            "line_bytes": _attempt(lambda: int(_read(entry / "coherency_line_size"))),
+            "ways": _attempt(lambda: int(_read(entry / "ways_of_associativity"))),
+            "shared_by_cpus": _attempt(lambda: parse_cpu_list(_read(entry / "shared_cpu_list"))),
+        })
+    return caches
+
+
+def parse_sysctl_caches(text: str) -> list[dict[str, Any]]:
+    """Caches from macOS ``sysctl hw.l1dcachesize ... hw.cachelinesize`` (``name: value`` lines)."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and value.strip().isdigit():
+            values[key.strip()] = int(value.strip())
+    line_bytes = values.get("hw.cachelinesize") or None
+    return [
+        {"level": level, "type": kind, "size_bytes": values[key], "line_bytes": line_bytes,
+         "ways": None, "shared_by_cpus": None}
+        for key, (level, kind) in _SYSCTL_CACHES.items() if values.get(key)
+    ]
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def _attempt(fn: Callable[[], T]) -> T | None:
+    try:
+        return fn()
+    except Exception:
+        return None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except Exception:
+        return None
+
+
+def _run(args: list[str], *, any_exit_code: bool = False) -> str | None:
+    """Stripped stdout of a command, or None if it is absent, fails, hangs or prints nothing."""
+    try:
+        if shutil.which(args[0]) is None:
+            return None
+        done = subprocess.run(args, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
+                              check=False)
+    except Exception:
+        return None
+    if done.returncode != 0 and not any_exit_code:
+        return None
+    out = (done.stdout or "").strip()
+    return out or None
+
+
+def _is_linux() -> bool:
+    return sys.platform.startswith("linux")
+
+
+def _is_macos() -> bool:
+    return sys.platform == "darwin"
+
+
+def _cpu_facts() -> dict[str, Any]:
+    """CPU model, vendor, flags, hypervisor and sockets from whatever this OS offers."""
+    facts: dict[str, Any] = {"model": None, "vendor": None, "flags_of_interest": None,
+                             "hypervisor": None, "sockets": None}
+    if _is_linux():
+        text = _read(CPUINFO)
+        if text:
+            facts.update(_attempt(lambda: parse_cpuinfo(text)) or {})
+        if facts["sockets"] is None:
+            facts["sockets"] = _sysfs_sockets()
+    elif _is_macos():
+        facts["model"] = _run(["sysctl", "-n", "machdep.cpu.brand_string"])
+        facts["vendor"] = _run(["sysctl", "-n", "machdep.cpu.vendor"]) or (
+            "Apple" if platform.machine() == "arm64" else None)
+        facts["flags_of_interest"] = _darwin_flags()
+        vmm = _run(["sysctl", "-n", "kern.hv_vmm_present"])
+        facts["hypervisor"] = vmm == "1" if vmm in ("0", "1") else None
+    else:
+        facts["model"] = _attempt(platform.processor) or None
+    return facts
+
+
+def _sysfs_sockets() -> int | None:
+    # ARM cpuinfo has no "physical id"; the topology directory does (-1 means unknown).
+    ids = {_read(p) for p in SYSFS_CPU.glob("cpu[0-9]*/topology/physical_package_id")}
+    ids -= {None, "-1"}
+    return len(ids) or None
+
+
+def _darwin_flags() -> list[str] | None:
+    x86 = _run(["sysctl", "-n", "machdep.cpu.features", "machdep.cpu.leaf7_features"],
+               any_exit_code=True)
+    neon = _run(["sysctl", "-n", "hw.optional.neon"])
+    if x86 is None and neon is None:
+        return None
+    flags = {_DARWIN_FLAG_NAMES.get(f, f) for f in (x86 or "").lower().split()}
+    if neon == "1":
+        flags.add("neon")
+    return sorted(flags & FLAGS_OF_INTEREST)
+
+
+def _caches() -> list[dict[str, Any]]:
+    if _is_linux():
+        return read_caches(CPU0_CACHE)
+    if _is_macos():
+        out = _run(["sysctl", *_SYSCTL_CACHES, "hw.cachelinesize"], any_exit_code=True)
+        return parse_sysctl_caches(out) if out else []
+    return []
+
+
+def _virtualization() -> str | None:
+    # Exit code 1 with "none" is its answer on bare metal, not a failure.
+    return _run(["systemd-detect-virt"], any_exit_code=True)
+
+
+def _usable_cores() -> int | None:
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    return len(getaffinity(0)) if getaffinity is not None else None
+
+
+def _numa_nodes() -> int | None:
+    if not _is_linux() or not SYSFS_NODE.is_dir():
+        return None
+    return len([p for p in SYSFS_NODE.glob("node[0-9]*") if p.is_dir()]) or None
+
+
+def _cpu_freq() -> dict[str, float | None] | None:
+    import psutil
+
+    freq = psutil.cpu_freq()
+    if freq is None:
+        return None
+    # psutil reports 0.0 for a bound it cannot read.
+    return {name: (float(getattr(freq, name)) or None) for name in ("current", "min", "max")}
+
+
+def _logical_cores() -> int | None:
+    import psutil
+
+    return psutil.cpu_count(logical=True) or os.cpu_count()
+
+
+def _physical_cores() -> int | None:
+    import psutil
+
+    return psutil.cpu_count(logical=False)
+
+
+def _memory_bytes() -> int | None:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+def _numpy_version() -> str | None:
+    import numpy
+
+    return numpy.__version__
+
+
+def _torch_facts() -> dict[str, Any]:
+    facts: dict[str, Any] = dict.fromkeys(
+        ("torch", "torch_cuda", "torch_blas", "torch_parallel_info", "torch_cpu_capability",
+         "torch_threads", "torch_interop_threads"))
+    facts["gpus"] = []
+    try:
+        import torch
+    except Exception:
+        return facts
+    facts["torch"] = _attempt(lambda: str(torch.__version__))
+    facts["torch_cuda"] = _attempt(lambda: torch.version.cuda)
+    facts["torch_blas"] = _attempt(lambda: parse_torch_config(torch.__config__.show()))
+    facts["torch_parallel_info"] = _attempt(lambda: str(torch.__config__.parallel_info()))
+    facts["torch_cpu_capability"] = _attempt(lambda: str(torch.backends.cpu.get_cpu_capability()))
+    facts["torch_threads"] = _attempt(torch.get_num_threads)
+    facts["torch_interop_threads"] = _attempt(torch.get_num_interop_threads)
+    facts["gpus"] = _attempt(lambda: _gpus(torch)) or []
+    return facts
+
+
+def _gpus(torch: Any) -> list[dict[str, Any]]:
+    # is_available() does not create a CUDA context; only ask for properties once it says yes.
+    if not torch.cuda.is_available():
+        return []
+    gpus = []
+    for index in range(torch.cuda.device_count()):
+        props = _attempt(lambda: torch.cuda.get_device_properties(index))
+        if props is None:
+            gpus.append({"index": index, "name": None, "total_memory_bytes": None,
+                         "capability": None, "multiprocessors": None})
+            continue
+        gpus.append({
+            "index": index,
+            "name": str(props.name),
+            "total_memory_bytes": int(props.total_memory),
+            "capability": f"{props.major}.{props.minor}",
+            "multiprocessors": int(props.multi_processor_count),
+        })
+    return gpus
+
+
+def _gpu_driver() -> str | None:
+    out = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    return (out.splitlines()[0].strip() or None) if out else None
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def collect_platform() -> dict[str, Any]:
+    """Describe this machine and software stack (keys in :data:`KEYS`); never raises."""
+    cpu = _attempt(_cpu_facts) or {}
+    torch_facts = _attempt(_torch_facts) or {}
+    info: dict[str, Any] = {
+        "hostname": _attempt(socket.gethostname) or _attempt(platform.node) or None,
+        "os": _attempt(platform.platform) or None,
+        "kernel": _attempt(platform.release) or None,
+        "machine": _attempt(platform.machine) or None,
+        "cpu_model": cpu.get("model"),
+        "cpu_vendor": cpu.get("vendor"),
+        "cpu_flags_of_interest": cpu.get("flags_of_interest"),
+        "hypervisor": cpu.get("hypervisor"),
+        "virtualization": _attempt(_virtualization),
+        "logical_cores": _attempt(_logical_cores),
+        "physical_cores": _attempt(_physical_cores),
+        "usable_cores": _attempt(_usable_cores),
+        "sockets": cpu.get("sockets"),
+        "numa_nodes": _attempt(_numa_nodes),
+        "caches": _attempt(_caches) or [],
+        "memory_bytes": _attempt(_memory_bytes),
+        "cpu_freq_mhz": _attempt(_cpu_freq),
+        "cpu_governor": (_read(CPU0_GOVERNOR) or None) if _is_linux() else None,
+        "python": _attempt(platform.python_version),
+        "python_implementation": _attempt(platform.python_implementation),
+        "numpy": _attempt(_numpy_version),
+        "torch": torch_facts.get("torch"),
+        "torch_cuda": torch_facts.get("torch_cuda"),
+        "torch_blas": torch_facts.get("torch_blas"),
+        "torch_parallel_info": torch_facts.get("torch_parallel_info"),
+        "torch_cpu_capability": torch_facts.get("torch_cpu_capability"),
+        "torch_threads": torch_facts.get("torch_threads"),
+        "torch_interop_threads": torch_facts.get("torch_interop_threads"),
+        "thread_env": {name: os.environ.get(name) for name in THREAD_ENV_VARS},
+        "gpus": torch_facts.get("gpus") or [],
+        "gpu_driver": _attempt(_gpu_driver),
+    }
+    return info
+
+
+def _identity(info: dict[str, Any]) -> dict[str, Any]:
+    memory = info.get("memory_bytes")
+    gpus = info.get("gpus") or []
+    return {
+        "hostname": info.get("hostname"),
+        "machine": info.get("machine"),
+        "cpu_model": info.get("cpu_model"),
+        "logical_cores": info.get("logical_cores"),
+        "physical_cores": info.get("physical_cores"),
+        "caches": info.get("caches") or [],
+        # The kernel's total shifts by a few pages between boots; whole GiB do not.
+        "memory_gib": round(memory / (1 << 30)) if isinstance(memory, (int, float)) else None,
+        "os": info.get("os"),
+        "kernel": info.get("kernel"),
+        "python": info.get("python"),
+        "torch": info.get("torch"),
+        "numpy": info.get("numpy"),
+        "torch_blas": info.get("torch_blas"),
+        "gpus": [[g.get("name"), g.get("total_memory_bytes")] if isinstance(g, dict) else g
+                 for g in gpus],
+        "gpu_driver": info.get("gpu_driver"),
+    }
+
+
+def platform_id(info: dict[str, Any]) -> str:
+    """16 hex characters identifying the hardware and software stack described by ``info``.
+
+    Frequencies, thread settings and other per-run values are left out, so repeated runs on
+    one machine and stack share an id.
+    """
+    canonical = json.dumps(_identity(info), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def format_size(size_bytes: int) -> str:
+    """``49152`` -> ``"48K"``, ``2097152`` -> ``"2M"``, ``1572864`` -> ``"1.5M"``."""
+    for suffix, unit in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size_bytes >= unit:
+            value = size_bytes / unit
+            return f"{value:.0f}{suffix}" if value.is_integer() else f"{value:.1f}{suffix}"
+    return f"{size_bytes}B"
+
+
+def _describe_cores(info: dict[str, Any]) -> str | None:
+    physical, logical = info.get("physical_cores"), info.get("logical_cores")
+    usable = info.get("usable_cores")
+    if physical is None and logical is None:
+        return None
+    text = f"{physical if physical is not None else '?'} cores"
+    extra = [f"{logical} logical"] if logical is not None else []
+    if usable is not None and logical is not None and usable < logical:
+        extra.append(f"{usable} usable")
+    return f"{text} ({', '.join(extra)})" if extra else text
+
+
+def _describe_caches(info: dict[str, Any]) -> str | None:
+    labels: dict[str, str] = {}
+    for cache in info.get("caches") or []:
+        # The instruction cache says little about a data-bound workload.
+        if cache.get("type") == "Instruction":
+            continue
+        label = f"L{cache['level']}" + ("d" if cache.get("type") == "Data" else "")
+        labels.setdefault(label, f"{label} {format_size(int(cache['size_bytes']))}")
+    return " ".join(labels.values()) or None
+
+
+def _describe_torch(info: dict[str, Any]) -> str | None:
+    if not info.get("torch"):
+        return None
+    capability = info.get("torch_cpu_capability")
+    return f"torch {info['torch']}" + (f" ({capability})" if capability else "")
+
+
+def _describe_gpus(info: dict[str, Any]) -> str:
+    gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
+    if not gpus:
+        return "no GPU"
+    names: dict[str, int] = {}
+    for gpu in gpus:
+        memory = gpu.get("total_memory_bytes")
+        name = gpu.get("name") or "GPU"
+        if memory:
+            name += f" {memory / (1 << 30):.0f} GiB"
+        names[name] = names.get(name, 0) + 1
+    text = ", ".join(f"{count}× {name}" for name, count in names.items())
+    driver = info.get("gpu_driver")
+    return f"{text} (driver {driver})" if driver else text
+
+
+def _describe_virtualization(info: dict[str, Any]) -> str | None:
+    virt = info.get("virtualization")
+    virt = virt if virt and virt != "none" else None
+    hypervisor = info.get("hypervisor")
+    if hypervisor:
+        return f"VM ({virt})" if virt else "VM"
+    if virt:
+        return virt
+    return "bare metal" if hypervisor is False and info.get("virtualization") == "none" else None
+
+
+def describe_platform(info: dict[str, Any]) -> str:
+    """One line for people: CPU · cores · memory · caches · torch · GPUs · virtualization."""
+    memory = info.get("memory_bytes")
+    parts = [
+        info.get("cpu_model") or info.get("machine") or "unknown CPU",
+        _attempt(lambda: _describe_cores(info)),
+        f"{memory / (1 << 30):.1f} GiB" if isinstance(memory, (int, float)) else None,
+        _attempt(lambda: _describe_caches(info)),
+        _attempt(lambda: _describe_torch(info)),
+        _attempt(lambda: _describe_gpus(info)),
+        _attempt(lambda: _describe_virtualization(info)),
+    ]
+    return " · ".join(str(p) for p in parts if p)

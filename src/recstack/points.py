@@ -1,0 +1,68 @@
+"""Points: what one measurement is. A sweep is a list of points; nothing else decides what gets
+measured."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from recstack.errors import SpecError
+from recstack.inputs import QuerySpec
+from recstack.specs import ModelSpec
+
+# Execution backends a point can run on. More arrive with the performance work; each must
+# give the same outputs as "eager".
+BACKENDS: tuple[str, ...] = ("eager",)
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One thing to measure: a model spec at a batch size, on a device, with a number of
+    intra-op threads and an execution backend, fed queries drawn as ``query`` says."""
+
+    spec: ModelSpec
+    batch_size: int
+    device: str = "cpu"
+    threads: int = 1
+    backend: str = "eager"
+    query: QuerySpec = field(default_factory=QuerySpec)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
+                or self.batch_size < 1:
+            raise SpecError("batch_size", self.batch_size, "expected an integer >= 1")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) \
+                or self.threads < 1:
+            raise SpecError("threads", self.threads, "expected an integer >= 1")
+        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
+            raise SpecError("device", self.device, "expected cpu, cuda or cuda:N")
+        if self.backend not in BACKENDS:
+            raise SpecError("backend", self.backend, f"expected one of {', '.join(BACKENDS)}")
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that makes this point this point, as plain data."""
+        return {
+            "spec": self.spec.to_config(),
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "threads": self.threads,
+            "backend": self.backend,
+            "query": self.query.to_dict(),
+            "seed": self.seed,
+        }
+
+    def key(self) -> str:
+        """A stable digest of :meth:`identity`: the point's id within a run."""
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        scale = "" if self.spec.is_full_size else f"@{self.spec.row_scale:g}"
+        return (f"{self.spec.name}{scale} b{self.batch_size} {self.device} "
+                f"t{self.threads} {self.backend}")

@@ -1,0 +1,1 @@
+"""Presentation: figures and pages from analysis tables. Nothing here measures."""

@@ -1,0 +1,99 @@
+"""Figures of the systems level (matplotlib, files only: never shown on screen)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_latency_vs_batch(timings: pd.DataFrame, path: Path) -> Path:
+    """One panel per model: median latency against batch size, one line per device and
+    thread count, the band between p5 and p95 shaded. Log-log axes."""
+    models = sorted(timings.model.unique())
+    columns = min(4, max(1, len(models)))
+    rows = math.ceil(len(models) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows),
+                                squeeze=False)
+    for axis, model in zip(axes.flat, models):
+        group = timings[timings.model == model]
+        for (device, threads, backend), line in group.groupby(["device", "threads", "backend"]):
+            line = line.sort_values("batch_size")
+            label = f"{device} t{threads}" + ("" if backend == "eager" else f" {backend}")
+            axis.plot(line.batch_size, line.median_ms, marker="o", markersize=3, label=label)
+            axis.fill_between(line.batch_size, line.p5_ms, line.p95_ms, alpha=0.2)
+        scale = group.row_scale.iloc[0]
+        axis.set_title(model if scale == 1 else f"{model} (rows x{scale:g})")
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("batch size")
+        axis.set_ylabel("latency (ms, median; p5-p95 band)")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7)
+    for axis in list(axes.flat)[len(models):]:
+        axis.set_visible(False)
+    figure.suptitle("Latency vs batch size")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_speedup_heatmap(table: pd.DataFrame, value: str, title: str, path: Path) -> Path:
+    """A models x batch sizes heatmap of ``value`` (a speedup or gain), annotated."""
+    grid = table.pivot_table(index="model", columns="batch_size", values=value, aggfunc="max")
+    figure, axis = plt.subplots(figsize=(1.1 * len(grid.columns) + 3, 0.5 * len(grid) + 1.8))
+    data = grid.to_numpy(dtype=float)
+    image = axis.imshow(np.log10(np.where(data > 0, data, np.nan)), cmap="viridis",
+                        aspect="auto")
+    axis.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
+    axis.set_yticks(range(len(grid.index)), list(grid.index))
+    axis.set_xlabel("batch size")
+    for (i, j), cell in np.ndenumerate(data):
+        if not np.isnan(cell):
+            axis.text(j, i, f"{cell:.3g}x", ha="center", va="center", fontsize=8,
+                      color="white" if cell < np.nanmax(data) ** 0.5 else "black")
+    colorbar = figure.colorbar(image, ax=axis)
+    colorbar.set_label("log10 of " + value)
+    axis.set_title(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp" + path.suffix)
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    temporary.replace(path)  # a figure is either whole or absent
+    return path
+
+
+def write_systems_figures(timings: pd.DataFrame, directory: Path) -> list[Path]:
+    """The systems-level figures of a run: latency vs batch, and a speedup heatmap (a device's
+    speedup over the CPU where another device was measured; otherwise the CPU's throughput
+    gain over batch 1, labelled as such)."""
+    from recstack.analysis.systems import batching_gain, speedup_over_cpu
+
+    if timings.empty:
+        return []
+    written = [plot_latency_vs_batch(timings, directory / "latency_vs_batch.png")]
+    speedups = speedup_over_cpu(timings)
+    others = speedups[speedups.device != "cpu"]
+    if not others.empty:
+        devices = ", ".join(sorted(others.device.unique()))
+        written.append(plot_speedup_heatmap(
+            others, "speedup", f"{devices} throughput over the best CPU configuration",
+            directory / "speedup_heatmap.png"))
+    else:
+        gains = batching_gain(timings)
+        written.append(plot_speedup_heatmap(
+            gains[gains.device == "cpu"], "gain",
+            "CPU throughput over batch 1 (no other device measured)",
+            directory / "speedup_heatmap.png"))
+    return written

@@ -1,0 +1,306 @@
+"""The results store: one DuckDB file, the only place results live.
+
+Tables (schema version in ``meta``):
+
+- ``platforms``: one row per distinct machine and software stack (``platform_id``).
+- ``runs``: id, start, command, recstack version, git revision, platform, timing settings.
+- ``points``: one row per measured (or failed) point of a run: what it was, its status and
+  error, build time and memory.
+- ``samples``: every timed iteration's latency (and host-to-device copy on GPUs).
+- ``timing``: statistics derived from the samples.
+
+Every point is written in one transaction, through a connection opened for that write only:
+a sweep killed at any moment loses at most the point it was measuring, the file stays
+readable, and other processes can read the store between points.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from recstack import __version__
+from recstack.errors import RecstackError
+
+SCHEMA_VERSION = 1
+TABLES: tuple[str, ...] = ("platforms", "runs", "points", "samples", "timing")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS platforms (
+    platform_id VARCHAR PRIMARY KEY,
+    description VARCHAR,
+    info JSON
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    started_at TIMESTAMPTZ,
+    command VARCHAR,
+    recstack_version VARCHAR,
+    git_revision VARCHAR,
+    platform_id VARCHAR,
+    settings JSON
+);
+CREATE TABLE IF NOT EXISTS points (
+    run_id VARCHAR,
+    point_key VARCHAR,
+    label VARCHAR,
+    model VARCHAR,
+    model_type VARCHAR,
+    spec_digest VARCHAR,
+    spec JSON,
+    row_scale DOUBLE,
+    batch_size INTEGER,
+    device VARCHAR,
+    threads INTEGER,
+    backend VARCHAR,
+    query JSON,
+    seed BIGINT,
+    status VARCHAR,
+    error VARCHAR,
+    started_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    build_seconds DOUBLE,
+    peak_memory_growth_bytes BIGINT,
+    input_bytes_per_batch BIGINT,
+    distinct_batches INTEGER,
+    threads_used INTEGER,
+    device_name VARCHAR,
+    warmup_iterations INTEGER,
+    PRIMARY KEY (run_id, point_key)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    run_id VARCHAR,
+    point_key VARCHAR,
+    iteration INTEGER,
+    latency_ns BIGINT,
+    copy_ns BIGINT
+);
+CREATE TABLE IF NOT EXISTS timing (
+    run_id VARCHAR,
+    point_key VARCHAR,
+    iterations INTEGER,
+    median_ms DOUBLE,
+    p5_ms DOUBLE,
+    p95_ms DOUBLE,
+    p99_ms DOUBLE,
+    mean_ms DOUBLE,
+    std_ms DOUBLE,
+    cv DOUBLE,
+    throughput_per_s DOUBLE,
+    copy_median_ms DOUBLE,
+    unstable BOOLEAN,
+    warning VARCHAR,
+    PRIMARY KEY (run_id, point_key)
+);
+"""
+
+
+def git_revision() -> str | None:
+    """The checkout's commit (with ``-dirty`` when it has changes), or None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                              text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=5)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+class ResultStore:
+    """A DuckDB results file. Created on first write; readers never create it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ---- connections ---------------------------------------------------------------------
+
+    @contextmanager
+    def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            connection = duckdb.connect(str(self.path))
+        except duckdb.IOException as error:
+            raise RecstackError(f"store {self.path}: cannot open for writing ({error}); is "
+                                "another recstack writing to it?") from None
+        try:
+            connection.execute(_SCHEMA)
+            self._check_schema(connection)
+            yield connection
+        finally:
+            connection.close()
+
+    @contextmanager
+    def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not self.path.is_file():
+            raise RecstackError(f"store: {str(self.path)!r} does not exist; run `recstack run` "
+                                "or `recstack sweep --out PATH` first")
+        try:
+            connection = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.Error as error:
+            raise RecstackError(f"store {self.path}: cannot be read ({error})") from None
+        try:
+            self._check_schema(connection, missing_ok=False)
+            yield connection
+        finally:
+            connection.close()
+
+    def _check_schema(self, connection: duckdb.DuckDBPyConnection,
+                      missing_ok: bool = True) -> None:
+        try:
+            row = connection.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except duckdb.CatalogException:
+            row = None
+            if not missing_ok:
+                raise RecstackError(f"store {self.path}: not a recstack results file") from None
+        if row is None:
+            connection.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                               [str(SCHEMA_VERSION)])
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise RecstackError(f"store {self.path}: schema version {row[0]}, this recstack "
+                                f"reads version {SCHEMA_VERSION}")
+
+    # ---- runs ----------------------------------------------------------------------------
+
+    def create_run(self, command: str, settings: dict[str, Any], platform: dict[str, Any],
+                   platform_id: str, platform_description: str,
+                   run_id: str | None = None) -> str:
+        run_id = run_id or new_run_id()
+        with self._writer() as db:
+            db.execute("BEGIN")
+            db.execute("INSERT INTO platforms VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                       [platform_id, platform_description, json.dumps(platform)])
+            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [run_id, datetime.now(timezone.utc), command, __version__,
+                        git_revision(), platform_id, json.dumps(settings, sort_keys=True)])
+            db.execute("COMMIT")
+        return run_id
+
+    def run_info(self, run_id: str) -> dict[str, Any] | None:
+        if not self.path.is_file():
+            return None
+        with self._reader() as db:
+            frame = db.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
+        return None if frame.empty else frame.iloc[0].to_dict()
+
+    def latest_run_id(self) -> str | None:
+        if not self.path.is_file():
+            return None
+        with self._reader() as db:
+            row = db.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1"
+                             ).fetchone()
+        return None if row is None else row[0]
+
+    def finished_point_keys(self, run_id: str) -> set[str]:
+        """Points of the run measured successfully (failed ones are measured again)."""
+        if not self.path.is_file():
+            return set()
+        with self._reader() as db:
+            rows = db.execute("SELECT point_key FROM points WHERE run_id = ? AND status = 'ok'",
+                              [run_id]).fetchall()
+        return {row[0] for row in rows}
+
+    # ---- points --------------------------------------------------------------------------
+
+    def record_point(self, run_id: str, point: dict[str, Any],
+                     samples: pd.DataFrame | None = None,
+                     timing: dict[str, Any] | None = None) -> None:
+        """Writes one point with its samples and statistics, atomically.
+
+        ``point`` has the columns of ``points``; an earlier (failed) record of the same point
+        in the same run is replaced.
+        """
+        key = point["point_key"]
+        with self._writer() as db:
+            db.execute("BEGIN")
+            for table in ("points", "samples", "timing"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ? AND point_key = ?",
+                           [run_id, key])
+            columns = list(point)
+            db.execute(f"INSERT INTO points (run_id, {', '.join(columns)}) "
+                       f"VALUES (?, {', '.join('?' * len(columns))})",
+                       [run_id, *point.values()])
+            if samples is not None and not samples.empty:
+                frame = samples.assign(run_id=run_id, point_key=key)[
+                    ["run_id", "point_key", "iteration", "latency_ns", "copy_ns"]]
+                db.register("new_samples", frame)
+                db.execute("INSERT INTO samples SELECT * FROM new_samples")
+                db.unregister("new_samples")
+            if timing is not None:
+                names = list(timing)
+                db.execute(f"INSERT INTO timing (run_id, point_key, {', '.join(names)}) "
+                           f"VALUES (?, ?, {', '.join('?' * len(names))})",
+                           [run_id, key, *timing.values()])
+            db.execute("COMMIT")
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def query(self, sql: str, parameters: list[Any] | None = None) -> pd.DataFrame:
+        """A read-only SQL query as a DataFrame."""
+        with self._reader() as db:
+            return db.execute(sql, parameters or []).df()
+
+    def runs(self) -> pd.DataFrame:
+        """Every run with its platform and point counts, newest first."""
+        return self.query("""
+            SELECT r.run_id, r.started_at, r.command, r.recstack_version, r.git_revision,
+                   p.description AS platform,
+                   count(pt.point_key) FILTER (WHERE pt.status = 'ok') AS points_ok,
+                   count(pt.point_key) FILTER (WHERE pt.status = 'failed') AS points_failed
+            FROM runs r
+            LEFT JOIN platforms p USING (platform_id)
+            LEFT JOIN points pt USING (run_id)
+            GROUP BY ALL
+            ORDER BY r.started_at DESC
+        """)
+
+    def export(self, run_id: str, directory: str | Path, file_format: str) -> list[Path]:
+        """Writes the run's rows of every table to ``directory`` as Parquet or CSV."""
+        if file_format not in ("parquet", "csv"):
+            raise RecstackError(f"--format: {file_format!r} is not allowed; expected parquet "
+                                "or csv")
+        written = []
+        with self._reader() as db:
+            if not db.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
+                raise RecstackError(f"run: {run_id!r} is not in {self.path}; `recstack "
+                                    "results` lists the runs")
+            directory = Path(directory)
+            directory.mkdir(parents=True, exist_ok=True)
+            for table in TABLES:
+                if table == "platforms":
+                    sql = ("SELECT * FROM platforms WHERE platform_id IN "
+                           "(SELECT platform_id FROM runs WHERE run_id = $run)")
+                else:
+                    sql = f"SELECT * FROM {table} WHERE run_id = $run"
+                target = directory / f"{run_id}-{table}.{file_format}"
+                options = "FORMAT PARQUET" if file_format == "parquet" else "FORMAT CSV, HEADER"
+                # COPY takes no prepared parameters: read into a frame, then copy the frame.
+                frame = db.execute(sql, {"run": run_id}).df()
+                db.register("export_frame", frame)
+                db.execute(f"COPY export_frame TO '{_sql_path(target)}' ({options})")
+                db.unregister("export_frame")
+                written.append(target)
+        return written
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")

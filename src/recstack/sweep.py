@@ -1,0 +1,266 @@
+"""Plans sweeps (lists of points) and runs them, one fresh worker per point, into the store.
+
+Runs are resumable: points a run already holds as measured are skipped; failed points are
+measured again. A point that fails or whose worker dies is stored as failed with its error, and
+the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recstack.collect.timing import TimingResult, TimingSettings, measure_point, timing_stats
+from recstack.errors import RecstackError
+from recstack.footprint import available_memory_bytes, scale_that_fits
+from recstack.inputs import QuerySpec
+from recstack.points import BACKENDS, Point
+from recstack.specs import ModelSpec, resolve_spec
+from recstack.store import ResultStore
+from recstack.worker import run_isolated
+
+DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 4, 16, 64, 256, 1024, 4096)
+
+
+def usable_cores() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def available_devices() -> list[str]:
+    """``cpu``, plus ``cuda`` when torch sees a CUDA GPU."""
+    import torch
+
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def check_devices(devices: Sequence[str]) -> None:
+    """Refuses a GPU device on a machine without one, before anything runs."""
+    if any(device.startswith("cuda") for device in devices):
+        import torch
+
+        if not torch.cuda.is_available():
+            wanted = next(d for d in devices if d.startswith("cuda"))
+            raise RecstackError(f"--device: {wanted!r} is not allowed; this machine has no "
+                                "CUDA GPU that torch can use (available: cpu)")
+
+
+# ---- planning ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The points to measure, and what people should know about how they were chosen."""
+
+    points: tuple[Point, ...]
+    notes: tuple[str, ...] = ()
+
+
+def fit_spec(spec: ModelSpec, scale: float | None, available_bytes: int) -> tuple[ModelSpec, str]:
+    """The spec at ``scale`` if given, else at full size if it fits, else scaled to fit."""
+    if scale is not None:
+        return spec.scaled(scale), ""
+    fits = scale_that_fits(spec, available_bytes)
+    if fits is None:
+        raise RecstackError(f"{spec.name}: even its dense layers do not fit in the "
+                            f"{available_bytes / 1e9:.1f} GB available")
+    if fits < 1.0:
+        return spec.scaled(fits), (f"{spec.name}: scaled to row_scale {fits:g} to fit the "
+                                   f"{available_bytes / 1e9:.1f} GB available (full size "
+                                   "does not)")
+    return spec, ""
+
+
+def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int], threads: Sequence[int],
+               devices: Sequence[str], backends: Sequence[str] = ("eager",),
+               scale: float | None = None, query: QuerySpec | None = None, seed: int = 0,
+               available_bytes: int | None = None) -> SweepPlan:
+    """Every combination of the options, ordered model, device, threads, backend, batch."""
+    for name, values in (("--model", models), ("--batch-sizes", batch_sizes),
+                         ("--threads", threads), ("--device", devices),
+                         ("--backend", backends)):
+        if not values:
+            raise RecstackError(f"{name}: nothing given; expected at least one value")
+    for name, values in (("--batch-sizes", batch_sizes), ("--threads", threads)):
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RecstackError(f"{name}: {value!r} is not allowed; expected integers >= 1")
+    for backend in backends:
+        if backend not in BACKENDS:
+            raise RecstackError(f"--backend: {backend!r} is not allowed; expected one of "
+                                f"{', '.join(BACKENDS)}")
+    if scale is not None and not scale > 0:
+        raise RecstackError(f"--scale: {scale!r} is not allowed; expected a number greater "
+                            "than 0 (1 is full size)")
+    check_devices(devices)
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    query = query or QuerySpec()
+    specs, notes = [], []
+    for name in models:
+        spec, note = fit_spec(resolve_spec(name), scale, available)
+        specs.append(spec)
+        if note:
+            notes.append(note)
+    points = tuple(
+        Point(spec=spec, batch_size=batch, device=device, threads=count, backend=backend,
+              query=query, seed=seed)
+        for spec, device, count, backend, batch in itertools.product(
+            specs, devices, threads, backends, batch_sizes)
+    )
+    return SweepPlan(points=points, notes=tuple(notes))
+
+
+SWEEP_FILE_KEYS = ("models", "batch_sizes", "threads", "devices", "backends", "scale", "query",
+                   "seed")
+
+
+def load_sweep_file(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML or JSON sweep file into :func:`plan_sweep` keyword arguments."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecstackError(f"--sweep-file: {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())  # JSON is YAML too
+    except yaml.YAMLError as error:
+        raise RecstackError(f"{path.name}: not valid YAML or JSON ({error.__class__.__name__})"
+                            ) from None
+    if not isinstance(data, dict):
+        raise RecstackError(f"{path.name}: expected a mapping with keys "
+                            f"{', '.join(SWEEP_FILE_KEYS)}")
+    for key in data:
+        if key not in SWEEP_FILE_KEYS:
+            hint = difflib.get_close_matches(str(key), SWEEP_FILE_KEYS, n=1)
+            did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
+            raise RecstackError(f"{path.name}: key {key!r} is not allowed; {did_you_mean}"
+                                f"allowed keys: {', '.join(SWEEP_FILE_KEYS)}")
+    options: dict[str, Any] = {}
+    for key in ("models", "batch_sizes", "threads", "devices", "backends"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, list) or not value:
+                raise RecstackError(f"{path.name}: {key}: {value!r} is not allowed; expected a "
+                                    "non-empty list")
+            options[key] = [str(v) if key in ("models", "devices", "backends") else v
+                            for v in value]
+    if "scale" in data:
+        options["scale"] = data["scale"]
+    if "seed" in data:
+        options["seed"] = data["seed"]
+    if "query" in data:
+        if not isinstance(data["query"], dict):
+            raise RecstackError(f"{path.name}: query: expected a mapping of QuerySpec fields")
+        try:
+            options["query"] = QuerySpec(**data["query"])
+        except TypeError as error:
+            raise RecstackError(f"{path.name}: query: {error}") from None
+    return options
+
+
+# ---- running -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepEvent:
+    """What happened to a point, for progress displays."""
+
+    kind: str  # "skipped" | "start" | "done" | "failed"
+    point: Point
+    index: int
+    total: int
+    median_ms: float | None = None
+    error: str | None = None
+    warning: str | None = None
+
+
+@dataclass
+class SweepOutcome:
+    run_id: str
+    measured: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+Collector = Callable[[Point, TimingSettings], TimingResult]
+
+
+def _point_row(point: Point, status: str, error: str | None, started: datetime,
+               result: TimingResult | None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "point_key": point.key(), "label": point.label, "model": point.spec.name,
+        "model_type": point.spec.model_type, "spec_digest": point.spec.digest(),
+        "spec": json.dumps(point.spec.to_config()), "row_scale": point.spec.row_scale,
+        "batch_size": point.batch_size, "device": point.device, "threads": point.threads,
+        "backend": point.backend, "query": json.dumps(point.query.to_dict()),
+        "seed": point.seed, "status": status, "error": error, "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+    }
+    if result is not None:
+        row.update(build_seconds=result.build_seconds,
+                   peak_memory_growth_bytes=result.peak_memory_growth_bytes,
+                   input_bytes_per_batch=result.input_bytes_per_batch,
+                   distinct_batches=result.distinct_batches, threads_used=result.threads_used,
+                   device_name=result.device_name,
+                   warmup_iterations=result.warmup_iterations)
+    return row
+
+
+def _samples_frame(result: TimingResult) -> pd.DataFrame:
+    count = len(result.latency_ns)
+    return pd.DataFrame({
+        "iteration": range(count),
+        "latency_ns": result.latency_ns,
+        "copy_ns": pd.array(result.copy_ns if result.copy_ns is not None else [None] * count,
+                            dtype="Int64"),
+    })
+
+
+def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: TimingSettings,
+              progress: Callable[[SweepEvent], None] | None = None,
+              collector: Collector = measure_point,
+              point_timeout_s: float | None = None) -> SweepOutcome:
+    """Measures every point of ``plan`` the run does not hold yet, each in a fresh worker."""
+    notify = progress or (lambda event: None)
+    outcome = SweepOutcome(run_id=run_id)
+    finished = store.finished_point_keys(run_id)
+    total = len(plan.points)
+    for index, point in enumerate(plan.points):
+        if point.key() in finished:
+            outcome.skipped += 1
+            notify(SweepEvent("skipped", point, index, total))
+            continue
+        notify(SweepEvent("start", point, index, total))
+        started = datetime.now(timezone.utc)
+        try:
+            result = run_isolated(collector, point, settings, timeout_s=point_timeout_s)
+        except Exception as error:  # noqa: BLE001 - any failure of a point is its result
+            message = str(error) if isinstance(error, RecstackError) \
+                else f"{type(error).__name__}: {error}"
+            store.record_point(run_id, _point_row(point, "failed", message, started, None))
+            outcome.failed.append((point.label, message))
+            notify(SweepEvent("failed", point, index, total, error=message))
+            continue
+        stats = timing_stats(result.latency_ns, point.batch_size, result.copy_ns,
+                             settings.cv_threshold, point.label)
+        store.record_point(run_id, _point_row(point, "ok", None, started, result),
+                           _samples_frame(result), stats.to_dict())
+        outcome.measured += 1
+        if stats.warning:
+            outcome.warnings.append(stats.warning)
+        notify(SweepEvent("done", point, index, total, median_ms=stats.median_ms,
+                          warning=stats.warning))
+    return outcome

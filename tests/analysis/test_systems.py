@@ -1,0 +1,100 @@
+"""Systems-level analyses on constructed tables whose answers are known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recstack.analysis.systems import (TIMING_COLUMNS, LatencyTargets, batching_gain,
+                                       best_deployment, default_targets, deployment_spread,
+                                       latency_throughput, load_targets, speedup_over_cpu,
+                                       with_overrides)
+from recstack.errors import RecstackError
+
+
+def timing(model: str, device: str, threads: int, batch: int, median_ms: float,
+           p95_ms: float | None = None) -> dict[str, object]:
+    row = dict.fromkeys(TIMING_COLUMNS)
+    row.update(run_id="r", platform_id="p", model=model, model_type="dlrm", row_scale=1.0,
+               batch_size=batch, device=device, threads=threads, backend="eager",
+               iterations=100, median_ms=median_ms, p5_ms=median_ms * 0.9,
+               p95_ms=p95_ms or median_ms * 1.1, p99_ms=median_ms * 1.2, mean_ms=median_ms,
+               cv=0.01, throughput_per_s=batch / (median_ms / 1e3), copy_median_ms=None,
+               unstable=False)
+    return row
+
+
+@pytest.fixture
+def timings() -> pd.DataFrame:
+    return pd.DataFrame([
+        # model a: the CPU wins at batch 1, the GPU at batch 256
+        timing("a", "cpu", 1, 1, 1.0), timing("a", "cpu", 2, 1, 0.8),
+        timing("a", "cpu", 1, 256, 40.0), timing("a", "cpu", 2, 256, 25.6),
+        timing("a", "cuda", 1, 1, 2.0), timing("a", "cuda", 1, 256, 3.2),
+        # model b: CPU only
+        timing("b", "cpu", 2, 1, 5.0), timing("b", "cpu", 2, 256, 500.0, p95_ms=600.0),
+    ])
+
+
+def test_speedup_over_cpu(timings: pd.DataFrame) -> None:
+    table = speedup_over_cpu(timings)
+    gpu = table[table.device == "cuda"].set_index("batch_size").speedup
+    # best CPU at batch 1: 0.8 ms (1250/s); GPU 2 ms (500/s)
+    assert gpu[1] == pytest.approx(0.4)
+    # best CPU at 256: 25.6 ms (10,000/s); GPU 3.2 ms (80,000/s)
+    assert gpu[256] == pytest.approx(8.0)
+    assert (table[table.device == "cpu"].speedup == 1.0).all()
+
+
+def test_best_deployment_under_target(timings: pd.DataFrame) -> None:
+    targets = LatencyTargets({"a": 5.0, "b": 1.0}, default_ms=25.0, source="test")
+    best = best_deployment(timings, targets).set_index("model")
+    # a: within 5 ms p95, the GPU at batch 256 (3.52 ms p95, 80,000/s) wins
+    assert (best.loc["a", "device"], best.loc["a", "batch_size"]) == ("cuda", 256)
+    assert bool(best.loc["a", "meets_target"])
+    # b: nothing meets 1 ms: the lowest p95 is reported, marked as missing the target
+    assert best.loc["b", "batch_size"] == 1 and not best.loc["b", "meets_target"]
+
+
+def test_deployment_spread(timings: pd.DataFrame) -> None:
+    spread = deployment_spread(timings).set_index("model")
+    # a: best 80,000/s (cuda b256), worst 500/s (cuda b1)
+    assert spread.loc["a", "ratio"] == pytest.approx(160.0)
+    assert spread.loc["a", "best"] == "cuda t1 eager b256"
+    assert spread.loc["a", "worst"] == "cuda t1 eager b1"
+    targets = LatencyTargets({"a": 5.0}, default_ms=1000.0, source="test")
+    within = deployment_spread(timings, targets).set_index("model")
+    # a within 5 ms p95: 80,000/s over the worst meeting it, cuda b1 (2.2 ms, 500/s)
+    assert within.loc["a", "ratio"] == pytest.approx(160.0)
+    # b within 1000 ms: 512/s (b256, 600 ms p95) over 200/s (b1)
+    assert within.loc["b", "ratio"] == pytest.approx(2.56)
+
+
+def test_batching_gain(timings: pd.DataFrame) -> None:
+    gains = batching_gain(timings)
+    cpu_a = gains[(gains.model == "a") & (gains.device == "cpu")].set_index("batch_size").gain
+    assert cpu_a[1] == 1.0 and cpu_a[256] == pytest.approx(8.0)
+
+
+def test_latency_throughput_columns(timings: pd.DataFrame) -> None:
+    table = latency_throughput(timings)
+    assert list(table.columns) == ["model", "device", "threads", "backend", "batch_size",
+                                   "median_ms", "p95_ms", "p99_ms", "throughput_per_s", "cv",
+                                   "unstable"]
+    assert len(table) == len(timings)
+
+
+def test_targets_defaults_file_and_overrides(tmp_path: Path) -> None:
+    targets = default_targets()
+    assert targets.for_model("rmc1") == 100 and targets.for_model("ncf") == 5
+    assert targets.for_model("my_model") == 25
+    assert "DeepRecSys" in targets.source
+    assert with_overrides(targets, ["rmc1=50"]).for_model("rmc1") == 50
+    with pytest.raises(RecstackError, match="--target: 'rmc1' is not allowed"):
+        with_overrides(targets, ["rmc1"])
+    path = tmp_path / "t.yaml"
+    path.write_text("targets_ms: {rmc1: -1}\n")
+    with pytest.raises(RecstackError, match="t.yaml: rmc1: -1 is not allowed"):
+        load_targets(path)

@@ -1,0 +1,86 @@
+"""The results store: schema, atomic point writes, export, refusals."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from recstack.errors import RecstackError
+from recstack.store import ResultStore
+
+
+def point_row(key: str, status: str = "ok") -> dict[str, object]:
+    now = datetime.now(timezone.utc)
+    return {"point_key": key, "label": key, "model": "m", "model_type": "dlrm",
+            "batch_size": 1, "device": "cpu", "threads": 1, "backend": "eager",
+            "status": status, "started_at": now, "finished_at": now}
+
+
+def samples(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"iteration": range(n), "latency_ns": [1000 + i for i in range(n)],
+                         "copy_ns": pd.array([None] * n, dtype="Int64")})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ResultStore:
+    return ResultStore(tmp_path / "sub" / "r.duckdb")
+
+
+def test_a_run_with_points(store: ResultStore) -> None:
+    run_id = store.create_run("recstack test", {"min_seconds": 1.0}, {"cpu": "x"}, "pid", "x")
+    store.record_point(run_id, point_row("a"), samples(5), {"iterations": 5, "median_ms": 1.0})
+    store.record_point(run_id, point_row("b", "failed") | {"error": "boom"})
+    assert store.finished_point_keys(run_id) == {"a"}
+    assert store.latest_run_id() == run_id
+    runs = store.runs()
+    assert runs.loc[0, "points_ok"] == 1 and runs.loc[0, "points_failed"] == 1
+    assert store.query("SELECT count(*) AS n FROM samples").n[0] == 5
+
+
+def test_rewriting_a_point_replaces_it(store: ResultStore) -> None:
+    run_id = store.create_run("t", {}, {}, "pid", "x")
+    store.record_point(run_id, point_row("a", "failed"))
+    store.record_point(run_id, point_row("a"), samples(3), {"iterations": 3})
+    store.record_point(run_id, point_row("a"), samples(4), {"iterations": 4})
+    assert store.query("SELECT count(*) AS n FROM points").n[0] == 1
+    assert store.query("SELECT count(*) AS n FROM samples").n[0] == 4
+
+
+def test_a_failed_write_leaves_nothing_half_written(store: ResultStore) -> None:
+    run_id = store.create_run("t", {}, {}, "pid", "x")
+    with pytest.raises(duckdb.Error):
+        store.record_point(run_id, point_row("a"), samples(3), {"no_such_column": 1})
+    assert store.query("SELECT count(*) AS n FROM points").n[0] == 0
+    assert store.query("SELECT count(*) AS n FROM samples").n[0] == 0
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_export(store: ResultStore, tmp_path: Path, file_format: str) -> None:
+    run_id = store.create_run("t", {}, {"cpu": "x"}, "pid", "x")
+    store.record_point(run_id, point_row("a"), samples(5), {"iterations": 5})
+    written = store.export(run_id, tmp_path / "out", file_format)
+    assert [p.name for p in written] == [f"{run_id}-{t}.{file_format}" for t in
+                                         ("platforms", "runs", "points", "samples", "timing")]
+    assert duckdb.sql(f"SELECT count(*) FROM '{written[3]}'").fetchall()[0][0] == 5
+    with pytest.raises(RecstackError, match="--format: 'xlsx' is not allowed"):
+        store.export(run_id, tmp_path, "xlsx")
+    with pytest.raises(RecstackError, match="run: 'nope' is not in"):
+        store.export("nope", tmp_path, "csv")
+
+
+def test_reading_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RecstackError, match="does not exist; run `recstack run`"):
+        ResultStore(tmp_path / "none.duckdb").runs()
+
+
+def test_a_file_of_another_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
+    with pytest.raises(RecstackError, match="schema version 99"):
+        ResultStore(path).runs()

@@ -1,0 +1,174 @@
+"""Sweeps into the store: contents, resume after SIGKILL, a crashing point."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from recstack.collect.timing import TimingResult, TimingSettings, measure_point
+from recstack.errors import RecstackError
+from recstack.points import Point
+from recstack.store import ResultStore
+from recstack.sweep import load_sweep_file, plan_sweep, run_sweep
+
+QUICK = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.02,
+                       min_iterations=5)
+PLATFORM = {"cpu_model": "test cpu", "logical_cores": 2}
+
+
+def new_run(store: ResultStore) -> str:
+    return store.create_run("test", QUICK.to_dict(), PLATFORM, "test-platform", "a test cpu")
+
+
+@pytest.mark.slow
+def test_sweep_writes_points_samples_stats_and_platform(tmp_path: Path) -> None:
+    plan = plan_sweep(["rmc1", "dien"], [1, 8, 32], [1, 2], ["cpu"], scale=0.0005)
+    assert len(plan.points) == 2 * 3 * 2
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = new_run(store)
+    events: list[str] = []
+    outcome = run_sweep(plan, store, run_id, QUICK, progress=lambda e: events.append(e.kind))
+    assert outcome.measured == 12 and not outcome.failed
+    assert events.count("start") == 12 and events.count("done") == 12
+
+    points = store.query("SELECT * FROM points WHERE run_id = ? ORDER BY label", [run_id])
+    assert len(points) == 12 and set(points.status) == {"ok"}
+    assert set(points.model) == {"rmc1", "dien"}
+    assert set(points.batch_size) == {1, 8, 32} and set(points.threads) == {1, 2}
+    assert (points.threads_used == points.threads).all()
+    assert (points.row_scale == 0.0005).all()
+    assert points.point_key.is_unique
+
+    samples = store.query("SELECT point_key, count(*) AS n, min(latency_ns) AS fastest, "
+                          "max(iteration) AS last FROM samples WHERE run_id = ? "
+                          "GROUP BY point_key", [run_id])
+    assert len(samples) == 12
+    assert (samples.n >= QUICK.min_iterations).all() and (samples.fastest > 0).all()
+    assert (samples["last"] == samples.n - 1).all()
+
+    timing = store.query("SELECT * FROM timing WHERE run_id = ?", [run_id])
+    merged = timing.merge(samples, on="point_key")
+    assert (merged.iterations == merged.n).all()
+    assert (timing.p5_ms <= timing.median_ms).all() and (timing.median_ms <= timing.p99_ms).all()
+
+    run = store.query("SELECT r.*, p.description, p.info FROM runs r JOIN platforms p "
+                      "USING (platform_id)")
+    assert run.loc[0, "description"] == "a test cpu"
+    assert '"cpu_model": "test cpu"' in run.loc[0, "info"]
+    assert run.loc[0, "recstack_version"]
+
+
+def test_resuming_skips_finished_points(tmp_path: Path) -> None:
+    plan = plan_sweep(["ncf"], [1, 4], [1], ["cpu"], scale=0.001)
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = new_run(store)
+    first = run_sweep(plan, store, run_id, QUICK)
+    again = run_sweep(plan, store, run_id, QUICK)
+    assert (first.measured, again.measured, again.skipped) == (2, 0, 2)
+
+
+def crash_on_batch_4(point: Point, settings: TimingSettings) -> TimingResult:
+    """A collector whose worker dies (as under the OOM killer) on one point."""
+    if point.batch_size == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return measure_point(point, settings)
+
+
+def test_a_crashing_point_is_stored_as_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    plan = plan_sweep(["ncf"], [1, 4, 16], [1], ["cpu"], scale=0.001)
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = new_run(store)
+    outcome = run_sweep(plan, store, run_id, QUICK, collector=crash_on_batch_4)
+    assert outcome.measured == 2
+    assert [label for label, _ in outcome.failed] == ["ncf@0.001 b4 cpu t1 eager"]
+    points = store.query("SELECT batch_size, status, error FROM points ORDER BY batch_size")
+    assert list(points.status) == ["ok", "failed", "ok"]
+    assert "killed by SIGKILL" in points.error[1]
+    assert store.query("SELECT count(*) AS n FROM samples WHERE point_key IN (SELECT point_key "
+                       "FROM points WHERE status = 'failed')").n[0] == 0
+    # Resuming measures the failed point again and replaces its record.
+    again = run_sweep(plan, store, run_id, QUICK)
+    assert (again.measured, again.skipped) == (1, 2)
+    assert list(store.query("SELECT status FROM points ORDER BY batch_size").status) == [
+        "ok", "ok", "ok"]
+
+
+def _count_finished(path: Path) -> int:
+    try:
+        with duckdb.connect(str(path), read_only=True) as db:
+            return db.execute("SELECT count(*) FROM points WHERE status = 'ok'").fetchone()[0]
+    except (duckdb.Error, TypeError):
+        return 0  # not created yet, or the sweep holds the file for a write right now
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_finished_point_and_resume_completes(tmp_path: Path) -> None:
+    store_path = tmp_path / "killed.duckdb"
+    command = [sys.executable, "-m", "recstack", "sweep", "-m", "ncf", "-m", "rmc3",
+               "--scale", "0.0005", "--batch-sizes", "1,2,4,8", "--threads", "1",
+               "--min-time", "0.05", "--out", str(store_path)]
+    sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while _count_finished(store_path) < 3:
+        assert sweep.poll() is None, "the sweep ended before it could be killed"
+        assert time.monotonic() < deadline, "the sweep made no progress"
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    finished = _count_finished(store_path)
+    assert 3 <= finished < 8
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{finished} points were already measured" in resumed.stdout
+    with duckdb.connect(str(store_path), read_only=True) as db:
+        rows = db.execute("SELECT label, count(*) FROM points GROUP BY label").fetchall()
+        statuses = db.execute("SELECT DISTINCT status FROM points").fetchall()
+        runs = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert len(rows) == 8 and all(count == 1 for _, count in rows)
+    assert statuses == [("ok",)]
+    assert runs == 1
+
+
+def test_plan_rejections() -> None:
+    with pytest.raises(RecstackError, match="--batch-sizes: 0 is not allowed"):
+        plan_sweep(["ncf"], [0], [1], ["cpu"])
+    with pytest.raises(RecstackError, match="--threads: 0 is not allowed"):
+        plan_sweep(["ncf"], [1], [0], ["cpu"])
+    with pytest.raises(RecstackError, match="model: 'nope' is not allowed"):
+        plan_sweep(["nope"], [1], [1], ["cpu"])
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(RecstackError, match="--device: 'cuda' is not allowed; this machine "
+                                                "has no CUDA GPU"):
+            plan_sweep(["ncf"], [1], [1], ["cpu", "cuda"])
+
+
+def test_plan_scales_what_does_not_fit() -> None:
+    plan = plan_sweep(["rmc1", "ncf"], [1], [1], ["cpu"], available_bytes=2_400_000_000)
+    scales = {p.spec.name: p.spec.row_scale for p in plan.points}
+    assert scales == {"rmc1": 0.48, "ncf": 1.0}
+    assert plan.notes == ("rmc1: scaled to row_scale 0.48 to fit the 2.4 GB available (full "
+                          "size does not)",)
+
+
+def test_sweep_file(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text("models: [rmc1, din]\nbatch_sizes: [1, 64]\nthreads: [1]\n"
+                    "devices: [cpu]\nscale: 0.01\nquery: {distribution: zipf}\n")
+    options = load_sweep_file(path)
+    plan = plan_sweep(**options)
+    assert len(plan.points) == 4
+    assert {p.query.distribution for p in plan.points} == {"zipf"}
+    path.write_text("model: [rmc1]\n")
+    with pytest.raises(RecstackError, match="key 'model' is not allowed; did you mean 'models'"):
+        load_sweep_file(path)
