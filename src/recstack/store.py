@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS timing (
     mean_ms DOUBLE,
     std_ms DOUBLE,
     cv DOUBLE,
+    relative_spread DOUBLE,
     throughput_per_s DOUBLE,
     copy_median_ms DOUBLE,
     unstable BOOLEAN,

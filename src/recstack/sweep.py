@@ -255,7 +255,7 @@ def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: Timing
             notify(SweepEvent("failed", point, index, total, error=message))
             continue
         stats = timing_stats(result.latency_ns, point.batch_size, result.copy_ns,
-                             settings.cv_threshold, point.label)
+                             settings.spread_threshold, point.label)
         store.record_point(run_id, _point_row(point, "ok", None, started, result),
                            _samples_frame(result), stats.to_dict())
         outcome.measured += 1

@@ -18,7 +18,7 @@ QUICK = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.02
 
 def test_stats_on_known_samples() -> None:
     samples = [1_000_000] * 98 + [2_000_000, 10_000_000]  # 1 ms, with two outliers
-    stats = timing_stats(samples, batch_size=8, cv_threshold=0.10, label="p")
+    stats = timing_stats(samples, batch_size=8, spread_threshold=0.5, label="p")
     assert stats.iterations == 100
     assert stats.median_ms == 1.0
     assert stats.p5_ms == 1.0
@@ -26,8 +26,12 @@ def test_stats_on_known_samples() -> None:
     assert stats.mean_ms == pytest.approx(1.1)  # (98 + 2 + 10) / 100
     assert stats.cv == pytest.approx(np.std(np.array(samples) / 1e6, ddof=1) / 1.1)
     assert stats.throughput_per_s == pytest.approx(8000.0)
-    assert stats.unstable and "CV 82% > 10%" in stats.warning
-    assert "--min-time" in stats.warning
+    # The middle 90% is all 1 ms: the two outliers move the CV, not the flag.
+    assert stats.relative_spread == 0.0 and not stats.unstable
+    wide = timing_stats([1_000_000, 1_200_000, 1_900_000] * 10, batch_size=1, label="p")
+    assert wide.relative_spread == pytest.approx(0.75)
+    assert wide.unstable and "p5-p95 range 75% of the median, over 50%" in wide.warning
+    assert "--min-time" in wide.warning
 
 
 def test_stable_samples_are_not_flagged() -> None:

@@ -29,7 +29,7 @@ def load_timings(store: ResultStore, run_ids: list[str] | None = None) -> pd.Dat
     if run_ids:
         where += f" AND pt.run_id IN ({', '.join('?' * len(run_ids))})"
         parameters = list(run_ids)
-    return store.query(f"""
+    frame = store.query(f"""
         SELECT pt.run_id, r.platform_id, pt.model, pt.model_type, pt.row_scale, pt.batch_size,
                pt.device, pt.threads, pt.backend, t.iterations, t.median_ms, t.p5_ms, t.p95_ms,
                t.p99_ms, t.mean_ms, t.cv, t.throughput_per_s, t.copy_median_ms, t.unstable
@@ -37,6 +37,17 @@ def load_timings(store: ResultStore, run_ids: list[str] | None = None) -> pd.Dat
         WHERE {where}
         ORDER BY pt.model, pt.device, pt.threads, pt.backend, pt.batch_size
     """, parameters)
+    return order_models(frame)
+
+
+def order_models(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the zoo's order of models (rmc1 ... dien), then other models by name."""
+    from recstack.specs import ZOO_NAMES
+
+    rank = {name: position for position, name in enumerate(ZOO_NAMES)}
+    keys = frame.model.map(lambda name: (rank.get(name, len(rank)), name))
+    return frame.iloc[sorted(range(len(frame)), key=lambda i: keys.iloc[i])].reset_index(
+        drop=True)
 
 
 def _require(timings: pd.DataFrame) -> None:
@@ -66,7 +77,7 @@ def speedup_over_cpu(timings: pd.DataFrame) -> pd.DataFrame:
         columns={"throughput_per_s": "cpu_throughput_per_s"})
     merged = best.merge(cpu, on=["model", "batch_size"], how="inner")
     merged["speedup"] = merged.throughput_per_s / merged.cpu_throughput_per_s
-    return merged.sort_values(["model", "batch_size", "device"]).reset_index(drop=True)
+    return order_models(merged.sort_values(["batch_size", "device"]))
 
 
 def batching_gain(timings: pd.DataFrame) -> pd.DataFrame:
@@ -80,8 +91,7 @@ def batching_gain(timings: pd.DataFrame) -> pd.DataFrame:
         columns={"throughput_per_s": "base"})
     merged = best.merge(base, on=["model", "device"])
     merged["gain"] = merged.throughput_per_s / merged.base
-    return merged.drop(columns="base").sort_values(["model", "device", "batch_size"]
-                                                   ).reset_index(drop=True)
+    return order_models(merged.drop(columns="base").sort_values(["device", "batch_size"]))
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def _report_outcome(outcome: Any) -> None:
         console.print(f"{outcome.skipped} points were already measured in this run (skipped)")
     if outcome.warnings:
         console.print(f"[yellow]{len(outcome.warnings)} points had a high spread[/yellow] "
-                      "(coefficient of variation over 10%); they are flagged `unstable` in "
+                      "(p5-p95 range over half the median); they are flagged `unstable` in "
                       "the store. The machine may be busy or changing frequency: close other "
                       "work, measure longer (--min-time) or fix the thread count (--threads).")
     for label, error in outcome.failed:

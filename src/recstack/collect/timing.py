@@ -37,14 +37,16 @@ class TimingSettings:
     warmup_iterations: int = 3
     warmup_seconds: float = 0.2
     min_seconds: float = 1.0
-    min_iterations: int = 10
+    min_iterations: int = 20
     max_iterations: int = 100_000
     distinct_batches: int = 4
     """Distinct query batches cycled through, so caches do not see one batch only."""
     max_input_bytes: int = 1 << 29
     """Fewer distinct batches are kept when they would exceed this much memory."""
-    cv_threshold: float = 0.10
-    """Coefficient of variation above which a point is flagged unstable."""
+    spread_threshold: float = 0.5
+    """A point is flagged unstable when its p5-p95 range exceeds this fraction of its median.
+    (The coefficient of variation is stored too, but one descheduled iteration among
+    thousands can multiply it, while the median and p95 that recstack reports stay put.)"""
 
     def __post_init__(self) -> None:
         for name in ("warmup_iterations", "min_iterations", "max_iterations",
@@ -52,7 +54,7 @@ class TimingSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(name, value, "expected an integer >= 1")
-        for name in ("warmup_seconds", "min_seconds", "cv_threshold"):
+        for name in ("warmup_seconds", "min_seconds", "spread_threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise SpecError(name, value, "expected a number >= 0")
@@ -131,7 +133,7 @@ def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
         if on_cuda:
             latency, copy, warmup = _time_cuda(model, batches, point.device, settings)
         else:
-            latency, warmup = _time_cpu(model, batches, settings)
+            latency, warmup = time_cpu_iterations(model, batches, settings)
             copy = None
     return TimingResult(
         latency_ns=latency, copy_ns=copy, warmup_iterations=warmup,
@@ -169,8 +171,9 @@ def _iterations_for(warmup_ns: list[int], settings: TimingSettings) -> int:
     return int(min(settings.max_iterations, max(settings.min_iterations, wanted)))
 
 
-def _time_cpu(model: Any, batches: list[Any], settings: TimingSettings
-              ) -> tuple[list[int], int]:
+def time_cpu_iterations(model: Any, batches: list[Any], settings: TimingSettings
+                        ) -> tuple[list[int], int]:
+    """Warm-up, calibration and the timed loop on the CPU: (latencies in ns, warm-up count)."""
     clock = time.perf_counter_ns
     count = len(batches)
     warmup: list[int] = []
@@ -244,6 +247,8 @@ class TimingStats:
     mean_ms: float
     std_ms: float
     cv: float
+    relative_spread: float
+    """(p95 - p5) / median: the width of the middle 90% of iterations, relative."""
     throughput_per_s: float
     """Samples per second at the median latency: batch_size / median."""
     copy_median_ms: float | None
@@ -255,7 +260,7 @@ class TimingStats:
 
 
 def timing_stats(latency_ns: list[int], batch_size: int, copy_ns: list[int] | None = None,
-                 cv_threshold: float = 0.10, label: str = "point") -> TimingStats:
+                 spread_threshold: float = 0.5, label: str = "point") -> TimingStats:
     """Median, percentiles, mean, spread and throughput of raw latencies."""
     if not latency_ns:
         raise ValueError("no samples")
@@ -265,15 +270,17 @@ def timing_stats(latency_ns: list[int], batch_size: int, copy_ns: list[int] | No
     std = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
     cv = std / mean if mean > 0 else 0.0
     p5, p95, p99 = (float(v) for v in np.percentile(ms, [5, 95, 99]))
-    unstable = cv > cv_threshold
+    spread = (p95 - p5) / median if median > 0 else 0.0
+    unstable = spread > spread_threshold
     warning = None
     if unstable:
-        warning = (f"{label}: latency spread is high (CV {cv:.0%} > {cv_threshold:.0%}); the "
-                   "machine may be busy or changing frequency: close other work, measure "
-                   "longer (--min-time), or fix the thread count (--threads)")
+        warning = (f"{label}: latency spread is high (p5-p95 range {spread:.0%} of the median, "
+                   f"over {spread_threshold:.0%}; CV {cv:.0%}); the machine may be busy or "
+                   "changing frequency: close other work, measure longer (--min-time), or fix "
+                   "the thread count (--threads)")
     return TimingStats(
         iterations=int(ms.size), median_ms=median, p5_ms=p5, p95_ms=p95, p99_ms=p99,
-        mean_ms=mean, std_ms=std, cv=cv, throughput_per_s=batch_size / (median / 1e3),
+        mean_ms=mean, std_ms=std, cv=cv, relative_spread=spread, throughput_per_s=batch_size / (median / 1e3),
         copy_median_ms=(float(np.median(copy_ns)) / 1e6 if copy_ns else None),
         unstable=unstable, warning=warning,
     )

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 def plot_latency_vs_batch(timings: pd.DataFrame, path: Path) -> Path:
     """One panel per model: median latency against batch size, one line per device and
     thread count, the band between p5 and p95 shaded. Log-log axes."""
-    models = sorted(timings.model.unique())
+    models = list(dict.fromkeys(timings.model))  # in the order given (the zoo's)
     columns = min(4, max(1, len(models)))
     rows = math.ceil(len(models) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows),
@@ -47,6 +47,7 @@ def plot_latency_vs_batch(timings: pd.DataFrame, path: Path) -> Path:
 def plot_speedup_heatmap(table: pd.DataFrame, value: str, title: str, path: Path) -> Path:
     """A models x batch sizes heatmap of ``value`` (a speedup or gain), annotated."""
     grid = table.pivot_table(index="model", columns="batch_size", values=value, aggfunc="max")
+    grid = grid.reindex([m for m in dict.fromkeys(table.model) if m in grid.index])
     figure, axis = plt.subplots(figsize=(1.1 * len(grid.columns) + 3, 0.5 * len(grid) + 1.8))
     data = grid.to_numpy(dtype=float)
     image = axis.imshow(np.log10(np.where(data > 0, data, np.nan)), cmap="viridis",
