@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -172,3 +173,20 @@ def test_sweep_file(tmp_path: Path) -> None:
     path.write_text("model: [rmc1]\n")
     with pytest.raises(RecstackError, match="key 'model' is not allowed; did you mean 'models'"):
         load_sweep_file(path)
+
+
+def test_open_run_creates_and_resumes_with_the_same_settings_only(tmp_path: Path) -> None:
+    from recstack.sweep import open_run
+
+    store = ResultStore(tmp_path / "r.duckdb")
+    with pytest.raises(RecstackError, match="--resume: no run to resume in"):
+        open_run(store, QUICK, "recstack sweep", resume=True)
+    run_id = open_run(store, QUICK, "recstack sweep")
+    assert open_run(store, QUICK, "recstack sweep", resume=True) == run_id
+    with pytest.raises(RecstackError, match=r"other settings \(min_seconds\)"):
+        open_run(store, replace(QUICK, min_seconds=3.0), "recstack sweep", resume=True)
+    with pytest.raises(RecstackError, match="already exists"):
+        open_run(store, QUICK, "recstack sweep", run_id=run_id)
+    platform = store.query("SELECT p.* FROM platforms p JOIN runs USING (platform_id)")
+    assert len(platform) == 1 and platform.description[0]
+    assert '"logical_cores"' in platform.info[0]

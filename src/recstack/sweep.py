@@ -83,11 +83,18 @@ def fit_spec(spec: ModelSpec, scale: float | None, available_bytes: int) -> tupl
     return spec, ""
 
 
-def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int], threads: Sequence[int],
-               devices: Sequence[str], backends: Sequence[str] = ("eager",),
-               scale: float | None = None, query: QuerySpec | None = None, seed: int = 0,
+def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
+               threads: Sequence[int] | None = None, devices: Sequence[str] | None = None,
+               backends: Sequence[str] = ("eager",), scale: float | None = None,
+               query: QuerySpec | None = None, seed: int = 0,
                available_bytes: int | None = None) -> SweepPlan:
-    """Every combination of the options, ordered model, device, threads, backend, batch."""
+    """Every combination of the options, ordered model, device, threads, backend, batch.
+
+    Defaults: batch sizes 1 to 4096 in powers of 4, all usable cores, every device present.
+    """
+    batch_sizes = list(DEFAULT_BATCH_SIZES) if batch_sizes is None else batch_sizes
+    threads = [usable_cores()] if threads is None else threads
+    devices = available_devices() if devices is None else devices
     for name, values in (("--model", models), ("--batch-sizes", batch_sizes),
                          ("--threads", threads), ("--device", devices),
                          ("--backend", backends)):
@@ -171,6 +178,35 @@ def load_sweep_file(path: str | Path) -> dict[str, Any]:
 
 
 # ---- running -------------------------------------------------------------------------------
+
+
+def open_run(store: ResultStore, settings: TimingSettings, command: str, resume: bool = False,
+             run_id: str | None = None) -> str:
+    """The run to measure into: a new one (with this machine's platform), or with ``resume``
+    the given or latest run of the store, which must have used the same settings."""
+    from recstack.platform_info import collect_platform, describe_platform, platform_id
+
+    if resume:
+        run_id = run_id or store.latest_run_id()
+        info = store.run_info(run_id) if run_id else None
+        if info is None:
+            which = f"run {run_id!r}" if run_id else "run"
+            raise RecstackError(f"--resume: no {which} to resume in {store.path}")
+        stored, wanted = json.loads(info["settings"]), settings.to_dict()
+        if stored != wanted:
+            changed = sorted(k for k in set(stored) | set(wanted)
+                             if stored.get(k) != wanted.get(k))
+            raise RecstackError(f"--resume: run {run_id} was measured with other settings "
+                                f"({', '.join(changed)}); resume with the same options or "
+                                "start a new run")
+        return run_id
+    if run_id and store.run_info(run_id) is not None:
+        raise RecstackError(f"--run-id: {run_id!r} already exists in {store.path}; add "
+                            "--resume to continue it")
+    platform = collect_platform()
+    return store.create_run(command, settings.to_dict(), platform, platform_id(platform),
+                            describe_platform(platform), run_id=run_id)
+
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -50,40 +49,15 @@ def _settings(min_time: float) -> Any:
                             ) from None
 
 
-def _open_run(store: Any, settings: Any, resume: bool, run_id: str | None) -> str:
-    """Creates the run, or finds the one to resume and checks it used the same settings."""
-    from recstack.platform_info import collect_platform, describe_platform, platform_id
-
-    if resume:
-        run_id = run_id or store.latest_run_id()
-        info = store.run_info(run_id) if run_id else None
-        if info is None:
-            raise RecstackError(f"--resume: no run {run_id or ''} to resume in {store.path}"
-                                .replace("  ", " "))
-        stored = json.loads(info["settings"])
-        if stored != settings.to_dict():
-            changed = sorted(k for k in stored if stored[k] != settings.to_dict().get(k))
-            raise RecstackError(f"--resume: run {run_id} was measured with other settings "
-                                f"({', '.join(changed)}); resume with the same options or "
-                                "start a new run")
-        return run_id
-    if run_id and store.run_info(run_id) is not None:
-        raise RecstackError(f"--run-id: {run_id!r} already exists in {store.path}; add "
-                            "--resume to continue it")
-    platform = collect_platform()
-    command = "recstack " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    return store.create_run(command, settings.to_dict(), platform, platform_id(platform),
-                            describe_platform(platform), run_id=run_id)
-
-
 def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | None
              ) -> tuple[Any, Any]:
     """Runs the plan into the store with progress; returns (store, outcome)."""
     from recstack.store import ResultStore
-    from recstack.sweep import run_sweep
+    from recstack.sweep import open_run, run_sweep
 
     store = ResultStore(out)
-    run_id = _open_run(store, settings, resume, run_id)
+    command = "recstack " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run_id = open_run(store, settings, command, resume, run_id)
     for note in plan.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(f"run {run_id}: {len(plan.points)} points into {store.path}", highlight=False)
@@ -132,9 +106,9 @@ def _report_outcome(outcome: Any) -> None:
 
 def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
           devices: list[str] | None, scale: float | None, distribution: str, seed: int) -> Any:
-    from recstack.inputs import QuerySpec
     from recstack.errors import SpecError
-    from recstack.sweep import DEFAULT_BATCH_SIZES, available_devices, plan_sweep, usable_cores
+    from recstack.inputs import QuerySpec
+    from recstack.sweep import plan_sweep
 
     check_scale(scale)
     try:
@@ -144,10 +118,9 @@ def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
                             ) from None
     return plan_sweep(
         models=models,
-        batch_sizes=(int_list("--batch-sizes", batch_sizes) if batch_sizes
-                     else list(DEFAULT_BATCH_SIZES)),
-        threads=int_list("--threads", threads) if threads else [usable_cores()],
-        devices=devices or available_devices(),
+        batch_sizes=int_list("--batch-sizes", batch_sizes) if batch_sizes else None,
+        threads=int_list("--threads", threads) if threads else None,
+        devices=devices or None,
         scale=scale, query=query, seed=seed,
     )
 
@@ -182,11 +155,6 @@ def sweep(
         if "models" not in options:
             raise RecstackError("--model: nothing given; name models with --model or in the "
                                 "sweep file")
-        from recstack.sweep import DEFAULT_BATCH_SIZES, available_devices, usable_cores
-
-        options.setdefault("batch_sizes", list(DEFAULT_BATCH_SIZES))
-        options.setdefault("threads", [usable_cores()])
-        options.setdefault("devices", available_devices())
         plan = plan_sweep(**options)
     else:
         if not model:
