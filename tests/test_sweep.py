@@ -188,5 +188,5 @@ def test_open_run_creates_and_resumes_with_the_same_settings_only(tmp_path: Path
     with pytest.raises(RecstackError, match="already exists"):
         open_run(store, QUICK, "recstack sweep", run_id=run_id)
     platform = store.query("SELECT p.* FROM platforms p JOIN runs USING (platform_id)")
-    assert len(platform) == 1 and platform.description[0]
-    assert '"logical_cores"' in platform.info[0]
+    assert len(platform) == 1 and platform["description"][0]
+    assert '"logical_cores"' in platform["info"][0]
