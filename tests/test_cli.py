@@ -107,13 +107,15 @@ def test_run_results_and_export(tmp_path: Path) -> None:
     assert "systems level: latency, throughput and deployment choice" in result.stdout
     assert "deployment choice: the best configuration beats the worst by up to" in result.stdout
     assert "targets: DeepRecSys" in result.stdout
+    assert "software level: dominant operator class and model part" in result.stdout
     figures = list((store.parent / "figures").glob("*/*.png"))
-    assert sorted(p.name for p in figures) == ["latency_vs_batch.png", "speedup_heatmap.png"]
+    assert sorted(p.name for p in figures) == ["latency_vs_batch.png", "operator_breakdown.png",
+                                               "part_breakdown.png", "speedup_heatmap.png"]
 
     listing = recstack("results", "--store", str(store), "--json")
     assert listing.returncode == 0, listing.stderr
     (run,) = json.loads(listing.stdout)
-    assert run["points_ok"] == 4 and run["points_failed"] == 0
+    assert run["points_ok"] == 8 and run["points_failed"] == 0  # timing + operators
     assert "Xeon" in run["platform"] or run["platform"]
 
     shown = recstack("results", "show", run["run_id"], "--store", str(store))
@@ -122,4 +124,16 @@ def test_run_results_and_export(tmp_path: Path) -> None:
     exported = recstack("results", "export", run["run_id"], "--store", str(store), "--format",
                         "csv", "--to", str(tmp_path / "csv"))
     assert exported.returncode == 0, exported.stderr
-    assert len(list((tmp_path / "csv").glob("*.csv"))) == 5
+    assert len(list((tmp_path / "csv").glob("*.csv"))) == 7  # every table of the store
+
+
+@pytest.mark.slow
+def test_profile_alone_with_traces(tmp_path: Path) -> None:
+    store = tmp_path / "p.duckdb"
+    result = recstack("profile", "-m", "dien", "--scale", "0.001", "--batch-sizes", "4",
+                      "--threads", "1", "--trace", "--out", str(store))
+    assert result.returncode == 0, result.stderr
+    assert "dien@0.001 b4 cpu t1 eager [operators]: profiled" in result.stdout
+    assert "software level" in result.stdout and "recurrent" in result.stdout
+    assert len(list((tmp_path / "traces").glob("*/*.json"))) == 1
+    assert "profiler_start" not in result.stderr  # kineto's chatter is kept out

@@ -16,6 +16,9 @@ from recstack.specs import ModelSpec
 # Execution backends a point can run on. More arrive with the performance work; each must
 # give the same outputs as "eager".
 BACKENDS: tuple[str, ...] = ("eager",)
+# What a point measures: its collector. Timing and operator profiles of the same configuration
+# are separate points, measured in separate workers: profiled runs never time anything.
+COLLECTORS: tuple[str, ...] = ("timing", "operators")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
@@ -31,6 +34,7 @@ class Point:
     backend: str = "eager"
     query: QuerySpec = field(default_factory=QuerySpec)
     seed: int = 0
+    collector: str = "timing"
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
@@ -43,9 +47,12 @@ class Point:
             raise SpecError("device", self.device, "expected cpu, cuda or cuda:N")
         if self.backend not in BACKENDS:
             raise SpecError("backend", self.backend, f"expected one of {', '.join(BACKENDS)}")
+        if self.collector not in COLLECTORS:
+            raise SpecError("collector", self.collector,
+                            f"expected one of {', '.join(COLLECTORS)}")
 
-    def identity(self) -> dict[str, Any]:
-        """Everything that makes this point this point, as plain data."""
+    def configuration(self) -> dict[str, Any]:
+        """What runs (model, inputs, deployment), without what measures it."""
         return {
             "spec": self.spec.to_config(),
             "batch_size": self.batch_size,
@@ -56,13 +63,23 @@ class Point:
             "seed": self.seed,
         }
 
+    def config_key(self) -> str:
+        """A stable digest of :meth:`configuration`: joins the levels measured of one
+        configuration (its timing and its operator profile)."""
+        return _digest(self.configuration())
+
     def key(self) -> str:
-        """A stable digest of :meth:`identity`: the point's id within a run."""
-        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        """A stable digest of the configuration and the collector: the point's id in a run."""
+        return _digest({**self.configuration(), "collector": self.collector})
 
     @property
     def label(self) -> str:
         scale = "" if self.spec.is_full_size else f"@{self.spec.row_scale:g}"
+        what = "" if self.collector == "timing" else f" [{self.collector}]"
         return (f"{self.spec.name}{scale} b{self.batch_size} {self.device} "
-                f"t{self.threads} {self.backend}")
+                f"t{self.threads} {self.backend}{what}")
+
+
+def _digest(data: dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -8,6 +8,10 @@ Tables (schema version in ``meta``):
   error, build time and memory.
 - ``samples``: every timed iteration's latency (and host-to-device copy on GPUs).
 - ``timing``: statistics derived from the samples.
+- ``operators``: per operator-profile point, the top-level operators by model part, with
+  calls and time per iteration (raw names: classification is analysis).
+- ``profiles``: per operator-profile point, iteration wall time, operator time, the time no
+  operator covers, and the profiler's own overhead.
 
 Every point is written in one transaction, through a connection opened for that write only:
 a sweep killed at any moment loses at most the point it was measuring, the file stays
@@ -31,8 +35,9 @@ import pandas as pd
 from recstack import __version__
 from recstack.errors import RecstackError
 
-SCHEMA_VERSION = 1
-TABLES: tuple[str, ...] = ("platforms", "runs", "points", "samples", "timing")
+SCHEMA_VERSION = 2
+TABLES: tuple[str, ...] = ("platforms", "runs", "points", "samples", "timing", "operators",
+                           "profiles")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -53,6 +58,8 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS points (
     run_id VARCHAR,
     point_key VARCHAR,
+    config_key VARCHAR,
+    collector VARCHAR,
     label VARCHAR,
     model VARCHAR,
     model_type VARCHAR,
@@ -101,6 +108,28 @@ CREATE TABLE IF NOT EXISTS timing (
     copy_median_ms DOUBLE,
     unstable BOOLEAN,
     warning VARCHAR,
+    PRIMARY KEY (run_id, point_key)
+);
+CREATE TABLE IF NOT EXISTS operators (
+    run_id VARCHAR,
+    point_key VARCHAR,
+    part VARCHAR,
+    op VARCHAR,
+    calls DOUBLE,
+    time_us DOUBLE
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    run_id VARCHAR,
+    point_key VARCHAR,
+    iterations INTEGER,
+    time_basis VARCHAR,
+    wall_us DOUBLE,
+    operator_us DOUBLE,
+    uncovered_us DOUBLE,
+    profiled_median_us DOUBLE,
+    unprofiled_median_us DOUBLE,
+    profiler_overhead DOUBLE,
+    trace_path VARCHAR,
     PRIMARY KEY (run_id, point_key)
 );
 """
@@ -224,33 +253,28 @@ class ResultStore:
 
     def record_point(self, run_id: str, point: dict[str, Any],
                      samples: pd.DataFrame | None = None,
-                     timing: dict[str, Any] | None = None) -> None:
-        """Writes one point with its samples and statistics, atomically.
+                     timing: dict[str, Any] | None = None,
+                     operators: pd.DataFrame | None = None,
+                     profile: dict[str, Any] | None = None) -> None:
+        """Writes one point with what its collector produced, atomically.
 
-        ``point`` has the columns of ``points``; an earlier (failed) record of the same point
-        in the same run is replaced.
+        ``point`` has the columns of ``points``; ``samples`` and ``operators`` are frames with
+        the columns of those tables (less run and point); ``timing`` and ``profile`` are one
+        row each. An earlier (failed) record of the same point in the same run is replaced.
         """
         key = point["point_key"]
         with self._writer() as db:
             db.execute("BEGIN")
-            for table in ("points", "samples", "timing"):
+            for table in ("points", "samples", "timing", "operators", "profiles"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ? AND point_key = ?",
                            [run_id, key])
-            columns = list(point)
-            db.execute(f"INSERT INTO points (run_id, {', '.join(columns)}) "
-                       f"VALUES (?, {', '.join('?' * len(columns))})",
-                       [run_id, *point.values()])
-            if samples is not None and not samples.empty:
-                frame = samples.assign(run_id=run_id, point_key=key)[
-                    ["run_id", "point_key", "iteration", "latency_ns", "copy_ns"]]
-                db.register("new_samples", frame)
-                db.execute("INSERT INTO samples SELECT * FROM new_samples")
-                db.unregister("new_samples")
-            if timing is not None:
-                names = list(timing)
-                db.execute(f"INSERT INTO timing (run_id, point_key, {', '.join(names)}) "
-                           f"VALUES (?, ?, {', '.join('?' * len(names))})",
-                           [run_id, key, *timing.values()])
+            _insert_row(db, "points", {"run_id": run_id, **point})
+            for table, frame in (("samples", samples), ("operators", operators)):
+                if frame is not None and not frame.empty:
+                    _insert_frame(db, table, frame.assign(run_id=run_id, point_key=key))
+            for table, row in (("timing", timing), ("profiles", profile)):
+                if row is not None:
+                    _insert_row(db, table, {"run_id": run_id, "point_key": key, **row})
             db.execute("COMMIT")
 
     # ---- reading -------------------------------------------------------------------------
@@ -301,6 +325,19 @@ class ResultStore:
                 db.unregister("export_frame")
                 written.append(target)
         return written
+
+
+def _insert_row(db: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) -> None:
+    db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+               list(row.values()))
+
+
+def _insert_frame(db: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    db.register("new_rows", frame)
+    try:
+        db.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
+    finally:
+        db.unregister("new_rows")
 
 
 def _sql_path(path: Path) -> str:

@@ -18,11 +18,13 @@ from typing import Any
 
 import pandas as pd
 
-from recstack.collect.timing import TimingResult, TimingSettings, measure_point, timing_stats
+from recstack.collect.operators import OperatorProfile, profile_point
+from recstack.collect.timing import (TimingResult, TimingSettings, TimingStats, measure_point,
+                                     timing_stats)
 from recstack.errors import RecstackError
 from recstack.footprint import available_memory_bytes, scale_that_fits
 from recstack.inputs import QuerySpec
-from recstack.points import BACKENDS, Point
+from recstack.points import BACKENDS, COLLECTORS, Point
 from recstack.specs import ModelSpec, resolve_spec
 from recstack.store import ResultStore
 from recstack.worker import run_isolated
@@ -87,8 +89,10 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
                threads: Sequence[int] | None = None, devices: Sequence[str] | None = None,
                backends: Sequence[str] = ("eager",), scale: float | None = None,
                query: QuerySpec | None = None, seed: int = 0,
-               available_bytes: int | None = None) -> SweepPlan:
-    """Every combination of the options, ordered model, device, threads, backend, batch.
+               available_bytes: int | None = None,
+               levels: Sequence[str] = ("timing",)) -> SweepPlan:
+    """Every combination of the options, ordered model, device, threads, backend, batch,
+    then level (``timing``, ``operators``: each level of a configuration is its own point).
 
     Defaults: batch sizes 1 to 4096 in powers of 4, all usable cores, every device present.
     """
@@ -104,6 +108,12 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
         for value in values:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise RecstackError(f"{name}: {value!r} is not allowed; expected integers >= 1")
+    for level in levels:
+        if level not in COLLECTORS:
+            raise RecstackError(f"--levels: {level!r} is not allowed; expected one of "
+                                f"{', '.join(COLLECTORS)}")
+    if not levels:
+        raise RecstackError("--levels: nothing given; expected at least one level")
     for backend in backends:
         if backend not in BACKENDS:
             raise RecstackError(f"--backend: {backend!r} is not allowed; expected one of "
@@ -122,15 +132,15 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
             notes.append(note)
     points = tuple(
         Point(spec=spec, batch_size=batch, device=device, threads=count, backend=backend,
-              query=query, seed=seed)
-        for spec, device, count, backend, batch in itertools.product(
-            specs, devices, threads, backends, batch_sizes)
+              query=query, seed=seed, collector=level)
+        for spec, device, count, backend, batch, level in itertools.product(
+            specs, devices, threads, backends, batch_sizes, levels)
     )
     return SweepPlan(points=points, notes=tuple(notes))
 
 
-SWEEP_FILE_KEYS = ("models", "batch_sizes", "threads", "devices", "backends", "scale", "query",
-                   "seed")
+SWEEP_FILE_KEYS = ("models", "batch_sizes", "threads", "devices", "backends", "levels", "scale",
+                   "query", "seed")
 
 
 def load_sweep_file(path: str | Path) -> dict[str, Any]:
@@ -155,14 +165,14 @@ def load_sweep_file(path: str | Path) -> dict[str, Any]:
             raise RecstackError(f"{path.name}: key {key!r} is not allowed; {did_you_mean}"
                                 f"allowed keys: {', '.join(SWEEP_FILE_KEYS)}")
     options: dict[str, Any] = {}
-    for key in ("models", "batch_sizes", "threads", "devices", "backends"):
+    for key in ("models", "batch_sizes", "threads", "devices", "backends", "levels"):
         if key in data:
             value = data[key]
             if not isinstance(value, list) or not value:
                 raise RecstackError(f"{path.name}: {key}: {value!r} is not allowed; expected a "
                                     "non-empty list")
-            options[key] = [str(v) if key in ("models", "devices", "backends") else v
-                            for v in value]
+            options[key] = [str(v) if key in ("models", "devices", "backends", "levels")
+                            else v for v in value]
     if "scale" in data:
         options["scale"] = data["scale"]
     if "seed" in data:
@@ -231,13 +241,16 @@ class SweepOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-Collector = Callable[[Point, TimingSettings], TimingResult]
+Collector = Callable[..., TimingResult | OperatorProfile]
+COLLECTOR_FUNCTIONS: dict[str, Collector] = {"timing": measure_point,
+                                             "operators": profile_point}
 
 
 def _point_row(point: Point, status: str, error: str | None, started: datetime,
                result: TimingResult | None) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "point_key": point.key(), "label": point.label, "model": point.spec.name,
+        "point_key": point.key(), "config_key": point.config_key(),
+        "collector": point.collector, "label": point.label, "model": point.spec.name,
         "model_type": point.spec.model_type, "spec_digest": point.spec.digest(),
         "spec": json.dumps(point.spec.to_config()), "row_scale": point.spec.row_scale,
         "batch_size": point.batch_size, "device": point.device, "threads": point.threads,
@@ -245,7 +258,7 @@ def _point_row(point: Point, status: str, error: str | None, started: datetime,
         "seed": point.seed, "status": status, "error": error, "started_at": started,
         "finished_at": datetime.now(timezone.utc),
     }
-    if result is not None:
+    if isinstance(result, TimingResult):
         row.update(build_seconds=result.build_seconds,
                    peak_memory_growth_bytes=result.peak_memory_growth_bytes,
                    input_bytes_per_batch=result.input_bytes_per_batch,
@@ -265,11 +278,39 @@ def _samples_frame(result: TimingResult) -> pd.DataFrame:
     })
 
 
+def _record(store: ResultStore, run_id: str, point: Point, started: datetime,
+            result: TimingResult | OperatorProfile, settings: TimingSettings
+            ) -> TimingStats | None:
+    """Stores a measured point; returns its timing statistics (None for a profile)."""
+    row = _point_row(point, "ok", None, started, result)
+    if isinstance(result, OperatorProfile):
+        operators = pd.DataFrame(result.operators, columns=["part", "op", "calls", "time_us"])
+        wall = float(pd.Series(result.iteration_wall_us).mean())
+        covered = float(operators.time_us.sum())
+        profiled = float(pd.Series(result.profiled_us).median())
+        unprofiled = float(pd.Series(result.unprofiled_us).median())
+        store.record_point(run_id, row, operators=operators, profile={
+            "iterations": len(result.iteration_wall_us), "time_basis": result.time_basis,
+            "wall_us": wall, "operator_us": covered, "uncovered_us": wall - covered,
+            "profiled_median_us": profiled, "unprofiled_median_us": unprofiled,
+            "profiler_overhead": profiled / unprofiled - 1.0, "trace_path": result.trace_path})
+        return None
+    stats = timing_stats(result.latency_ns, point.batch_size, result.copy_ns,
+                         settings.spread_threshold, point.label)
+    store.record_point(run_id, row, _samples_frame(result), stats.to_dict())
+    return stats
+
+
 def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: TimingSettings,
               progress: Callable[[SweepEvent], None] | None = None,
-              collector: Collector = measure_point,
-              point_timeout_s: float | None = None) -> SweepOutcome:
-    """Measures every point of ``plan`` the run does not hold yet, each in a fresh worker."""
+              collector: Collector | None = None,
+              point_timeout_s: float | None = None,
+              trace_dir: str | None = None) -> SweepOutcome:
+    """Measures every point of ``plan`` the run does not hold yet, each in a fresh worker.
+
+    ``collector`` replaces the point's own collector (tests use it to inject failures);
+    ``trace_dir`` keeps a Chrome trace of every operator-profile point there.
+    """
     notify = progress or (lambda event: None)
     outcome = SweepOutcome(run_id=run_id)
     finished = store.finished_point_keys(run_id)
@@ -281,8 +322,10 @@ def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: Timing
             continue
         notify(SweepEvent("start", point, index, total))
         started = datetime.now(timezone.utc)
+        function = collector or COLLECTOR_FUNCTIONS[point.collector]
+        extra = (trace_dir,) if point.collector == "operators" and collector is None else ()
         try:
-            result = run_isolated(collector, point, settings, timeout_s=point_timeout_s)
+            result = run_isolated(function, point, settings, *extra, timeout_s=point_timeout_s)
         except Exception as error:  # noqa: BLE001 - any failure of a point is its result
             message = str(error) if isinstance(error, RecstackError) \
                 else f"{type(error).__name__}: {error}"
@@ -290,13 +333,11 @@ def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: Timing
             outcome.failed.append((point.label, message))
             notify(SweepEvent("failed", point, index, total, error=message))
             continue
-        stats = timing_stats(result.latency_ns, point.batch_size, result.copy_ns,
-                             settings.spread_threshold, point.label)
-        store.record_point(run_id, _point_row(point, "ok", None, started, result),
-                           _samples_frame(result), stats.to_dict())
+        stats = _record(store, run_id, point, started, result, settings)
         outcome.measured += 1
-        if stats.warning:
+        if stats is not None and stats.warning:
             outcome.warnings.append(stats.warning)
-        notify(SweepEvent("done", point, index, total, median_ms=stats.median_ms,
-                          warning=stats.warning))
+        notify(SweepEvent("done", point, index, total,
+                          median_ms=None if stats is None else stats.median_ms,
+                          warning=None if stats is None else stats.warning))
     return outcome

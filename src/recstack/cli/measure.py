@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+from rich.markup import escape
 from rich.table import Table
 
 from recstack.cli import format as fmt
@@ -36,6 +37,9 @@ MinTimeOption = Annotated[float, typer.Option(
     "--min-time", help="Seconds of timed iterations per point (after warm-up).")]
 DistributionOption = Annotated[str, typer.Option(
     "--distribution", help="Sparse id distribution: uniform, zipf or locality.")]
+TraceOption = Annotated[bool, typer.Option(
+    "--trace", help="Keep a Chrome/Perfetto trace of every operator-profile point, next to "
+                    "the store (traces/RUN_ID/).")]
 
 
 def _settings(min_time: float) -> Any:
@@ -49,8 +53,8 @@ def _settings(min_time: float) -> Any:
                             ) from None
 
 
-def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | None
-             ) -> tuple[Any, Any]:
+def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | None,
+             trace: bool = False) -> tuple[Any, Any]:
     """Runs the plan into the store with progress; returns (store, outcome)."""
     from recstack.store import ResultStore
     from recstack.sweep import open_run, run_sweep
@@ -58,6 +62,7 @@ def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | Non
     store = ResultStore(out)
     command = "recstack " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run_id = open_run(store, settings, command, resume, run_id)
+    trace_dir = str(store.path.parent / "traces" / run_id) if trace else None
     for note in plan.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(f"run {run_id}: {len(plan.points)} points into {store.path}", highlight=False)
@@ -70,25 +75,29 @@ def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | Non
 
             def update(event: Any) -> None:
                 if event.kind == "start":
-                    progress.update(task, description=event.point.label)
+                    progress.update(task, description=escape(event.point.label))
                 else:
                     progress.advance(task)
                     if event.kind == "failed":
                         progress.console.print(f"failed: {event.point.label}: {event.error}",
                                                highlight=False, markup=False)
 
-            outcome = run_sweep(plan, store, run_id, settings, progress=update)
+            outcome = run_sweep(plan, store, run_id, settings, progress=update,
+                                trace_dir=trace_dir)
     else:
         def log(event: Any) -> None:
             where = f"[{event.index + 1}/{event.total}] {event.point.label}"
-            if event.kind == "done":
-                console.print(f"{where}: median {fmt.ms(event.median_ms)} ms", highlight=False)
+            if event.kind == "done" and event.median_ms is None:
+                console.print(f"{where}: profiled", highlight=False, markup=False)
+            elif event.kind == "done":
+                console.print(f"{where}: median {fmt.ms(event.median_ms)} ms", highlight=False,
+                              markup=False)
             elif event.kind == "failed":
                 console.print(f"{where}: failed: {event.error}", highlight=False, markup=False)
             elif event.kind == "skipped":
-                console.print(f"{where}: already measured", highlight=False)
+                console.print(f"{where}: already measured", highlight=False, markup=False)
 
-        outcome = run_sweep(plan, store, run_id, settings, progress=log)
+        outcome = run_sweep(plan, store, run_id, settings, progress=log, trace_dir=trace_dir)
     return store, outcome
 
 
@@ -104,8 +113,13 @@ def _report_outcome(outcome: Any) -> None:
         console.print(f"failed: {label}: {error}", highlight=False, markup=False)
 
 
+def _levels(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
-          devices: list[str] | None, scale: float | None, distribution: str, seed: int) -> Any:
+          devices: list[str] | None, scale: float | None, distribution: str, seed: int,
+          levels: list[str]) -> Any:
     from recstack.errors import SpecError
     from recstack.inputs import QuerySpec
     from recstack.sweep import plan_sweep
@@ -121,7 +135,7 @@ def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
         batch_sizes=int_list("--batch-sizes", batch_sizes) if batch_sizes else None,
         threads=int_list("--threads", threads) if threads else None,
         devices=devices or None,
-        scale=scale, query=query, seed=seed,
+        scale=scale, query=query, seed=seed, levels=levels,
     )
 
 
@@ -141,6 +155,10 @@ def sweep(
     min_time: MinTimeOption = 1.0,
     distribution: DistributionOption = "uniform",
     seed: Annotated[int, typer.Option(help="Seed of weights and queries.")] = 0,
+    levels: Annotated[str, typer.Option(
+        "--levels", help="What to measure: timing, operators, or both (comma-separated).")]
+    = "timing",
+    trace: TraceOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Measure a custom sweep (models x batch sizes x threads x devices) into the store."""
@@ -160,8 +178,9 @@ def sweep(
         if not model:
             raise RecstackError("--model: nothing given; name at least one model (e.g. "
                                 "--model rmc1) or use --sweep-file")
-        plan = _plan(model, batch_sizes, threads, device, scale, distribution, seed)
-    store, outcome = _measure(plan, out, settings, resume, run_id)
+        plan = _plan(model, batch_sizes, threads, device, scale, distribution, seed,
+                     _levels(levels))
+    store, outcome = _measure(plan, out, settings, resume, run_id, trace)
     timings = load_timings(store, [outcome.run_id]) if store.path.is_file() else None
     if as_json:
         fmt.print_json({"run_id": outcome.run_id, "store": str(store.path),
@@ -205,6 +224,10 @@ def run(
     targets_file: Annotated[str | None, typer.Option(
         "--targets", help="YAML file of latency targets (see analysis/latency_targets.yaml)."
     )] = None,
+    levels: Annotated[str, typer.Option(
+        "--levels", help="Levels to characterize: timing (systems), operators (software).")]
+    = "timing,operators",
+    trace: TraceOption = False,
 ) -> None:
     """The main job: characterize the eight canonical models (full size where they fit) on
     every device present over batch sizes 1 to 4096, store everything, print a summary and
@@ -217,16 +240,90 @@ def run(
     targets = load_targets(targets_file) if targets_file else default_targets()
     targets = with_overrides(targets, target or [])
     settings = _settings(min_time)
-    plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0)
-    store, outcome = _measure(plan, out, settings, resume, run_id)
+    plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0,
+                 _levels(levels))
+    store, outcome = _measure(plan, out, settings, resume, run_id, trace)
+    figures_dir = store.path.parent / "figures" / outcome.run_id
+    figures = []
     timings = load_timings(store, [outcome.run_id])
     if not timings.empty:
         _print_summary(timings, targets)
-        figures = write_systems_figures(timings, store.path.parent / "figures" / outcome.run_id)
-        for path in figures:
-            console.print(f"figure: {path}", highlight=False)
+        figures += write_systems_figures(timings, figures_dir)
+    figures += _software_level(store, outcome.run_id, figures_dir)
+    for path in figures:
+        console.print(f"figure: {path}", highlight=False)
     console.print(f"store: {store.path} (run {outcome.run_id}; `recstack results` lists runs)",
                   highlight=False)
+    _report_outcome(outcome)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+def _software_level(store: Any, run_id: str, figures_dir: Path) -> list[Path]:
+    """Prints the operator-breakdown summary of a run and writes its figures."""
+    from recstack.analysis.breakdown import (breakdown, dominant, load_operators,
+                                             profiler_overhead, unclassified_operators)
+    from recstack.analysis.systems import order_models
+    from recstack.report.plots import write_software_figures
+
+    operators, profiles = load_operators(store, [run_id])
+    if profiles.empty:
+        return []
+    shares = order_models(breakdown(operators, profiles))
+    by_class = dominant(shares, "operator")
+    by_part = dominant(shares, "part")
+    overhead = profiler_overhead(profiles).set_index("point_key")
+    table = Table(title="software level: dominant operator class and model part",
+                  header_style="bold")
+    for column in ("model", "device", "batch", "top class", "share", "top part", "share ",
+                   "overhead", "profiler +"):
+        table.add_column(column, justify="left" if column in ("model", "device", "top class",
+                                                               "top part") else "right")
+    parts = by_part.set_index("point_key")
+    points = by_class.merge(shares[(shares.view == "operator")
+                                   & (shares.category == "overhead")][["point_key", "share"]]
+                            .rename(columns={"share": "overhead"}), on="point_key", how="left")
+    points = order_models(points.sort_values(["device", "batch_size"]))
+    for row in points.itertuples():
+        table.add_row(row.model, row.device, str(row.batch_size), row.category,
+                      f"{row.share:.0%}", parts.loc[row.point_key, "category"],
+                      f"{parts.loc[row.point_key, 'share']:.0%}", f"{row.overhead:.0%}",
+                      f"{overhead.loc[row.point_key, 'profiler_overhead']:+.0%}")
+    console.print(table)
+    unknown = unclassified_operators(operators)
+    if not unknown.empty:
+        console.print(f"operators not in the class table (counted as 'other'): "
+                      f"{', '.join(unknown.op)}", highlight=False)
+    return write_software_figures(shares, figures_dir)
+
+
+@app.command()
+def profile(
+    model: ModelOption = None,
+    batch_sizes: BatchOption = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+    scale: ScaleOption = None,
+    out: OutOption = DEFAULT_STORE,
+    resume: ResumeOption = False,
+    run_id: RunIdOption = None,
+    trace: TraceOption = False,
+) -> None:
+    """The software level alone: operator breakdown (PyTorch profiler) of every model, batch
+    size and device, by operator class and by model part."""
+    from recstack.specs import ZOO_NAMES
+
+    settings = _settings(1.0)
+    plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0,
+                 ["operators"])
+    store, outcome = _measure(plan, out, settings, resume, run_id, trace)
+    for path in _software_level(store, outcome.run_id,
+                                store.path.parent / "figures" / outcome.run_id):
+        console.print(f"figure: {path}", highlight=False)
+    if trace:
+        console.print(f"traces: {store.path.parent / 'traces' / outcome.run_id}",
+                      highlight=False)
+    console.print(f"store: {store.path} (run {outcome.run_id})", highlight=False)
     _report_outcome(outcome)
     if outcome.failed:
         raise typer.Exit(1)

@@ -50,9 +50,11 @@ def show(run_id: Annotated[str, typer.Argument(help="The run to show.")],
         raise RecstackError(f"run: {run_id!r} is not in {store}; `recstack results` lists "
                             "the runs")
     frame = results_store.query("""
-        SELECT pt.label, pt.status, pt.error, t.median_ms, t.p95_ms, t.p99_ms,
-               t.throughput_per_s, t.cv, t.unstable
+        SELECT pt.label, pt.collector, pt.status, pt.error, t.median_ms, t.p95_ms, t.p99_ms,
+               t.throughput_per_s, t.cv, coalesce(t.unstable, false) AS unstable,
+               pr.wall_us, pr.iterations AS profiled_iterations
         FROM points pt LEFT JOIN timing t USING (run_id, point_key)
+        LEFT JOIN profiles pr USING (run_id, point_key)
         WHERE pt.run_id = ? ORDER BY pt.model, pt.device, pt.threads, pt.batch_size
     """, [run_id])
     if as_json:
@@ -63,7 +65,13 @@ def show(run_id: Annotated[str, typer.Argument(help="The run to show.")],
                    "note"):
         table.add_column(column)
     for row in frame.itertuples():
-        note = row.error if row.status == "failed" else ("unstable" if row.unstable else "")
+        if row.status == "failed":
+            note = row.error
+        elif row.collector == "operators":
+            note = (f"operator profile: {row.profiled_iterations} iterations, mean wall "
+                    f"{fmt.ms(row.wall_us / 1e3)} ms")
+        else:
+            note = "unstable" if row.unstable else ""
         table.add_row(row.label, row.status, fmt.ms(row.median_ms), fmt.ms(row.p95_ms),
                       fmt.ms(row.p99_ms), fmt.rate(row.throughput_per_s),
                       "-" if row.cv != row.cv else f"{row.cv:.0%}", str(note or ""))

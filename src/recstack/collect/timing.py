@@ -43,6 +43,9 @@ class TimingSettings:
     """Distinct query batches cycled through, so caches do not see one batch only."""
     max_input_bytes: int = 1 << 29
     """Fewer distinct batches are kept when they would exceed this much memory."""
+    profile_iterations: int = 10
+    """At most this many profiled iterations per operator-profile point (fewer when
+    iterations are slow: about one second of them)."""
     spread_threshold: float = 0.5
     """A point is flagged unstable when its p5-p95 range exceeds this fraction of its median.
     (The coefficient of variation is stored too, but one descheduled iteration among
@@ -50,7 +53,7 @@ class TimingSettings:
 
     def __post_init__(self) -> None:
         for name in ("warmup_iterations", "min_iterations", "max_iterations",
-                     "distinct_batches", "max_input_bytes"):
+                     "distinct_batches", "max_input_bytes", "profile_iterations"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(name, value, "expected an integer >= 1")

@@ -98,3 +98,61 @@ def write_systems_figures(timings: pd.DataFrame, directory: Path) -> list[Path]:
             "CPU throughput over batch 1 (no other device measured)",
             directory / "speedup_heatmap.png"))
     return written
+
+
+# A fixed colour per category, so the same class looks the same in every figure.
+CATEGORY_COLOURS = {
+    "embedding": "#1f77b4", "fc": "#ff7f0e", "interaction": "#2ca02c", "attention": "#d62728",
+    "recurrent": "#9467bd", "activation": "#8c564b", "elementwise": "#e377c2",
+    "data_movement": "#7f7f7f", "other": "#bcbd22", "overhead": "#d9d9d9",
+    "sparse": "#1f77b4", "dense": "#ff7f0e", "wide": "#17becf", "over": "#bcbd22",
+    "input": "#7f7f7f", "unscoped": "#c5b0d5",
+}
+
+
+def plot_breakdown(shares: pd.DataFrame, view: str, path: Path) -> Path:
+    """Stacked bars in the paper's style: one bar per model and batch size (CPU and GPU side
+    by side where both were measured), one segment per category of ``view``."""
+    rows = shares[shares.view == view]
+    categories = list(dict.fromkeys(
+        [c for c in CATEGORY_COLOURS if c in set(rows.category)]
+        + sorted(set(rows.category) - set(CATEGORY_COLOURS))))
+    bars = (rows.groupby(["model", "batch_size", "device", "category"], sort=False)["share"]
+            .mean().unstack("category", fill_value=0.0).reindex(columns=categories,
+                                                                fill_value=0.0))
+    order = list(dict.fromkeys(rows.model))
+    bars = bars.reset_index()
+    bars["rank"] = bars.model.map({m: i for i, m in enumerate(order)})
+    bars = bars.sort_values(["rank", "batch_size", "device"]).reset_index(drop=True)
+    positions, position, previous = [], 0.0, None
+    for model in bars.model:
+        position += 1.6 if previous is not None and model != previous else 1.0
+        positions.append(position)
+        previous = model
+    figure, axis = plt.subplots(figsize=(max(8.0, 0.32 * len(bars) + 3), 4.8))
+    bottom = np.zeros(len(bars))
+    for category in categories:
+        values = bars[category].to_numpy()
+        axis.bar(positions, values, bottom=bottom, width=0.85, label=category,
+                 color=CATEGORY_COLOURS.get(category), edgecolor="white", linewidth=0.3)
+        bottom += values
+    labels = [f"{row.model} b{row.batch_size}" + ("" if row.device == "cpu" else
+                                                  f" {row.device}")
+              for row in bars.itertuples()]
+    axis.set_xticks(positions, labels, rotation=90, fontsize=7)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("share of inference time")
+    what = "operator class" if view == "operator" else "model part"
+    axis.set_title(f"Inference time by {what}\n(profiled runs; overhead: time no operator "
+                   "covers)", fontsize=10)
+    axis.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def write_software_figures(shares: pd.DataFrame, directory: Path) -> list[Path]:
+    """The software-level figures: operator-class and model-part breakdowns."""
+    if shares.empty:
+        return []
+    return [plot_breakdown(shares, "operator", directory / "operator_breakdown.png"),
+            plot_breakdown(shares, "part", directory / "part_breakdown.png")]

@@ -1,0 +1,169 @@
+"""The software level: where inference time goes, by operator class and by model part.
+
+Operator classes come from a data table (``operator_classes.yaml``), matched against the
+names the profiler recorded; the part view uses the model's part scopes, so a GEMM inside the
+attention unit is "fc" in the operator view and "attention" in the part view. Both views of a
+point sum to its iteration wall time: operators plus ``overhead`` (time no operator covers).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from importlib import resources
+
+import pandas as pd
+
+from recstack.errors import RecstackError
+from recstack.store import ResultStore
+
+OVERHEAD = "overhead"
+OTHER = "other"
+POINT_COLUMNS = ["run_id", "point_key", "model", "model_type", "row_scale", "batch_size",
+                 "device", "threads", "backend"]
+SHARE_COLUMNS = [*POINT_COLUMNS, "view", "category", "time_us", "share"]
+
+
+@dataclass(frozen=True)
+class OperatorClasses:
+    """Ordered (class, patterns) pairs; the first class with a matching pattern wins."""
+
+    classes: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.classes] + [OTHER, OVERHEAD]
+
+    def classify(self, operator: str) -> str:
+        for name, patterns in self.classes:
+            if any(fnmatch.fnmatchcase(operator, pattern) for pattern in patterns):
+                return name
+        return OTHER
+
+
+def default_classes() -> OperatorClasses:
+    import yaml
+
+    text = resources.files("recstack.analysis").joinpath("operator_classes.yaml").read_text()
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
+        raise RecstackError("operator_classes.yaml: expected a mapping 'classes: {class: "
+                            "[patterns]}'")
+    return OperatorClasses(tuple((str(name), tuple(str(p) for p in patterns))
+                                 for name, patterns in data["classes"].items()))
+
+
+def load_operators(store: ResultStore, run_ids: list[str] | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(operators, profiles) of the measured operator-profile points.
+
+    operators: POINT_COLUMNS + part, op, calls, time_us (per iteration).
+    profiles: POINT_COLUMNS + iterations, time_basis, wall_us, operator_us, uncovered_us,
+    profiled_median_us, unprofiled_median_us, profiler_overhead, trace_path,
+    timing_median_us (the same configuration's timing point in the run, or NaN).
+    """
+    where, parameters = "pt.status = 'ok' AND pt.collector = 'operators'", []
+    if run_ids:
+        where += f" AND pt.run_id IN ({', '.join('?' * len(run_ids))})"
+        parameters = list(run_ids)
+    point = ", ".join(f"pt.{c}" for c in POINT_COLUMNS)
+    operators = store.query(f"""
+        SELECT {point}, o.part, o.op, o.calls, o.time_us
+        FROM points pt JOIN operators o USING (run_id, point_key) WHERE {where}
+    """, parameters)
+    # The unprofiled reference for the profiler's overhead: the same configuration's timing
+    # point in the same run when there is one (many more iterations than the profile's own).
+    profiles = store.query(f"""
+        SELECT {point}, p.* EXCLUDE (run_id, point_key), tm.median_ms * 1000 AS timing_median_us
+        FROM points pt JOIN profiles p USING (run_id, point_key)
+        LEFT JOIN (SELECT t_pt.run_id, t_pt.config_key, t.median_ms
+                   FROM points t_pt JOIN timing t USING (run_id, point_key)
+                   WHERE t_pt.status = 'ok') tm
+               ON tm.run_id = pt.run_id AND tm.config_key = pt.config_key
+        WHERE {where}
+    """, parameters)
+    return operators, profiles
+
+
+def breakdown(operators: pd.DataFrame, profiles: pd.DataFrame,
+              classes: OperatorClasses | None = None) -> pd.DataFrame:
+    """Time and share of every category of both views, per point. Columns SHARE_COLUMNS;
+    ``view`` is ``operator`` (categories: classes, other, overhead) or ``part`` (categories:
+    model parts, overhead). Shares of one point and view sum to 1."""
+    classes = classes or default_classes()
+    frames = []
+    labelled = operators.assign(
+        operator_class=[classes.classify(op) for op in operators.op])
+    for view, column in (("operator", "operator_class"), ("part", "part")):
+        grouped = (labelled.groupby([*POINT_COLUMNS, column], as_index=False)["time_us"].sum()
+                   .rename(columns={column: "category"}))
+        uncovered = profiles[POINT_COLUMNS].assign(
+            category=OVERHEAD, time_us=profiles.uncovered_us.clip(lower=0.0))
+        frame = pd.concat([grouped, uncovered], ignore_index=True).assign(view=view)
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    totals = table.groupby(["point_key", "view"])["time_us"].transform("sum")
+    table["share"] = table.time_us / totals
+    return table[SHARE_COLUMNS].sort_values(["model", "device", "batch_size", "view",
+                                             "time_us"], ascending=[True, True, True, True,
+                                                                    False]
+                                            ).reset_index(drop=True)
+
+
+def unclassified_operators(operators: pd.DataFrame,
+                           classes: OperatorClasses | None = None) -> pd.DataFrame:
+    """Operators the table does not classify (they count as "other"), with their time.
+    Columns: op, points, time_us."""
+    classes = classes or default_classes()
+    unknown = operators[[classes.classify(op) == OTHER for op in operators.op]]
+    return (unknown.groupby("op", as_index=False)
+            .agg(points=("point_key", "nunique"), time_us=("time_us", "sum"))
+            .sort_values("time_us", ascending=False).reset_index(drop=True))
+
+
+def dominant(shares: pd.DataFrame, view: str = "operator",
+             include_overhead: bool = False) -> pd.DataFrame:
+    """Per point, the category with the largest share in ``view``. Columns: POINT_COLUMNS +
+    category, share."""
+    rows = shares[shares.view == view]
+    if not include_overhead:
+        rows = rows[rows.category != OVERHEAD]
+    top = rows.loc[rows.groupby("point_key")["share"].idxmax()]
+    return top[[*POINT_COLUMNS, "category", "share"]].reset_index(drop=True)
+
+
+def share_trend(shares: pd.DataFrame, view: str = "operator") -> pd.DataFrame:
+    """How shares move with batch size: per model, device, threads and category, the share at
+    the smallest and the largest batch measured. Columns: model, device, threads, category,
+    smallest_batch, share_at_smallest, largest_batch, share_at_largest, change."""
+    rows = shares[shares.view == view]
+    keys = ["model", "device", "threads", "backend"]
+    pivot = rows.pivot_table(index=[*keys, "category"], columns="batch_size", values="share",
+                             aggfunc="mean", fill_value=0.0)
+    out = []
+    for index, series in pivot.iterrows():
+        batches = sorted(series.index)
+        out.append({**dict(zip([*keys, "category"], index)),
+                    "smallest_batch": batches[0], "share_at_smallest": series[batches[0]],
+                    "largest_batch": batches[-1], "share_at_largest": series[batches[-1]],
+                    "change": series[batches[-1]] - series[batches[0]]})
+    return pd.DataFrame(out)
+
+
+def profiler_overhead(profiles: pd.DataFrame) -> pd.DataFrame:
+    """Per point, the profiler's overhead (profiled over unprofiled median latency, minus 1)
+    and how much of the wall time operators cover.
+
+    The unprofiled reference is the configuration's timing point when the run has one, else
+    the few unprofiled iterations the profile worker timed itself (``reference`` says which).
+    Columns: POINT_COLUMNS + reference, reference_us, profiled_median_us, profiler_overhead,
+    wall_us, operator_us, uncovered_us, coverage."""
+    frame = profiles[[*POINT_COLUMNS, "profiled_median_us", "wall_us", "operator_us",
+                      "uncovered_us"]].copy()
+    timed = profiles.get("timing_median_us", pd.Series(float("nan"), index=profiles.index))
+    has_timing = timed.notna()
+    frame["reference"] = has_timing.map({True: "timing point", False: "profile worker"})
+    frame["reference_us"] = timed.where(has_timing, profiles.unprofiled_median_us)
+    frame["profiler_overhead"] = frame.profiled_median_us / frame.reference_us - 1.0
+    frame["coverage"] = frame.operator_us / frame.wall_us
+    return frame.reset_index(drop=True)

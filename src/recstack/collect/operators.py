@@ -1,0 +1,176 @@
+"""Operator collector: where one point's inference time goes, from the PyTorch profiler.
+
+Runs in its own worker, never in a timing worker: profiling slows inference, and no latency
+recstack reports comes from a profiled run. Method:
+
+1. Build the model and the batches, warm up (as the timing collector does).
+2. Time a few unprofiled iterations (the reference for the profiler's own overhead).
+3. Under ``torch.profiler.profile`` run one unrecorded warm iteration, then ``n`` iterations
+   each wrapped in a ``recstack::iteration`` scope (on CUDA, the host-to-device copy of the
+   query is inside the iteration, in a ``recstack::input`` scope, and the iteration ends with
+   a synchronize).
+4. Walk each iteration's event tree: every *top-level* operator (the outermost aten call, not
+   inside another operator) is attributed its inclusive time, to the model part whose scope
+   encloses it. On CUDA the time is the device time of the kernels it launched.
+
+What comes back is raw: operator names, parts, calls and times per iteration. Classifying
+operators (GEMM, embedding, ...) is analysis, done from a data table in
+:mod:`recstack.analysis.breakdown`, so it can change without measuring again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from recstack.collect.timing import TimingSettings
+from recstack.errors import RecstackError
+from recstack.models.layers import PART_SCOPE_PREFIX
+from recstack.points import Point
+
+ITERATION_SCOPE = PART_SCOPE_PREFIX + "iteration"
+INPUT_PART = "input"
+UNSCOPED_PART = "unscoped"
+PROFILE_TARGET_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class OperatorProfile:
+    """Raw operator times of one point, per iteration (means over the profiled iterations)."""
+
+    operators: list[dict[str, Any]]
+    """Rows ``{part, op, calls, time_us}``: top-level operators by part, per iteration."""
+    iteration_wall_us: list[float]
+    """Wall time of each profiled iteration, as the profiler saw it."""
+    profiled_us: list[float]
+    """Each profiled iteration on the host clock (for the profiler's overhead)."""
+    unprofiled_us: list[float]
+    """The same number of iterations without the profiler."""
+    time_basis: str
+    """``cpu``: operators' CPU time; ``cuda``: device time of the kernels they launched."""
+    trace_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Kineto prints a line on every profiler start and stop, straight to file descriptor 2;
+    the sweep's output should not fill with them."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _top_level_operators(event: Any, part: str) -> Iterator[tuple[str, Any]]:
+    """(part, operator event) for every outermost operator under ``event``."""
+    for child in event.cpu_children:
+        if child.name.startswith(PART_SCOPE_PREFIX):
+            yield from _top_level_operators(child, child.name[len(PART_SCOPE_PREFIX):])
+        else:
+            yield part, child
+
+
+def summarize_iterations(iterations: list[Any], on_cuda: bool) -> tuple[list[dict[str, Any]],
+                                                                         list[float]]:
+    """Operator rows (per-iteration means) and each iteration's wall time, from profiler
+    ``FunctionEvent``s of ``recstack::iteration`` scopes."""
+    calls: dict[tuple[str, str], int] = defaultdict(int)
+    times: dict[tuple[str, str], float] = defaultdict(float)
+    walls = []
+    for iteration in iterations:
+        walls.append(float(iteration.cpu_time_total))
+        for part, operator in _top_level_operators(iteration, UNSCOPED_PART):
+            key = (part, operator.name)
+            calls[key] += 1
+            times[key] += float(operator.device_time_total if on_cuda
+                                else operator.cpu_time_total)
+    count = max(1, len(iterations))
+    rows = [{"part": part, "op": op, "calls": calls[(part, op)] / count,
+             "time_us": times[(part, op)] / count} for part, op in sorted(times)]
+    return rows, walls
+
+
+def profile_point(point: Point, settings: TimingSettings,
+                  trace_dir: str | None = None) -> OperatorProfile:
+    """Profiles ``point``; meant to run in a fresh worker process."""
+    import torch
+
+    from recstack.collect.timing import _check_device, _pinned
+    from recstack.inputs import generate_batches
+    from recstack.models import build_model
+
+    torch.set_num_threads(point.threads)
+    _check_device(point.device)
+    on_cuda = point.device.startswith("cuda")
+    model = build_model(point.spec, seed=point.seed, device=point.device)
+    count = max(1, settings.distinct_batches)
+    batches = generate_batches(point.spec, point.query, point.batch_size, count)
+    if on_cuda:
+        batches = [_pinned(batch) for batch in batches]
+
+    def forward(index: int) -> None:
+        batch = batches[index % count]
+        if on_cuda:
+            with torch.profiler.record_function(PART_SCOPE_PREFIX + INPUT_PART):
+                batch = batch.to(point.device, non_blocking=True)
+            model(batch)
+            torch.cuda.synchronize(point.device)
+        else:
+            model(batch)
+
+    clock = time.perf_counter_ns
+    with torch.inference_mode():
+        warm = []
+        for index in range(max(2, settings.warmup_iterations)):
+            start = clock()
+            forward(index)
+            warm.append(clock() - start)
+        typical_s = statistics.median(warm[1:]) / 1e9
+        iterations = int(min(settings.profile_iterations,
+                             max(3, math.ceil(PROFILE_TARGET_SECONDS / max(typical_s, 1e-6)))))
+        unprofiled = []
+        for index in range(iterations):
+            start = clock()
+            forward(index)
+            unprofiled.append((clock() - start) / 1e3)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if on_cuda:
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        profiled = []
+        with _quiet_native_stderr(), torch.profiler.profile(activities=activities) as profiler:
+            forward(0)  # the profiler's own first-call costs land here, unrecorded
+            for index in range(iterations):
+                start = clock()
+                with torch.profiler.record_function(ITERATION_SCOPE):
+                    forward(index)
+                profiled.append((clock() - start) / 1e3)
+    recorded = [event for event in profiler.events() if event.name == ITERATION_SCOPE]
+    if len(recorded) != iterations:
+        raise RecstackError(f"{point.label}: the profiler recorded {len(recorded)} of "
+                            f"{iterations} iterations")
+    rows, walls = summarize_iterations(recorded, on_cuda)
+    trace_path = None
+    if trace_dir is not None:
+        directory = Path(trace_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        trace_path = str(directory / f"{point.key()}.json")
+        profiler.export_chrome_trace(trace_path)
+    return OperatorProfile(operators=rows, iteration_wall_us=walls, profiled_us=profiled,
+                           unprofiled_us=unprofiled, time_basis="cuda" if on_cuda else "cpu",
+                           trace_path=trace_path)

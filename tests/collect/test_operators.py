@@ -1,0 +1,71 @@
+"""The operator collector, in process, on small models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recstack.collect.operators import UNSCOPED_PART, profile_point, summarize_iterations
+from recstack.collect.timing import TimingSettings
+from recstack.points import Point
+from tests.conftest import small_spec
+
+QUICK = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.02,
+                       min_iterations=5, profile_iterations=4)
+
+
+@pytest.mark.parametrize("name, parts", [
+    ("rmc1", {"dense", "sparse", "interaction", "over"}),
+    ("dien", {"sparse", "recurrent", "attention", "interaction", "over"}),
+])
+def test_profile_attributes_operators_to_parts(name: str, parts: set[str]) -> None:
+    profile = profile_point(Point(small_spec(name), batch_size=8, threads=1), QUICK)
+    assert {row["part"] for row in profile.operators} == parts
+    assert len(profile.iteration_wall_us) == len(profile.profiled_us) == 4
+    assert len(profile.unprofiled_us) == 4
+    assert profile.time_basis == "cpu"
+    operator_us = sum(row["time_us"] for row in profile.operators)
+    wall_us = sum(profile.iteration_wall_us) / 4
+    # Top-level operators never overlap on the calling thread: they fit in the wall time.
+    assert 0 < operator_us <= wall_us * 1.001
+    ops = {row["op"] for row in profile.operators}
+    assert "aten::linear" in ops
+    assert not any(op.startswith("recstack::") for op in ops)
+
+
+def test_embedding_bags_are_counted_once_per_table() -> None:
+    spec = small_spec("rmc2")
+    profile = profile_point(Point(spec, batch_size=4, threads=1), QUICK)
+    (bags,) = [row for row in profile.operators if row["op"] == "aten::embedding_bag"]
+    assert bags["calls"] == spec.num_tables and bags["part"] == "sparse"
+
+
+def test_trace_is_written_on_request(tmp_path: Path) -> None:
+    point = Point(small_spec("ncf"), batch_size=2, threads=1)
+    profile = profile_point(point, QUICK, trace_dir=str(tmp_path))
+    assert profile.trace_path == str(tmp_path / f"{point.key()}.json")
+    trace = json.loads(Path(profile.trace_path).read_text())
+    assert any(event.get("name") == "recstack::iteration" for event in trace["traceEvents"])
+
+
+class FakeEvent:
+    def __init__(self, name: str, total: float, children: list[FakeEvent] | None = None):
+        self.name, self.cpu_time_total, self.device_time_total = name, total, total / 2
+        self.cpu_children = children or []
+
+
+def test_summary_of_recorded_events() -> None:
+    """Scopes are walked through, operators inside operators are not counted twice."""
+    inner = FakeEvent("aten::addmm", 8.0)
+    iteration = FakeEvent("recstack::iteration", 30.0, [
+        FakeEvent("recstack::dense", 12.0, [FakeEvent("aten::linear", 10.0, [inner])]),
+        FakeEvent("aten::cat", 5.0),
+    ])
+    rows, walls = summarize_iterations([iteration, iteration], on_cuda=False)
+    assert walls == [30.0, 30.0]
+    assert rows == [{"part": "dense", "op": "aten::linear", "calls": 1.0, "time_us": 10.0},
+                    {"part": UNSCOPED_PART, "op": "aten::cat", "calls": 1.0, "time_us": 5.0}]
+    cuda_rows, _ = summarize_iterations([iteration], on_cuda=True)
+    assert cuda_rows[0]["time_us"] == 5.0  # device time of the kernels, not CPU time
