@@ -105,7 +105,7 @@ CATEGORY_COLOURS = {
     "embedding": "#1f77b4", "fc": "#ff7f0e", "interaction": "#2ca02c", "attention": "#d62728",
     "recurrent": "#9467bd", "activation": "#8c564b", "elementwise": "#e377c2",
     "data_movement": "#7f7f7f", "other": "#bcbd22", "overhead": "#d9d9d9",
-    "sparse": "#1f77b4", "dense": "#ff7f0e", "wide": "#17becf", "over": "#bcbd22",
+    "sparse": "#1f77b4", "dense": "#ff7f0e", "wide": "#17becf", "over": "#393b79",
     "input": "#7f7f7f", "unscoped": "#c5b0d5",
 }
 
@@ -114,9 +114,15 @@ def plot_breakdown(shares: pd.DataFrame, view: str, path: Path) -> Path:
     """Stacked bars in the paper's style: one bar per model and batch size (CPU and GPU side
     by side where both were measured), one segment per category of ``view``."""
     rows = shares[shares.view == view]
-    categories = list(dict.fromkeys(
-        [c for c in CATEGORY_COLOURS if c in set(rows.category)]
-        + sorted(set(rows.category) - set(CATEGORY_COLOURS))))
+    present = set(rows.category)
+    # Stacking order: the work first, "overhead" (time no operator covers) always on top.
+    preferred = (["embedding", "fc", "interaction", "attention", "recurrent", "activation",
+                  "elementwise", "data_movement", "other"] if view == "operator" else
+                 ["input", "sparse", "dense", "wide", "interaction", "attention", "recurrent",
+                  "over", "unscoped"])
+    categories = ([c for c in preferred if c in present]
+                  + sorted(present - set(preferred) - {"overhead"})
+                  + (["overhead"] if "overhead" in present else []))
     bars = (rows.groupby(["model", "batch_size", "device", "category"], sort=False)["share"]
             .mean().unstack("category", fill_value=0.0).reindex(columns=categories,
                                                                 fill_value=0.0))
