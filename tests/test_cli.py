@@ -124,7 +124,7 @@ def test_run_results_and_export(tmp_path: Path) -> None:
     exported = recstack("results", "export", run["run_id"], "--store", str(store), "--format",
                         "csv", "--to", str(tmp_path / "csv"))
     assert exported.returncode == 0, exported.stderr
-    assert len(list((tmp_path / "csv").glob("*.csv"))) == 7  # every table of the store
+    assert len(list((tmp_path / "csv").glob("*.csv"))) == 8  # every table of the store
 
 
 @pytest.mark.slow
@@ -133,7 +133,29 @@ def test_profile_alone_with_traces(tmp_path: Path) -> None:
     result = recstack("profile", "-m", "dien", "--scale", "0.001", "--batch-sizes", "4",
                       "--threads", "1", "--trace", "--out", str(store))
     assert result.returncode == 0, result.stderr
-    assert "dien@0.001 b4 cpu t1 eager [operators]: profiled" in result.stdout
+    assert "dien@0.001 b4 cpu t1 eager [operators]: operators collected" in result.stdout
     assert "software level" in result.stdout and "recurrent" in result.stdout
     assert len(list((tmp_path / "traces").glob("*/*.json"))) == 1
     assert "profiler_start" not in result.stderr  # kineto's chatter is kept out
+
+
+@pytest.mark.slow
+def test_hardware_level_falls_back_to_simulation_and_says_so(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.test_doctor import pmu_counts_here
+
+    if shutil.which("valgrind") is None or pmu_counts_here():
+        pytest.skip("needs valgrind and a machine without hardware counters")
+    result = recstack("hardware", "-m", "ncf", "--scale", "0.001", "--batch-sizes", "2",
+                      "--out", str(tmp_path / "h.duckdb"))
+    assert result.returncode == 0, result.stderr
+    assert "hardware level: simulated (no hardware counters" in result.stdout
+    assert "source: simulated (valgrind callgrind, AVX2 code path)" in result.stdout
+    assert "caveat: valgrind hides AVX-512" in result.stdout
+    assert list((tmp_path / "figures").glob("*/topdown.png"))
+
+
+def test_unknown_hierarchy_is_a_one_line_error() -> None:
+    assert_one_line_error(recstack("hardware", "--hierarchy", "pentium4"),
+                          "cache hierarchy 'pentium4' is unknown")

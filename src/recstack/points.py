@@ -18,7 +18,7 @@ from recstack.specs import ModelSpec
 BACKENDS: tuple[str, ...] = ("eager",)
 # What a point measures: its collector. Timing and operator profiles of the same configuration
 # are separate points, measured in separate workers: profiled runs never time anything.
-COLLECTORS: tuple[str, ...] = ("timing", "operators")
+COLLECTORS: tuple[str, ...] = ("timing", "operators", "hardware")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 

@@ -12,6 +12,8 @@ Tables (schema version in ``meta``):
   calls and time per iteration (raw names: classification is analysis).
 - ``profiles``: per operator-profile point, iteration wall time, operator time, the time no
   operator covers, and the profiler's own overhead.
+- ``hardware``: per hardware point, its source (measured or simulated), top-down fractions,
+  IPC and misses per kilo-instruction (NULL where not measured), multiplexing, caveats.
 
 Every point is written in one transaction, through a connection opened for that write only:
 a sweep killed at any moment loses at most the point it was measuring, the file stays
@@ -35,9 +37,9 @@ import pandas as pd
 from recstack import __version__
 from recstack.errors import RecstackError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TABLES: tuple[str, ...] = ("platforms", "runs", "points", "samples", "timing", "operators",
-                           "profiles")
+                           "profiles", "hardware")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -130,6 +132,29 @@ CREATE TABLE IF NOT EXISTS profiles (
     unprofiled_median_us DOUBLE,
     profiler_overhead DOUBLE,
     trace_path VARCHAR,
+    PRIMARY KEY (run_id, point_key)
+);
+CREATE TABLE IF NOT EXISTS hardware (
+    run_id VARCHAR,
+    point_key VARCHAR,
+    source VARCHAR,
+    hierarchy VARCHAR,
+    instructions DOUBLE,
+    ipc DOUBLE,
+    l1i_mpki DOUBLE,
+    l1d_mpki DOUBLE,
+    llc_mpki DOUBLE,
+    branch_mpki DOUBLE,
+    dtlb_mpki DOUBLE,
+    itlb_mpki DOUBLE,
+    retiring DOUBLE,
+    bad_speculation DOUBLE,
+    frontend_bound DOUBLE,
+    backend_bound DOUBLE,
+    topdown JSON,
+    multiplexing DOUBLE,
+    caveats JSON,
+    raw JSON,
     PRIMARY KEY (run_id, point_key)
 );
 """
@@ -255,7 +280,8 @@ class ResultStore:
                      samples: pd.DataFrame | None = None,
                      timing: dict[str, Any] | None = None,
                      operators: pd.DataFrame | None = None,
-                     profile: dict[str, Any] | None = None) -> None:
+                     profile: dict[str, Any] | None = None,
+                     hardware: dict[str, Any] | None = None) -> None:
         """Writes one point with what its collector produced, atomically.
 
         ``point`` has the columns of ``points``; ``samples`` and ``operators`` are frames with
@@ -265,14 +291,15 @@ class ResultStore:
         key = point["point_key"]
         with self._writer() as db:
             db.execute("BEGIN")
-            for table in ("points", "samples", "timing", "operators", "profiles"):
+            for table in ("points", "samples", "timing", "operators", "profiles", "hardware"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ? AND point_key = ?",
                            [run_id, key])
             _insert_row(db, "points", {"run_id": run_id, **point})
             for table, frame in (("samples", samples), ("operators", operators)):
                 if frame is not None and not frame.empty:
                     _insert_frame(db, table, frame.assign(run_id=run_id, point_key=key))
-            for table, row in (("timing", timing), ("profiles", profile)):
+            for table, row in (("timing", timing), ("profiles", profile),
+                               ("hardware", hardware)):
                 if row is not None:
                     _insert_row(db, table, {"run_id": run_id, "point_key": key, **row})
             db.execute("COMMIT")

@@ -18,9 +18,11 @@ from typing import Any
 
 import pandas as pd
 
+from recstack.collect.hardware import HardwareResult, hardware_point, scaled_for_simulation
 from recstack.collect.operators import OperatorProfile, profile_point
 from recstack.collect.timing import (TimingResult, TimingSettings, TimingStats, measure_point,
                                      timing_stats)
+from recstack.doctor import hardware_mode
 from recstack.errors import RecstackError
 from recstack.footprint import available_memory_bytes, scale_that_fits
 from recstack.inputs import QuerySpec
@@ -68,6 +70,12 @@ class SweepPlan:
 
     points: tuple[Point, ...]
     notes: tuple[str, ...] = ()
+    hardware_mode: str | None = None
+    """``measured`` or ``simulated`` when the plan has hardware points."""
+    hierarchy: str = "host"
+    """The simulated cache hierarchy (preset name) for simulated hardware points."""
+    no_multiplex: bool = False
+    """Measured hardware points: one loop per small event group instead of multiplexing."""
 
 
 def fit_spec(spec: ModelSpec, scale: float | None, available_bytes: int) -> tuple[ModelSpec, str]:
@@ -90,7 +98,8 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
                backends: Sequence[str] = ("eager",), scale: float | None = None,
                query: QuerySpec | None = None, seed: int = 0,
                available_bytes: int | None = None,
-               levels: Sequence[str] = ("timing",)) -> SweepPlan:
+               levels: Sequence[str] = ("timing",), hardware_mode: str | None = None,
+               hierarchy: str = "host", no_multiplex: bool = False) -> SweepPlan:
     """Every combination of the options, ordered model, device, threads, backend, batch,
     then level (``timing``, ``operators``: each level of a configuration is its own point).
 
@@ -130,13 +139,39 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
         specs.append(spec)
         if note:
             notes.append(note)
-    points = tuple(
-        Point(spec=spec, batch_size=batch, device=device, threads=count, backend=backend,
-              query=query, seed=seed, collector=level)
-        for spec, device, count, backend, batch, level in itertools.product(
-            specs, devices, threads, backends, batch_sizes, levels)
-    )
-    return SweepPlan(points=points, notes=tuple(notes))
+    if "hardware" in levels:
+        hardware_mode, why = _hardware_mode(hardware_mode)
+        notes.append(f"hardware level: {hardware_mode} ({why})")
+    points = []
+    for spec, device, count, backend, batch, level in itertools.product(
+            specs, devices, threads, backends, batch_sizes, levels):
+        if level == "hardware":
+            if device != "cpu":
+                continue  # top-down and cache misses are a CPU level
+            if hardware_mode == "simulated":
+                spec, note = scaled_for_simulation(spec)
+                if note and note not in notes:
+                    notes.append(note)
+        points.append(Point(spec=spec, batch_size=batch, device=device, threads=count,
+                            backend=backend, query=query, seed=seed, collector=level))
+    return SweepPlan(points=tuple(points), notes=tuple(notes), hardware_mode=hardware_mode,
+                     hierarchy=hierarchy, no_multiplex=no_multiplex)
+
+
+def _hardware_mode(requested: str | None) -> tuple[str, str]:
+    """The hardware level's mode: the requested one, or what this machine supports."""
+    if requested in ("measured", "simulated"):
+        return requested, "as requested"
+    if requested is not None:
+        raise RecstackError(f"--hardware-mode: {requested!r} is not allowed; expected measured "
+                            "or simulated (default: what `recstack doctor` finds)")
+    from recstack.doctor import probe_pmu, probe_valgrind
+
+    mode, reason = hardware_mode([probe_pmu(), probe_valgrind()])
+    if mode == "unavailable":
+        raise RecstackError(f"hardware level: {reason}; `recstack doctor` says how to get "
+                            "either")
+    return mode, reason
 
 
 SWEEP_FILE_KEYS = ("models", "batch_sizes", "threads", "devices", "backends", "levels", "scale",
@@ -241,9 +276,10 @@ class SweepOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-Collector = Callable[..., TimingResult | OperatorProfile]
+Collector = Callable[..., TimingResult | OperatorProfile | HardwareResult]
 COLLECTOR_FUNCTIONS: dict[str, Collector] = {"timing": measure_point,
-                                             "operators": profile_point}
+                                             "operators": profile_point,
+                                             "hardware": hardware_point}
 
 
 def _point_row(point: Point, status: str, error: str | None, started: datetime,
@@ -283,6 +319,19 @@ def _record(store: ResultStore, run_id: str, point: Point, started: datetime,
             ) -> TimingStats | None:
     """Stores a measured point; returns its timing statistics (None for a profile)."""
     row = _point_row(point, "ok", None, started, result)
+    if isinstance(result, HardwareResult):
+        topdown = result.topdown or {}
+        store.record_point(run_id, row, hardware={
+            "source": result.source, "hierarchy": result.hierarchy,
+            "instructions": result.instructions_per_iteration,
+            **{name: result.rates.get(name) for name in
+               ("ipc", "l1i_mpki", "l1d_mpki", "llc_mpki", "branch_mpki", "dtlb_mpki",
+                "itlb_mpki")},
+            **{name: topdown.get(name) for name in
+               ("retiring", "bad_speculation", "frontend_bound", "backend_bound")},
+            "topdown": json.dumps(topdown), "multiplexing": result.multiplexing,
+            "caveats": json.dumps(result.caveats), "raw": json.dumps(result.raw, default=str)})
+        return None
     if isinstance(result, OperatorProfile):
         operators = pd.DataFrame(result.operators, columns=["part", "op", "calls", "time_us"])
         wall = float(pd.Series(result.iteration_wall_us).mean())
@@ -323,7 +372,12 @@ def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: Timing
         notify(SweepEvent("start", point, index, total))
         started = datetime.now(timezone.utc)
         function = collector or COLLECTOR_FUNCTIONS[point.collector]
-        extra = (trace_dir,) if point.collector == "operators" and collector is None else ()
+        # Each level's own arguments beyond (point, settings).
+        extra: tuple[Any, ...] = ()
+        if collector is None and point.collector == "operators":
+            extra = (trace_dir,)
+        elif collector is None and point.collector == "hardware":
+            extra = (plan.hardware_mode, plan.hierarchy, plan.no_multiplex)
         try:
             result = run_isolated(function, point, settings, *extra, timeout_s=point_timeout_s)
         except Exception as error:  # noqa: BLE001 - any failure of a point is its result

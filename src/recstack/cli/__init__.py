@@ -12,7 +12,7 @@ from recstack.cli.app import app
 from recstack.errors import RecstackError
 
 # Registering the commands (each module adds its own to `app`).
-from recstack.cli import measure, results, zoo  # noqa: E402,F401
+from recstack.cli import doctor, measure, results, zoo  # noqa: E402,F401
 
 
 def main() -> None:
@@ -22,6 +22,10 @@ def main() -> None:
     except RecstackError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: every finished point is in the store; rerun with --resume to "
+              "continue the run", file=sys.stderr)
+        sys.exit(130)
 
 
 __all__ = ["app", "main"]

@@ -87,7 +87,8 @@ def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | Non
         def log(event: Any) -> None:
             where = f"[{event.index + 1}/{event.total}] {event.point.label}"
             if event.kind == "done" and event.median_ms is None:
-                console.print(f"{where}: profiled", highlight=False, markup=False)
+                console.print(f"{where}: {event.point.collector} collected", highlight=False,
+                              markup=False)
             elif event.kind == "done":
                 console.print(f"{where}: median {fmt.ms(event.median_ms)} ms", highlight=False,
                               markup=False)
@@ -118,7 +119,8 @@ def _levels(text: str) -> list[str]:
 
 def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
           devices: list[str] | None, scale: float | None, distribution: str, seed: int,
-          levels: list[str]) -> Any:
+          levels: list[str], hardware_mode: str | None = None, hierarchy: str = "host",
+          no_multiplex: bool = False) -> Any:
     from recstack.errors import SpecError
     from recstack.inputs import QuerySpec
     from recstack.sweep import plan_sweep
@@ -134,7 +136,8 @@ def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
         batch_sizes=int_list("--batch-sizes", batch_sizes) if batch_sizes else None,
         threads=int_list("--threads", threads) if threads else None,
         devices=devices or None,
-        scale=scale, query=query, seed=seed, levels=levels,
+        scale=scale, query=query, seed=seed, levels=levels, hardware_mode=hardware_mode,
+        hierarchy=hierarchy, no_multiplex=no_multiplex,
     )
 
 
@@ -210,7 +213,8 @@ def run(
         "--targets", help="YAML file of latency targets (see analysis/latency_targets.yaml)."
     )] = None,
     levels: Annotated[str, typer.Option(
-        "--levels", help="Levels to characterize: timing (systems), operators (software).")]
+        "--levels", help="Levels to characterize: timing (systems), operators (software), "
+                         "hardware (top-down; simulated without counters: slow, opt-in).")]
     = "timing,operators",
     trace: TraceOption = False,
 ) -> None:
@@ -235,6 +239,7 @@ def run(
         summaries.print_summary(timings, targets)
         figures += write_systems_figures(timings, figures_dir)
     figures += summaries.software_level(store, outcome.run_id, figures_dir)
+    figures += summaries.hardware_level(store, outcome.run_id, figures_dir)
     for path in figures:
         console.print(f"figure: {path}", highlight=False)
     console.print(f"store: {store.path} (run {outcome.run_id}; `recstack results` lists runs)",
@@ -270,6 +275,47 @@ def profile(
     if trace:
         console.print(f"traces: {store.path.parent / 'traces' / outcome.run_id}",
                       highlight=False)
+    console.print(f"store: {store.path} (run {outcome.run_id})", highlight=False)
+    _report_outcome(outcome)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def hardware(
+    model: ModelOption = None,
+    batch_sizes: Annotated[str, typer.Option(
+        "--batch-sizes", help="Comma-separated batch sizes (simulation is slow: keep few).")]
+    = "1,16,64",
+    threads: Annotated[str, typer.Option("--threads", help="Intra-op threads.")] = "1",
+    scale: ScaleOption = None,
+    out: OutOption = DEFAULT_STORE,
+    resume: ResumeOption = False,
+    run_id: RunIdOption = None,
+    mode: Annotated[str | None, typer.Option(
+        "--mode", help="measured or simulated; default: what `recstack doctor` finds.")]
+    = None,
+    hierarchy: Annotated[str, typer.Option(
+        "--hierarchy", help="Simulated caches: host, broadwell or cascadelake.")] = "host",
+    no_multiplex: Annotated[bool, typer.Option(
+        "--no-multiplex", help="Measured counters: run the loop once per small event group "
+                               "so no event is multiplexed.")] = False,
+) -> None:
+    """The hardware level alone: top-down fractions, IPC and miss rates per model and batch
+    size; measured with perf where the CPU exposes counters, simulated with valgrind (and
+    labelled so) where it does not."""
+    from recstack.collect.cachesim import preset
+    from recstack.specs import ZOO_NAMES
+
+    preset(hierarchy)  # refuses unknown names before anything runs
+    settings = _settings(1.0)
+    plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, ["cpu"], scale, "uniform", 0,
+                 ["hardware"], hardware_mode=mode, hierarchy=hierarchy,
+                 no_multiplex=no_multiplex)
+    store, outcome = _measure(plan, out, settings, resume, run_id)
+    for path in summaries.hardware_level(store, outcome.run_id,
+                                         store.path.parent / "figures" / outcome.run_id):
+        console.print(f"figure: {path}", highlight=False)
     console.print(f"store: {store.path} (run {outcome.run_id})", highlight=False)
     _report_outcome(outcome)
     if outcome.failed:

@@ -102,3 +102,45 @@ def software_level(store: Any, run_id: str, figures_dir: Path) -> list[Path]:
         console.print(f"operators not in the class table (counted as 'other'): "
                       f"{', '.join(unknown.op)}", highlight=False)
     return write_software_figures(shares, figures_dir)
+
+
+def hardware_level(store: Any, run_id: str, figures_dir: Path) -> list[Path]:
+    """Prints the hardware level of a run (every figure with its source) and writes the
+    top-down figure."""
+    import json
+
+    from recstack.analysis.topdown import dominant_bottleneck, load_hardware
+    from recstack.report.plots import plot_topdown
+
+    hardware = load_hardware(store, [run_id])
+    if hardware.empty:
+        return []
+    bottlenecks = dominant_bottleneck(hardware)
+    top = {(r.model, r.batch_size): r.bottleneck for r in bottlenecks.itertuples()}
+    table = Table(title="hardware level: top-down and miss rates", header_style="bold")
+    for column in ("model", "rows", "batch", "source", "IPC", "L1i MPKI", "L1d MPKI",
+                   "LLC MPKI", "branch MPKI", "retiring", "bad spec", "frontend", "backend",
+                   "top stall"):
+        table.add_column(column, justify="left" if column in ("model", "source", "top stall")
+                         else "right")
+
+    def value(number: Any, percent: bool = False) -> str:
+        if number is None or number != number:
+            return "n/a"  # not measured: never a zero
+        return f"{number:.0%}" if percent else f"{number:.3g}"
+
+    for row in hardware.itertuples():
+        source = "simulated" if row.source.startswith("simulated") else "measured"
+        table.add_row(row.model, f"x{row.row_scale:g}", str(row.batch_size), source,
+                      value(row.ipc), value(row.l1i_mpki), value(row.l1d_mpki),
+                      value(row.llc_mpki), value(row.branch_mpki),
+                      value(row.retiring, True), value(row.bad_speculation, True),
+                      value(row.frontend_bound, True), value(row.backend_bound, True),
+                      top.get((row.model, row.batch_size), "n/a").replace("_", " "))
+    console.print(table)
+    for source in sorted(set(hardware.source)):
+        console.print(f"source: {source}", highlight=False, markup=False)
+    caveats = sorted({c for text in hardware.caveats for c in json.loads(text or "[]")})
+    for caveat in caveats:
+        console.print(f"caveat: {caveat}", highlight=False, markup=False)
+    return [plot_topdown(hardware, figures_dir / "topdown.png")]

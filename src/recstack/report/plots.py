@@ -162,3 +162,34 @@ def write_software_figures(shares: pd.DataFrame, directory: Path) -> list[Path]:
         return []
     return [plot_breakdown(shares, "operator", directory / "operator_breakdown.png"),
             plot_breakdown(shares, "part", directory / "part_breakdown.png")]
+
+
+TOPDOWN_COLOURS = {"retiring": "#2ca02c", "bad_speculation": "#d62728",
+                   "frontend_bound": "#9467bd", "backend_bound": "#1f77b4"}
+
+
+def plot_topdown(hardware: pd.DataFrame, path: Path) -> Path:
+    """Stacked level-1 top-down bars, one per model and batch size, titled with the source
+    (measured or simulated) of the figures."""
+    rows = hardware.dropna(subset=list(TOPDOWN_COLOURS))
+    figure, axis = plt.subplots(figsize=(max(7.0, 0.45 * len(rows) + 3), 4.6))
+    positions, position, previous = [], 0.0, None
+    for model in rows.model:
+        position += 1.6 if previous is not None and model != previous else 1.0
+        positions.append(position)
+        previous = model
+    bottom = np.zeros(len(rows))
+    for category, colour in TOPDOWN_COLOURS.items():
+        values = rows[category].to_numpy(dtype=float)
+        axis.bar(positions, values, bottom=bottom, width=0.85, color=colour,
+                 label=category.replace("_", " "), edgecolor="white", linewidth=0.3)
+        bottom += values
+    axis.set_xticks(positions, [f"{r.model} b{r.batch_size}" for r in rows.itertuples()],
+                    rotation=90, fontsize=7)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("share of pipeline slots")
+    sources = sorted(set(rows.source))
+    axis.set_title("Top-down level 1 - " + "; ".join(sources), fontsize=9)
+    axis.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
