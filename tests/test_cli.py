@@ -159,3 +159,18 @@ def test_hardware_level_falls_back_to_simulation_and_says_so(tmp_path: Path) -> 
 def test_unknown_hierarchy_is_a_one_line_error() -> None:
     assert_one_line_error(recstack("hardware", "--hierarchy", "pentium4"),
                           "cache hierarchy 'pentium4' is unknown")
+
+
+def test_locality_command() -> None:
+    result = recstack("locality", "din", "--scale", "0.001", "--batches", "2", "--batch-size",
+                      "8", "--distribution", "locality", "--reuse-probability", "0.8",
+                      "--cache-sizes", "16KiB,1MiB", "--json")
+    assert result.returncode == 0, result.stderr
+    tables = {row["table"]: row for row in json.loads(result.stdout)}
+    assert set(tables) == {0, 1, 2, 3}  # user, behaviour, candidate, context
+    assert tables[1]["accesses"] == 2 * 8 * 250  # the behaviour sequence
+    assert tables[1]["hit_rate_1MiB"] >= tables[1]["hit_rate_16KiB"]
+    assert_one_line_error(recstack("locality", "din", "--cache-sizes", "12parsecs"),
+                          "--cache-sizes: '12parsecs' is not allowed")
+    assert_one_line_error(recstack("locality", "din", "--distribution", "normal"),
+                          "--distribution: 'normal' is not allowed")

@@ -123,3 +123,71 @@ def check(
         console.print(f"does not fit here: building needs about "
                       f"{fmt.nbytes(summary['build_memory_bytes'])}, {fmt.nbytes(available)} "
                       f"available; {advice}")
+
+
+def _parse_size(option: str, text: str) -> int:
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9,
+             "b": 1}
+    lowered = text.strip().lower()
+    for unit, factor in units.items():
+        if lowered.endswith(unit) and lowered[:-len(unit)].replace(".", "", 1).isdigit():
+            return int(float(lowered[:-len(unit)]) * factor)
+    if lowered.isdigit():
+        return int(lowered)
+    from recstack.errors import RecstackError
+
+    raise RecstackError(f"{option}: {text!r} is not allowed; expected sizes like 512KiB, "
+                        "32MiB or 1GiB, separated by commas")
+
+
+@app.command()
+def locality(
+    model: Annotated[str, typer.Argument(help="Zoo name or spec file.")],
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch.")] = 256,
+    batches: Annotated[int, typer.Option("--batches", help="Batches in the stream.")] = 4,
+    distribution: Annotated[str, typer.Option(
+        "--distribution", help="uniform, zipf or locality.")] = "uniform",
+    reuse_probability: Annotated[float, typer.Option(
+        "--reuse-probability", help="For --distribution locality.")] = 0.5,
+    zipf_exponent: Annotated[float, typer.Option("--zipf-exponent")] = 1.05,
+    cache_sizes: Annotated[str, typer.Option(
+        "--cache-sizes", help="LRU row-cache sizes, comma-separated.")] = "1MiB,32MiB,1GiB",
+    scale: ScaleOption = None,
+    seed: Annotated[int, typer.Option(help="Seed of the queries.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Embedding locality of the generated queries, per table: unique rows, LRU stack
+    distances, and the hit rate of an idealized LRU row cache of each size. From the access
+    streams alone: nothing is simulated or measured."""
+    from recstack.analysis.locality import locality_profile
+    from recstack.errors import RecstackError, SpecError
+    from recstack.inputs import QuerySpec, generate_batches
+    from recstack.specs import resolve_spec
+
+    check_scale(scale)
+    spec = resolve_spec(model)
+    if scale is not None:
+        spec = spec.scaled(scale)
+    sizes = [_parse_size("--cache-sizes", part) for part in cache_sizes.split(",")
+             if part.strip()]
+    try:
+        query = QuerySpec(distribution=distribution, reuse_probability=reuse_probability,
+                          zipf_exponent=zipf_exponent, seed=seed)
+        generated = generate_batches(spec, query, batch_size, batches)
+    except SpecError as error:
+        raise RecstackError(f"--{error.field.replace('_', '-')}: {error.value!r} is not "
+                            f"allowed; {error.allowed}") from None
+    profile = locality_profile(spec, generated, sizes)
+    if as_json:
+        fmt.print_json(profile.to_dict("records"))
+        return
+    table = Table(title=f"embedding locality: {spec.name} (rows x{spec.row_scale:g}), "
+                        f"{batches} batches of {batch_size}, {distribution}",
+                  header_style="bold")
+    for column in profile.columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in profile.itertuples(index=False):
+        table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    console.print("hit rates: a fully associative LRU cache of whole embedding rows per table, "
+                  "starting empty (an idealization of a real cache)", highlight=False)
