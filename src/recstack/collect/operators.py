@@ -111,18 +111,18 @@ def profile_point(point: Point, settings: TimingSettings,
     """Profiles ``point``; meant to run in a fresh worker process."""
     import torch
 
-    from recstack.collect.timing import _check_device, _pinned
+    from recstack.collect.timing import check_device, pinned_batch
     from recstack.inputs import generate_batches
     from recstack.models import build_model
 
     torch.set_num_threads(point.threads)
-    _check_device(point.device)
+    check_device(point.device)
     on_cuda = point.device.startswith("cuda")
     model = build_model(point.spec, seed=point.seed, device=point.device)
     count = max(1, settings.distinct_batches)
     batches = generate_batches(point.spec, point.query, point.batch_size, count)
     if on_cuda:
-        batches = [_pinned(batch) for batch in batches]
+        batches = [pinned_batch(batch) for batch in batches]
 
     def forward(index: int) -> None:
         batch = batches[index % count]

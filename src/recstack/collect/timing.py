@@ -92,7 +92,7 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     import torch
 
     if device.startswith("cuda"):
@@ -113,7 +113,7 @@ def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
     from recstack.models import build_model
 
     torch.set_num_threads(point.threads)
-    _check_device(point.device)
+    check_device(point.device)
     on_cuda = point.device.startswith("cuda")
 
     baseline = _peak_rss_bytes()
@@ -129,7 +129,7 @@ def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
     count = max(1, min(settings.distinct_batches, settings.max_input_bytes // per_batch))
     batches = generate_batches(point.spec, point.query, point.batch_size, count)
     if on_cuda:
-        batches = [_pinned(batch) for batch in batches]
+        batches = [pinned_batch(batch) for batch in batches]
 
     with torch.inference_mode():
         _check_output(model, batches[0].to(point.device), point)
@@ -147,7 +147,7 @@ def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
     )
 
 
-def _pinned(batch: Any) -> Any:
+def pinned_batch(batch: Any) -> Any:
     """Page-locked host memory, as a serving system would stage queries for the GPU."""
     from dataclasses import replace
 
