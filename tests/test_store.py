@@ -85,3 +85,23 @@ def test_a_file_of_another_schema_is_refused(tmp_path: Path) -> None:
         db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
     with pytest.raises(RecstackError, match="schema version 99"):
         ResultStore(path).runs()
+
+
+def test_a_writer_waits_for_a_reader_to_let_go(store: ResultStore) -> None:
+    """Another process reading the store (another terminal, a test polling it) only delays a
+    sweep's write of its next point."""
+    import subprocess
+    import sys
+    import time
+
+    run_id = store.create_run("t", {}, {}, "pid", "x")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], "
+         "read_only=True); print('open', flush=True); time.sleep(1.5)", str(store.path)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "open"
+    start = time.monotonic()
+    store.record_point(run_id, point_row("a"), samples(2), {"iterations": 2})
+    holder.wait()
+    assert time.monotonic() - start > 0.5  # it waited rather than failing
+    assert store.finished_point_keys(run_id) == {"a"}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +39,8 @@ from recstack import __version__
 from recstack.errors import RecstackError
 
 SCHEMA_VERSION = 3
+# How long opening the store waits for another process's connection to close.
+LOCK_WAIT_S = 60.0
 TABLES: tuple[str, ...] = ("platforms", "runs", "points", "samples", "timing", "operators",
                            "profiles", "hardware")
 
@@ -191,11 +194,7 @@ class ResultStore:
     @contextmanager
     def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            connection = duckdb.connect(str(self.path))
-        except duckdb.IOException as error:
-            raise RecstackError(f"store {self.path}: cannot open for writing ({error}); is "
-                                "another recstack writing to it?") from None
+        connection = self._connect(read_only=False)
         try:
             connection.execute(_SCHEMA)
             self._check_schema(connection)
@@ -208,15 +207,33 @@ class ResultStore:
         if not self.path.is_file():
             raise RecstackError(f"store: {str(self.path)!r} does not exist; run `recstack run` "
                                 "or `recstack sweep --out PATH` first")
-        try:
-            connection = duckdb.connect(str(self.path), read_only=True)
-        except duckdb.Error as error:
-            raise RecstackError(f"store {self.path}: cannot be read ({error})") from None
+        connection = self._connect(read_only=True)
         try:
             self._check_schema(connection, missing_ok=False)
             yield connection
         finally:
             connection.close()
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Opens the file, waiting while another process holds its lock: every recstack
+        connection is held for one point's write or one query, so the wait is short."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        pause = 0.02
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as error:
+                locked = "lock" in str(error).lower()
+                if not locked or time.monotonic() > deadline:
+                    what = "read" if read_only else "write to"
+                    reason = (f"another process has held it for over {LOCK_WAIT_S:g} s"
+                              if locked else str(error))
+                    raise RecstackError(f"store {self.path}: cannot {what} it ({reason})"
+                                        ) from None
+            except duckdb.Error as error:
+                raise RecstackError(f"store {self.path}: cannot be opened ({error})") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def _check_schema(self, connection: duckdb.DuckDBPyConnection,
                       missing_ok: bool = True) -> None:
