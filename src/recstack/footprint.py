@@ -242,9 +242,14 @@ def scale_that_fits(spec: ModelSpec, available_bytes: int) -> float | None:
     budget = available_bytes / BUILD_MEMORY_FACTOR - full.dense_bytes
     if budget <= 0:
         return None
-    scale = min(1.0, budget / full.embedding_bytes)
-    digits = 1 - math.floor(math.log10(scale))
-    return math.floor(scale * 10**digits) / 10**digits
+    return round_down(min(1.0, budget / full.embedding_bytes))
+
+
+def round_down(value: float, significant: int = 2) -> float:
+    """``value`` rounded down to ``significant`` digits: a scale suggested to fit a budget
+    must never exceed it (0.4882 -> 0.48)."""
+    digits = significant - 1 - math.floor(math.log10(value))
+    return math.floor(value * 10**digits) / 10**digits
 
 
 def require_memory(spec: ModelSpec, available_bytes: int | None = None) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+from rich.console import Console
 from rich.markup import escape
 
 from recstack.cli import format as fmt
@@ -53,8 +55,9 @@ def _settings(min_time: float) -> Any:
 
 
 def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | None,
-             trace: bool = False) -> tuple[Any, Any]:
-    """Runs the plan into the store with progress; returns (store, outcome)."""
+             trace: bool = False, display: Console = console) -> tuple[Any, Any]:
+    """Runs the plan into the store with progress on ``display``; returns (store,
+    outcome)."""
     from recstack.store import ResultStore
     from recstack.sweep import open_run, run_sweep
 
@@ -63,13 +66,13 @@ def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | Non
     run_id = open_run(store, settings, command, resume, run_id)
     trace_dir = str(store.path.parent / "traces" / run_id) if trace else None
     for note in plan.notes:
-        console.print(f"note: {note}", highlight=False)
-    console.print(f"run {run_id}: {len(plan.points)} points into {store.path}", highlight=False)
-    if console.is_terminal:
+        display.print(f"note: {note}", highlight=False)
+    display.print(f"run {run_id}: {len(plan.points)} points into {store.path}", highlight=False)
+    if display.is_terminal:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                    MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"),
                    TimeRemainingColumn())
-        with Progress(*columns, console=console) as progress:
+        with Progress(*columns, console=display) as progress:
             task = progress.add_task("starting", total=len(plan.points))
 
             def update(event: Any) -> None:
@@ -87,30 +90,49 @@ def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | Non
         def log(event: Any) -> None:
             where = f"[{event.index + 1}/{event.total}] {event.point.label}"
             if event.kind == "done" and event.median_ms is None:
-                console.print(f"{where}: {event.point.collector} collected", highlight=False,
+                display.print(f"{where}: {event.point.collector} collected", highlight=False,
                               markup=False)
             elif event.kind == "done":
-                console.print(f"{where}: median {fmt.ms(event.median_ms)} ms", highlight=False,
+                display.print(f"{where}: median {fmt.ms(event.median_ms)} ms", highlight=False,
                               markup=False)
             elif event.kind == "failed":
-                console.print(f"{where}: failed: {event.error}", highlight=False, markup=False)
+                display.print(f"{where}: failed: {event.error}", highlight=False, markup=False)
             elif event.kind == "skipped":
-                console.print(f"{where}: already measured", highlight=False, markup=False)
+                display.print(f"{where}: already measured", highlight=False, markup=False)
 
         outcome = run_sweep(plan, store, run_id, settings, progress=log, trace_dir=trace_dir)
     return store, outcome
 
 
-def _report_outcome(outcome: Any) -> None:
+def _report_outcome(outcome: Any, display: Console = console) -> None:
     if outcome.skipped:
-        console.print(f"{outcome.skipped} points were already measured in this run (skipped)")
+        display.print(f"{outcome.skipped} points were already measured in this run (skipped)")
     if outcome.warnings:
-        console.print(f"[yellow]{len(outcome.warnings)} points had a high spread[/yellow] "
+        display.print(f"[yellow]{len(outcome.warnings)} points had a high spread[/yellow] "
                       "(p5-p95 range over half the median); they are flagged `unstable` in "
                       "the store. The machine may be busy or changing frequency: close other "
                       "work, measure longer (--min-time) or fix the thread count (--threads).")
     for label, error in outcome.failed:
-        console.print(f"failed: {label}: {error}", highlight=False, markup=False)
+        display.print(f"failed: {label}: {error}", highlight=False, markup=False)
+
+
+def _figures_dir(store: Any, outcome: Any) -> Path:
+    return store.path.parent / "figures" / outcome.run_id
+
+
+def _finish(store: Any, outcome: Any, figures: list[Path], trace: bool = False) -> None:
+    """What every measuring command ends with: where things went, what went wrong, and a
+    non-zero exit status when a point failed."""
+    for path in figures:
+        console.print(f"figure: {path}", highlight=False)
+    if trace:
+        console.print(f"traces: {store.path.parent / 'traces' / outcome.run_id}",
+                      highlight=False)
+    console.print(f"store: {store.path} (run {outcome.run_id}; `recstack results` lists runs)",
+                  highlight=False)
+    _report_outcome(outcome)
+    if outcome.failed:
+        raise typer.Exit(1)
 
 
 def _levels(text: str) -> list[str]:
@@ -182,17 +204,21 @@ def sweep(
                                 "--model rmc1) or use --sweep-file")
         plan = _plan(model, batch_sizes, threads, device, scale, distribution, seed,
                      _levels(levels))
-    store, outcome = _measure(plan, out, settings, resume, run_id, trace)
+    # With --json, stdout is the JSON alone: progress and notes go to stderr.
+    display = Console(stderr=True) if as_json else console
+    store, outcome = _measure(plan, out, settings, resume, run_id, trace, display)
     timings = load_timings(store, [outcome.run_id]) if store.path.is_file() else None
     if as_json:
         fmt.print_json({"run_id": outcome.run_id, "store": str(store.path),
                         "failed": outcome.failed,
                         "points": [] if timings is None else timings.to_dict("records")})
-    elif timings is not None and not timings.empty:
+        _report_outcome(outcome, display)
+        if outcome.failed:
+            raise typer.Exit(1)
+        return
+    if timings is not None and not timings.empty:
         console.print(summaries.points_table(timings))
-    _report_outcome(outcome)
-    if outcome.failed:
-        raise typer.Exit(1)
+    _finish(store, outcome, [])
 
 
 @app.command()
@@ -232,7 +258,7 @@ def run(
     plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0,
                  _levels(levels))
     store, outcome = _measure(plan, out, settings, resume, run_id, trace)
-    figures_dir = store.path.parent / "figures" / outcome.run_id
+    figures_dir = _figures_dir(store, outcome)
     figures = []
     timings = load_timings(store, [outcome.run_id])
     if not timings.empty:
@@ -240,13 +266,7 @@ def run(
         figures += write_systems_figures(timings, figures_dir)
     figures += summaries.software_level(store, outcome.run_id, figures_dir)
     figures += summaries.hardware_level(store, outcome.run_id, figures_dir)
-    for path in figures:
-        console.print(f"figure: {path}", highlight=False)
-    console.print(f"store: {store.path} (run {outcome.run_id}; `recstack results` lists runs)",
-                  highlight=False)
-    _report_outcome(outcome)
-    if outcome.failed:
-        raise typer.Exit(1)
+    _finish(store, outcome, figures, trace)
 
 
 @app.command()
@@ -269,16 +289,8 @@ def profile(
     plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0,
                  ["operators"])
     store, outcome = _measure(plan, out, settings, resume, run_id, trace)
-    for path in summaries.software_level(store, outcome.run_id,
-                                store.path.parent / "figures" / outcome.run_id):
-        console.print(f"figure: {path}", highlight=False)
-    if trace:
-        console.print(f"traces: {store.path.parent / 'traces' / outcome.run_id}",
-                      highlight=False)
-    console.print(f"store: {store.path} (run {outcome.run_id})", highlight=False)
-    _report_outcome(outcome)
-    if outcome.failed:
-        raise typer.Exit(1)
+    _finish(store, outcome, summaries.software_level(store, outcome.run_id,
+                                                     _figures_dir(store, outcome)), trace)
 
 
 @app.command()
@@ -313,10 +325,5 @@ def hardware(
                  ["hardware"], hardware_mode=mode, hierarchy=hierarchy,
                  no_multiplex=no_multiplex)
     store, outcome = _measure(plan, out, settings, resume, run_id)
-    for path in summaries.hardware_level(store, outcome.run_id,
-                                         store.path.parent / "figures" / outcome.run_id):
-        console.print(f"figure: {path}", highlight=False)
-    console.print(f"store: {store.path} (run {outcome.run_id})", highlight=False)
-    _report_outcome(outcome)
-    if outcome.failed:
-        raise typer.Exit(1)
+    _finish(store, outcome, summaries.hardware_level(store, outcome.run_id,
+                                                     _figures_dir(store, outcome)))

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -571,15 +570,13 @@ def build_helper(cache_dir: Path | str | None = None) -> Path:
 
 def check_simulation_size(spec: Any) -> None:
     """Refuses specs whose embeddings exceed :data:`MAX_SIMULATED_EMBEDDING_BYTES`."""
-    from recstack.footprint import footprint
+    from recstack.footprint import footprint, round_down
 
     size = footprint(spec).embedding_bytes
     if size <= MAX_SIMULATED_EMBEDDING_BYTES:
         return
     full = footprint(spec.scaled(1.0)).embedding_bytes
-    fits = MAX_SIMULATED_EMBEDDING_BYTES / full
-    digits = 1 - math.floor(math.log10(fits))
-    fits = math.floor(fits * 10**digits) / 10**digits
+    fits = round_down(MAX_SIMULATED_EMBEDDING_BYTES / full)
     raise RecstackError(
         f"{spec.name} at row_scale {spec.row_scale:g} has {size / 2**20:.0f} MiB of embeddings; "
         f"simulation under valgrind is for scaled models (at most "

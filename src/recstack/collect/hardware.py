@@ -8,7 +8,6 @@ simulated figure is never shown without that label.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,15 +51,13 @@ def scaled_for_simulation(spec: ModelSpec,
                           budget_bytes: int = SIMULATION_EMBEDDING_BYTES) -> tuple[ModelSpec, str]:
     """The spec with rows scaled so its embeddings fit ``budget_bytes`` (unchanged if they
     already do), and a note saying so."""
-    from recstack.footprint import footprint
+    from recstack.footprint import footprint, round_down
 
     size = footprint(spec).embedding_bytes
     if size <= budget_bytes:
         return spec, ""
     full = footprint(spec.scaled(1.0)).embedding_bytes
-    scale = budget_bytes / full
-    digits = 1 - math.floor(math.log10(scale))
-    scale = math.floor(scale * 10**digits) / 10**digits
+    scale = round_down(budget_bytes / full)
     return spec.scaled(scale), (f"{spec.name}: simulated at row_scale {scale:g} (simulation "
                                 f"under valgrind is for models with at most "
                                 f"{budget_bytes / 2**20:.0f} MiB of embeddings)")

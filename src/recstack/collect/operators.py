@@ -111,18 +111,11 @@ def profile_point(point: Point, settings: TimingSettings,
     """Profiles ``point``; meant to run in a fresh worker process."""
     import torch
 
-    from recstack.collect.timing import check_device, pinned_batch
-    from recstack.inputs import generate_batches
-    from recstack.models import build_model
+    from recstack.collect.timing import prepare_point
 
-    torch.set_num_threads(point.threads)
-    check_device(point.device)
-    on_cuda = point.device.startswith("cuda")
-    model = build_model(point.spec, seed=point.seed, device=point.device)
-    count = max(1, settings.distinct_batches)
-    batches = generate_batches(point.spec, point.query, point.batch_size, count)
-    if on_cuda:
-        batches = [pinned_batch(batch) for batch in batches]
+    prepared = prepare_point(point, settings)
+    model, batches, on_cuda = prepared.model, prepared.batches, prepared.on_cuda
+    count = len(batches)
 
     def forward(index: int) -> None:
         batch = batches[index % count]

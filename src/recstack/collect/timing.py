@@ -105,8 +105,22 @@ def check_device(device: str) -> None:
                                 f"{torch.cuda.device_count()} CUDA device(s)")
 
 
-def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
-    """Measures ``point``; meant to run in a fresh worker process (see recstack.worker)."""
+@dataclass
+class PreparedPoint:
+    """A point ready to run in its worker: the model on its device and the query batches
+    generated ahead (pinned in host memory for a GPU), with what preparing them cost."""
+
+    model: Any
+    batches: list[Any]
+    on_cuda: bool
+    build_seconds: float
+    peak_memory_growth_bytes: int
+    input_bytes_per_batch: int
+
+
+def prepare_point(point: Point, settings: TimingSettings) -> PreparedPoint:
+    """Sets the thread count, builds the model (timed, with its peak-memory growth) and
+    generates up to ``settings.distinct_batches`` batches within ``max_input_bytes``."""
     import torch
 
     from recstack.inputs import generate_batches
@@ -130,20 +144,31 @@ def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
     batches = generate_batches(point.spec, point.query, point.batch_size, count)
     if on_cuda:
         batches = [pinned_batch(batch) for batch in batches]
+    return PreparedPoint(model=model, batches=batches, on_cuda=on_cuda,
+                         build_seconds=build_seconds, peak_memory_growth_bytes=growth,
+                         input_bytes_per_batch=per_batch)
 
+
+def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
+    """Measures ``point``; meant to run in a fresh worker process (see recstack.worker)."""
+    import torch
+
+    prepared = prepare_point(point, settings)
+    model, batches = prepared.model, prepared.batches
     with torch.inference_mode():
         _check_output(model, batches[0].to(point.device), point)
-        if on_cuda:
+        if prepared.on_cuda:
             latency, copy, warmup = _time_cuda(model, batches, point.device, settings)
         else:
             latency, warmup = time_cpu_iterations(model, batches, settings)
             copy = None
     return TimingResult(
         latency_ns=latency, copy_ns=copy, warmup_iterations=warmup,
-        build_seconds=build_seconds, peak_memory_growth_bytes=growth,
-        input_bytes_per_batch=per_batch, distinct_batches=count,
+        build_seconds=prepared.build_seconds,
+        peak_memory_growth_bytes=prepared.peak_memory_growth_bytes,
+        input_bytes_per_batch=prepared.input_bytes_per_batch, distinct_batches=len(batches),
         threads_used=torch.get_num_threads(),
-        device_name=(torch.cuda.get_device_name(point.device) if on_cuda else "cpu"),
+        device_name=(torch.cuda.get_device_name(point.device) if prepared.on_cuda else "cpu"),
     )
 
 
