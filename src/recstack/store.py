@@ -14,6 +14,10 @@ Tables (schema version in ``meta``):
   operator covers, and the profiler's own overhead.
 - ``hardware``: per hardware point, its source (measured or simulated), top-down fractions,
   IPC and misses per kilo-instruction (NULL where not measured), multiplexing, caveats.
+- ``design_space``: per design-space run, its model variants: the base model, the sampled
+  factor values, the design's seed and sampler (the variants' points are ordinary points).
+- ``ceilings``: per platform and thread count, the machine's measured ceilings (bandwidths,
+  GEMM throughput, dispatch cost) with their raw samples; reused by later runs.
 
 Every point is written in one transaction, through a connection opened for that write only:
 a sweep killed at any moment loses at most the point it was measuring, the file stays
@@ -38,11 +42,11 @@ import pandas as pd
 from recstack import __version__
 from recstack.errors import RecstackError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # How long opening the store waits for another process's connection to close.
 LOCK_WAIT_S = 60.0
 TABLES: tuple[str, ...] = ("platforms", "runs", "points", "samples", "timing", "operators",
-                           "profiles", "hardware")
+                           "profiles", "hardware", "design_space")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -159,6 +163,33 @@ CREATE TABLE IF NOT EXISTS hardware (
     caveats JSON,
     raw JSON,
     PRIMARY KEY (run_id, point_key)
+);
+CREATE TABLE IF NOT EXISTS design_space (
+    run_id VARCHAR,
+    variant VARCHAR,
+    base_model VARCHAR,
+    variant_index INTEGER,
+    design_seed BIGINT,
+    sampler VARCHAR,
+    spec_digest VARCHAR,
+    factors JSON,
+    PRIMARY KEY (run_id, variant)
+);
+CREATE TABLE IF NOT EXISTS ceilings (
+    platform_id VARCHAR,
+    threads INTEGER,
+    kind VARCHAR,
+    shape VARCHAR,
+    value DOUBLE,
+    unit VARCHAR,
+    p5 DOUBLE,
+    p95 DOUBLE,
+    repeats INTEGER,
+    samples JSON,
+    measured_at TIMESTAMPTZ,
+    recstack_version VARCHAR,
+    torch_version VARCHAR,
+    PRIMARY KEY (platform_id, threads, kind, shape)
 );
 """
 
