@@ -65,7 +65,7 @@ def test_export(store: ResultStore, tmp_path: Path, file_format: str) -> None:
     written = store.export(run_id, tmp_path / "out", file_format)
     assert [p.name for p in written] == [f"{run_id}-{t}.{file_format}" for t in
                                          ("platforms", "runs", "points", "samples", "timing",
-                                          "operators", "profiles", "hardware")]
+                                          "operators", "profiles", "hardware", "design_space")]
     assert duckdb.sql(f"SELECT count(*) FROM '{written[3]}'").fetchall()[0][0] == 5
     with pytest.raises(RecstackError, match="--format: 'xlsx' is not allowed"):
         store.export(run_id, tmp_path, "xlsx")
