@@ -45,6 +45,17 @@ fi
 # numpy's OpenBLAS threads spin during torch loops and steal cores from inference.
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 
+# The report's browser test drives Debian's chromium (headless); install it once, quietly,
+# where it is missing and apt-get exists. Elsewhere that test skips and says why.
+if [ "$action" = test ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing chromium (for the report's browser test)..." >&2
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get -qq update \
+         && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends \
+              chromium; } >/dev/null 2>&1; then
+    echo "warning: could not install chromium; the browser test will be skipped" >&2
+  fi
+fi
+
 case "$action" in
   setup) echo "recstack is set up in $venv" ;;
   run)   exec "$venv/bin/recstack" run "$@" ;;

@@ -174,3 +174,50 @@ def test_locality_command() -> None:
                           "--cache-sizes: '12parsecs' is not allowed")
     assert_one_line_error(recstack("locality", "din", "--distribution", "normal"),
                           "--distribution: 'normal' is not allowed")
+
+
+def _two_runs(path: Path) -> tuple[str, str]:
+    from recstack.store import ResultStore
+    from tests.analysis.test_compare import record
+
+    store = ResultStore(path)
+    a = store.create_run("a", {"min_seconds": 1.0}, {}, "pa", "machine <A>")
+    b = store.create_run("b", {"min_seconds": 0.5}, {}, "pb", "machine B")
+    for run, median, seed in ((a, 1.0, 1), (b, 1.3, 2)):
+        record(store, run, "rmc1", 1, median, seed)
+    record(store, a, "din", 1, 5.0, 3)
+    return a, b
+
+
+def test_compare_command(tmp_path: Path) -> None:
+    store = tmp_path / "r.duckdb"
+    a, b = _two_runs(store)
+    result = recstack("compare", a, b, "--out", str(store))
+    assert result.returncode == 0, result.stderr
+    assert "slower" in result.stdout and "1 of 1 matched points differ" in result.stdout
+    assert "1 point(s) in A only: din b1 cpu t1" in result.stdout
+    assert "warning: the runs were measured with different timing settings: min_seconds " \
+           "1.0 vs 0.5" in result.stdout
+    result = recstack("compare", a, b, "--out", str(store), "--json")
+    assert result.returncode == 0, result.stderr
+    points = json.loads(result.stdout)["points"]
+    assert [p["change"] for p in points] == ["slower", "-"]
+    assert "warning: the runs were measured with different" in result.stderr
+    assert_one_line_error(recstack("compare", a, "nope", "--out", str(store)),
+                          "run: 'nope' is not in")
+
+
+def test_report_command(tmp_path: Path) -> None:
+    store = tmp_path / "r.duckdb"
+    a, _ = _two_runs(store)
+    result = recstack("report", "--out", str(store), "--run", a, "--html",
+                      str(tmp_path / "page.html"), "--markdown", str(tmp_path / "page.md"))
+    assert result.returncode == 0, result.stderr
+    assert f"report: {tmp_path / 'page.html'}" in result.stdout
+    page = (tmp_path / "page.html").read_text()
+    assert "machine &lt;A&gt;" in page and "not measured in this run" in page
+    result = recstack("report", "--out", str(store))  # the latest run, at the default place
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "reports").is_dir() and len(list((tmp_path / "reports").iterdir())) == 2
+    assert_one_line_error(recstack("report", "--out", str(store), "--run", "nope"),
+                          "--run: 'nope' is not in")

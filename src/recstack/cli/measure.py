@@ -266,6 +266,9 @@ def run(
         figures += write_systems_figures(timings, figures_dir)
     figures += summaries.software_level(store, outcome.run_id, figures_dir)
     figures += summaries.hardware_level(store, outcome.run_id, figures_dir)
+    from recstack.report.html import report_run
+    for path in report_run(store, outcome.run_id):
+        console.print(f"report: {path}", highlight=False, markup=False)
     _finish(store, outcome, figures, trace)
 
 

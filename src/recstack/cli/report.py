@@ -1,0 +1,105 @@
+"""``recstack report`` (one HTML page and a Markdown summary from the store) and ``recstack
+compare`` (two runs side by side, with a significance test per point)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from recstack.cli import format as fmt
+from recstack.cli.app import app, console
+from recstack.cli.options import DEFAULT_STORE, JsonOption
+
+OutOption = Annotated[str, typer.Option("--out", help="The results database file.")]
+
+
+@app.command()
+def report(
+    out: OutOption = DEFAULT_STORE,
+    run: Annotated[list[str] | None, typer.Option(
+        "--run", help="A run to include (repeatable). Default: the latest run, plus the "
+                      "newest run of each level it did not measure.")] = None,
+    html: Annotated[str | None, typer.Option(
+        "--html", help="The HTML page to write. Default: reports/RUN_ID.html next to the "
+                       "store.")] = None,
+    markdown: Annotated[str | None, typer.Option(
+        "--markdown", help="The Markdown summary to write. Default: reports/RUN_ID.md next "
+                           "to the store.")] = None,
+) -> None:
+    """One self-contained HTML page (figures embedded, nothing loaded from the network) and a
+    Markdown summary of stored runs: platforms, the three levels, methodology, and the
+    paper's findings checked on this data."""
+    from recstack.report.html import build_report, default_report_paths, write_report
+    from recstack.store import ResultStore
+
+    store = ResultStore(out)
+    built = build_report(store, run or None)
+    default_html, default_markdown = default_report_paths(store, built.run_ids[0])
+    for path in write_report(built, Path(html) if html else default_html,
+                             Path(markdown) if markdown else default_markdown):
+        console.print(f"report: {path}", highlight=False, markup=False)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="The reference run (A).")],
+    run_b: Annotated[str, typer.Argument(help="The run compared with it (B).")],
+    out: OutOption = DEFAULT_STORE,
+    alpha: Annotated[float, typer.Option(
+        "--alpha", help="Significance level after Holm's correction.")] = 0.05,
+    as_json: JsonOption = False,
+) -> None:
+    """Two runs (or platforms) point by point: median latency ratio B/A and a Mann-Whitney U
+    test on the raw samples, Holm-corrected; only significant differences are highlighted."""
+    from recstack.analysis.compare import compare_runs, run_platforms, settings_differences
+    from recstack.store import ResultStore
+
+    store = ResultStore(out)
+    table = compare_runs(store, run_a, run_b, alpha)
+    changed = settings_differences(store, run_a, run_b)
+    platforms = run_platforms(store, run_a, run_b)
+    warnings = [f"the runs were measured with different timing settings: "
+                + ", ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in changed.items())
+                + "; differences may come from the settings"] if changed else []
+    if as_json:
+        fmt.print_json({"run_a": run_a, "run_b": run_b, "alpha": alpha,
+                        "platforms": platforms.to_dict("records"), "warnings": warnings,
+                        "points": table.to_dict("records")})
+        for warning in warnings:  # stdout stays the JSON alone
+            Console(stderr=True).print(f"warning: {warning}", highlight=False, markup=False)
+        return
+    for row in platforms.itertuples():
+        console.print(f"{row.run}: {row.run_id} on {row.description} ({row.platform_id})",
+                      highlight=False, markup=False)
+    matched = table[table.present == "both"]
+    view = Table(title=f"B ({run_b}) against A ({run_a}): median latency ratio, Mann-Whitney "
+                       f"U, Holm-corrected, alpha {alpha:g}", header_style="bold")
+    for column in ("model", "batch", "device", "threads", "A median ms", "B median ms",
+                   "B/A", "p (Holm)", "change"):
+        view.add_column(column, justify="left" if column in ("model", "device", "change")
+                        else "right")
+    for row in matched.itertuples():
+        style = ("bold red" if row.change == "slower" else "bold green"
+                 if row.change == "faster" else None)
+        view.add_row(escape(str(row.model)), str(row.batch_size), row.device, str(row.threads),
+                     fmt.ms(row.median_a_ms), fmt.ms(row.median_b_ms), f"{row.ratio:.3f}",
+                     f"{row.p_adjusted:.2g}", row.change, style=style)
+    console.print(view)
+    significant = matched[matched.significant]
+    console.print(f"{len(significant)} of {len(matched)} matched points differ significantly "
+                  f"({(significant.change == 'slower').sum()} slower, "
+                  f"{(significant.change == 'faster').sum()} faster in B)", highlight=False)
+    for side in ("only A", "only B"):
+        alone = table[table.present == side]
+        if not alone.empty:
+            labels = ", ".join(f"{r.model} b{r.batch_size} {r.device} t{r.threads}"
+                               for r in alone.itertuples())
+            console.print(f"{len(alone)} point(s) in {side.replace('only ', '')} only: "
+                          f"{labels}", highlight=False, markup=False)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
