@@ -402,6 +402,47 @@ class ResultStore:
         return written
 
 
+    # ---- machine ceilings ------------------------------------------------------------------
+
+    def write_ceilings(self, ceilings: pd.DataFrame, platform: dict[str, Any],
+                       description: str) -> None:
+        """Stores ceilings (rows of the ``ceilings`` table, one platform and thread count),
+        replacing what was stored for that platform and thread count, in one transaction."""
+        if ceilings.empty:
+            return
+        keys = ceilings[["platform_id", "threads"]].drop_duplicates()
+        if len(keys) != 1:
+            raise ValueError("write_ceilings: expected rows of one platform and thread count")
+        platform_id, threads = str(keys.platform_id.iloc[0]), int(keys.threads.iloc[0])
+        with self._writer() as db:
+            db.execute("BEGIN")
+            db.execute("INSERT INTO platforms VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                       [platform_id, description, json.dumps(platform)])
+            db.execute("DELETE FROM ceilings WHERE platform_id = ? AND threads = ?",
+                       [platform_id, threads])
+            _insert_frame(db, "ceilings", ceilings)
+            db.execute("COMMIT")
+
+    def load_ceilings(self, platform_id: str | None = None, threads: int | None = None
+                      ) -> pd.DataFrame:
+        """Stored ceilings (columns of the ``ceilings`` table), optionally of one platform
+        and thread count; empty when there are none or the store does not exist yet."""
+        columns = ["platform_id", "threads", "kind", "shape", "value", "unit", "p5", "p95",
+                   "repeats", "samples", "measured_at", "recstack_version", "torch_version"]
+        if not self.path.is_file():
+            return pd.DataFrame(columns=columns)
+        where, parameters = [], []
+        if platform_id is not None:
+            where.append("platform_id = ?")
+            parameters.append(platform_id)
+        if threads is not None:
+            where.append("threads = ?")
+            parameters.append(int(threads))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return self.query(f"SELECT {', '.join(columns)} FROM ceilings {clause} "
+                          "ORDER BY platform_id, threads, kind, shape", parameters)
+
+
 def _insert_row(db: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) -> None:
     db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                list(row.values()))

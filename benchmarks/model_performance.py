@@ -1,0 +1,207 @@
+"""How close each canonical model runs to the machine's roofline, per backend and batch size.
+
+Measures every canonical model at full size (one model in memory at a time: every point runs
+in its own worker, as in `recstack sweep`) over batch sizes 1 to 4096 with every backend in
+``recstack.points.BACKENDS``, through recstack's own collectors (timing and operator profile
+points in one run of a results store), then joins them with the machine's ceilings
+(`recstack ceilings`, measured first if the store has none) and prints, per model, backend
+and batch size: median latency, roofline bound, efficiency (bound / measured) and the
+framework-overhead share (a low-high bracket; see docs/performance.md and
+recstack.analysis.roofline); per model: build seconds per GB of embeddings and peak memory
+growth over the model's bytes; and the issue-8 targets met or not.
+
+Writes ``<out-dir>/<run_id>.csv`` and ``.json`` (every row of the roofline table) and
+``<run_id>.md`` (the tables). The full benchmark takes hours here; check it on a subset:
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/model_performance.py \\
+        --models rmc1 --batch-sizes 16,1024 --threads 1 --min-time 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from recstack.analysis.roofline import roofline_table
+from recstack.collect.ceilings import ensure_ceilings
+from recstack.collect.timing import TimingSettings
+from recstack.errors import RecstackError
+from recstack.points import BACKENDS
+from recstack.specs import ZOO_NAMES
+from recstack.store import ResultStore
+from recstack.sweep import DEFAULT_BATCH_SIZES, open_run, plan_sweep, run_sweep, usable_cores
+
+EFFICIENCY_MODELS = ("rmc1", "rmc2", "rmc3", "wnd")
+EFFICIENCY_TARGET = 0.85
+OVERHEAD_MODELS = ("rmc1", "rmc2", "rmc3")
+OVERHEAD_TARGET = 0.20
+BUILD_S_PER_GB_TARGET = 5.0
+PEAK_MEMORY_TARGET = 1.2
+
+
+def _list(text: str, allowed: tuple[str, ...] | None, option: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    wrong = [v for v in values if allowed is not None and v not in allowed]
+    if not values or wrong:
+        raise RecstackError(f"{option}: {text!r} is not allowed; expected a comma-separated "
+                            f"subset of {', '.join(allowed or ())}")
+    return values
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise RecstackError(f"{option}: {text!r} is not allowed; expected positive integers "
+                            "separated by commas")
+    return values
+
+
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(ZOO_NAMES))
+    parser.add_argument("--batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)))
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads (default: all usable cores)")
+    parser.add_argument("--min-time", type=float, default=1.0,
+                        help="seconds of timed iterations per point")
+    parser.add_argument("--scale", type=float, default=None,
+                        help="table rows relative to full size (default: full size; only "
+                             "for smoke tests, the targets are about full-size models)")
+    parser.add_argument("--store", default="results/model_performance.duckdb")
+    parser.add_argument("--out-dir", default="results/model_performance")
+    parser.add_argument("--refresh-ceilings", action="store_true")
+    return parser.parse_args(argv)
+
+
+def summarize_builds(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model: build seconds per GB of embeddings (median over its points) and peak memory
+    growth relative to the model's bytes (the largest over its points)."""
+    frame = table.assign(
+        build_s_per_gb=table.build_seconds / (table.embedding_bytes / 1e9),
+        peak_memory_ratio=table.peak_memory_growth_bytes / table.model_bytes)
+    return (frame.groupby("model", sort=False)
+            .agg(model_gb=("model_bytes", lambda b: b.iloc[0] / 1e9),
+                 build_s_per_gb=("build_s_per_gb", "median"),
+                 peak_memory_ratio=("peak_memory_ratio", "max"))
+            .reset_index())
+
+
+def check_targets(table: pd.DataFrame, builds: pd.DataFrame) -> list[str]:
+    """One line per issue-8 target that the measured points cover: met or not, with the
+    numbers (the best backend per model and batch size)."""
+    lines = []
+    best = table.groupby(["model", "batch_size"], as_index=False).agg(
+        efficiency=("efficiency", "max"), overhead_high=("overhead_share_high", "min"),
+        overhead_low=("overhead_share_low", "min"))
+    large = best[best.model.isin(EFFICIENCY_MODELS) & (best.batch_size >= 1024)]
+    for row in large.itertuples(index=False):
+        verdict = "met" if row.efficiency >= EFFICIENCY_TARGET else "NOT met"
+        lines.append(f"{row.model} b{row.batch_size}: efficiency {row.efficiency:.0%} "
+                     f"(target >= {EFFICIENCY_TARGET:.0%}): {verdict}")
+    small = best[best.model.isin(OVERHEAD_MODELS) & (best.batch_size <= 16)]
+    for row in small.itertuples(index=False):
+        if math.isnan(row.overhead_high):
+            continue
+        verdict = ("met" if row.overhead_high <= OVERHEAD_TARGET else
+                   "NOT met" if row.overhead_low > OVERHEAD_TARGET else "undecided")
+        lines.append(f"{row.model} b{row.batch_size}: framework overhead "
+                     f"{row.overhead_low:.0%}-{row.overhead_high:.0%} (target <= "
+                     f"{OVERHEAD_TARGET:.0%}): {verdict}")
+    for row in builds.itertuples(index=False):
+        lines.append(f"{row.model}: build {row.build_s_per_gb:.2f} s/GB (target < "
+                     f"{BUILD_S_PER_GB_TARGET:g}): "
+                     f"{'met' if row.build_s_per_gb < BUILD_S_PER_GB_TARGET else 'NOT met'}; "
+                     f"peak memory {row.peak_memory_ratio:.2f}x (target <= "
+                     f"{PEAK_MEMORY_TARGET:g}x): "
+                     f"{'met' if row.peak_memory_ratio <= PEAK_MEMORY_TARGET else 'NOT met'}")
+    return lines
+
+
+def _markdown(frame: pd.DataFrame, formats: dict[str, str]) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    lines = [header, rule]
+    for row in frame.itertuples(index=False):
+        cells = []
+        for column, value in zip(frame.columns, row):
+            style = formats.get(column)
+            missing = isinstance(value, float) and math.isnan(value)
+            cells.append("-" if missing else (format(value, style) if style else str(value)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+POINT_VIEW = ["model", "backend", "batch_size", "measured_ms", "bound_ms", "efficiency",
+              "limiting_stage", "overhead_share_low", "overhead_share_high"]
+POINT_FORMATS = {"measured_ms": ".3g", "bound_ms": ".3g", "efficiency": ".0%",
+                 "overhead_share_low": ".0%", "overhead_share_high": ".0%"}
+BUILD_FORMATS = {"model_gb": ".2f", "build_s_per_gb": ".2f", "peak_memory_ratio": ".2f"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(sys.argv[1:] if argv is None else argv)
+    models = _list(args.models, ZOO_NAMES, "--models")
+    backends = _list(args.backends, BACKENDS, "--backends")
+    batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    threads = args.threads or usable_cores()
+    store = ResultStore(args.store)
+    ceilings, measured = ensure_ceilings(store, threads, refresh=args.refresh_ceilings)
+    print(f"ceilings at {threads} thread(s): {'measured now' if measured else 'from the store'}")
+    settings = TimingSettings(min_seconds=args.min_time)
+    command = "benchmarks/model_performance.py " + " ".join(map(shlex.quote, sys.argv[1:]))
+    run_id = open_run(store, settings, command)
+    print(f"run {run_id} into {store.path}")
+    for model in models:  # one model's plan at a time; each point builds it in its worker
+        plan = plan_sweep([model], batch_sizes, threads=[threads], devices=["cpu"],
+                          backends=backends, scale=args.scale,
+                          levels=("timing", "operators"))
+        for note in plan.notes:
+            print(f"note: {note}")
+
+        def progress(event: object) -> None:
+            if event.kind == "done":
+                what = (f"median {event.median_ms:.3g} ms" if event.median_ms is not None
+                        else "profiled")
+                print(f"  {event.point.label}: {what}", flush=True)
+            elif event.kind == "failed":
+                print(f"  {event.point.label}: FAILED: {event.error}", flush=True)
+
+        run_sweep(plan, store, run_id, settings, progress=progress)
+    table = roofline_table(store, run_id, ceilings)
+    builds = summarize_builds(table)
+    targets = check_targets(table, builds)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / f"{run_id}.csv", index=False)
+    (out / f"{run_id}.json").write_text(json.dumps(
+        {"run_id": run_id, "threads": threads, "command": command,
+         "points": json.loads(table.to_json(orient="records")),
+         "builds": json.loads(builds.to_json(orient="records")), "targets": targets},
+        indent=2))
+    view = table[POINT_VIEW].sort_values(["model", "backend", "batch_size"], kind="stable")
+    markdown = "\n\n".join([
+        f"Run {run_id}, {threads} thread(s), platform {table.platform_id.iloc[0]}.",
+        _markdown(view, POINT_FORMATS), _markdown(builds, BUILD_FORMATS),
+        "\n".join(f"- {line}" for line in targets)])
+    (out / f"{run_id}.md").write_text(markdown + "\n")
+    print(markdown)
+    print(f"written: {out / run_id}.csv, .json, .md")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RecstackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,274 @@
+"""The roofline of each point: how close a measured latency is to what the machine allows.
+
+For a spec and a batch size, :func:`recstack.footprint.stage_work` gives each stage's FLOPs and
+bytes; this module turns them into a lower bound on the stage's time with the machine's
+measured ceilings (:mod:`recstack.collect.ceilings`):
+
+- compute time = each matrix product's FLOPs / the GEMM ceiling at that layer's shape (else the
+  same layer at the largest measured ``M`` below it, else the large-GEMM ceiling) + other
+  FLOPs (sum pooling) / the large-GEMM ceiling;
+- memory time = gathered rows / the random-gather bandwidth at that row size + weights and
+  activations / the triad bandwidth. A lower bound takes the favourable case: whatever fits in
+  the last-level cache (all of a model's tables, all of its dense weights, a stage's
+  activations) is assumed to be there and moves at the cached bandwidths;
+- a stage's bound = max(compute, memory); the point's (sequential) bound = the sum over stages;
+  efficiency = bound / measured median latency (1 = as fast as the ceilings allow).
+
+Per-operator dispatch cost is not in the bound (it depends on the backend); the table gives
+``dispatch_floor_ms`` (operator calls x the dispatch ceiling) where an operator profile of the
+same configuration exists.
+
+Framework overhead (time outside any operator), from a run's timing point and its operator
+profile: the profiler inflates small-batch iterations (46-208% at batch 1 on the 2-core VM), so
+the unprofiled median latency ``T`` is the reference, and the operators' time ``O`` comes from
+the profiled run. The profiler's added time per iteration ``D`` (profiled minus unprofiled
+median, measured in the profile point itself) lands partly inside operators (their inclusive
+time covers the recording of nested operators) and partly between them, so the true operator
+time lies in ``[O - D, O]`` and the overhead share in
+``[(T - O) / T, (T - max(O - D, 0)) / T]`` (clipped to [0, 1]): ``overhead_share_low`` and
+``overhead_share_high``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recstack.errors import RecstackError
+from recstack.footprint import Gemm, StageWork, footprint, stage_work
+from recstack.specs import ModelSpec, spec_from_config
+
+STAGE_COLUMNS = ["stage", "flops", "bytes", "gathered_bytes", "weight_bytes",
+                 "activation_bytes", "compute_ms", "memory_ms", "bound_ms", "limit"]
+ROOFLINE_COLUMNS = [
+    "run_id", "platform_id", "model", "model_type", "row_scale", "batch_size", "device",
+    "threads", "backend", "measured_ms", "p5_ms", "p95_ms", "bound_ms", "efficiency", "flops",
+    "bytes", "operational_intensity", "attained_gflops", "attained_gbps", "limiting_stage",
+    "limit", "compute_ms", "memory_ms", "operator_ms", "operator_calls", "dispatch_floor_ms",
+    "overhead_share_low", "overhead_share_high", "build_seconds", "peak_memory_growth_bytes",
+    "model_bytes", "embedding_bytes"]
+REQUIRED_KINDS = ("cache", "dispatch", "triad_dram", "triad_cached", "gather_dram",
+                  "gather_cached", "gemm_large")
+
+
+class Ceilings:
+    """Lookups over the stored ceilings of one platform and thread count (rows of the
+    ``ceilings`` table)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        kinds = set(frame.kind) if not frame.empty else set()
+        missing = [k for k in REQUIRED_KINDS if k not in kinds]
+        if missing:
+            raise RecstackError(f"ceilings: {', '.join(missing)} not measured; run "
+                                "`recstack ceilings` on this machine")
+        if frame[["platform_id", "threads"]].drop_duplicates().shape[0] != 1:
+            raise ValueError("Ceilings: expected the rows of one platform and thread count")
+        self.frame = frame
+        self._values = {(str(k), str(s)): float(v)
+                        for k, s, v in zip(frame["kind"], frame["shape"], frame["value"])}
+        self._gemm: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        for (kind, shape), value in self._values.items():
+            if kind == "gemm":
+                m, k, n = (int(part) for part in shape.split("x"))
+                self._gemm.setdefault((k, n), []).append((m, value))
+        for measured in self._gemm.values():
+            measured.sort()
+
+    def _one(self, kind: str) -> float:
+        return next(v for (k, _), v in self._values.items() if k == kind)
+
+    @property
+    def llc_bytes(self) -> float:
+        return self._one("cache")
+
+    @property
+    def dispatch_us(self) -> float:
+        return self._one("dispatch")
+
+    @property
+    def peak_gflops(self) -> float:
+        return self._one("gemm_large")
+
+    def triad_gbps(self, resident: bool) -> float:
+        return self._one("triad_cached" if resident else "triad_dram")
+
+    def gather_gbps(self, row_bytes: int, resident: bool) -> float:
+        """Gather bandwidth at ``row_bytes`` (else at the nearest measured row size)."""
+        kind = "gather_cached" if resident else "gather_dram"
+        rows = {int(s.split()[1]): v for (k, s), v in self._values.items() if k == kind}
+        nearest = min(rows, key=lambda r: (abs(math.log(r / row_bytes)), r))
+        return rows[nearest]
+
+    def gemm_gflops(self, gemm: Gemm) -> float:
+        """The GEMM ceiling at the product's shape; else that layer at the largest measured
+        ``M`` not above it (throughput grows with ``M``); else the large GEMM's."""
+        if gemm.linear:
+            below = [v for m, v in self._gemm.get((gemm.k, gemm.n), []) if m <= gemm.m]
+            if below:
+                return below[-1]
+        return self.peak_gflops
+
+
+def ceilings_for(frame: pd.DataFrame, platform_id: str, threads: int) -> Ceilings | None:
+    """The ceilings of one platform and thread count from many, or None if not measured."""
+    rows = frame[(frame.platform_id == platform_id) & (frame.threads == threads)]
+    return Ceilings(rows) if not rows.empty else None
+
+
+# ---- bounds ----------------------------------------------------------------------------------
+
+
+def _stage_times(stage: StageWork, ceilings: Ceilings, tables_resident: bool,
+                 weights_resident: bool) -> tuple[float, float]:
+    """(compute, memory) seconds of a stage at the ceilings."""
+    compute = sum(g.flops / (ceilings.gemm_gflops(g) * 1e9) for g in stage.gemms)
+    compute += stage.other_flops / (ceilings.peak_gflops * 1e9)
+    memory = sum(row_bytes * rows / (ceilings.gather_gbps(row_bytes, tables_resident) * 1e9)
+                 for row_bytes, rows in stage.gathered)
+    memory += stage.weight_bytes / (ceilings.triad_gbps(weights_resident) * 1e9)
+    activations_resident = stage.activation_bytes <= ceilings.llc_bytes
+    memory += stage.activation_bytes / (ceilings.triad_gbps(activations_resident) * 1e9)
+    return compute, memory
+
+
+def stage_bounds(spec: ModelSpec, batch_size: int, ceilings: Ceilings) -> pd.DataFrame:
+    """Each stage's work and lower-bound time for one batch. Columns STAGE_COLUMNS (times in
+    ms; ``limit`` is ``compute`` or ``memory``, whichever bounds the stage)."""
+    size = footprint(spec)
+    tables_resident = size.embedding_bytes <= ceilings.llc_bytes
+    weights_resident = size.dense_bytes <= ceilings.llc_bytes
+    rows = []
+    for stage in stage_work(spec, batch_size):
+        compute, memory = _stage_times(stage, ceilings, tables_resident, weights_resident)
+        rows.append({"stage": stage.stage, "flops": stage.flops, "bytes": stage.bytes,
+                     "gathered_bytes": stage.gathered_bytes, "weight_bytes": stage.weight_bytes,
+                     "activation_bytes": stage.activation_bytes, "compute_ms": compute * 1e3,
+                     "memory_ms": memory * 1e3, "bound_ms": max(compute, memory) * 1e3,
+                     "limit": "compute" if compute >= memory else "memory"})
+    return pd.DataFrame(rows, columns=STAGE_COLUMNS)
+
+
+def point_bound(spec: ModelSpec, batch_size: int, ceilings: Ceilings) -> dict[str, object]:
+    """The sequential bound of one batch and its totals: ``bound_ms`` (sum over stages),
+    ``flops``, ``bytes``, ``operational_intensity`` (FLOPs per byte), ``compute_ms`` and
+    ``memory_ms`` (sums), the ``limiting_stage`` (largest bound) and its ``limit``."""
+    stages = stage_bounds(spec, batch_size, ceilings)
+    top = stages.loc[stages.bound_ms.idxmax()]
+    flops, moved = float(stages.flops.sum()), float(stages.bytes.sum())
+    return {"bound_ms": float(stages.bound_ms.sum()), "flops": flops, "bytes": moved,
+            "operational_intensity": flops / moved if moved else math.nan,
+            "compute_ms": float(stages.compute_ms.sum()),
+            "memory_ms": float(stages.memory_ms.sum()),
+            "limiting_stage": str(top.stage), "limit": str(top.limit)}
+
+
+def overhead_shares(measured_ms: float, operator_ms: float, profiler_added_ms: float
+                    ) -> tuple[float, float]:
+    """(low, high) framework-overhead share of the latency (see the module docstring)."""
+    if not measured_ms > 0 or operator_ms != operator_ms:
+        return math.nan, math.nan
+    added = max(0.0, profiler_added_ms) if profiler_added_ms == profiler_added_ms else 0.0
+    low = (measured_ms - operator_ms) / measured_ms
+    high = (measured_ms - max(operator_ms - added, 0.0)) / measured_ms
+    return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
+
+
+# ---- joined with a run's measurements ----------------------------------------------------------
+
+
+def load_points(store: object, run_id: str) -> pd.DataFrame:
+    """The run's measured CPU timing points with their spec, statistics, build figures and,
+    where the run profiled the same configuration, its operator time and calls."""
+    return store.query("""
+        SELECT pt.run_id, r.platform_id, pt.model, pt.model_type, pt.spec, pt.row_scale,
+               pt.batch_size, pt.device, pt.threads, pt.backend, t.median_ms, t.p5_ms, t.p95_ms,
+               pt.build_seconds, pt.peak_memory_growth_bytes,
+               prof.operator_us, prof.calls, prof.profiled_median_us, prof.unprofiled_median_us
+        FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
+        LEFT JOIN (SELECT p_pt.run_id, p_pt.config_key, p.operator_us, p.profiled_median_us,
+                          p.unprofiled_median_us,
+                          (SELECT sum(o.calls) FROM operators o WHERE o.run_id = p.run_id
+                           AND o.point_key = p.point_key) AS calls
+                   FROM points p_pt JOIN profiles p USING (run_id, point_key)
+                   WHERE p_pt.status = 'ok') prof
+               ON prof.run_id = pt.run_id AND prof.config_key = pt.config_key
+        WHERE pt.run_id = ? AND pt.status = 'ok' AND pt.collector = 'timing'
+              AND pt.device = 'cpu'
+        ORDER BY pt.model, pt.threads, pt.backend, pt.batch_size
+    """, [run_id])
+
+
+def roofline_table(store: object, run_id: str, ceilings: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
+    """Every measured CPU timing point of ``run_id`` against its roofline bound.
+
+    ``ceilings`` are rows of the ``ceilings`` table (default: the store's). Columns
+    ROOFLINE_COLUMNS: times in ms; ``efficiency`` = bound / measured median;
+    ``operational_intensity`` = FLOPs / bytes of one batch; ``attained_gflops`` and
+    ``attained_gbps`` = the batch's FLOPs and bytes over the measured median; ``operator_ms``,
+    ``operator_calls``, ``dispatch_floor_ms`` and the overhead shares are NaN without an
+    operator profile of the configuration in the run. Points whose platform and thread count
+    have no ceilings get NaN bounds; raises RecstackError when no point has any, or when the
+    run has no CPU timing points.
+    """
+    points = load_points(store, run_id)
+    if points.empty:
+        raise RecstackError(f"run: {run_id!r} has no measured CPU timing points in "
+                            f"{getattr(store, 'path', 'the store')}")
+    ceilings = store.load_ceilings() if ceilings is None else ceilings
+    found: dict[tuple[str, int], Ceilings | None] = {}
+    rows = []
+    for point in points.itertuples(index=False):
+        key = (str(point.platform_id), int(point.threads))
+        if key not in found:
+            found[key] = ceilings_for(ceilings, *key) if not ceilings.empty else None
+        rows.append(_row(point, found[key]))
+    if all(c is None for c in found.values()):
+        wanted = ", ".join(f"--threads {t}" for _, t in sorted(found))
+        raise RecstackError(f"ceilings: none stored for the platform and thread counts of run "
+                            f"{run_id} ({wanted}); run `recstack ceilings` there first")
+    from recstack.analysis.systems import order_models
+
+    return order_models(pd.DataFrame(rows, columns=ROOFLINE_COLUMNS))
+
+
+def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
+    spec = spec_from_config(json.loads(point.spec))
+    size = footprint(spec)
+    measured = float(point.median_ms)
+    row: dict[str, object] = {
+        "run_id": point.run_id, "platform_id": point.platform_id, "model": point.model,
+        "model_type": point.model_type, "row_scale": point.row_scale,
+        "batch_size": int(point.batch_size), "device": point.device,
+        "threads": int(point.threads), "backend": point.backend, "measured_ms": measured,
+        "p5_ms": point.p5_ms, "p95_ms": point.p95_ms, "build_seconds": point.build_seconds,
+        "peak_memory_growth_bytes": point.peak_memory_growth_bytes,
+        "model_bytes": size.model_bytes, "embedding_bytes": size.embedding_bytes}
+    if ceilings is not None:
+        bound = point_bound(spec, int(point.batch_size), ceilings)
+        row.update(bound)
+        row["efficiency"] = bound["bound_ms"] / measured
+        row["attained_gflops"] = bound["flops"] / (measured * 1e-3) / 1e9
+        row["attained_gbps"] = bound["bytes"] / (measured * 1e-3) / 1e9
+    operator_us = _number(point.operator_us)
+    operator_ms = operator_us / 1e3
+    row["operator_ms"] = operator_ms
+    row["operator_calls"] = _number(point.calls)
+    if ceilings is not None:
+        row["dispatch_floor_ms"] = row["operator_calls"] * ceilings.dispatch_us / 1e3
+    added_ms = (_number(point.profiled_median_us) - _number(point.unprofiled_median_us)) / 1e3
+    row["overhead_share_low"], row["overhead_share_high"] = overhead_shares(
+        measured, operator_ms, added_ms)
+    return row
+
+
+def _number(value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return number

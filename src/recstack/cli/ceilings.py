@@ -1,0 +1,73 @@
+"""``recstack ceilings``: this machine's measured ceilings (bandwidths, GEMM, dispatch)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from recstack.cli import format as fmt
+from recstack.cli.app import app, console
+from recstack.cli.options import DEFAULT_STORE, JsonOption
+from recstack.errors import RecstackError
+
+
+def _thread_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise RecstackError(f"--threads: {text!r} is not allowed; expected one integer >= 1")
+    return count
+
+
+@app.command()
+def ceilings(
+    out: Annotated[str, typer.Option("--out", help="The results database file.")] = DEFAULT_STORE,
+    threads: Annotated[str | None, typer.Option(
+        "--threads", help="Intra-op threads. Default: all usable cores.")] = None,
+    refresh: Annotated[bool, typer.Option(
+        "--refresh", help="Measure again even when the store has this machine's ceilings.")
+    ] = False,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Tiny sizes, a few seconds (for tests; not DRAM bandwidths).")] = False,
+    all_gemms: Annotated[bool, typer.Option(
+        "--all-gemms", help="List every GEMM shape (default: the large one and a summary).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure (or reuse from the store) the machine's ceilings for the roofline: triad and
+    random-gather bandwidth, GEMM throughput at the models' layer shapes, dispatch cost."""
+    from recstack.collect.ceilings import CeilingSettings, ensure_ceilings
+    from recstack.store import ResultStore
+    from recstack.sweep import usable_cores
+
+    count = usable_cores() if threads is None else _thread_count(threads)
+    settings = CeilingSettings.quick() if quick else CeilingSettings()
+    frame, measured = ensure_ceilings(ResultStore(out), count, refresh=refresh,
+                                      settings=settings)
+    if as_json:
+        records = frame.drop(columns=["samples"]).assign(
+            measured_at=frame.measured_at.astype(str)).to_dict(orient="records")
+        fmt.print_json({"measured": measured, "threads": count, "ceilings": records})
+        return
+    when = frame.measured_at.iloc[0]
+    console.print(f"{'measured' if measured else 'reused'}: ceilings at {count} thread(s), "
+                  f"platform {frame.platform_id.iloc[0]}, measured {when:%Y-%m-%d %H:%M} UTC, "
+                  f"stored in {out}", highlight=False)
+    table = Table(header_style="bold")
+    for column in ("kind", "shape", "median", "p5", "p95", "unit", "repeats"):
+        table.add_column(column, justify="right" if column in ("median", "p5", "p95",
+                                                                "repeats") else "left")
+    gemms = frame[frame.kind == "gemm"]
+    shown = frame if all_gemms else frame[frame.kind != "gemm"]
+    for row in shown.itertuples(index=False):
+        table.add_row(row.kind, row.shape, f"{row.value:.4g}", f"{row.p5:.4g}",
+                      f"{row.p95:.4g}", row.unit, str(row.repeats))
+    console.print(table)
+    if not all_gemms and not gemms.empty:
+        console.print(f"gemm at {len(gemms)} layer shapes: median {gemms.value.median():.3g} "
+                      f"GFLOP/s (from {gemms.value.min():.3g} to {gemms.value.max():.3g}); "
+                      "--all-gemms lists them", highlight=False)

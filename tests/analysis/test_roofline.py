@@ -1,0 +1,143 @@
+"""Roofline arithmetic against hand computations for a tiny DLRM, and the join of a run's
+points with stored ceilings."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from recstack.analysis.roofline import (Ceilings, overhead_shares, point_bound, roofline_table,
+                                        stage_bounds)
+from recstack.errors import RecstackError
+from recstack.footprint import Gemm, footprint, stage_work
+from recstack.points import Point
+from recstack.specs import ZOO_NAMES, spec_from_config, zoo_spec
+from recstack.store import ResultStore
+
+TINY = spec_from_config({
+    "model_name": "tiny", "model_type": "dlrm", "arch_mlp_bot": "4-3", "arch_mlp_top": "2-1",
+    "arch_embedding_size": "10-10", "arch_sparse_feature_size": 3,
+    "num_indices_per_lookup": 2, "num_indices_per_lookup_fixed": True,
+    "arch_interaction_op": "cat"})
+
+
+def ceilings_frame(platform_id: str = "p1", threads: int = 1) -> pd.DataFrame:
+    rows = [("cache", "llc", 1e9, "bytes"), ("dispatch", "add 1 float", 2.0, "us"),
+            ("triad_dram", "1000 B", 10.0, "GB/s"), ("triad_cached", "100 B", 100.0, "GB/s"),
+            ("gather_dram", "row 12 B", 1.0, "GB/s"),
+            ("gather_cached", "row 12 B", 0.5, "GB/s"),
+            ("gather_cached", "row 128 B", 50.0, "GB/s"),
+            ("gemm_large", "64x64x64", 100.0, "GFLOP/s"), ("gemm", "2x4x3", 1.0, "GFLOP/s")]
+    frame = pd.DataFrame(rows, columns=["kind", "shape", "value", "unit"])
+    return frame.assign(platform_id=platform_id, threads=threads, p5=frame.value,
+                        p95=frame.value, repeats=3, samples="[]",
+                        measured_at=datetime.now(timezone.utc), recstack_version="t",
+                        torch_version="t")
+
+
+def test_stage_work_by_hand():
+    stages = {s.stage: s for s in stage_work(TINY, 2)}
+    assert list(stages) == ["embedding", "bottom_mlp", "interaction", "top_mlp"]
+    embedding = stages["embedding"]
+    assert embedding.gathered == ((12, 8.0),)      # 2 samples x 2 tables x 2 ids, 3 floats
+    assert embedding.flops == 24 and embedding.activation_bytes == 48
+    bottom = stages["bottom_mlp"]
+    assert bottom.gemms == (Gemm(2, 4, 3),) and bottom.flops == 48
+    assert bottom.weight_bytes == 60 and bottom.activation_bytes == 56
+    assert stages["interaction"].bytes == 144      # read and write (2, 3 + 2 x 3)
+    top = stages["top_mlp"]
+    assert top.flops == 80 and top.weight_bytes == 92 and top.activation_bytes == 112
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_stage_flops_add_up_to_the_footprint(name):
+    spec = zoo_spec(name)
+    for batch in (1, 64):
+        total = sum(stage.flops for stage in stage_work(spec, batch))
+        assert total == pytest.approx(footprint(spec).flops.total * batch, rel=1e-12)
+
+
+def test_bound_by_hand():
+    ceilings = Ceilings(ceilings_frame())
+    stages = stage_bounds(TINY, 2, ceilings).set_index("stage")
+    # Tables fit in the LLC: rows at the cached gather bandwidth of 12-byte rows.
+    assert stages.loc["embedding", "memory_ms"] == pytest.approx((96 / 0.5e9 + 48 / 100e9) * 1e3)
+    assert stages.loc["bottom_mlp", "compute_ms"] == pytest.approx(48 / 1e9 * 1e3)
+    assert stages.loc["bottom_mlp", "limit"] == "compute"
+    assert stages.loc["top_mlp", "compute_ms"] == pytest.approx(80 / 100e9 * 1e3)
+    assert stages.loc["top_mlp", "memory_ms"] == pytest.approx(204 / 100e9 * 1e3)
+    total = point_bound(TINY, 2, ceilings)
+    expected_ns = 192.48 + 48 + 1.44 + 2.04
+    assert total["bound_ms"] == pytest.approx(expected_ns * 1e-6)
+    assert total["flops"] == 152 and total["limiting_stage"] == "embedding"
+    assert total["operational_intensity"] == pytest.approx(152 / total["bytes"])
+
+
+def test_gemm_and_gather_lookups():
+    ceilings = Ceilings(ceilings_frame())
+    assert ceilings.gemm_gflops(Gemm(2, 4, 3)) == 1.0
+    assert ceilings.gemm_gflops(Gemm(5, 4, 3)) == 1.0       # largest measured M below
+    assert ceilings.gemm_gflops(Gemm(1, 4, 3)) == 100.0     # none below: the large GEMM
+    assert ceilings.gemm_gflops(Gemm(2, 4, 3, linear=False)) == 100.0
+    assert ceilings.gather_gbps(100, resident=True) == 50.0  # nearest row size
+    with pytest.raises(RecstackError, match="gemm_large"):
+        Ceilings(ceilings_frame().query("kind != 'gemm_large'"))
+
+
+def test_overhead_bracket():
+    low, high = overhead_shares(measured_ms=1.0, operator_ms=0.6, profiler_added_ms=0.5)
+    assert low == pytest.approx(0.4) and high == pytest.approx(0.9)
+    assert overhead_shares(1.0, 1.5, 0.2) == (0.0, pytest.approx(0.0))  # clipped
+    low, high = overhead_shares(1.0, float("nan"), 0.1)
+    assert low != low and high != high
+
+
+def _record(store: ResultStore, run_id: str, collector: str, **tables) -> None:
+    from recstack.sweep import _point_row
+
+    point = Point(spec=TINY, batch_size=2, threads=1, collector=collector)
+    row = _point_row(point, "ok", None, datetime.now(timezone.utc), None)
+    row.update(build_seconds=0.5, peak_memory_growth_bytes=1000)
+    store.record_point(run_id, row, **tables)
+
+
+def test_roofline_table_joins_points_and_ceilings(tmp_path):
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = store.create_run("test", {}, {}, "p1", "test platform")
+    _record(store, run_id, "timing",
+            timing={"iterations": 10, "median_ms": 0.001, "p5_ms": 0.0009, "p95_ms": 0.002})
+    _record(store, run_id, "operators",
+            operators=pd.DataFrame({"part": ["dense", "sparse"], "op": ["aten::linear",
+                                    "aten::embedding_bag"], "calls": [2.0, 2.0],
+                                    "time_us": [0.2, 0.4]}),
+            profile={"iterations": 3, "time_basis": "cpu", "wall_us": 1.4, "operator_us": 0.6,
+                     "uncovered_us": 0.8, "profiled_median_us": 1.5,
+                     "unprofiled_median_us": 1.0, "profiler_overhead": 0.5})
+    with pytest.raises(RecstackError, match="ceilings"):
+        roofline_table(store, run_id)
+    store.write_ceilings(ceilings_frame(), {}, "test platform")
+    table = roofline_table(store, run_id)
+    assert len(table) == 1
+    row = table.iloc[0]
+    bound = (192.48 + 48 + 1.44 + 2.04) * 1e-6
+    assert row.bound_ms == pytest.approx(bound)
+    assert row.efficiency == pytest.approx(bound / 0.001)
+    assert row.attained_gflops == pytest.approx(152 / 1e-6 / 1e9)
+    assert row.operator_ms == pytest.approx(0.0006) and row.operator_calls == 4
+    assert row.dispatch_floor_ms == pytest.approx(4 * 2.0 / 1e3)
+    assert row.overhead_share_low == pytest.approx(0.4)
+    assert row.overhead_share_high == pytest.approx(0.9)
+    assert row.model_bytes == footprint(TINY).model_bytes
+    # Another thread count has no ceilings: its points get no bound.
+    other = roofline_table(store, run_id, ceilings_frame(threads=2).assign(threads=2)
+                           .pipe(lambda f: pd.concat([f, ceilings_frame()])))
+    assert other.iloc[0].bound_ms == pytest.approx(bound)
+
+
+def test_roofline_table_refuses_a_run_without_points(tmp_path):
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = store.create_run("test", {}, {}, "p1", "test platform")
+    with pytest.raises(RecstackError, match="no measured CPU timing points"):
+        roofline_table(store, run_id)

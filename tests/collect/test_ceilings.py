@@ -1,0 +1,108 @@
+"""Ceilings: settings, pure parsing and summaries, storing and reuse (quick mode, tiny sizes),
+and the command's one-line errors. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from recstack.collect.ceilings import (CEILING_COLUMNS, CeilingSettings, covers, ensure_ceilings,
+                                       gemm_shapes, llc_bytes, row_sizes, summarize,
+                                       triad_working_set, working_sets)
+from recstack.errors import RecstackError
+from recstack.store import ResultStore
+
+
+def test_summarize_keeps_samples_and_percentiles():
+    ceiling = summarize("triad_dram", "12 B", "GB/s", [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert ceiling.value == 3.0 and ceiling.repeats == 5
+    assert ceiling.p5 == pytest.approx(1.2) and ceiling.p95 == pytest.approx(4.8)
+    assert json.loads(ceiling.to_row()["samples"]) == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_llc_and_working_sets():
+    platform = {"caches": [{"type": "Data", "size_bytes": 48 << 10},
+                           {"type": "Instruction", "size_bytes": 64 << 20},
+                           {"type": "Unified", "size_bytes": 32 << 20}]}
+    assert llc_bytes(platform) == 32 << 20
+    assert llc_bytes({"caches": []}) > 0
+    dram, cached = working_sets(CeilingSettings(), 32 << 20, available=64 << 30)
+    assert dram == 256 << 20 and cached == 8 << 20  # at least 256 MiB; a quarter of the LLC
+    dram, _ = working_sets(CeilingSettings(), 480 << 20, available=3 << 30)
+    assert dram == 1 << 30  # 4x the LLC would not fit: a third of what is available
+
+
+def test_triad_shape_parsing_and_cover():
+    import pandas as pd
+
+    assert triad_working_set("2013265920 B") == 2013265920
+    assert triad_working_set("row 128 B") is None
+    stored = pd.DataFrame({"kind": ["triad_dram"], "shape": ["1000 B"]})
+    assert covers(stored, 2000) and not covers(stored, 4000)
+    assert not covers(stored.assign(kind="dispatch"), 10)
+
+
+def test_shapes_come_from_the_models():
+    settings = CeilingSettings.quick()
+    shapes = gemm_shapes(settings)  # rmc1 at batch 1 and 16
+    assert (1, 128, 64) in shapes and (16, 288, 256) in shapes
+    assert all(m <= settings.gemm_max_m for m, _, _ in shapes)
+    assert row_sizes(CeilingSettings()) == [4, 128, 256]  # wide part, dim 32, dim 64
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(RecstackError, match="repeats"):
+        CeilingSettings(repeats=0)
+    with pytest.raises(RecstackError, match="dram_bytes"):
+        CeilingSettings(dram_bytes=10)
+
+
+def test_measure_store_and_reuse(tmp_path):
+    store = ResultStore(tmp_path / "r.duckdb")
+    assert store.load_ceilings().empty  # no file yet: empty, not an error
+    quick = CeilingSettings.quick()
+    frame, measured = ensure_ceilings(store, 1, settings=quick)
+    assert measured
+    assert list(frame.columns) == CEILING_COLUMNS
+    kinds = set(frame.kind)
+    assert {"cache", "dispatch", "triad_dram", "triad_cached", "gather_dram",
+            "gather_cached", "gemm", "gemm_large"} <= kinds
+    measured_rows = frame[frame.kind != "cache"]
+    assert (measured_rows.value > 0).all() and (measured_rows.repeats == quick.repeats).all()
+    assert all(len(json.loads(s)) == quick.repeats for s in measured_rows.samples)
+    again, measured = ensure_ceilings(store, 1, settings=quick)
+    assert not measured and len(again) == len(frame)
+    # A full measurement is not satisfied by a quick one (its DRAM working set is tiny).
+    assert not covers(again, working_sets(CeilingSettings(), 32 << 20, 64 << 30)[0])
+    refreshed, measured = ensure_ceilings(store, 1, refresh=True, settings=quick)
+    assert measured and len(refreshed) == len(frame)  # replaced, not appended
+    assert store.load_ceilings(threads=2).empty
+
+
+def _recstack(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "recstack", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--threads", "0"], "error: --threads: '0' is not allowed; expected one integer >= 1"),
+    (["--threads", "many"], "error: --threads: 'many' is not allowed"),
+])
+def test_cli_rejects_bad_options(arguments, message, tmp_path):
+    result = _recstack("ceilings", *arguments, "--out", str(tmp_path / "r.duckdb"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_cli_quick_json(tmp_path):
+    result = _recstack("ceilings", "--quick", "--threads", "1", "--json", "--out",
+                       str(tmp_path / "r.duckdb"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["measured"] and data["threads"] == 1
+    assert any(row["kind"] == "gemm_large" for row in data["ceilings"])
