@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from recstack.backends import resolve_backend
+from recstack.specs import zoo_spec
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -119,7 +122,8 @@ def test_run_results_and_export(tmp_path: Path) -> None:
     assert "Xeon" in run["platform"] or run["platform"]
 
     shown = recstack("results", "show", run["run_id"], "--store", str(store))
-    assert shown.returncode == 0 and "din@0.001 b16 cpu t1 eager" in shown.stdout
+    din_backend = resolve_backend("auto", zoo_spec("din"))  # run's default backend is auto
+    assert shown.returncode == 0 and f"din@0.001 b16 cpu t1 {din_backend}" in shown.stdout
 
     exported = recstack("results", "export", run["run_id"], "--store", str(store), "--format",
                         "csv", "--to", str(tmp_path / "csv"))
@@ -133,7 +137,8 @@ def test_profile_alone_with_traces(tmp_path: Path) -> None:
     result = recstack("profile", "-m", "dien", "--scale", "0.001", "--batch-sizes", "4",
                       "--threads", "1", "--trace", "--out", str(store))
     assert result.returncode == 0, result.stderr
-    assert "dien@0.001 b4 cpu t1 eager [operators]: operators collected" in result.stdout
+    backend = resolve_backend("auto", zoo_spec("dien"))  # profile's default backend is auto
+    assert f"dien@0.001 b4 cpu t1 {backend} [operators]: operators collected" in result.stdout
     assert "software level" in result.stdout and "recurrent" in result.stdout
     assert len(list((tmp_path / "traces").glob("*/*.json"))) == 1
     assert "profiler_start" not in result.stderr  # kineto's chatter is kept out

@@ -68,7 +68,7 @@ def test_doctor_command_on_this_machine() -> None:
     report = json.loads(result.stdout)
     names = {c["name"] for c in report["capabilities"]}
     assert names == {"hardware counters (PMU)", "perf", "perf_event_paranoid", "hypervisor",
-                     "pmu-tools (toplev)", "valgrind", "CUDA"}
+                     "pmu-tools (toplev)", "valgrind", "CUDA", "torch.compile"}
     if pmu_counts_here():
         assert report["hardware_level"] == "measured"
     else:

@@ -30,3 +30,17 @@ def test_key_is_stable_and_distinguishes_every_field() -> None:
 def test_invalid_points(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(SpecError, match=f"^{field}: "):
         Point(small_spec("rmc1"), **kwargs)  # type: ignore[arg-type]
+
+
+def test_every_backend_is_a_point_and_auto_names_the_one_that_runs() -> None:
+    from recstack.backends import resolve_backend
+    from recstack.points import BACKEND_CHOICES, BACKENDS
+
+    spec = small_spec("rmc1")
+    assert set(BACKENDS) == {"eager", "fused", "compile"} and "auto" in BACKEND_CHOICES
+    keys = {Point(spec, 4, backend=backend).key() for backend in BACKENDS}
+    assert len(keys) == len(BACKENDS)
+    auto = Point(spec, 4, backend="auto")
+    chosen = resolve_backend("auto", spec)
+    assert auto.backend == chosen and auto.label.endswith(f" {chosen}")
+    assert auto.key() == Point(spec, 4, backend=chosen).key()

@@ -13,6 +13,16 @@ from pathlib import Path
 from typing import Any
 
 PROBE_TIMEOUT_S = 10
+COMPILE_PROBE_TIMEOUT_S = 240  # a cold inductor compile of a tiny function takes seconds
+# What the compile probe runs in a fresh interpreter: inductor compiles C++ for the CPU, so
+# this fails where there is no working C++ compiler (or inductor cannot run for any reason).
+_COMPILE_PROBE = """
+import torch
+f = torch.compile(lambda x: torch.relu(x @ x.T).sum(dim=1), dynamic=False)
+x = torch.arange(16.0).reshape(4, 4)
+assert torch.allclose(f(x), torch.relu(x @ x.T).sum(dim=1))
+print(torch.__version__)
+"""
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,36 @@ def probe_cuda(platform: dict[str, Any]) -> Capability:
                       "when nvidia-smi works)")
 
 
+def probe_compile() -> Capability:
+    """Does ``torch.compile`` (inductor) work here? Compiles and checks a tiny function in a
+    fresh interpreter, so a crash or a hang cannot take the caller with it."""
+    import sys
+
+    meaning_ok = "the compile execution backend can run (--backend compile)"
+    meaning_missing = ("points with --backend compile fail with this reason as their error; "
+                       "eager and fused run")
+    try:
+        done = subprocess.run([sys.executable, "-c", _COMPILE_PROBE], capture_output=True,
+                              text=True, timeout=COMPILE_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return Capability("torch.compile", False,
+                          f"a tiny compile did not finish in {COMPILE_PROBE_TIMEOUT_S} s",
+                          meaning_missing)
+    except (OSError, subprocess.SubprocessError) as error:
+        return Capability("torch.compile", False, f"could not start python: {error}",
+                          meaning_missing)
+    if done.returncode == 0:
+        compiler = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+        where = f", C++ compiler {Path(compiler).name}" if compiler else ""
+        return Capability("torch.compile", True,
+                          f"inductor works (torch {done.stdout.strip()}{where})", meaning_ok)
+    lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+    reason = lines[-1].strip()[:200] if lines else f"exit status {done.returncode}"
+    return Capability("torch.compile", False, reason, meaning_missing,
+                      "install a C++ compiler (apt-get install g++) and python headers "
+                      "(python3-dev)")
+
+
 def hardware_mode(capabilities: list[Capability]) -> tuple[str, str]:
     """How the hardware level will run here: ``measured``, ``simulated`` or ``unavailable``,
     with the reason."""
@@ -176,7 +216,7 @@ def diagnose() -> dict[str, Any]:
 
     platform = collect_platform()
     capabilities = [probe_pmu(), probe_perf(), probe_paranoid(), probe_hypervisor(platform),
-                    probe_toplev(), probe_valgrind(), probe_cuda(platform)]
+                    probe_toplev(), probe_valgrind(), probe_cuda(platform), probe_compile()]
     mode, reason = hardware_mode(capabilities)
     return {"platform": describe_platform(platform), "hardware_level": mode,
             "hardware_level_reason": reason,

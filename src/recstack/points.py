@@ -9,13 +9,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from recstack.backends import AUTO, BACKENDS, resolve_backend
 from recstack.errors import SpecError
 from recstack.inputs import QuerySpec
 from recstack.specs import ModelSpec
 
-# Execution backends a point can run on. More arrive with the performance work; each must
-# give the same outputs as "eager".
-BACKENDS: tuple[str, ...] = ("eager",)
+# Execution backends a point can run on (see recstack.backends); each gives the same outputs
+# as "eager". BACKEND_CHOICES adds "auto", which a point resolves when it is made.
+BACKEND_CHOICES: tuple[str, ...] = (*BACKENDS, AUTO)
+__all__ = ["AUTO", "BACKENDS", "BACKEND_CHOICES", "COLLECTORS", "Point"]
 # What a point measures: its collector. Timing and operator profiles of the same configuration
 # are separate points, measured in separate workers: profiled runs never time anything.
 COLLECTORS: tuple[str, ...] = ("timing", "operators", "hardware")
@@ -25,7 +27,11 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 @dataclass(frozen=True)
 class Point:
     """One thing to measure: a model spec at a batch size, on a device, with a number of
-    intra-op threads and an execution backend, fed queries drawn as ``query`` says."""
+    intra-op threads and an execution backend, fed queries drawn as ``query`` says.
+
+    ``backend="auto"`` is replaced, when the point is made, by the backend measured fastest
+    for the model (:func:`recstack.backends.resolve_backend`): a point always names the
+    backend that runs, and its key and label say so."""
 
     spec: ModelSpec
     batch_size: int
@@ -45,8 +51,11 @@ class Point:
             raise SpecError("threads", self.threads, "expected an integer >= 1")
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise SpecError("device", self.device, "expected cpu, cuda or cuda:N")
+        if self.backend == AUTO:
+            object.__setattr__(self, "backend", resolve_backend(AUTO, self.spec, self.device))
         if self.backend not in BACKENDS:
-            raise SpecError("backend", self.backend, f"expected one of {', '.join(BACKENDS)}")
+            raise SpecError("backend", self.backend,
+                            f"expected one of {', '.join(BACKEND_CHOICES)}")
         if self.collector not in COLLECTORS:
             raise SpecError("collector", self.collector,
                             f"expected one of {', '.join(COLLECTORS)}")

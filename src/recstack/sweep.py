@@ -26,7 +26,7 @@ from recstack.doctor import hardware_mode
 from recstack.errors import RecstackError
 from recstack.footprint import available_memory_bytes, scale_that_fits
 from recstack.inputs import QuerySpec
-from recstack.points import BACKENDS, COLLECTORS, Point
+from recstack.points import BACKEND_CHOICES, COLLECTORS, Point
 from recstack.specs import ModelSpec, resolve_spec
 from recstack.store import ResultStore
 from recstack.worker import run_isolated
@@ -124,9 +124,9 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
     if not levels:
         raise RecstackError("--levels: nothing given; expected at least one level")
     for backend in backends:
-        if backend not in BACKENDS:
+        if backend not in BACKEND_CHOICES:
             raise RecstackError(f"--backend: {backend!r} is not allowed; expected one of "
-                                f"{', '.join(BACKENDS)}")
+                                f"{', '.join(BACKEND_CHOICES)}")
     if scale is not None and not scale > 0:
         raise RecstackError(f"--scale: {scale!r} is not allowed; expected a number greater "
                             "than 0 (1 is full size)")

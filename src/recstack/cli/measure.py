@@ -38,6 +38,10 @@ MinTimeOption = Annotated[float, typer.Option(
     "--min-time", help="Seconds of timed iterations per point (after warm-up).")]
 DistributionOption = Annotated[str, typer.Option(
     "--distribution", help="Sparse id distribution: uniform, zipf or locality.")]
+BackendOption = Annotated[list[str] | None, typer.Option(
+    "--backend", help="Execution backend: eager, fused, compile, or auto (the fastest "
+                      "measured for each model: src/recstack/backend_choice.yaml). "
+                      "Repeatable: several backends are compared in one sweep. Default: auto.")]
 TraceOption = Annotated[bool, typer.Option(
     "--trace", help="Keep a Chrome/Perfetto trace of every operator-profile point, next to "
                     "the store (traces/RUN_ID/).")]
@@ -142,7 +146,7 @@ def _levels(text: str) -> list[str]:
 def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
           devices: list[str] | None, scale: float | None, distribution: str, seed: int,
           levels: list[str], hardware_mode: str | None = None, hierarchy: str = "host",
-          no_multiplex: bool = False) -> Any:
+          no_multiplex: bool = False, backends: list[str] | None = None) -> Any:
     from recstack.errors import SpecError
     from recstack.inputs import QuerySpec
     from recstack.sweep import plan_sweep
@@ -158,6 +162,7 @@ def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
         batch_sizes=int_list("--batch-sizes", batch_sizes) if batch_sizes else None,
         threads=int_list("--threads", threads) if threads else None,
         devices=devices or None,
+        backends=backends or ["auto"],
         scale=scale, query=query, seed=seed, levels=levels, hardware_mode=hardware_mode,
         hierarchy=hierarchy, no_multiplex=no_multiplex,
     )
@@ -183,6 +188,7 @@ def sweep(
         "--levels", help="What to measure: timing, operators, or both (comma-separated).")]
     = "timing",
     trace: TraceOption = False,
+    backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure a custom sweep (models x batch sizes x threads x devices) into the store."""
@@ -194,6 +200,9 @@ def sweep(
         options = load_sweep_file(sweep_file)
         if model:
             options["models"] = model
+        if backend:
+            options["backends"] = backend
+        options.setdefault("backends", ["auto"])
         if "models" not in options:
             raise RecstackError("--model: nothing given; name models with --model or in the "
                                 "sweep file")
@@ -203,7 +212,7 @@ def sweep(
             raise RecstackError("--model: nothing given; name at least one model (e.g. "
                                 "--model rmc1) or use --sweep-file")
         plan = _plan(model, batch_sizes, threads, device, scale, distribution, seed,
-                     _levels(levels))
+                     _levels(levels), backends=backend)
     # With --json, stdout is the JSON alone: progress and notes go to stderr.
     display = Console(stderr=True) if as_json else console
     store, outcome = _measure(plan, out, settings, resume, run_id, trace, display)
@@ -243,6 +252,7 @@ def run(
                          "hardware (top-down; simulated without counters: slow, opt-in).")]
     = "timing,operators",
     trace: TraceOption = False,
+    backend: BackendOption = None,
 ) -> None:
     """The main job: characterize the eight canonical models (full size where they fit) on
     every device present over batch sizes 1 to 4096, store everything, print a summary and
@@ -256,7 +266,7 @@ def run(
     targets = with_overrides(targets, target or [])
     settings = _settings(min_time)
     plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0,
-                 _levels(levels))
+                 _levels(levels), backends=backend)
     store, outcome = _measure(plan, out, settings, resume, run_id, trace)
     figures_dir = _figures_dir(store, outcome)
     figures = []
@@ -283,6 +293,7 @@ def profile(
     resume: ResumeOption = False,
     run_id: RunIdOption = None,
     trace: TraceOption = False,
+    backend: BackendOption = None,
 ) -> None:
     """The software level alone: operator breakdown (PyTorch profiler) of every model, batch
     size and device, by operator class and by model part."""
@@ -290,7 +301,7 @@ def profile(
 
     settings = _settings(1.0)
     plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0,
-                 ["operators"])
+                 ["operators"], backends=backend)
     store, outcome = _measure(plan, out, settings, resume, run_id, trace)
     _finish(store, outcome, summaries.software_level(store, outcome.run_id,
                                                      _figures_dir(store, outcome)), trace)
@@ -326,7 +337,8 @@ def hardware(
     settings = _settings(1.0)
     plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, ["cpu"], scale, "uniform", 0,
                  ["hardware"], hardware_mode=mode, hierarchy=hierarchy,
-                 no_multiplex=no_multiplex)
+                 no_multiplex=no_multiplex,
+                 backends=["eager"])  # the hardware collectors build the eager model
     store, outcome = _measure(plan, out, settings, resume, run_id)
     _finish(store, outcome, summaries.hardware_level(store, outcome.run_id,
                                                      _figures_dir(store, outcome)))

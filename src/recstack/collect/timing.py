@@ -88,6 +88,16 @@ class TimingResult:
 
 
 def _peak_rss_bytes() -> int:
+    """This process's peak resident memory. On Linux from ``VmHWM``: ``ru_maxrss`` carries
+    the forking parent's peak across exec, so in a spawned worker it hides any growth below
+    the parent's size."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 
@@ -116,15 +126,19 @@ class PreparedPoint:
     build_seconds: float
     peak_memory_growth_bytes: int
     input_bytes_per_batch: int
+    compile_seconds: float | None = None
+    """The ``compile`` backend: the first calls on every batch, where compilation happens."""
 
 
 def prepare_point(point: Point, settings: TimingSettings) -> PreparedPoint:
-    """Sets the thread count, builds the model (timed, with its peak-memory growth) and
-    generates up to ``settings.distinct_batches`` batches within ``max_input_bytes``."""
+    """Sets the thread count, builds the model for the point's backend (timed, with its
+    peak-memory growth), generates up to ``settings.distinct_batches`` batches within
+    ``max_input_bytes`` and, for the ``compile`` backend, compiles it by calling it once on
+    every batch (timed apart: compilation is never inside a timed loop)."""
     import torch
 
+    from recstack.backends import build_for_backend, warm_up_compiled
     from recstack.inputs import generate_batches
-    from recstack.models import build_model
 
     torch.set_num_threads(point.threads)
     check_device(point.device)
@@ -132,7 +146,7 @@ def prepare_point(point: Point, settings: TimingSettings) -> PreparedPoint:
 
     baseline = _peak_rss_bytes()
     start = time.perf_counter()
-    model = build_model(point.spec, seed=point.seed, device=point.device)
+    model = build_for_backend(point.spec, point.backend, seed=point.seed, device=point.device)
     if on_cuda:
         torch.cuda.synchronize(point.device)
     build_seconds = time.perf_counter() - start
@@ -144,9 +158,14 @@ def prepare_point(point: Point, settings: TimingSettings) -> PreparedPoint:
     batches = generate_batches(point.spec, point.query, point.batch_size, count)
     if on_cuda:
         batches = [pinned_batch(batch) for batch in batches]
+    compile_seconds = None
+    if point.backend == "compile":
+        start = time.perf_counter()
+        warm_up_compiled(model, batches, point.device)
+        compile_seconds = time.perf_counter() - start
     return PreparedPoint(model=model, batches=batches, on_cuda=on_cuda,
                          build_seconds=build_seconds, peak_memory_growth_bytes=growth,
-                         input_bytes_per_batch=per_batch)
+                         input_bytes_per_batch=per_batch, compile_seconds=compile_seconds)
 
 
 def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
@@ -169,6 +188,7 @@ def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
         input_bytes_per_batch=prepared.input_bytes_per_batch, distinct_batches=len(batches),
         threads_used=torch.get_num_threads(),
         device_name=(torch.cuda.get_device_name(point.device) if prepared.on_cuda else "cpu"),
+        extra={"backend": point.backend, "compile_seconds": prepared.compile_seconds},
     )
 
 

@@ -6,7 +6,7 @@ import torch
 
 from recstack.batch import Batch
 from recstack.models.base import RecModel
-from recstack.models.embeddings import PooledEmbeddings, SequenceEmbeddings
+from recstack.models.embeddings import pooled_embeddings, sequence_embeddings
 from recstack.models.layers import part_scope
 from recstack.specs import ModelSpec
 
@@ -18,20 +18,22 @@ class BehaviourModel(RecModel):
     behaviour ids ``(batch, steps)`` -> ``(batch, steps, dim)``.
     """
 
-    def __init__(self, spec: ModelSpec, seed: int):
-        super().__init__(spec)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
+        super().__init__(spec, fused)
         rows = spec.rows
-        self.sparse = PooledEmbeddings(tuple(rows[t] for t in self.layout.pooled),
-                                       spec.embedding_dim, seed)
-        self.behaviours = SequenceEmbeddings(tuple(rows[t] for t in self.layout.behaviour),
-                                             spec.embedding_dim, seed,
-                                             first_table_index=len(self.layout.pooled))
+        self.sparse = pooled_embeddings(tuple(rows[t] for t in self.layout.pooled),
+                                        spec.embedding_dim, seed, fused=fused)
+        self.behaviours = sequence_embeddings(tuple(rows[t] for t in self.layout.behaviour),
+                                              spec.embedding_dim, seed,
+                                              first_table_index=len(self.layout.pooled),
+                                              fused=fused)
 
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                            torch.Tensor]:
         """Returns user ``(batch, dim)``, candidate ``(batch, dim)``, context ``(batch, dim)``
         and behaviours ``(batch, steps, dim)``."""
         with part_scope("sparse"):
-            user, candidate, context = self.sparse(batch.bag_indices, batch.bag_offsets)
-            behaviours = self.behaviours(batch.sequence)
+            user, candidate, context = self.sparse.forward(batch.bag_indices,
+                                                           batch.bag_offsets).unbind(1)
+            behaviours = self.behaviours.forward(batch.sequence)
         return user, candidate, context, behaviours

@@ -21,8 +21,8 @@ class DIEN(BehaviourModel):
     ``(batch, 3 dim + hidden)``; output ``(batch, top[-1])``. The auxiliary loss of the paper
     is a training-time term and does not exist at inference."""
 
-    def __init__(self, spec: ModelSpec, seed: int):
-        super().__init__(spec, seed)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
+        super().__init__(spec, seed, fused)
         hidden = int(spec.gru_hidden_size)  # present for dien: spec validation requires it
         self.extractor = nn.GRU(spec.embedding_dim, hidden, batch_first=True)
         self.query = nn.Linear(spec.embedding_dim, hidden)
@@ -43,4 +43,4 @@ class DIEN(BehaviourModel):
         with part_scope("interaction"):
             features = torch.cat([user, interest, candidate, context], dim=1)
         with part_scope("over"):
-            return self.output(self.over(features))
+            return self.output.forward(self.over.forward(features))

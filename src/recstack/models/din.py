@@ -18,8 +18,8 @@ class DIN(BehaviourModel):
     ``[user, interest, candidate, context]`` ``(batch, 4 dim)``; output ``(batch, top[-1])``
     (softmax over the 2 classes of the canonical config)."""
 
-    def __init__(self, spec: ModelSpec, seed: int):
-        super().__init__(spec, seed)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
+        super().__init__(spec, seed, fused)
         self.attention = LocalActivationUnit(spec.embedding_dim, spec.bottom_mlp)
         self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
         self.output = OutputActivation()
@@ -27,9 +27,9 @@ class DIN(BehaviourModel):
     def forward(self, batch: Batch) -> torch.Tensor:
         user, candidate, context, behaviours = self.embed(batch)
         with part_scope("attention"):
-            weights = self.attention(candidate, behaviours)                  # (batch, steps)
+            weights = self.attention.forward(candidate, behaviours)          # (batch, steps)
             interest = torch.bmm(weights.unsqueeze(1), behaviours).squeeze(1)  # (batch, dim)
         with part_scope("interaction"):
             features = torch.cat([user, interest, candidate, context], dim=1)
         with part_scope("over"):
-            return self.output(self.over(features))
+            return self.output.forward(self.over.forward(features))

@@ -7,7 +7,7 @@ import torch
 from recstack.batch import Batch
 from recstack.footprint import interaction_width
 from recstack.models.base import RecModel
-from recstack.models.embeddings import PooledEmbeddings
+from recstack.models.embeddings import pooled_embeddings
 from recstack.models.layers import MLP, CatInteraction, DotInteraction, OutputActivation, part_scope
 from recstack.specs import ModelSpec
 
@@ -16,14 +16,14 @@ class DLRM(RecModel):
     """Naumov et al. 2019, as configured by DeepRecSys.
 
     dense ``(batch, bottom[0])`` -> bottom MLP (ReLU) -> ``(batch, bottom[-1])``;
-    each table -> ``(batch, dim)``; interaction -> ``(batch, interaction_width)``;
+    tables -> ``(batch, tables, dim)``; interaction -> ``(batch, interaction_width)``;
     top MLP (ReLU, last layer sigmoid) -> ``(batch, top[-1])``.
     """
 
-    def __init__(self, spec: ModelSpec, seed: int):
-        super().__init__(spec)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
+        super().__init__(spec, fused)
         self.dense = MLP(spec.bottom_mlp[0], spec.bottom_mlp[1:])
-        self.sparse = PooledEmbeddings(spec.rows, spec.embedding_dim, seed)
+        self.sparse = pooled_embeddings(spec.rows, spec.embedding_dim, seed, fused=fused)
         self.interaction = (DotInteraction(spec.num_tables + 1) if spec.interaction == "dot"
                             else CatInteraction())
         self.over = MLP(interaction_width(spec), spec.top_mlp, last="none")
@@ -31,10 +31,10 @@ class DLRM(RecModel):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         with part_scope("dense"):
-            dense = self.dense(batch.dense)
+            dense = self.dense.forward(batch.dense)
         with part_scope("sparse"):
-            embeddings = self.sparse(batch.bag_indices, batch.bag_offsets)
+            embeddings = self.sparse.forward(batch.bag_indices, batch.bag_offsets)
         with part_scope("interaction"):
-            features = self.interaction(dense, embeddings)
+            features = self.interaction.forward(dense, embeddings)
         with part_scope("over"):
-            return self.output(self.over(features))
+            return self.output.forward(self.over.forward(features))

@@ -1,10 +1,17 @@
-"""Embedding tables: filled fast, in place, deterministically.
+"""Embedding tables: filled fast, in place, deterministically; looked up per table (eager) or
+all tables at once (fused).
 
 A full-size model holds 2.5 to 4 GB of embeddings. torch's default generator fills on one
 thread (about 3 s per GiB measured on a 2-core VM); numpy's PCG64, filling fixed-size chunks
 from a thread pool, fills the same GiB in about 0.3 s. Each chunk has its own seed derived from
-(model seed, table, chunk), so the values do not depend on the number of threads, and the
-fill happens in the tensor's own memory: building needs no second copy of any table.
+(model seed, table, chunk), so the values do not depend on the number of threads nor on where
+the table lives: a table filled on its own and the same table filled as a slice of a fused
+weight hold the same values. The fill happens in the tensor's own memory: building needs no
+second copy of any table.
+
+Lookups call ``torch.embedding_bag`` / ``torch.embedding`` directly rather than through
+``nn.EmbeddingBag.__call__`` and ``F.embedding_bag``: the functional wrapper's argument
+checks cost about as much as a small lookup itself (microseconds per table per forward).
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ import torch
 from torch import nn
 
 CHUNK_ELEMENTS = 1 << 24  # 64 MiB of float32: large enough to amortize, small enough to spread
+_SUM = 0  # torch.embedding_bag's mode code for sum pooling
+_SHIFT_CACHE_ENTRIES = 64  # distinct lookup-count tuples whose id shifts a fused table keeps
+_NO_PADDING = None  # as F.embedding_bag passes it: no padding row (-1 would mean the last row)
 
 
 def _fill_threads() -> int:
@@ -27,12 +37,12 @@ def _fill_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def random_table(rows: int, dim: int, seed: int, table_index: int) -> torch.Tensor:
-    """A ``(rows, dim)`` float32 table, uniform in ``±sqrt(1 / rows)`` (the DLRM reference's
-    initialisation), filled in place by a thread pool."""
-    table = torch.empty((rows, dim), dtype=torch.float32)
-    flat = table.numpy().reshape(-1)
-    bound = math.sqrt(1.0 / rows)
+def fill_table(table: torch.Tensor, seed: int, table_index: int) -> torch.Tensor:
+    """Fills a contiguous float32 ``(rows, dim)`` tensor in place, uniform in
+    ``±sqrt(1 / rows)`` (the DLRM reference's initialisation), from a thread pool; returns
+    it. ``table`` may be a slice of a larger weight (the fused layout)."""
+    flat = table.numpy().reshape(-1)  # a view: contiguous rows
+    bound = math.sqrt(1.0 / table.shape[0])
     num_chunks = max(1, math.ceil(flat.size / CHUNK_ELEMENTS))
 
     def fill(chunk: int) -> None:
@@ -51,11 +61,33 @@ def random_table(rows: int, dim: int, seed: int, table_index: int) -> torch.Tens
     return table
 
 
-class PooledEmbeddings(nn.Module):
-    """One sum-pooled ``nn.EmbeddingBag`` per table.
+def random_table(rows: int, dim: int, seed: int, table_index: int) -> torch.Tensor:
+    """A ``(rows, dim)`` float32 table filled by :func:`fill_table`."""
+    return fill_table(torch.empty((rows, dim), dtype=torch.float32), seed, table_index)
 
-    Input: per table flat ids ``(lookups,)`` and bag offsets ``(batch,)``.
-    Output: a list of ``(batch, dim)`` tensors, one per table.
+
+def fused_tables(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int
+                 ) -> tuple[torch.Tensor, list[int]]:
+    """One ``(sum(rows), dim)`` weight holding every table's rows back to back, each table
+    filled in place as :func:`random_table` would fill it alone; and each table's first row.
+    Built in one allocation: the peak memory is the tables' own bytes."""
+    bases = [0]
+    for count in rows[:-1]:
+        bases.append(bases[-1] + count)
+    weight = torch.empty((sum(rows), dim), dtype=torch.float32)
+    for k, (base, count) in enumerate(zip(bases, rows)):
+        fill_table(weight[base:base + count], seed, first_table_index + k)
+    return weight, bases
+
+
+class PooledEmbeddings(nn.Module):
+    """Eager backend: one sum-pooled ``nn.EmbeddingBag`` per table, one lookup per table.
+
+    Input: per table flat ids ``(lookups_k,)`` and bag offsets ``(batch,)``.
+    Output: ``(batch, tables, dim)``.
+
+    Callers that pool the same ids through two modules (Wide & Deep's deep and wide tables)
+    call :meth:`prepare` once and :meth:`pool` per module.
     """
 
     def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0):
@@ -65,14 +97,118 @@ class PooledEmbeddings(nn.Module):
                 random_table(r, dim, seed, first_table_index + k), freeze=True, mode="sum")
             for k, r in enumerate(rows)
         )
+        # Each bag's parameter dict: read at call time without nn.Module.__getattr__.
+        self._weights = tuple(bag._parameters for bag in self.bags)
+
+    def prepare(self, indices: tuple[torch.Tensor, ...], offsets: tuple[torch.Tensor, ...]
+                ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Nothing to prepare: each table reads its own ids."""
+        return indices, offsets
+
+    def pool(self, prepared: tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
+             ) -> torch.Tensor:
+        indices, offsets = prepared
+        bag = torch.embedding_bag
+        pooled = [bag(weights["weight"], i, o, False, _SUM, False, None, False,
+                      _NO_PADDING)[0]
+                  for weights, i, o in zip(self._weights, indices, offsets)]
+        return torch.stack(pooled, dim=1)
 
     def forward(self, indices: tuple[torch.Tensor, ...],
-                offsets: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-        return [bag(i, o) for bag, i, o in zip(self.bags, indices, offsets)]
+                offsets: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.pool(self.prepare(indices, offsets))
+
+    def table_weights(self) -> list[torch.Tensor]:
+        """Each table's ``(rows, dim)`` weight, in order."""
+        return [bag.weight for bag in self.bags]
+
+
+class FusedPooledEmbeddings(nn.Module):
+    """Fused backend: every table's rows in one weight, one gather-and-pool for all tables.
+
+    Ids of table ``k`` are shifted by its first row and all tables' ids concatenated; bag
+    offsets are shifted by the lookups of the tables before. One ``embedding_bag`` (sum) then
+    pools ``tables * batch`` bags, table-major, viewed as ``(batch, tables, dim)``.
+
+    Input and output as :class:`PooledEmbeddings`.
+    """
+
+    def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0):
+        super().__init__()
+        weight, bases = fused_tables(rows, dim, seed, first_table_index)
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.rows = tuple(rows)
+        self.dim = dim
+        self.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
+                             persistent=False)
+        self.register_buffer("row_bases_column", torch.tensor(bases, dtype=torch.int64)
+                             .unsqueeze(1), persistent=False)
+        self._shifts: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _shifts_for(self, lengths: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """What to add to the concatenated ids and to the stacked offsets when table ``k``
+        has ``lengths[k]`` ids: ``(tables, 1)`` row shifts broadcast over a
+        ``(tables, lookups)`` view when the lengths are equal (fixed pooling), else one shift
+        per id ``(sum(lengths),)``; and ``(tables, 1)`` lookup shifts. Cached per lengths
+        (fixed pooling: one entry per batch size); variable pooling, whose lengths change
+        with every batch, fills the cache up to a bound and then computes them each time."""
+        shifts = None if torch.compiler.is_compiling() else self._shifts.get(lengths)
+        if shifts is not None and shifts[1].device == self.row_bases.device:
+            return shifts
+        device = self.row_bases.device
+        if lengths.count(lengths[0]) == len(lengths):
+            row_shifts = self.row_bases_column
+        else:
+            row_shifts = torch.repeat_interleave(
+                self.row_bases, torch.tensor(lengths, device=device), output_size=sum(lengths))
+        starts = [0]
+        for count in lengths[:-1]:
+            starts.append(starts[-1] + count)
+        lookup_shifts = torch.tensor(starts, dtype=torch.int64, device=device).unsqueeze(1)
+        if not torch.compiler.is_compiling() and len(self._shifts) < _SHIFT_CACHE_ENTRIES:
+            self._shifts[lengths] = (row_shifts, lookup_shifts)
+        return row_shifts, lookup_shifts
+
+    def prepare(self, indices: tuple[torch.Tensor, ...], offsets: tuple[torch.Tensor, ...]
+                ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """All tables' ids in the fused weight's rows ``(lookups,)``, their bag offsets
+        ``(tables * batch,)``, and the batch size."""
+        lengths = tuple(i.shape[0] for i in indices)
+        row_shifts, lookup_shifts = self._shifts_for(lengths)
+        ids = torch.cat(indices)
+        if row_shifts.dim() == 2:  # equal lengths: shift a (tables, lookups) view
+            ids.view(len(lengths), lengths[0]).add_(row_shifts)
+        else:
+            ids.add_(row_shifts)
+        bags = torch.stack(offsets)                                    # (tables, batch)
+        bags.add_(lookup_shifts)
+        return ids, bags.view(-1), offsets[0].shape[0]
+
+    def pool(self, prepared: tuple[torch.Tensor, torch.Tensor, int]) -> torch.Tensor:
+        ids, bags, batch = prepared
+        pooled = torch.embedding_bag(self.weight, ids, bags, False, _SUM, False, None, False,
+                                     _NO_PADDING)[0]                    # (tables * batch, dim)
+        return pooled.view(len(self.rows), batch, self.dim).transpose(0, 1)
+
+    def forward(self, indices: tuple[torch.Tensor, ...],
+                offsets: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.pool(self.prepare(indices, offsets))
+
+    def table_weights(self) -> list[torch.Tensor]:
+        """Each table's ``(rows, dim)`` weight (views of the fused weight), in order."""
+        bases = self.row_bases.tolist()
+        return [self.weight[base:base + count] for base, count in zip(bases, self.rows)]
+
+
+def pooled_embeddings(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0,
+                      fused: bool = False) -> PooledEmbeddings | FusedPooledEmbeddings:
+    """The pooled tables of a model in the eager or the fused layout (same values)."""
+    kind = FusedPooledEmbeddings if fused else PooledEmbeddings
+    return kind(rows, dim, seed, first_table_index)
 
 
 class SequenceEmbeddings(nn.Module):
-    """Behaviour embeddings, one row per step (not pooled).
+    """Behaviour embeddings, one row per step (not pooled); eager backend: one table each.
 
     Step ``t`` reads table ``t % num_tables`` (see :mod:`recstack.layout`).
     Input ``(batch, steps)`` ids; output ``(batch, steps, dim)``.
@@ -89,10 +225,59 @@ class SequenceEmbeddings(nn.Module):
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
         if len(self.tables) == 1:
-            return self.tables[0](sequence)
+            return torch.embedding(self.tables[0].weight, sequence)
         batch, steps = sequence.shape
         out = sequence.new_empty((batch, steps, self.dim), dtype=self.tables[0].weight.dtype)
         stride = len(self.tables)
         for k, table in enumerate(self.tables):
-            out[:, k::stride] = table(sequence[:, k::stride])
+            out[:, k::stride] = torch.embedding(table.weight, sequence[:, k::stride])
         return out
+
+    def table_weights(self) -> list[torch.Tensor]:
+        return [table.weight for table in self.tables]
+
+
+class FusedSequenceEmbeddings(nn.Module):
+    """Fused backend for behaviour sequences: every behaviour table's rows in one weight, and
+    one gather for the whole sequence, each step's ids shifted by its table's first row.
+
+    Input ``(batch, steps)`` ids; output ``(batch, steps, dim)``, as
+    :class:`SequenceEmbeddings`.
+    """
+
+    def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int):
+        super().__init__()
+        weight, bases = fused_tables(rows, dim, seed, first_table_index)
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.rows = tuple(rows)
+        self.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
+                             persistent=False)
+        self._step_bases: dict[int, torch.Tensor] = {}
+
+    def _bases_of_steps(self, steps: int) -> torch.Tensor:
+        """``(steps,)``: the first row of the table each step reads."""
+        if torch.compiler.is_compiling():  # a constant of the graph; a cache would guard on it
+            return self.row_bases[torch.arange(steps, device=self.row_bases.device)
+                                  % len(self.rows)]
+        bases = self._step_bases.get(steps)
+        if bases is None or bases.device != self.row_bases.device:
+            tables = torch.arange(steps, device=self.row_bases.device) % len(self.rows)
+            bases = self.row_bases[tables]
+            self._step_bases[steps] = bases
+        return bases
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        if len(self.rows) == 1:
+            return torch.embedding(self.weight, sequence)
+        return torch.embedding(self.weight, sequence + self._bases_of_steps(sequence.shape[1]))
+
+    def table_weights(self) -> list[torch.Tensor]:
+        bases = self.row_bases.tolist()
+        return [self.weight[base:base + count] for base, count in zip(bases, self.rows)]
+
+
+def sequence_embeddings(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int,
+                        fused: bool = False) -> SequenceEmbeddings | FusedSequenceEmbeddings:
+    """The behaviour tables of a model in the eager or the fused layout (same values)."""
+    kind = FusedSequenceEmbeddings if fused else SequenceEmbeddings
+    return kind(rows, dim, seed, first_table_index)

@@ -7,7 +7,7 @@ from torch import nn
 
 from recstack.batch import Batch
 from recstack.models.base import RecModel
-from recstack.models.embeddings import PooledEmbeddings
+from recstack.models.embeddings import pooled_embeddings
 from recstack.models.layers import MLP, part_scope
 from recstack.specs import ModelSpec
 
@@ -20,20 +20,19 @@ class NCF(RecModel):
     one linear layer over ``[gmf, mlp]`` and a sigmoid -> ``(batch, 1)``.
     """
 
-    def __init__(self, spec: ModelSpec, seed: int):
-        super().__init__(spec)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
+        super().__init__(spec, fused)
         dim = spec.embedding_dim
-        self.sparse = PooledEmbeddings(spec.rows, dim, seed)
+        self.sparse = pooled_embeddings(spec.rows, dim, seed, fused=fused)
         self.over = MLP(2 * dim, spec.top_mlp)
         self.head = nn.Linear(dim + spec.top_mlp[-1], 1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         with part_scope("sparse"):
-            gmf_user, gmf_item, mlp_user, mlp_item = self.sparse(batch.bag_indices,
-                                                                 batch.bag_offsets)
+            tables = self.sparse.forward(batch.bag_indices, batch.bag_offsets)  # (batch, 4, dim)
         with part_scope("interaction"):
-            gmf = gmf_user * gmf_item
-            mlp_input = torch.cat([mlp_user, mlp_item], dim=1)
+            gmf = tables[:, 0] * tables[:, 1]
+            mlp_input = tables[:, 2:].flatten(1)                         # (batch, 2 dim)
         with part_scope("over"):
-            mlp = self.over(mlp_input)
-            return torch.sigmoid(self.head(torch.cat([gmf, mlp], dim=1)))
+            mlp = self.over.forward(mlp_input)
+            return torch.sigmoid(self.head.forward(torch.cat([gmf, mlp], dim=1)))

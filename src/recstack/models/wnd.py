@@ -8,7 +8,7 @@ from torch import nn
 from recstack.batch import Batch
 from recstack.footprint import over_input_width, wide_width
 from recstack.models.base import RecModel
-from recstack.models.embeddings import PooledEmbeddings
+from recstack.models.embeddings import pooled_embeddings
 from recstack.models.layers import MLP, part_scope
 from recstack.specs import ModelSpec
 
@@ -19,27 +19,28 @@ class _WideAndDeepBase(RecModel):
     Wide part: a linear model over the dense features plus one weight per sparse id (a
     width-``wide`` sum-pooled embedding over the same ids as the deep tables) ->
     ``(batch, wide)`` logits. Deep input: ``[dense, table_1, ..., table_T]``
-    ``(batch, dense + T * dim)``.
+    ``(batch, dense + T * dim)``. Both sets of tables read the same ids, so their lookups
+    share one preparation (for the fused layout: one shift and concatenation of the ids).
     """
 
-    def __init__(self, spec: ModelSpec, seed: int):
-        super().__init__(spec)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
+        super().__init__(spec, fused)
         wide = wide_width(spec)
-        self.sparse = PooledEmbeddings(spec.rows, spec.embedding_dim, seed)
+        self.sparse = pooled_embeddings(spec.rows, spec.embedding_dim, seed, fused=fused)
         # Seeded after the deep tables so both sets of tables are distinct.
-        self.wide_sparse = PooledEmbeddings(spec.rows, wide, seed,
-                                            first_table_index=spec.num_tables)
+        self.wide_sparse = pooled_embeddings(spec.rows, wide, seed,
+                                             first_table_index=spec.num_tables, fused=fused)
         self.wide_dense = nn.Linear(spec.dense_features, wide)
 
     def deep_input_and_wide_logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        indices, offsets = batch.bag_indices, batch.bag_offsets
         with part_scope("sparse"):
-            embeddings = self.sparse(indices, offsets)
-            wide_weights = self.wide_sparse(indices, offsets)
+            ids = self.sparse.prepare(batch.bag_indices, batch.bag_offsets)
+            embeddings = self.sparse.pool(ids)                       # (batch, T, dim)
+            wide_weights = self.wide_sparse.pool(ids)                # (batch, T, wide)
         with part_scope("wide"):
-            wide = self.wide_dense(batch.dense) + torch.stack(wide_weights).sum(dim=0)
+            wide = self.wide_dense.forward(batch.dense) + wide_weights.sum(dim=1)
         with part_scope("interaction"):
-            deep_input = torch.cat([batch.dense, *embeddings], dim=1)
+            deep_input = torch.cat([batch.dense, embeddings.flatten(1)], dim=1)
         return deep_input, wide
 
 
@@ -47,14 +48,14 @@ class WideAndDeep(_WideAndDeepBase):
     """Deep MLP ``top`` (ReLU, last layer linear); output sigmoid(deep + wide)
     ``(batch, top[-1])``."""
 
-    def __init__(self, spec: ModelSpec, seed: int):
-        super().__init__(spec, seed)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
+        super().__init__(spec, seed, fused)
         self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
 
     def forward(self, batch: Batch) -> torch.Tensor:
         deep_input, wide = self.deep_input_and_wide_logits(batch)
         with part_scope("over"):
-            return torch.sigmoid(self.over(deep_input) + wide)
+            return torch.sigmoid(self.over.forward(deep_input) + wide)
 
 
 class MultiTaskWideAndDeep(_WideAndDeepBase):
@@ -62,8 +63,8 @@ class MultiTaskWideAndDeep(_WideAndDeepBase):
     one-unit output layer (DeepRecSys's towers end at 128 units with no prediction layer).
     The wide logit is shared by all tasks. Output ``(batch, num_tasks)`` probabilities."""
 
-    def __init__(self, spec: ModelSpec, seed: int):
-        super().__init__(spec, seed)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
+        super().__init__(spec, seed, fused)
         self.over = MLP(over_input_width(spec), spec.top_mlp)
         self.towers = nn.ModuleList(
             MLP(spec.top_mlp[-1], spec.task_mlp + (1,), last="none")
@@ -73,6 +74,6 @@ class MultiTaskWideAndDeep(_WideAndDeepBase):
     def forward(self, batch: Batch) -> torch.Tensor:
         deep_input, wide = self.deep_input_and_wide_logits(batch)
         with part_scope("over"):
-            shared = self.over(deep_input)
-            logits = torch.cat([tower(shared) for tower in self.towers], dim=1)
+            shared = self.over.forward(deep_input)
+            logits = torch.cat([tower.forward(shared) for tower in self.towers], dim=1)
             return torch.sigmoid(logits + wide)

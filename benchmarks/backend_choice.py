@@ -1,0 +1,211 @@
+"""Measures every execution backend on every canonical model and writes the choice that
+``--backend auto`` reads (src/recstack/backend_choice.yaml).
+
+Not a test: it times things. Usage::
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/backend_choice.py [--scale 0.01]
+        [--batch-sizes 1,16,256,2048] [--threads N] [--models rmc1,...]
+        [--no-compile dien] [--out src/recstack/backend_choice.yaml]
+
+For each model and backend: build it, compile it (``compile``: once per batch size, outside
+the timed loop), check its outputs against eager's on the same batches (a backend that
+differs or fails is not eligible), then time it with the timing collector's own loop
+(warm-up, calibrated iterations), the backends taking turns so that a shared machine's load
+falls on all alike; the median over all turns is the backend's latency. The choice per model is the eligible backend with
+the lowest geometric mean over batch sizes of its median latency relative to eager's; a
+backend must beat the simpler ones (eager, then fused, then compile) by more than
+``--margin`` to be chosen, so noise does not pick a backend. ``compile`` is measured and
+recorded (``fastest``) but auto does not pick it: see AUTO_CANDIDATES. Models share the table sizes'
+effect on caches only at the measured scale: the choice is about framework overhead and
+operator count, which do not depend on the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from recstack.backends import BACKENDS, CHOICE_FILE, build_for_backend, warm_up_compiled
+from recstack.collect.timing import TimingSettings, time_cpu_iterations
+from recstack.errors import RecstackError
+from recstack.inputs import QuerySpec, generate_batches
+from recstack.platform_info import collect_platform, describe_platform
+from recstack.specs import ZOO_NAMES, zoo_spec
+from recstack.sweep import usable_cores
+
+AUTO_CANDIDATES = ("eager", "fused")
+"""What auto may pick. compile is measured (``fastest`` records where it would win) but not a
+candidate: a compiled model's operator profile has no aten operators in model parts to
+classify, so the software level of an auto sweep would lose its meaning, and every point
+pays its compilation (cold: about 20 s for DIN, 100 s for DIEN, per batch size) before
+measuring. ``--backend compile`` selects it explicitly."""
+RULE = ("among eager and fused (outputs checked equal to eager's), the lowest geometric-mean "
+        "latency ratio to eager over batch sizes; fused must beat eager by the margin. "
+        "'fastest' also considers compile, which auto does not pick (see AUTO_CANDIDATES in "
+        "benchmarks/backend_choice.py)")
+
+
+def measure_model(name: str, scale: float, batch_sizes: list[int], backends: list[str],
+                  settings: TimingSettings, rounds: int, no_compile: set[str]) -> dict:
+    """``{backend: {"median_us": {batch: us}, "compile_s": {batch: s}, "error": str}}``.
+
+    At each batch size the backends are timed in turns, ``rounds`` times each, and each
+    backend's median is over all its rounds' samples: a load that comes and goes on a shared
+    machine then falls on every backend alike."""
+    spec = zoo_spec(name).scaled(scale)
+    results: dict = {backend: {"median_us": {}} for backend in backends}
+    models: dict = {}
+    for backend in backends:
+        if backend == "compile" and name in no_compile:
+            results[backend]["error"] = "not measured (--no-compile)"
+            continue
+        models[backend] = build_for_backend(spec, backend)
+    for batch_size in batch_sizes:
+        batches = generate_batches(spec, QuerySpec(), batch_size, 4)
+        with torch.inference_mode():
+            expected = [models["eager"](batch) for batch in batches]
+        for backend in list(models):
+            try:
+                if backend == "compile":
+                    start = time.perf_counter()
+                    warm_up_compiled(models[backend], batches)
+                    results[backend].setdefault("compile_s", {})[batch_size] = round(
+                        time.perf_counter() - start, 2)
+                with torch.inference_mode():
+                    for batch, reference in zip(batches, expected):
+                        torch.testing.assert_close(models[backend](batch), reference)
+            except (RecstackError, AssertionError, RuntimeError) as error:
+                results[backend]["error"] = str(error).splitlines()[0][:200]
+                print(f"{name} {backend}: {results[backend]['error']}", file=sys.stderr)
+                del models[backend]
+        samples: dict[str, list[int]] = {backend: [] for backend in models}
+        with torch.inference_mode():
+            for _ in range(rounds):
+                for backend, model in models.items():
+                    samples[backend] += time_cpu_iterations(model, batches, settings)[0]
+        for backend, values in samples.items():
+            results[backend]["median_us"][batch_size] = round(statistics.median(values) / 1e3,
+                                                              1)
+        print(f"{name} b{batch_size}: " + ", ".join(
+            f"{b} {results[b]['median_us'][batch_size]} us" for b in samples),
+            file=sys.stderr, flush=True)
+    torch._dynamo.reset()  # compiled graphs of one model are no use to the next
+    return results
+
+
+def choose(results: dict, backends: list[str], margin: float,
+           candidates: tuple[str, ...] = AUTO_CANDIDATES) -> tuple[str, dict[str, float]]:
+    """The chosen backend among ``candidates`` and each eligible backend's geometric-mean
+    ratio to eager."""
+    reference = results["eager"]["median_us"]
+    ratios = {}
+    for backend in backends:
+        entry = results.get(backend, {})
+        if entry.get("error") or set(entry["median_us"]) != set(reference):
+            continue
+        logs = [math.log(entry["median_us"][b] / reference[b]) for b in reference]
+        ratios[backend] = round(math.exp(sum(logs) / len(logs)), 3)
+    chosen = "eager"
+    for backend in backends:  # simplest first: a later one must beat it by the margin
+        if (backend in candidates and backend in ratios
+                and ratios[backend] < ratios[chosen] * (1 - margin)):
+            chosen = backend
+    return chosen, ratios
+
+
+def add_type_choices(choices: dict[str, str], models: list[str], backends: list[str]) -> None:
+    """A model type's choice (for spec files that are not zoo models): its zoo models' most
+    frequent choice, ties to the simpler backend."""
+    for kind in sorted({zoo_spec(n).model_type for n in models}):
+        picked = [choices[n] for n in models if zoo_spec(n).model_type == kind]
+        choices[kind] = min(set(picked), key=lambda b: (-picked.count(b), backends.index(b)))
+
+
+def rechoose(path: Path, margin: float) -> None:
+    document = yaml.safe_load(path.read_text())
+    measurements = document["measurements"]
+    backends = [b for b in BACKENDS if any(b in m for m in measurements.values())]
+    choices, ratios, fastest = {}, {}, {}
+    for name, results in measurements.items():
+        choices[name], ratios[name] = choose(results, backends, margin)
+        fastest[name] = choose(results, backends, margin, tuple(backends))[0]
+    add_type_choices(choices, list(measurements), backends)
+    document["settings"].pop("compile_margin", None)
+    document["settings"].update(margin=margin, rule=RULE)
+    rest = {k: v for k, v in document.items()
+            if k not in ("choices", "fastest", "ratio_to_eager", "measurements")}
+    document = {**rest, "choices": {"cpu": choices}, "fastest": fastest,
+                "ratio_to_eager": ratios, "measurements": measurements}
+    path.write_text(yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True))
+    print(f"rewrote the choices in {path}: {choices}", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(ZOO_NAMES))
+    parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--batch-sizes", default="1,16,256,2048")
+    parser.add_argument("--threads", type=int, default=usable_cores())
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--no-compile", default="", help="models not to compile")
+    parser.add_argument("--min-time", type=float, default=0.25,
+                        help="seconds per backend per round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--margin", type=float, default=0.03)
+    parser.add_argument("--out", default=str(CHOICE_FILE))
+    parser.add_argument("--rechoose", action="store_true",
+                        help="measure nothing: apply the rule (margins) again to the "
+                             "measurements already in --out")
+    args = parser.parse_args()
+    if args.rechoose:
+        rechoose(Path(args.out), args.margin)
+        return
+    torch.set_num_threads(args.threads)
+    models = args.models.split(",")
+    backends = args.backends.split(",")
+    if backends[0] != "eager":
+        parser.error("--backends must start with eager (the reference)")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    settings = TimingSettings(warmup_seconds=0.05, min_seconds=args.min_time,
+                              min_iterations=5)
+    no_compile = set(filter(None, args.no_compile.split(",")))
+
+    measurements, choices, ratios, fastest = {}, {}, {}, {}
+    for name in models:
+        measurements[name] = measure_model(name, args.scale, batch_sizes, backends, settings,
+                                           args.rounds, no_compile)
+        choices[name], ratios[name] = choose(measurements[name], backends, args.margin)
+        fastest[name] = choose(measurements[name], backends, args.margin, tuple(backends))[0]
+        print(f"{name}: {choices[name]} {ratios[name]}", file=sys.stderr, flush=True)
+    add_type_choices(choices, models, backends)
+    document = {
+        "about": "Execution backend that --backend auto picks per model, from the "
+                 "measurements below (written by benchmarks/backend_choice.py; re-run it on "
+                 "another machine to choose for that machine).",
+        "measured_on": describe_platform(collect_platform()),
+        "torch": str(torch.__version__),
+        "date": datetime.date.today().isoformat(),
+        "settings": {"scale": args.scale, "batch_sizes": batch_sizes, "threads": args.threads,
+                     "seconds_per_round": args.min_time, "rounds": args.rounds,
+                     "margin": args.margin,
+                     "rule": RULE},
+        "choices": {"cpu": choices},
+        "fastest": fastest,
+        "ratio_to_eager": ratios,
+        "measurements": measurements,
+    }
+    Path(args.out).write_text(yaml.safe_dump(document, sort_keys=False, width=100,
+                                             allow_unicode=True))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

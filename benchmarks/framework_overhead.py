@@ -1,0 +1,127 @@
+"""Framework overhead at small batch: latency of a scaled-down model's forward, and the share
+of it spent outside any operator (Python, module calls, dispatch between operators).
+
+Not a test: it times things. Usage::
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/framework_overhead.py [--model rmc1]
+        [--scale 0.01] [--batch-sizes 1,16] [--threads 2] [--backends eager,fused]
+
+For each backend and batch size it prints the median unprofiled latency over many iterations
+(with p5-p95); from the PyTorch profiler the share of each iteration's wall time that no
+top-level operator covers ("outside operators", inflated by the profiler's own cost per
+operator); and, for DLRM models, the median of the same operators replayed without Python
+(TorchScript trace) with the share of the Python forward it does not account for (an
+estimate of the time outside operators free of profiler cost; the interpreter's own
+per-operator cost makes it a slight underestimate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from recstack.collect.operators import ITERATION_SCOPE, summarize_iterations
+from recstack.inputs import QuerySpec, generate_batches
+from recstack.specs import resolve_spec
+
+
+def _build(spec, backend: str):  # noqa: ANN001, ANN202 - a script
+    try:
+        from recstack.backends import build_for_backend
+    except ImportError:  # before execution backends existed: eager only
+        from recstack.models import build_model
+
+        return build_model(spec, seed=0)
+    return build_for_backend(spec, backend, seed=0)
+
+
+def replayed_median_us(model, batches, iterations: int) -> float:  # noqa: ANN001
+    """Median latency of the same operators replayed by TorchScript's C++ interpreter (the
+    model traced on the first batch): the forward without Python between operators. Its gap
+    to the Python forward estimates the time outside operators without the profiler's own
+    per-operator cost (which inflates the profiled share)."""
+    import warnings
+
+    from recstack.batch import Batch
+
+    class Flat(torch.nn.Module):
+        def __init__(self, inner):  # noqa: ANN001
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, dense, indices, offsets):  # noqa: ANN001, ANN202
+            return self.inner(Batch(size=dense.shape[0], dense=dense, bag_indices=indices,
+                                    bag_offsets=offsets))
+
+    first = batches[0]
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(Flat(model), (first.dense, first.bag_indices,
+                                               first.bag_offsets), check_trace=False)
+        args = [(b.dense, b.bag_indices, b.bag_offsets) for b in batches]
+        for index in range(max(50, iterations // 10)):
+            traced(*args[index % len(args)])
+        samples = []
+        for index in range(iterations):
+            start = time.perf_counter_ns()
+            traced(*args[index % len(args)])
+            samples.append((time.perf_counter_ns() - start) / 1e3)
+    return statistics.median(samples)
+
+
+def measure(model, batches, iterations: int) -> tuple[float, float, float, float]:  # noqa: ANN001
+    """(median us, p5 us, p95 us, share of profiled wall time outside top-level operators)."""
+    clock = time.perf_counter_ns
+    count = len(batches)
+    with torch.inference_mode():
+        for index in range(max(50, iterations // 10)):
+            model(batches[index % count])
+        samples = []
+        for index in range(iterations):
+            start = clock()
+            model(batches[index % count])
+            samples.append((clock() - start) / 1e3)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            model(batches[0])
+            for index in range(50):
+                with torch.profiler.record_function(ITERATION_SCOPE):
+                    model(batches[index % count])
+    recorded = [e for e in prof.events() if e.name == ITERATION_SCOPE]
+    rows, walls = summarize_iterations(recorded, on_cuda=False)
+    covered = sum(row["time_us"] for row in rows)
+    wall = statistics.fmean(walls)
+    p5, p95 = np.percentile(samples, [5, 95])
+    return statistics.median(samples), float(p5), float(p95), (wall - covered) / wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="rmc1")
+    parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--batch-sizes", default="1,16")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backends", default="eager")
+    parser.add_argument("--iterations", type=int, default=3000)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    spec = resolve_spec(args.model).scaled(args.scale)
+    print(f"{spec.name}@{args.scale:g}, {args.threads} threads, torch {torch.__version__}")
+    print(f"{'backend':<8} {'batch':>5} {'median us':>10} {'p5-p95 us':>16} "
+          f"{'outside ops (profiled)':>24} {'replayed us':>12} {'outside (replay)':>17}")
+    for backend in args.backends.split(","):
+        model = _build(spec, backend)
+        for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+            batches = generate_batches(spec, QuerySpec(), batch_size, 4)
+            median, p5, p95, outside = measure(model, batches, args.iterations)
+            replay = (replayed_median_us(model, batches, args.iterations)
+                      if spec.model_type == "dlrm" else float("nan"))
+            print(f"{backend:<8} {batch_size:>5} {median:>10.1f} {p5:>7.1f}-{p95:<8.1f} "
+                  f"{outside:>24.1%} {replay:>12.1f} {(median - replay) / median:>17.1%}")
+
+
+if __name__ == "__main__":
+    main()

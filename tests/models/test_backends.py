@@ -1,0 +1,129 @@
+"""Execution backends give the same outputs: eager, fused and compile, for every model type.
+
+The compile tests compile two small models (RMC1 and NCF, the quickest to compile);
+compiling all eight takes minutes. Every model type compiles on this machine
+(benchmarks/backend_choice.py compiles and checks all eight): DIEN takes about 100 s, because
+its 250-step AUGRU recurrence unrolls into one long graph, and WnD, MT-WnD and DIN 20-25 s
+each, too long for the test suite. All eight are compared eager against fused here.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recstack.backends import (AUTO, BACKENDS, backend_choices, build_for_backend,
+                               compile_failure, resolve_backend, warm_up_compiled)
+from recstack.collect.timing import TimingSettings, measure_point
+from recstack.errors import RecstackError
+from recstack.footprint import footprint
+from recstack.inputs import QuerySpec, generate_batches
+from recstack.models import build_model
+from recstack.points import Point
+from recstack.specs import ZOO_NAMES, zoo_spec
+from recstack.worker import run_isolated
+from tests.conftest import one_batch, small_spec
+
+COMPILED = ("rmc1", "ncf")
+
+
+def _outputs(model: torch.nn.Module, batches: list) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        return [model(batch) for batch in batches]
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+@pytest.mark.parametrize("pooling", ["fixed", "variable"])
+def test_fused_gives_the_eager_outputs(name: str, pooling: str) -> None:
+    spec = small_spec(name)
+    batches = generate_batches(spec, QuerySpec(seed=2, pooling=pooling), 8, 2)
+    eager = _outputs(build_for_backend(spec, "eager", seed=5), batches)
+    fused = _outputs(build_for_backend(spec, "fused", seed=5), batches)
+    for expected, actual in zip(eager, fused):
+        torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_fused_tables_hold_the_eager_weights(name: str) -> None:
+    spec = small_spec(name)
+    eager, fused = build_model(spec, seed=7), build_model(spec, seed=7, fused=True)
+    pairs = [(eager.sparse, fused.sparse)]
+    if hasattr(eager, "wide_sparse"):
+        pairs.append((eager.wide_sparse, fused.wide_sparse))
+    if hasattr(eager, "behaviours"):
+        pairs.append((eager.behaviours, fused.behaviours))
+    for eager_tables, fused_tables in pairs:
+        expected, actual = eager_tables.table_weights(), fused_tables.table_weights()
+        assert len(expected) == len(actual)
+        for e, a in zip(expected, actual):
+            assert torch.equal(e, a)
+    # The dense layers come from the same seeded generator too.
+    dense = {k: v for k, v in eager.state_dict().items() if "sparse" not in k
+             and "behaviours" not in k}
+    fused_state = fused.state_dict()
+    for key, value in dense.items():
+        assert torch.equal(fused_state[key], value), key
+
+
+def test_fused_is_one_lookup_for_all_tables() -> None:
+    spec = small_spec("rmc2")
+    model = build_for_backend(spec, "fused")
+    with torch.inference_mode(), torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        model(one_batch(spec, 4))
+    bags = [e for e in profile.events() if e.name == "aten::embedding_bag"]
+    assert len(bags) == 1 and spec.num_tables > 1
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_compile_gives_the_eager_outputs(name: str) -> None:
+    spec = small_spec(name)
+    batches = generate_batches(spec, QuerySpec(seed=2), 8, 2)
+    compiled = build_for_backend(spec, "compile", seed=5)
+    try:
+        warm_up_compiled(compiled, batches)
+    except RecstackError as error:
+        pytest.skip(f"torch.compile does not work here: {error}")
+    eager = _outputs(build_for_backend(spec, "eager", seed=5), batches)
+    for expected, actual in zip(eager, _outputs(compiled, batches)):
+        torch.testing.assert_close(actual, expected)
+
+
+def test_a_compile_failure_is_one_line() -> None:
+    class Broken(torch.nn.Module):
+        def forward(self, batch: object) -> torch.Tensor:
+            raise RuntimeError("C++ compile error: cannot find cl\nlong traceback\nmore")
+
+    spec = small_spec("ncf")
+    with pytest.raises(RecstackError) as caught:
+        warm_up_compiled(Broken(), [one_batch(spec, 2)])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("backend compile: torch.compile failed here: RuntimeError: "
+                              "C++ compile error")
+    assert compile_failure(ValueError("")) == "ValueError: "
+
+
+def test_auto_resolves_to_a_measured_backend() -> None:
+    spec = small_spec("rmc1")
+    chosen = resolve_backend(AUTO, spec)
+    assert chosen in BACKENDS
+    assert chosen == backend_choices()["choices"]["cpu"]["rmc1"]
+    assert resolve_backend("eager", spec) == "eager"
+    # Never measured: the reference backend.
+    assert resolve_backend(AUTO, spec, device="cuda") in BACKENDS
+    with pytest.raises(RecstackError, match="^backend: 'tensorrt'"):
+        build_for_backend(spec, "tensorrt")
+
+
+def test_fused_build_peak_memory_stays_within_its_tables() -> None:
+    """Built directly in the fused layout: no second copy of any table, at a scale where
+    the tables (about 200 MB) dominate everything else the build allocates."""
+    spec = zoo_spec("rmc1").scaled(0.05)  # 8 x 200,000 x 32 float32
+    settings = TimingSettings(warmup_iterations=1, warmup_seconds=0.0, min_seconds=0.0,
+                              min_iterations=1, max_iterations=1, distinct_batches=1)
+    result = run_isolated(measure_point, Point(spec, 1, threads=1, backend="fused"), settings)
+    embedding_bytes = footprint(spec).embedding_bytes
+    assert result.extra["backend"] == "fused"
+    assert result.peak_memory_growth_bytes <= 1.2 * embedding_bytes
+    assert result.peak_memory_growth_bytes >= 0.8 * embedding_bytes  # it really built them
