@@ -128,7 +128,7 @@ def test_run_results_and_export(tmp_path: Path) -> None:
     exported = recstack("results", "export", run["run_id"], "--store", str(store), "--format",
                         "csv", "--to", str(tmp_path / "csv"))
     assert exported.returncode == 0, exported.stderr
-    assert len(list((tmp_path / "csv").glob("*.csv"))) == 8  # every table of the store
+    assert len(list((tmp_path / "csv").glob("*.csv"))) == 9  # every table of the store
 
 
 @pytest.mark.slow

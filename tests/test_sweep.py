@@ -190,3 +190,21 @@ def test_open_run_creates_and_resumes_with_the_same_settings_only(tmp_path: Path
     platform = store.query("SELECT p.* FROM platforms p JOIN runs USING (platform_id)")
     assert len(platform) == 1 and platform["description"][0]
     assert '"logical_cores"' in platform["info"][0]
+
+
+def test_busy_machine_note_only_when_other_work_takes_the_cores_threads_need(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from recstack.specs import zoo_spec
+    from recstack.sweep import SweepPlan, busy_machine_note
+
+    spec = zoo_spec("rmc1").scaled(1e-4)
+    two = SweepPlan(points=(Point(spec=spec, batch_size=1, threads=2),))
+    one = SweepPlan(points=(Point(spec=spec, batch_size=1, threads=1),))
+    monkeypatch.setattr("recstack.sweep.usable_cores", lambda: 2)
+    monkeypatch.setattr("os.getloadavg", lambda: (1.5, 1.0, 1.0))
+    note = busy_machine_note(two)
+    assert note is not None and "load average 1.5 on 2 usable cores" in note
+    assert "--threads 1" in note
+    assert busy_machine_note(one) is None  # one thread fits beside the other work
+    monkeypatch.setattr("os.getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert busy_machine_note(two) is None

@@ -352,6 +352,22 @@ class ResultStore:
                     _insert_row(db, table, {"run_id": run_id, "point_key": key, **row})
             db.execute("COMMIT")
 
+    # ---- design spaces ---------------------------------------------------------------------
+
+    def record_design_space(self, run_id: str, variants: pd.DataFrame) -> None:
+        """Writes a run's design-space variants (columns of ``design_space`` less run_id),
+        replacing any the run held: the design of a run is written once, before its points."""
+        with self._writer() as db:
+            db.execute("BEGIN")
+            db.execute("DELETE FROM design_space WHERE run_id = ?", [run_id])
+            _insert_frame(db, "design_space", variants.assign(run_id=run_id))
+            db.execute("COMMIT")
+
+    def design_space(self, run_id: str) -> pd.DataFrame:
+        """The run's design-space variants (empty when the run is not a design-space run)."""
+        return self.query("SELECT * FROM design_space WHERE run_id = ? ORDER BY variant_index, "
+                          "variant", [run_id])
+
     # ---- reading -------------------------------------------------------------------------
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> pd.DataFrame:

@@ -69,3 +69,17 @@ def test_summary_of_recorded_events() -> None:
                     {"part": UNSCOPED_PART, "op": "aten::cat", "calls": 1.0, "time_us": 5.0}]
     cuda_rows, _ = summarize_iterations([iteration], on_cuda=True)
     assert cuda_rows[0]["time_us"] == 5.0  # device time of the kernels, not CPU time
+
+
+def test_descheduled_iterations_are_left_out_of_the_profile() -> None:
+    """One iteration 10x slower than the others (descheduled inside its GEMM) would otherwise
+    hand its lost time to the GEMM."""
+    def iteration(linear_us: float) -> FakeEvent:
+        return FakeEvent("recstack::iteration", linear_us + 5.0, [
+            FakeEvent("aten::linear", linear_us), FakeEvent("aten::cat", 5.0)])
+
+    rows, walls = summarize_iterations([iteration(10.0), iteration(11.0), iteration(150.0),
+                                        iteration(9.0)], on_cuda=False)
+    assert walls == [15.0, 16.0, 14.0]
+    linear = next(row for row in rows if row["op"] == "aten::linear")
+    assert linear["time_us"] == 10.0 and linear["calls"] == 1.0

@@ -58,13 +58,14 @@ def test_report_has_every_level_or_says_it_was_not_measured(
         report_files: tuple[Report, Path, Path]) -> None:
     report, html_path, markdown_path = report_files
     sections = {s.id: s for s in report.sections}
-    assert list(sections) == ["platform", "systems", "software", "hardware", "methodology",
-                              "findings"]
+    assert list(sections) == ["platform", "systems", "software", "hardware", "correlation",
+                              "roofline", "methodology", "findings"]
     assert len(sections["systems"].figures) == 2 and len(sections["software"].figures) == 2
     assert sections["systems"].headline.startswith("Deployment choice: the best")
-    # no hardware points in this run: said so, never a blank section
-    assert not sections["hardware"].measured
-    assert NOT_MEASURED in sections["hardware"].notes[0]
+    # no hardware points, design space or ceilings in this run: said so, never blank
+    for absent in ("hardware", "correlation", "roofline"):
+        assert not sections[absent].measured
+        assert NOT_MEASURED in sections[absent].notes[0]
     page = html_path.read_text()
     assert "<script" not in page and "https://" not in page and "http://" not in page
     assert page.count("data:image/png;base64,") == 4

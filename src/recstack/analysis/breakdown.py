@@ -102,7 +102,7 @@ def breakdown(operators: pd.DataFrame, profiles: pd.DataFrame,
         frame = pd.concat([grouped, uncovered], ignore_index=True).assign(view=view)
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
-    totals = table.groupby(["point_key", "view"])["time_us"].transform("sum")
+    totals = table.groupby(["run_id", "point_key", "view"])["time_us"].transform("sum")
     table["share"] = table.time_us / totals
     return table[SHARE_COLUMNS].sort_values(["model", "device", "batch_size", "view",
                                              "time_us"], ascending=[True, True, True, True,
@@ -128,7 +128,7 @@ def dominant(shares: pd.DataFrame, view: str = "operator",
     rows = shares[shares.view == view]
     if not include_overhead:
         rows = rows[rows.category != OVERHEAD]
-    top = rows.loc[rows.groupby("point_key")["share"].idxmax()]
+    top = rows.loc[rows.groupby(["run_id", "point_key"])["share"].idxmax()]
     return top[[*POINT_COLUMNS, "category", "share"]].reset_index(drop=True)
 
 

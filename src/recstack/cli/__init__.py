@@ -12,7 +12,7 @@ from recstack.cli.app import app
 from recstack.errors import RecstackError
 
 # Registering the commands (each module adds its own to `app`).
-from recstack.cli import ceilings, doctor, measure, report, results, zoo  # noqa: E402,F401
+from recstack.cli import ceilings, correlate, doctor, measure, report, results, zoo  # noqa: E402,F401
 
 
 def main() -> None:

@@ -59,18 +59,24 @@ def _settings(min_time: float) -> Any:
 
 
 def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | None,
-             trace: bool = False, display: Console = console) -> tuple[Any, Any]:
+             trace: bool = False, display: Console = console,
+             before: Any = None) -> tuple[Any, Any]:
     """Runs the plan into the store with progress on ``display``; returns (store,
-    outcome)."""
+    outcome). ``before(store, run_id)`` runs once the run exists, before its first point."""
     from recstack.store import ResultStore
     from recstack.sweep import open_run, run_sweep
 
     store = ResultStore(out)
     command = "recstack " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run_id = open_run(store, settings, command, resume, run_id)
+    if before is not None:
+        before(store, run_id)
     trace_dir = str(store.path.parent / "traces" / run_id) if trace else None
-    for note in plan.notes:
-        display.print(f"note: {note}", highlight=False)
+    from recstack.sweep import busy_machine_note
+
+    for note in [*plan.notes, busy_machine_note(plan)]:
+        if note:
+            display.print(f"note: {note}", highlight=False)
     display.print(f"run {run_id}: {len(plan.points)} points into {store.path}", highlight=False)
     if display.is_terminal:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

@@ -86,12 +86,24 @@ def _top_level_operators(event: Any, part: str) -> Iterator[tuple[str, Any]]:
             yield part, child
 
 
+# An iteration this much slower than the median one was descheduled or interrupted.
+DESCHEDULED_FACTOR = 1.5
+
+
 def summarize_iterations(iterations: list[Any], on_cuda: bool) -> tuple[list[dict[str, Any]],
                                                                          list[float]]:
     """Operator rows (per-iteration means) and each iteration's wall time, from profiler
-    ``FunctionEvent``s of ``recstack::iteration`` scopes."""
+    ``FunctionEvent``s of ``recstack::iteration`` scopes.
+
+    Iterations slower than ``DESCHEDULED_FACTOR`` times the median iteration are left out:
+    on a shared machine one descheduled iteration among ten would otherwise hand its lost
+    milliseconds to whichever operator was running, and a profile describes a typical
+    iteration (the timing level keeps every sample and reports the spread)."""
     calls: dict[tuple[str, str], int] = defaultdict(int)
     times: dict[tuple[str, str], float] = defaultdict(float)
+    all_walls = [float(iteration.cpu_time_total) for iteration in iterations]
+    typical = sorted(all_walls)[len(all_walls) // 2] * DESCHEDULED_FACTOR if all_walls else 0.0
+    iterations = [it for it, wall in zip(iterations, all_walls) if wall <= typical]
     walls = []
     for iteration in iterations:
         walls.append(float(iteration.cpu_time_total))

@@ -36,11 +36,21 @@ class Report:
     version: str = __version__
 
 
+def _latest_characterization(store: ResultStore) -> str | None:
+    """The newest run that is not a design-space run (whose variants are not the zoo), else
+    the newest run: the correlation section finds design-space runs itself."""
+    rows = store.query("""
+        SELECT run_id FROM runs WHERE run_id NOT IN (SELECT run_id FROM design_space)
+        ORDER BY started_at DESC LIMIT 1
+    """)
+    return rows.run_id.iloc[0] if not rows.empty else store.latest_run_id()
+
+
 def default_run_ids(store: ResultStore, anchor: str | None = None) -> list[str]:
-    """The anchor run (default: the latest), then for every level it did not measure, the
-    newest run of the store that did: a report of a timing run still shows a hardware run
-    made separately."""
-    anchor = anchor or store.latest_run_id()
+    """The anchor run (default: the latest that is not a design-space run), then for every
+    level it did not measure, the newest such run of the store that did: a report of a
+    timing run still shows a hardware run made separately."""
+    anchor = anchor or _latest_characterization(store)
     if anchor is None:
         raise RecstackError(f"store: {store.path} holds no run; run `recstack run` first")
     if store.run_info(anchor) is None:
@@ -49,6 +59,7 @@ def default_run_ids(store: ResultStore, anchor: str | None = None) -> list[str]:
     newest = store.query("""
         SELECT pt.collector, pt.run_id, max(r.started_at) AS started
         FROM points pt JOIN runs r USING (run_id) WHERE pt.status = 'ok'
+          AND pt.run_id NOT IN (SELECT run_id FROM design_space)
         GROUP BY pt.collector, pt.run_id ORDER BY started DESC
     """)
     chosen = [anchor]

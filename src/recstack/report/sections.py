@@ -2,7 +2,7 @@
 analyses) and returns a :class:`Section` of figures, tables and notes. Presentation only:
 builders call analyses and figure functions, they never measure or recompute.
 
-Adding a section (e.g. issue 6's cross-stack correlation, issue 8's roofline):
+Adding a section (as the cross-stack correlation and the roofline sections were):
 
 1. write a builder ``def my_section(context: ReportContext) -> Section`` (in its own module
    under ``recstack/report/``): read what it needs from ``context`` (the frames already loaded,
@@ -11,7 +11,7 @@ Adding a section (e.g. issue 6's cross-stack correlation, issue 8's roofline):
    :func:`table_from_frame`; when its data is absent return ``not_measured(...)``, never an
    empty section;
 2. add one line ``SectionSpec("my-id", my_section)`` to ``DEFAULT_SECTIONS`` at its place
-   (the slots for issues 6 and 8 are marked there).
+   (through a small wrapper that imports the module when called, as for the correlation).
 
 Builders run in list order on one shared context, so a builder may leave data for the ones
 after it: the correlation section sets ``context.dominance`` (columns bottleneck,
@@ -431,6 +431,19 @@ def findings_section(context: ReportContext) -> Section:
 # ---- the order of the page -------------------------------------------------------------------
 
 
+def _correlation_section(context: ReportContext) -> Section:
+    # Sections in their own modules import this one: import them when called.
+    from recstack.report.correlation_section import correlation_section
+
+    return correlation_section(context)
+
+
+def _roofline_section(context: ReportContext) -> Section:
+    from recstack.report.roofline_section import roofline_section
+
+    return roofline_section(context)
+
+
 @dataclass(frozen=True)
 class SectionSpec:
     id: str
@@ -442,9 +455,8 @@ DEFAULT_SECTIONS: list[SectionSpec] = [
     SectionSpec("systems", systems_section),
     SectionSpec("software", software_section),
     SectionSpec("hardware", hardware_section),
-    # Issue 6 goes here: SectionSpec("correlation", correlation_section), setting
-    # context.dominance for the findings section.
-    # Issue 8 goes here: SectionSpec("roofline", roofline_section).
+    SectionSpec("correlation", _correlation_section),  # sets context.dominance
+    SectionSpec("roofline", _roofline_section),
     SectionSpec("methodology", methodology_section),
     SectionSpec("findings", findings_section),
 ]

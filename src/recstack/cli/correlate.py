@@ -1,0 +1,244 @@
+"""Commands of the cross-stack correlation: ``design`` (the variants of a design space) and
+``correlate`` (measure them, relate their features to their bottlenecks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recstack.cli import format as fmt
+from recstack.cli.app import app, console
+from recstack.cli.measure import (MinTimeOption, OutOption, ResumeOption, RunIdOption,
+                                  _finish, _levels, _measure,
+                                  _report_outcome, _settings)
+from recstack.cli.options import JsonOption, int_list
+from recstack.errors import RecstackError
+
+DesignFileOption = Annotated[str | None, typer.Option(
+    "--design-file", help="YAML design space (default: the shipped design_space.yaml).")]
+VariantsOption = Annotated[int | None, typer.Option(
+    "--variants", help="Variants per base model (Latin hypercube); overrides the file.")]
+BasesOption = Annotated[str | None, typer.Option(
+    "--models", help="Comma-separated base models (zoo names); overrides the file.")]
+SamplerOption = Annotated[str | None, typer.Option(
+    "--sampler", help="lhs (Latin hypercube) or grid; overrides the file.")]
+DesignSeedOption = Annotated[int, typer.Option("--seed", help="Seed of the design.")]
+QuickOption = Annotated[bool, typer.Option(
+    "--quick", help="A small design (3 DLRM bases x 4 variants, 8 MiB tables) for a first "
+                    "look or a test.")]
+
+
+def _space(design_file: str | None, variants: int | None, models: str | None,
+           sampler: str | None, quick: bool) -> Any:
+    from recstack.designspace import (default_design_space, load_design_space,
+                                      quick_design_space)
+
+    if quick and design_file:
+        raise RecstackError("--quick: not allowed with --design-file; --quick is a shipped "
+                            "small design")
+    space = (quick_design_space() if quick else
+             load_design_space(design_file) if design_file else default_design_space())
+    changes: dict[str, Any] = {}
+    if variants is not None:
+        if variants < 1:
+            raise RecstackError(f"--variants: {variants!r} is not allowed; expected an "
+                                "integer >= 1")
+        changes["variants_per_model"] = variants
+    if models:
+        changes["models"] = tuple(part.strip() for part in models.split(",") if part.strip())
+    if sampler is not None:
+        changes["sampler"] = sampler
+    if changes:
+        space = _option_errors(space.replace, **changes)
+    return space
+
+
+def _option_errors(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Runs ``function``; a spec error about a design setting names the command option."""
+    from recstack.errors import SpecError
+
+    options = {"variants_per_model": "--variants", "models": "--models",
+               "sampler": "--sampler", "seed": "--seed"}
+    try:
+        return function(*args, **kwargs)
+    except SpecError as error:
+        if error.field in options:
+            raise RecstackError(f"{options[error.field]}: {error.value!r} is not allowed; "
+                                f"{error.allowed}") from None
+        raise
+
+
+@app.command()
+def design(
+    design_file: DesignFileOption = None,
+    variants: VariantsOption = None,
+    models: BasesOption = None,
+    sampler: SamplerOption = None,
+    seed: DesignSeedOption = 0,
+    quick: QuickOption = False,
+    write: Annotated[str | None, typer.Option(
+        "--write", help="Write every variant as a spec file (JSON) into this directory: "
+                        "each runs like any model (recstack run --model DIR/NAME.json).")]
+    = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the model variants of a design space (the same seed always gives the same
+    specs), with their main features."""
+    from recstack.designspace import generate_variants
+    from recstack.features import feature_table
+
+    space = _space(design_file, variants, models, sampler, quick)
+    generated = _option_errors(generate_variants, space, seed)
+    features = feature_table(v.spec for v in generated)
+    written = []
+    if write:
+        directory = Path(write)
+        directory.mkdir(parents=True, exist_ok=True)
+        for variant in generated:
+            path = directory / f"{variant.name}.json"
+            temporary = path.with_suffix(".json.tmp")
+            temporary.write_text(json.dumps(variant.spec.to_config(), indent=2) + "\n")
+            temporary.replace(path)
+            written.append(path)
+    if as_json:
+        fmt.print_json([{"variant": v.name, "base": v.base, "factors": dict(v.factors),
+                         "spec": v.spec.to_config(), "features": row}
+                        for v, row in zip(generated, features.to_dict("records"))])
+        return
+    table = Table(title=f"{len(generated)} variants ({space.sampler}, seed {seed}, "
+                        f"from {space.source})")
+    for column in ("variant", "tables", "lookups/sample", "dim", "MLP FLOPs", "attention",
+                   "recurrent", "gathered B", "embeddings"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for row in features.itertuples():
+        table.add_row(row.model, str(row.num_tables), f"{row.lookups:g}",
+                      str(row.embedding_dim), fmt.count(row.flops_mlp),
+                      fmt.count(row.flops_attention), fmt.count(row.flops_recurrent),
+                      fmt.nbytes(row.gathered_bytes), fmt.nbytes(row.embedding_bytes))
+    console.print(table)
+    if written:
+        console.print(f"wrote {len(written)} spec files to {write}", highlight=False)
+
+
+@app.command()
+def correlate(
+    design_file: DesignFileOption = None,
+    variants: VariantsOption = None,
+    models: BasesOption = None,
+    sampler: SamplerOption = None,
+    seed: DesignSeedOption = 0,
+    quick: QuickOption = False,
+    batch_sizes: Annotated[str | None, typer.Option(
+        "--batch-sizes", help="Comma-separated batch sizes; each is analysed on its own. "
+                              "Default: 1,64 (--quick: 16).")] = None,
+    levels: Annotated[str, typer.Option(
+        "--levels", help="Levels whose bottlenecks are related to the features: timing, "
+                         "operators, hardware (simulated without counters: slow).")]
+    = "timing,operators",
+    threads: Annotated[str, typer.Option(
+        "--threads", help="Comma-separated intra-op thread counts. Default 1: variants are "
+                          "compared with each other, and one thread is far less disturbed "
+                          "by other work on the machine than all cores.")] = "1",
+    out: OutOption = "results/recstack.duckdb",
+    resume: ResumeOption = False,
+    run_id: RunIdOption = None,
+    min_time: Annotated[float, typer.Option(
+        "--min-time", help="Seconds of timed iterations per point.")] = 0.5,
+    as_json: JsonOption = False,
+) -> None:
+    """Cross-stack correlation: measure a design space of model variants around the
+    canonical models and relate their features to their bottlenecks (correlations,
+    regressions, tree importance, and whether one feature dominates each bottleneck)."""
+    from recstack.designspace import generate_variants, variants_frame
+    from recstack.sweep import check_options, plan_specs
+
+    space = _space(design_file, variants, models, sampler, quick)
+    generated = _option_errors(generate_variants, space, seed)
+    sizes = int_list("--batch-sizes", batch_sizes) if batch_sizes else \
+        ([16] if quick else [1, 64])
+    thread_counts = int_list("--threads", threads)
+    wanted = _levels(levels)
+    check_options([v.name for v in generated], sizes, thread_counts, ["cpu"], ["eager"],
+                  wanted)
+    plan = plan_specs([v.spec for v in generated], sizes, thread_counts, ["cpu"], ["eager"],
+                      seed=seed, levels=wanted,
+                      notes=[f"design space: {len(generated)} variants of "
+                             f"{', '.join(space.models)} ({space.sampler}, seed {seed}, "
+                             f"from {space.source})"])
+    design_rows = variants_frame(generated, space, seed)
+
+    def record_design(store: Any, run: str) -> None:
+        store.record_design_space(run, design_rows)
+
+    display = Console(stderr=True) if as_json else console
+    store, outcome = _measure(plan, out, _settings(min_time), resume, run_id, display=display,
+                              before=record_design)
+    result, figures = _analyse(store, outcome.run_id)
+    if as_json:
+        fmt.print_json({"run_id": outcome.run_id, "store": str(store.path),
+                        "failed": outcome.failed, "notes": result.notes,
+                        "dominance": result.dominance.to_dict("records"),
+                        "fits": result.fits.to_dict("records"),
+                        "correlations": result.correlations.to_dict("records"),
+                        "importance": result.importance.to_dict("records"),
+                        "figures": [str(p) for p in figures]})
+        _report_outcome(outcome, display)
+        if outcome.failed:
+            raise typer.Exit(1)
+        return
+    _print_result(result)
+    _finish(store, outcome, figures)
+
+
+def _analyse(store: Any, run_id: str) -> tuple[Any, list[Path]]:
+    from recstack.analysis.bottlenecks import load_bottlenecks
+    from recstack.analysis.correlation import DOMINANCE_THRESHOLD, correlate as analyse
+    from recstack.report.correlation import write_correlation_figures
+
+    table = load_bottlenecks(store, [run_id])
+    result = analyse(table)
+    directory = store.path.parent / "figures" / run_id
+    return result, write_correlation_figures(result, directory, DOMINANCE_THRESHOLD)
+
+
+def _print_result(result: Any) -> None:
+    from recstack.analysis.correlation import DOMINANCE_THRESHOLD
+
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    fits = result.fits.set_index(["batch_size", "device", "threads", "backend", "bottleneck"])
+    spearman = result.correlations[result.correlations.method == "spearman"]
+    for key, rows in result.dominance.groupby(["batch_size", "device", "threads", "backend"]):
+        batch, device, count, backend = key
+        table = Table(title=f"Bottlenecks vs features: batch {batch}, {device}, {count} "
+                            f"threads, {backend} ({rows.n.max()} variants)")
+        for column in ("bottleneck", "strongest feature", "its share", "dominates?",
+                       "R² (all)", "R² (CV)", "strongest Spearman r"):
+            table.add_column(column, justify="left" if column in ("bottleneck",
+                                                                   "strongest feature")
+                             else "right")
+        for row in rows.itertuples():
+            fit = fits.loc[(*key, row.bottleneck)]
+            correlations = spearman[(spearman.bottleneck == row.bottleneck)
+                                    & (spearman.batch_size == batch)
+                                    & (spearman.device == device)
+                                    & (spearman.threads == count)
+                                    & (spearman.backend == backend)].dropna(subset=["r"])
+            best = correlations.loc[correlations.r.abs().idxmax()] if len(correlations) \
+                else None
+            strongest_r = "-" if best is None else f"{best.r:+.2f} ({best.feature})"
+            share = "-" if row.strongest_share != row.strongest_share \
+                else f"{row.strongest_share:.0%}"
+            table.add_row(row.bottleneck, row.strongest_feature, share,
+                          "yes" if row.dominated else "no", f"{fit.r2:.2f}",
+                          "-" if fit.cv_r2 != fit.cv_r2 else f"{fit.cv_r2:.2f}", strongest_r)
+        console.print(table)
+        dominated = int(rows.dominated.sum())
+        console.print(f"{dominated} of {len(rows)} bottlenecks have one feature carrying at "
+                      f"least {DOMINANCE_THRESHOLD:.0%} of the explained variance.",
+                      highlight=False)

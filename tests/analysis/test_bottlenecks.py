@@ -1,0 +1,82 @@
+"""The bottleneck table from real stored runs, and the correlation's acceptance test: over a
+small measured design space, each operator share follows its own kind of work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recstack.analysis.bottlenecks import bottleneck_columns, load_bottlenecks
+from recstack.analysis.correlation import correlation_matrix
+from recstack.collect.timing import TimingSettings
+from recstack.designspace import generate_variants, load_design_space, variants_frame
+from recstack.store import ResultStore
+from recstack.sweep import SweepPlan, open_run, plan_specs, run_sweep
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+QUICK = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.05,
+                       min_iterations=5, profile_iterations=10)
+
+
+@pytest.fixture(scope="module")
+def measured_design(tmp_path_factory: pytest.TempPathFactory) -> tuple[ResultStore, str]:
+    """14 DLRM variants (lookups and MLP widths drawn independently), each profiled at batch
+    256 (enough work per operator for shares to follow the work) on one thread in its own
+    worker; three of them timed too."""
+    space = load_design_space(DATA / "design_embedding_vs_mlp.yaml")
+    variants = generate_variants(space, seed=0)
+    store = ResultStore(tmp_path_factory.mktemp("design") / "store.duckdb")
+    run_id = open_run(store, QUICK, "test")
+    store.record_design_space(run_id, variants_frame(variants, space, 0))
+    profiles = plan_specs([v.spec for v in variants], [256], [1], ["cpu"], ["eager"],
+                          levels=["operators"])
+    timings = plan_specs([v.spec for v in variants[:3]], [256], [1], ["cpu"], ["eager"],
+                         levels=["timing"])
+    plan = SweepPlan(points=profiles.points + timings.points)
+    outcome = run_sweep(plan, store, run_id, QUICK)
+    assert not outcome.failed
+    return store, run_id
+
+
+@pytest.mark.slow
+def test_bottleneck_table_joins_every_level_with_the_features(measured_design) -> None:
+    store, run_id = measured_design
+    table = load_bottlenecks(store, [run_id])
+    assert len(table) == 14
+    assert set(table.model) == set(store.design_space(run_id).variant)
+    columns = bottleneck_columns(table)
+    assert {"latency_ms", "throughput_per_s", "share_embedding", "share_fc",
+            "share_overhead"} <= set(columns)
+    # Shares of a point sum to one; features come from the stored specs.
+    shares = table[[c for c in table.columns if c.startswith("share_")]].sum(axis=1)
+    assert shares.round(6).eq(1.0).all()
+    assert (table.num_tables == 8).all() and (table.embedding_dim == 32).all()
+    # Levels measured for some variants only: the others have no value, never a zero.
+    assert table.latency_ms.notna().sum() == 3 and table.latency_ms.dropna().gt(0).all()
+
+
+@pytest.mark.slow
+def test_embedding_share_follows_gathered_bytes_and_fc_share_follows_mlp_flops(
+        measured_design) -> None:
+    """The issue's acceptance test. "Strongly positive": r of at least 0.5 (a large effect by
+    Cohen's convention) and significant at 5%. Lookups and widths vary independently, so
+    each share also moves with the other kind of work: about 0.7 is the most either
+    correlation can reach here; it measured 0.57 to 0.97 on a 2-core VM
+    busy with other work."""
+    store, run_id = measured_design
+    table = load_bottlenecks(store, [run_id])
+    for method in ("spearman", "pearson"):
+        correlations = correlation_matrix(table, ["share_embedding", "share_fc"], method)
+        by_pair = correlations.set_index(["feature", "bottleneck"])
+        embedding = by_pair.loc[("gathered_bytes", "share_embedding")]
+        fc = by_pair.loc[("flops_mlp", "share_fc")]
+        assert embedding.r >= 0.5 and embedding.p_value < 0.05, embedding
+        assert fc.r >= 0.5 and fc.p_value < 0.05, fc
+
+
+def test_no_measured_points_gives_an_empty_table(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "store.duckdb")
+    open_run(store, QUICK, "test")
+    table = load_bottlenecks(store)
+    assert table.empty and bottleneck_columns(table) == []
