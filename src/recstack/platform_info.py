@@ -80,7 +80,7 @@ KEYS: tuple[str, ...] = (
     "hostname", "os", "kernel", "machine",
     "cpu_model", "cpu_vendor", "cpu_flags_of_interest", "hypervisor", "virtualization",
     "logical_cores", "physical_cores", "usable_cores", "sockets", "numa_nodes",
-    "caches", "memory_bytes", "cpu_freq_mhz", "cpu_governor",
+    "caches", "memory_bytes", "cpu_freq_mhz", "cpu_governor", "transparent_hugepages",
     "python", "python_implementation", "numpy", "torch", "torch_cuda", "torch_blas",
     "torch_parallel_info", "torch_cpu_capability", "torch_threads", "torch_interop_threads",
     "thread_env", "gpus", "gpu_driver",
@@ -434,6 +434,12 @@ def _gpu_driver() -> str | None:
 # --------------------------------------------------------------------------- public API
 
 
+def _huge_pages_mode() -> str:
+    from recstack.models.embeddings import huge_pages_mode
+
+    return huge_pages_mode()
+
+
 def collect_platform() -> dict[str, Any]:
     """Describe this machine and software stack (keys in :data:`KEYS`); never raises."""
     cpu = _attempt(_cpu_facts) or {}
@@ -457,6 +463,9 @@ def collect_platform() -> dict[str, Any]:
         "memory_bytes": _attempt(_memory_bytes),
         "cpu_freq_mhz": _attempt(_cpu_freq),
         "cpu_governor": (_read(CPU0_GOVERNOR) or None) if _is_linux() else None,
+        # Large embedding tables ask for huge pages (models/embeddings.py): whether they get
+        # them changes gather speed.
+        "transparent_hugepages": _attempt(_huge_pages_mode),
         "python": _attempt(platform.python_version),
         "python_implementation": _attempt(platform.python_implementation),
         "numpy": _attempt(_numpy_version),

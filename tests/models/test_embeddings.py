@@ -41,3 +41,17 @@ def test_sequence_steps_read_their_own_tables() -> None:
     for step in range(5):
         table = tables.tables[step % 3]
         assert torch.equal(out[0, step], table.weight[sequence[0, step]])
+
+
+def test_large_tables_use_advised_memory_with_the_same_values() -> None:
+    from recstack.models.embeddings import (HUGE_PAGE_MIN_BYTES, empty_table, fill_table,
+                                            huge_pages_mode)
+
+    rows = HUGE_PAGE_MIN_BYTES // (16 * 4)
+    large = fill_table(empty_table(rows, 16), seed=3, table_index=1)
+    ordinary = fill_table(torch.empty((rows, 16), dtype=torch.float32), seed=3, table_index=1)
+    assert large.shape == (rows, 16) and large.dtype == torch.float32
+    assert large.is_contiguous() and torch.equal(large, ordinary)
+    assert huge_pages_mode() in ("always", "madvise", "never", "unavailable")
+    small = empty_table(10, 16)
+    assert small.shape == (10, 16)

@@ -9,6 +9,14 @@ the table lives: a table filled on its own and the same table filled as a slice 
 weight hold the same values. The fill happens in the tensor's own memory: building needs no
 second copy of any table.
 
+Large tables live in memory the kernel may back with 2 MiB transparent huge pages
+(``madvise(MADV_HUGEPAGE)``; Linux's default THP mode, "madvise", applies huge pages only
+where asked). A random gather from gigabytes of 4 KiB pages misses the TLB on nearly every
+row, and the page walk itself misses the caches: on the 2-core VM a 4 GB table's
+sum-pooled gather of 128-byte rows ran at 3.0 GB/s with 4 KiB pages and 4.3 GB/s with huge
+pages (one thread, 655k lookups). Where the OS offers no huge pages the allocation is
+ordinary memory; values and outputs are the same either way.
+
 Lookups call ``torch.embedding_bag`` / ``torch.embedding`` directly rather than through
 ``nn.EmbeddingBag.__call__`` and ``F.embedding_bag``: the functional wrapper's argument
 checks cost about as much as a small lookup itself (microseconds per table per forward).
@@ -17,6 +25,7 @@ checks cost about as much as a small lookup itself (microseconds per table per f
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -61,9 +70,40 @@ def fill_table(table: torch.Tensor, seed: int, table_index: int) -> torch.Tensor
     return table
 
 
+# Tables smaller than this stay in ordinary memory: they fit the TLB's reach (and the caches)
+# well enough that huge pages change nothing.
+HUGE_PAGE_MIN_BYTES = 64 << 20
+
+
+def empty_table(rows: int, dim: int) -> torch.Tensor:
+    """An uninitialised float32 ``(rows, dim)`` tensor; at ``HUGE_PAGE_MIN_BYTES`` or more,
+    in anonymous memory advised for transparent huge pages where the OS supports it."""
+    size = rows * dim * 4
+    advise = getattr(mmap, "MADV_HUGEPAGE", None)
+    if size < HUGE_PAGE_MIN_BYTES or advise is None:
+        return torch.empty((rows, dim), dtype=torch.float32)
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        memory.madvise(advise)
+    except OSError:  # THP disabled ("never") or not built in: ordinary pages
+        pass
+    # The tensor holds a reference to the mapping: it lives as long as the tensor.
+    return torch.frombuffer(memory, dtype=torch.float32).view(rows, dim)
+
+
+def huge_pages_mode() -> str:
+    """The kernel's transparent-huge-page mode (always, madvise, never), or "unavailable"."""
+    try:
+        text = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return "unavailable"
+    chosen = [word.strip("[]") for word in text.split() if word.startswith("[")]
+    return chosen[0] if chosen else "unavailable"
+
+
 def random_table(rows: int, dim: int, seed: int, table_index: int) -> torch.Tensor:
     """A ``(rows, dim)`` float32 table filled by :func:`fill_table`."""
-    return fill_table(torch.empty((rows, dim), dtype=torch.float32), seed, table_index)
+    return fill_table(empty_table(rows, dim), seed, table_index)
 
 
 def fused_tables(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int
@@ -74,7 +114,7 @@ def fused_tables(rows: tuple[int, ...], dim: int, seed: int, first_table_index: 
     bases = [0]
     for count in rows[:-1]:
         bases.append(bases[-1] + count)
-    weight = torch.empty((sum(rows), dim), dtype=torch.float32)
+    weight = empty_table(sum(rows), dim)
     for k, (base, count) in enumerate(zip(bases, rows)):
         fill_table(weight[base:base + count], seed, first_table_index + k)
     return weight, bases
