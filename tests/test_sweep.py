@@ -208,3 +208,14 @@ def test_busy_machine_note_only_when_other_work_takes_the_cores_threads_need(
     assert busy_machine_note(one) is None  # one thread fits beside the other work
     monkeypatch.setattr("os.getloadavg", lambda: (0.1, 0.1, 0.1))
     assert busy_machine_note(two) is None
+
+
+def test_hardware_points_run_eager_once_whatever_the_backends() -> None:
+    from recstack.sweep import plan_sweep
+
+    plan = plan_sweep(["rmc1"], [1], [1], ["cpu"], ["eager", "fused"], scale=1e-4,
+                      levels=["timing", "hardware"], hardware_mode="simulated")
+    hardware = [p for p in plan.points if p.collector == "hardware"]
+    assert len(hardware) == 1 and hardware[0].backend == "eager"
+    assert sorted(p.backend for p in plan.points if p.collector == "timing") == ["eager",
+                                                                               "fused"]

@@ -167,12 +167,19 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
         if level == "hardware":
             if device != "cpu":
                 continue  # top-down and cache misses are a CPU level
+            # The counter and simulation workers build the eager model: say so in the point.
+            backend = "eager"
             if hardware_mode == "simulated":
                 spec, note = scaled_for_simulation(spec)
                 if note and note not in notes:
                     notes.append(note)
         points.append(Point(spec=spec, batch_size=batch, device=device, threads=count,
                             backend=backend, query=query, seed=seed, collector=level))
+    # With several backends the (eager) hardware points of a configuration repeat: once each.
+    unique: dict[str, Point] = {}
+    for point in points:
+        unique.setdefault(point.key(), point)
+    points = list(unique.values())
     return SweepPlan(points=tuple(points), notes=tuple(notes), hardware_mode=hardware_mode,
                      hierarchy=hierarchy, no_multiplex=no_multiplex)
 
