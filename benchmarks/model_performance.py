@@ -80,6 +80,10 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--store", default="results/model_performance.duckdb")
     parser.add_argument("--out-dir", default="results/model_performance")
     parser.add_argument("--refresh-ceilings", action="store_true")
+    parser.add_argument("--analyze", metavar="RUN_ID", default=None,
+                        help="measure nothing: write the tables of a run already in the "
+                             "store (against its ceilings, re-measured with "
+                             "--refresh-ceilings)")
     return parser.parse_args(argv)
 
 
@@ -159,8 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ceilings at {threads} thread(s): {'measured now' if measured else 'from the store'}")
     settings = TimingSettings(min_seconds=args.min_time)
     command = "benchmarks/model_performance.py " + " ".join(map(shlex.quote, sys.argv[1:]))
-    run_id = open_run(store, settings, command)
-    print(f"run {run_id} into {store.path}")
+    if args.analyze:
+        if store.run_info(args.analyze) is None:
+            raise RecstackError(f"--analyze: {args.analyze!r} is not a run of {store.path}")
+        run_id, models = args.analyze, []
+    else:
+        run_id = open_run(store, settings, command)
+        print(f"run {run_id} into {store.path}")
     for model in models:  # one model's plan at a time; each point builds it in its worker
         plan = plan_sweep([model], batch_sizes, threads=[threads], devices=["cpu"],
                           backends=backends, scale=args.scale,

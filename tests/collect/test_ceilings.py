@@ -106,3 +106,15 @@ def test_cli_quick_json(tmp_path):
     data = json.loads(result.stdout)
     assert data["measured"] and data["threads"] == 1
     assert any(row["kind"] == "gemm_large" for row in data["ceilings"])
+
+
+def test_gather_table_is_as_large_as_a_models_tables_unless_fixed() -> None:
+    from recstack.collect.ceilings import (MODEL_TABLE_BYTES, CeilingSettings,
+                                           gather_working_set)
+
+    default = CeilingSettings()
+    assert gather_working_set(default, 256 << 20, 24 << 30) == MODEL_TABLE_BYTES
+    assert gather_working_set(default, 256 << 20, 3 << 30) == 1 << 30  # a third of memory
+    assert gather_working_set(default, 256 << 20, 300 << 20) == 256 << 20
+    quick = CeilingSettings.quick()
+    assert gather_working_set(quick, quick.dram_bytes, 24 << 30) == quick.dram_bytes

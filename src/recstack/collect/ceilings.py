@@ -135,6 +135,20 @@ def working_sets(settings: CeilingSettings, llc: int, available: int) -> tuple[i
     return int(dram), int(cached)
 
 
+# The canonical models hold 2.5 to 4 GB of tables: random gathers over less would find their
+# page-table entries (with huge pages, even their TLB entries) in the caches, and overstate
+# what the models can reach.
+MODEL_TABLE_BYTES = 4 << 30
+
+
+def gather_working_set(settings: CeilingSettings, dram: int, available: int) -> int:
+    """The random-gather table: as large as a canonical model's tables (at most a third of the
+    available memory), unless the settings fix the DRAM working set (``--quick``)."""
+    if settings.dram_bytes:
+        return dram
+    return int(max(dram, min(MODEL_TABLE_BYTES, available // 3)))
+
+
 def triad_working_set(shape: str) -> int | None:
     """The bytes in a ``triad_dram`` shape (``"<n> B"``), None if it is not one."""
     match = re.fullmatch(r"(\d+) B", shape.strip())
@@ -183,11 +197,15 @@ def measure_triad(working_set: int, settings: CeilingSettings, kind: str) -> Cei
 def measure_gathers(working_set: int, row_bytes: list[int], settings: CeilingSettings,
                     kind: str, seed: int = 0) -> list[Ceiling]:
     """Random-row gathers with sum pooling from one table of ``working_set`` bytes, viewed
-    with each row size."""
+    with each row size, allocated as the models allocate their tables."""
     import torch
     import torch.nn.functional as F
 
-    buffer = torch.full((max(1, working_set // 4),), 0.5, dtype=torch.float32)
+    from recstack.models.embeddings import empty_table
+
+    # The table lives in the memory the models' tables get (huge pages where the OS gives
+    # them): the ceiling is what the models' own gathers could reach.
+    buffer = empty_table(max(1, working_set // 4), 1).view(-1).fill_(0.5)
     generator = torch.Generator().manual_seed(seed)
     ceilings = []
     for row in row_bytes:
@@ -268,7 +286,8 @@ def measure_ceilings(threads: int, platform: dict[str, Any],
             ceilings.append(measure_dispatch(settings))
             ceilings.append(measure_triad(dram, settings, "triad_dram"))
             ceilings.append(measure_triad(cached, settings, "triad_cached"))
-            ceilings += measure_gathers(dram, rows, settings, "gather_dram")
+            ceilings += measure_gathers(gather_working_set(settings, dram, available), rows,
+                                        settings, "gather_dram")
             ceilings += measure_gathers(cached, rows, settings, "gather_cached")
             size = settings.large_gemm
             ceilings.append(measure_gemm(size, size, size, settings, "gemm_large"))
