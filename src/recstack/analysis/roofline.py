@@ -216,6 +216,8 @@ def roofline_table(store: object, run_id: str, ceilings: pd.DataFrame | None = N
     run has no CPU timing points.
     """
     points = load_points(store, run_id)
+    # A point stored without its spec (written by hand, not by a sweep) has no work to bound.
+    points = points[points.spec.notna()]
     if points.empty:
         raise RecstackError(f"run: {run_id!r} has no measured CPU timing points in "
                             f"{getattr(store, 'path', 'the store')}")
