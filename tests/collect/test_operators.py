@@ -23,11 +23,12 @@ QUICK = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.02
 def test_profile_attributes_operators_to_parts(name: str, parts: set[str]) -> None:
     profile = profile_point(Point(small_spec(name), batch_size=8, threads=1), QUICK)
     assert {row["part"] for row in profile.operators} == parts
-    assert len(profile.iteration_wall_us) == len(profile.profiled_us) == 4
-    assert len(profile.unprofiled_us) == 4
+    assert len(profile.profiled_us) == len(profile.unprofiled_us) == 4
+    # Iterations slower than 1.5x the median (descheduled) are left out of the summary.
+    assert 2 <= len(profile.iteration_wall_us) <= 4
     assert profile.time_basis == "cpu"
     operator_us = sum(row["time_us"] for row in profile.operators)
-    wall_us = sum(profile.iteration_wall_us) / 4
+    wall_us = sum(profile.iteration_wall_us) / len(profile.iteration_wall_us)
     # Top-level operators never overlap on the calling thread: they fit in the wall time.
     assert 0 < operator_us <= wall_us * 1.001
     ops = {row["op"] for row in profile.operators}

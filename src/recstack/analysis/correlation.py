@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -225,13 +225,11 @@ def _standardized_target(frame: pd.DataFrame, bottleneck: str
     return keep, (y - y.mean()) / y.std()
 
 
-def regression_fits(frame: pd.DataFrame, bottlenecks: Sequence[str], seed: int = 0
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(coefficients, fits): per bottleneck, an OLS on the standardized regression features
-    chosen by :func:`forward_selection`. Columns: COEFFICIENT_COLUMNS and FIT_COLUMNS."""
-    _require_variants(frame, "regression")
-    design, dropped = regression_design(frame)
-    coefficients, fits = [], []
+def _selections(frame: pd.DataFrame, bottlenecks: Sequence[str]
+                ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list[str]]]:
+    """Per bottleneck with enough varying values: (bottleneck, standardized regression
+    features of its variants, standardized bottleneck, features forward selection chose)."""
+    design, _ = regression_design(frame)
     for bottleneck in bottlenecks:
         prepared = _standardized_target(frame, bottleneck)
         if prepared is None:
@@ -241,6 +239,20 @@ def regression_fits(frame: pd.DataFrame, bottlenecks: Sequence[str], seed: int =
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # small designs: statsmodels warns about kurtosis
             chosen = forward_selection(x, y, max_features(len(y)))
+        if chosen:
+            yield bottleneck, x, y, chosen
+
+
+def regression_fits(frame: pd.DataFrame, bottlenecks: Sequence[str], seed: int = 0
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(coefficients, fits): per bottleneck, an OLS on the standardized regression features
+    chosen by :func:`forward_selection`. Columns: COEFFICIENT_COLUMNS and FIT_COLUMNS."""
+    _require_variants(frame, "regression")
+    _, dropped = regression_design(frame)
+    coefficients, fits = [], []
+    for bottleneck, x, y, chosen in _selections(frame, bottlenecks):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             result = _fit(x[chosen], y)
             cv_r2 = _cross_validated_r2(x, y, seed)
         for name in chosen:
@@ -259,20 +271,11 @@ def dominance_table(frame: pd.DataFrame, bottlenecks: Sequence[str]) -> pd.DataF
     """Per bottleneck, the strongest single feature and its share of the explained variance
     (see the module docstring). Columns: DOMINANCE_COLUMNS."""
     _require_variants(frame, "dominance")
-    design, _ = regression_design(frame)
     rows = []
-    for bottleneck in bottlenecks:
-        prepared = _standardized_target(frame, bottleneck)
-        if prepared is None:
-            continue
-        keep, y = prepared
-        x = design[keep.to_numpy()].reset_index(drop=True)
+    for bottleneck, x, y, chosen in _selections(frame, bottlenecks):
+        strongest = chosen[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            chosen = forward_selection(x, y, max_features(len(y)))
-            if not chosen:
-                continue
-            strongest = chosen[0]
             single = _fit(x[[strongest]], y).rsquared_adj
             full = _fit(x[chosen], y).rsquared_adj
         share = min(1.0, max(0.0, single / full)) if full > 0 else math.nan
