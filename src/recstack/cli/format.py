@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -70,5 +71,18 @@ def lookups(summary: dict[str, Any]) -> str:
     return text
 
 
+def _without_nan(data: Any) -> Any:
+    """NaN and infinities (a value not measured or not defined) as null: JSON has neither, and
+    readers other than Python's reject them."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: _without_nan(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_without_nan(value) for value in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(_without_nan(data), indent=2, default=str,
+                                allow_nan=False) + "\n")
