@@ -260,7 +260,7 @@ def busy_machine_note(plan: SweepPlan) -> str | None:
         return None
     load = os.getloadavg()[0]
     cores = usable_cores()
-    if load + threads <= cores + 0.5:
+    if load + threads <= cores + 1.0:  # a load average under 1 is residue, not a rival
         return None
     return (f"the machine is busy (load average {load:.1f} on {cores} usable cores) and points "
             f"use up to {threads} threads: multi-threaded points may be slowed many times over "
