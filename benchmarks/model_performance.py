@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from recstack.analysis.roofline import roofline_table
+from recstack.cli.options import int_list
 from recstack.collect.ceilings import ensure_ceilings
 from recstack.collect.timing import TimingSettings
 from recstack.errors import RecstackError
@@ -51,17 +52,6 @@ def _list(text: str, allowed: tuple[str, ...] | None, option: str) -> list[str]:
     if not values or wrong:
         raise RecstackError(f"{option}: {text!r} is not allowed; expected a comma-separated "
                             f"subset of {', '.join(allowed or ())}")
-    return values
-
-
-def _ints(text: str, option: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 for v in values):
-        raise RecstackError(f"{option}: {text!r} is not allowed; expected positive integers "
-                            "separated by commas")
     return values
 
 
@@ -156,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     models = _list(args.models, ZOO_NAMES, "--models")
     backends = _list(args.backends, BACKENDS, "--backends")
-    batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    batch_sizes = int_list("--batch-sizes", args.batch_sizes)
     threads = args.threads or usable_cores()
     store = ResultStore(args.store)
     ceilings, measured = ensure_ceilings(store, threads, refresh=args.refresh_ceilings)

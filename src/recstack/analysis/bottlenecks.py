@@ -71,7 +71,6 @@ def load_bottlenecks(store: ResultStore, run_ids: list[str] | None = None) -> pd
         frames.append(wide)
     hardware = load_hardware(store, run_ids)
     if not hardware.empty:
-        hardware = hardware.assign(device="cpu", backend=_backends(store, hardware))
         columns = [*KEY_COLUMNS, *HARDWARE_BOTTLENECKS, "source", "row_scale"]
         frames.append(hardware[columns].rename(columns={"source": "hardware_source",
                                                         "row_scale": "hardware_row_scale"}))
@@ -83,15 +82,6 @@ def load_bottlenecks(store: ResultStore, run_ids: list[str] | None = None) -> pd
     features = load_specs(store, run_ids)
     table = table.merge(features, on="model", how="left")
     return table.sort_values(KEY_COLUMNS).reset_index(drop=True)
-
-
-def _backends(store: ResultStore, hardware: pd.DataFrame) -> list[str]:
-    """The backend of each hardware point (the hardware frame does not carry it)."""
-    keys = list(hardware.point_key)
-    found = store.query(f"SELECT point_key, backend FROM points WHERE point_key IN "
-                        f"({', '.join('?' * len(keys))})", keys)
-    by_key = dict(zip(found.point_key, found.backend))
-    return [by_key.get(key, "eager") for key in keys]
 
 
 def bottleneck_columns(table: pd.DataFrame) -> list[str]:

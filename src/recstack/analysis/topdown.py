@@ -8,10 +8,10 @@ import pandas as pd
 from recstack.store import ResultStore
 
 HARDWARE_COLUMNS = ["run_id", "point_key", "model", "model_type", "row_scale", "batch_size",
-                    "threads", "source", "hierarchy", "instructions", "ipc", "l1i_mpki",
-                    "l1d_mpki", "llc_mpki", "branch_mpki", "dtlb_mpki", "itlb_mpki",
-                    "retiring", "bad_speculation", "frontend_bound", "backend_bound",
-                    "multiplexing", "caveats"]
+                    "device", "threads", "backend", "source", "hierarchy", "instructions",
+                    "ipc", "l1i_mpki", "l1d_mpki", "llc_mpki", "branch_mpki", "dtlb_mpki",
+                    "itlb_mpki", "retiring", "bad_speculation", "frontend_bound",
+                    "backend_bound", "multiplexing", "caveats"]
 LEVEL1 = ["retiring", "bad_speculation", "frontend_bound", "backend_bound"]
 
 
@@ -25,7 +25,7 @@ def load_hardware(store: ResultStore, run_ids: list[str] | None = None) -> pd.Da
         parameters = list(run_ids)
     frame = store.query(f"""
         SELECT pt.run_id, pt.point_key, pt.model, pt.model_type, pt.row_scale, pt.batch_size,
-               pt.threads, h.* EXCLUDE (run_id, point_key, topdown, raw)
+               pt.device, pt.threads, pt.backend, h.* EXCLUDE (run_id, point_key, topdown, raw)
         FROM points pt JOIN hardware h USING (run_id, point_key) WHERE {where}
         ORDER BY pt.model, pt.batch_size
     """, parameters)

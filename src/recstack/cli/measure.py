@@ -265,6 +265,7 @@ def run(
     write figures next to the store."""
     from recstack.analysis.systems import (default_targets, load_targets, load_timings,
                                            with_overrides)
+    from recstack.report.html import report_run
     from recstack.report.plots import write_systems_figures
     from recstack.specs import ZOO_NAMES
 
@@ -282,7 +283,6 @@ def run(
         figures += write_systems_figures(timings, figures_dir)
     figures += summaries.software_level(store, outcome.run_id, figures_dir)
     figures += summaries.hardware_level(store, outcome.run_id, figures_dir)
-    from recstack.report.html import report_run
     for path in report_run(store, outcome.run_id):
         console.print(f"report: {path}", highlight=False, markup=False)
     _finish(store, outcome, figures, trace)

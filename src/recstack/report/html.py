@@ -3,7 +3,7 @@
 The page embeds its figures as base64 PNGs and its style inline, loads nothing (a
 Content-Security-Policy forbids scripts and remote content), and is rendered by jinja2 with
 autoescaping on: every string from a spec, a file name or the platform reaches the page as
-text, never as markup. Sections are listed in ``sections.DEFAULT_SECTIONS``.
+text, never as markup. Sections are listed in ``DEFAULT_SECTIONS`` below.
 """
 
 from __future__ import annotations
@@ -18,11 +18,29 @@ import pandas as pd
 
 from recstack import __version__
 from recstack.errors import RecstackError
-from recstack.report.sections import DEFAULT_SECTIONS, Section, SectionSpec, load_context
+from recstack.report.correlation_section import correlation_section
+from recstack.report.roofline_section import roofline_section
+from recstack.report.sections import (Section, SectionSpec, findings_section, hardware_section,
+                                      load_context, methodology_section, platform_section,
+                                      software_section, systems_section)
 from recstack.store import ResultStore
 
 # The levels whose newest run the default report adds when the anchor run lacks them.
 LEVEL_COLLECTORS = ("timing", "operators", "hardware")
+
+
+# The page, in order. Builders share one context: the correlation section leaves the
+# dominance table on it for the findings section, which is last.
+DEFAULT_SECTIONS: list[SectionSpec] = [
+    SectionSpec("platform", platform_section),
+    SectionSpec("systems", systems_section),
+    SectionSpec("software", software_section),
+    SectionSpec("hardware", hardware_section),
+    SectionSpec("correlation", correlation_section),
+    SectionSpec("roofline", roofline_section),
+    SectionSpec("methodology", methodology_section),
+    SectionSpec("findings", findings_section),
+]
 
 
 @dataclass

@@ -10,8 +10,8 @@ Adding a section (as the cross-stack correlation and the roofline sections were)
    :func:`figures_from` around the ``report/plots.py`` functions, tables with
    :func:`table_from_frame`; when its data is absent return ``not_measured(...)``, never an
    empty section;
-2. add one line ``SectionSpec("my-id", my_section)`` to ``DEFAULT_SECTIONS`` at its place
-   (through a small wrapper that imports the module when called, as for the correlation).
+2. add one line ``SectionSpec("my-id", my_section)`` to ``html.DEFAULT_SECTIONS`` (the page's
+   order) at its place.
 
 Builders run in list order on one shared context, so a builder may leave data for the ones
 after it: the correlation section sets ``context.dominance`` (columns bottleneck,
@@ -431,32 +431,7 @@ def findings_section(context: ReportContext) -> Section:
 # ---- the order of the page -------------------------------------------------------------------
 
 
-def _correlation_section(context: ReportContext) -> Section:
-    # Sections in their own modules import this one: import them when called.
-    from recstack.report.correlation_section import correlation_section
-
-    return correlation_section(context)
-
-
-def _roofline_section(context: ReportContext) -> Section:
-    from recstack.report.roofline_section import roofline_section
-
-    return roofline_section(context)
-
-
 @dataclass(frozen=True)
 class SectionSpec:
     id: str
     build: Callable[[ReportContext], Section]
-
-
-DEFAULT_SECTIONS: list[SectionSpec] = [
-    SectionSpec("platform", platform_section),
-    SectionSpec("systems", systems_section),
-    SectionSpec("software", software_section),
-    SectionSpec("hardware", hardware_section),
-    SectionSpec("correlation", _correlation_section),  # sets context.dominance
-    SectionSpec("roofline", _roofline_section),
-    SectionSpec("methodology", methodology_section),
-    SectionSpec("findings", findings_section),
-]
