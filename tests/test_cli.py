@@ -223,6 +223,9 @@ def test_report_command(tmp_path: Path) -> None:
     assert "machine &lt;A&gt;" in page and "not measured in this run" in page
     result = recstack("report", "--out", str(store))  # the latest run, at the default place
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "reports").is_dir() and len(list((tmp_path / "reports").iterdir())) == 2
+    written = sorted(path.name for path in (tmp_path / "reports").iterdir())
+    # The page, the summary and the summary's figures folder.
+    kinds = sorted(Path(name).suffix or name.rsplit("_", 1)[-1] for name in written)
+    assert kinds == [".html", ".md", "figures"]
     assert_one_line_error(recstack("report", "--out", str(store), "--run", "nope"),
                           "--run: 'nope' is not in")

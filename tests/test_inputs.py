@@ -333,3 +333,18 @@ def test_describe() -> None:
     line = describe(QuerySpec(distribution="locality", reuse_probability=0.8, seed=2))
     assert "locality" in line and "0.8" in line and "4096" in line and "seed 2" in line
     assert "\n" not in describe(QuerySpec())
+
+
+@pytest.mark.parametrize("query", [QuerySpec(), QuerySpec(distribution="zipf"),
+                                   QuerySpec(distribution="locality")],
+                         ids=["uniform", "zipf", "locality"])
+def test_expected_distinct_rows_match_generated_ids(query):
+    from recstack.inputs import _table_ids, expected_distinct_rows
+
+    rng = np.random.default_rng(3)
+    for rows, draws in [(1000, 500), (20_000, 60_000)]:
+        counts = [len(np.unique(_table_ids(query, rng, draws, 0, rows))) for _ in range(5)]
+        expected = expected_distinct_rows(query, rows, draws)
+        assert expected <= draws and expected <= rows
+        assert np.mean(counts) == pytest.approx(expected, rel=0.06)
+    assert expected_distinct_rows(query, 10, 0) == 0.0

@@ -454,6 +454,54 @@ def stage_work(spec: ModelSpec, batch_size: int) -> tuple[StageWork, ...]:
     return tuple(sorted(stages, key=lambda stage: order[stage.stage]))
 
 
+@dataclass(frozen=True)
+class TableGather:
+    """One table's part of a batch's embedding gather: ``draws`` ids (the expected count, with
+    variable pooling) read rows of ``row_bytes`` from a table of ``rows`` rows. ``part`` is
+    ``"deep"`` (the embedding table) or ``"wide"`` (the per-id weights of WnD's wide part,
+    gathered with the same ids)."""
+
+    table: int
+    part: str
+    rows: int
+    row_bytes: int
+    draws: float
+
+    @property
+    def table_bytes(self) -> int:
+        return self.rows * self.row_bytes
+
+
+def table_gathers(spec: ModelSpec, batch_size: int) -> tuple[TableGather, ...]:
+    """The embedding stage's gathers of one batch, table by table (tables with no ids in a
+    batch are left out). Over the tables they read the embedding stage's ``gathered`` rows of
+    :func:`stage_work`; a table serves its bags and its behaviour-sequence steps."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise RecstackError(f"batch_size: {batch_size!r} is not allowed; expected an integer "
+                            ">= 1")
+    layout = table_layout(spec)
+    draws = [0.0] * spec.num_tables
+    for table, pooling in zip(layout.pooled, layout.pooling):
+        draws[table] += batch_size * mean_bag_size(spec, pooling)
+    for step in range(layout.sequence_length):
+        draws[layout.behaviour_table_of_step(step)] += batch_size
+    row = spec.embedding_dim * FLOAT_BYTES
+    gathers = [TableGather(t, "deep", rows, row, draws[t])
+               for t, rows in enumerate(spec.rows) if draws[t] > 0]
+    if spec.model_type in ("wnd", "mtwnd"):
+        wide = wide_width(spec) * FLOAT_BYTES
+        gathers += [TableGather(t, "wide", spec.rows[t], wide,
+                                batch_size * mean_bag_size(spec, pooling))
+                    for t, pooling in zip(layout.pooled, layout.pooling)]
+    return tuple(gathers)
+
+
+def table_sizes(specs: list[ModelSpec]) -> list[tuple[int, int]]:
+    """Distinct ``(row_bytes, table_bytes)`` of the tables the models gather from, sorted."""
+    return sorted({(g.row_bytes, g.table_bytes) for spec in specs
+                   for g in table_gathers(spec, 1)})
+
+
 def linear_gemm_shapes(specs: list[ModelSpec], batch_sizes: tuple[int, ...] | list[int]
                        ) -> list[tuple[int, int, int]]:
     """Distinct ``(m, k, n)`` of the layers' weight products of ``specs`` at ``batch_sizes``

@@ -214,6 +214,23 @@ def _table_ids(query: QuerySpec, rng: np.random.Generator, n: int, table: int,
     return _uniform_ids(rng, n, rows)
 
 
+def expected_distinct_rows(query: QuerySpec, rows: int, draws: float) -> float:
+    """The expected number of distinct rows among ``draws`` ids of one table's access stream
+    drawn under ``query`` (the rest re-read rows already read). Independent draws (uniform,
+    Zipf) give ``sum_k 1 - (1 - p_k)^draws``; under ``locality`` only the fresh accesses,
+    a ``1 - reuse_probability`` share, can bring new rows, and they are uniform."""
+    if rows < 1 or not draws > 0:
+        return 0.0
+    if query.distribution == "zipf":
+        probabilities = np.diff(_zipf_cdf(rows, query.zipf_exponent), prepend=0.0)
+        return float(-np.expm1(draws * np.log1p(-np.minimum(probabilities, 1.0 - 1e-16))).sum())
+    if query.distribution == "locality":
+        draws = max(1.0, draws * (1.0 - query.reuse_probability))
+    if rows == 1:
+        return 1.0
+    return float(-rows * math.expm1(draws * math.log1p(-1.0 / rows)))
+
+
 # --------------------------------------------------------------------------------------------
 # Batches
 # --------------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from recstack.analysis.roofline import (Ceilings, overhead_shares, point_bound, roofline_table,
-                                        stage_bounds)
+from recstack.analysis.roofline import (Ceilings, gather_bound, overhead_shares, point_bound,
+                                        roofline_table, stage_bounds)
 from recstack.errors import RecstackError
-from recstack.footprint import Gemm, footprint, stage_work
+from recstack.footprint import Gemm, footprint, stage_work, table_gathers
+from recstack.inputs import QuerySpec, expected_distinct_rows
 from recstack.points import Point
 from recstack.specs import ZOO_NAMES, spec_from_config, zoo_spec
 from recstack.store import ResultStore
@@ -61,7 +62,9 @@ def test_stage_flops_add_up_to_the_footprint(name):
 
 def test_bound_by_hand():
     ceilings = Ceilings(ceilings_frame())
-    stages = stage_bounds(TINY, 2, ceilings).set_index("stage")
+    stages, gathers = stage_bounds(TINY, 2, ceilings)
+    stages = stages.set_index("stage")
+    assert gathers.rows_resident
     # Tables fit in the LLC: rows at the cached gather bandwidth of 12-byte rows.
     assert stages.loc["embedding", "memory_ms"] == pytest.approx((96 / 0.5e9 + 48 / 100e9) * 1e3)
     assert stages.loc["bottom_mlp", "compute_ms"] == pytest.approx(48 / 1e9 * 1e3)
@@ -86,10 +89,69 @@ def test_gemm_and_gather_lookups():
         Ceilings(ceilings_frame().query("kind != 'gemm_large'"))
 
 
+def table_ceilings(llc: float) -> Ceilings:
+    """Ceilings with gathers measured per table size (12-byte rows) and a given LLC."""
+    frame = ceilings_frame()
+    frame.loc[frame.kind == "cache", "value"] = llc
+    extra = ceilings_frame().head(3).assign(
+        kind="gather_table", unit="GB/s",
+        shape=["row 12 B, table 60 B", "row 12 B, table 120 B", "row 12 B, table 4000 B"],
+        value=[0.4, 0.3, 0.1])
+    return Ceilings(pd.concat([frame, extra], ignore_index=True))
+
+
+def test_table_gather_lookups():
+    ceilings = table_ceilings(1e9)
+    assert ceilings.table_gather_gbps(12, 120) == 0.3      # measured at that size
+    assert ceilings.table_gather_gbps(12, 1000) == 0.3     # largest measured size below
+    assert ceilings.table_gather_gbps(12, 10_000) == 0.1
+    assert ceilings.table_gather_gbps(12, 30) == 0.5       # all larger: the fastest gather
+    assert ceilings.fastest_gather_gbps(12) == 0.5
+    # Stored before table sizes were measured: the DRAM gather.
+    assert Ceilings(ceilings_frame()).table_gather_gbps(12, 120) == 1.0
+
+
+def test_gather_bound_by_hand():
+    # TINY's two tables are 10 rows x 12 B = 120 B; at batch 2 each gets 4 ids.
+    uniform = QuerySpec()
+    first = expected_distinct_rows(uniform, 10, 4.0)
+    assert first == pytest.approx(10 * (1 - 0.9 ** 4))
+    # An LLC smaller than the tables and than the rows of the cycled batches: first reads at
+    # the 120 B tables' ceiling (0.3 GB/s), repeats at the fastest gather (0.5 GB/s).
+    small = gather_bound(TINY, 2, table_ceilings(llc=100), uniform, cycled_batches=4)
+    assert not small.rows_resident
+    expected = 2 * (first * 12 / 0.3e9 + (4 - first) * 12 / 0.5e9)
+    assert small.seconds == pytest.approx(expected)
+    assert small.cycled_rows_bytes == pytest.approx(2 * expected_distinct_rows(uniform, 10, 16)
+                                                    * 64)
+    # Everything fits in a large LLC: every read at the fastest gather.
+    large = gather_bound(TINY, 2, table_ceilings(llc=1e9), uniform, cycled_batches=4)
+    assert large.rows_resident and large.seconds == pytest.approx(8 * 12 / 0.5e9)
+    # Zipf ids repeat more: fewer first reads, a smaller bound.
+    zipf = gather_bound(TINY, 2, table_ceilings(llc=100), QuerySpec(distribution="zipf"), 4)
+    assert zipf.seconds < small.seconds
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_table_gathers_add_up_to_the_stage(name):
+    spec = zoo_spec(name)
+    for batch in (1, 64):
+        gathers = table_gathers(spec, batch)
+        embedding = stage_work(spec, batch)[0]
+        assert sum(g.draws * g.row_bytes for g in gathers) == pytest.approx(
+            embedding.gathered_bytes, rel=1e-12)
+        assert {g.row_bytes for g in gathers} == {row for row, _ in embedding.gathered}
+        assert all(g.table_bytes == spec.rows[g.table] * g.row_bytes for g in gathers)
+
+
 def test_overhead_bracket():
     low, high = overhead_shares(measured_ms=1.0, operator_ms=0.6, profiler_added_ms=0.5)
     assert low == pytest.approx(0.4) and high == pytest.approx(0.9)
-    assert overhead_shares(1.0, 1.5, 0.2) == (0.0, pytest.approx(0.0))  # clipped
+    assert overhead_shares(1.0, 1.05, 0.0) == (0.0, pytest.approx(0.0))  # clipped
+    # Operators net of the profiler's cost take 30% longer than the whole iteration: the two
+    # points did not run alike; no share, rather than a zero.
+    low, high = overhead_shares(1.0, 1.5, 0.2)
+    assert low != low and high != high
     low, high = overhead_shares(1.0, float("nan"), 0.1)
     assert low != low and high != high
 

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from recstack.collect.ceilings import (CEILING_COLUMNS, CeilingSettings, covers, ensure_ceilings,
-                                       gemm_shapes, llc_bytes, row_sizes, summarize,
-                                       triad_working_set, working_sets)
+                                       gemm_shapes, llc_bytes, measure_table_gathers,
+                                       parse_table_gather_shape, row_sizes, summarize,
+                                       table_gather_sizes, triad_working_set, working_sets)
 from recstack.errors import RecstackError
 from recstack.store import ResultStore
 
@@ -40,9 +41,14 @@ def test_triad_shape_parsing_and_cover():
 
     assert triad_working_set("2013265920 B") == 2013265920
     assert triad_working_set("row 128 B") is None
-    stored = pd.DataFrame({"kind": ["triad_dram"], "shape": ["1000 B"]})
+    stored = pd.DataFrame({"kind": ["triad_dram", "gather_table"],
+                           "shape": ["1000 B", "row 4 B, table 64 B"]})
     assert covers(stored, 2000) and not covers(stored, 4000)
     assert not covers(stored.assign(kind="dispatch"), 10)
+    # Stored before gathers were measured per table size: measured again.
+    assert not covers(stored.head(1), 2000)
+    assert parse_table_gather_shape("row 128 B, table 4096 B") == (128, 4096)
+    assert parse_table_gather_shape("row 128 B") is None
 
 
 def test_shapes_come_from_the_models():
@@ -51,6 +57,21 @@ def test_shapes_come_from_the_models():
     assert (1, 128, 64) in shapes and (16, 288, 256) in shapes
     assert all(m <= settings.gemm_max_m for m, _, _ in shapes)
     assert row_sizes(CeilingSettings()) == [4, 128, 256]  # wide part, dim 32, dim 64
+    sizes = table_gather_sizes(CeilingSettings())
+    assert (256, 32 * (1 << 20) // 8) not in sizes        # not a model's table, not a rung
+    assert (256, 500_000 * 256) in sizes                    # RMC2's tables: 500k rows of 256 B
+    assert (128, 4 << 30) in sizes and (4, 16 << 20) in sizes  # the ladder, every row size
+
+
+def test_table_gathers_cut_the_buffer_into_tables():
+    settings = CeilingSettings.quick()
+    ceilings = measure_table_gathers(8 << 20, [(128, 1 << 20), (128, 1 << 20), (4, 64 << 20)],
+                                     llc=1 << 20, settings=settings)
+    # Duplicates measured once; a table larger than the buffer measured at the buffer's size.
+    assert [c.shape for c in ceilings] == ["row 128 B, table 1048576 B",
+                                          "row 4 B, table 8388608 B"]
+    assert all(c.kind == "gather_table" and c.value > 0 and c.repeats == settings.repeats
+               for c in ceilings)
 
 
 def test_bad_settings_name_the_field():
@@ -69,7 +90,7 @@ def test_measure_store_and_reuse(tmp_path):
     assert list(frame.columns) == CEILING_COLUMNS
     kinds = set(frame.kind)
     assert {"cache", "dispatch", "triad_dram", "triad_cached", "gather_dram",
-            "gather_cached", "gemm", "gemm_large"} <= kinds
+            "gather_cached", "gather_table", "gemm", "gemm_large"} <= kinds
     measured_rows = frame[frame.kind != "cache"]
     assert (measured_rows.value > 0).all() and (measured_rows.repeats == quick.repeats).all()
     assert all(len(json.loads(s)) == quick.repeats for s in measured_rows.samples)
@@ -118,3 +139,14 @@ def test_gather_table_is_as_large_as_a_models_tables_unless_fixed() -> None:
     assert gather_working_set(default, 256 << 20, 300 << 20) == 256 << 20
     quick = CeilingSettings.quick()
     assert gather_working_set(quick, quick.dram_bytes, 24 << 30) == quick.dram_bytes
+
+
+def test_cli_summarizes_table_sizes_unless_asked(tmp_path):
+    store = str(tmp_path / "r.duckdb")
+    summary = _recstack("ceilings", "--quick", "--threads", "1", "--out", store)
+    assert summary.returncode == 0, summary.stderr
+    assert "gather by table size" in summary.stdout and "--all-tables" in summary.stdout
+    assert "gather_table" not in summary.stdout
+    listed = _recstack("ceilings", "--quick", "--threads", "1", "--out", store, "--all-tables")
+    assert listed.returncode == 0, listed.stderr
+    assert "reused" in listed.stdout and "gather_table" in listed.stdout

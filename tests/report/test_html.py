@@ -72,6 +72,11 @@ def test_report_has_every_level_or_says_it_was_not_measured(
     summary = markdown_path.read_text()
     assert "## Systems level" in summary and NOT_MEASURED in summary
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in summary and "<script" not in summary
+    # The summary embeds the figures, written beside it as PNG files.
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", summary)
+    assert len(images) == 4
+    for link in images:
+        assert (markdown_path.parent / link).read_bytes().startswith(b"\x89PNG")
 
 
 @needs_chromium

@@ -7,10 +7,16 @@ measured ceilings (:mod:`recstack.collect.ceilings`):
 - compute time = each matrix product's FLOPs / the GEMM ceiling at that layer's shape (else the
   same layer at the largest measured ``M`` below it, else the large-GEMM ceiling) + other
   FLOPs (sum pooling) / the large-GEMM ceiling;
-- memory time = gathered rows / the random-gather bandwidth at that row size + weights and
-  activations / the triad bandwidth. A lower bound takes the favourable case: whatever fits in
-  the last-level cache (all of a model's tables, all of its dense weights, a stage's
-  activations) is assumed to be there and moves at the cached bandwidths;
+- memory time = gathered rows / a random-gather bandwidth + weights and activations / the
+  triad bandwidth. Gathers are bounded table by table: the rows a batch reads for the first
+  time move at the ``gather_table`` ceiling of a table of that size and row width (tables of
+  the largest measured size not above it: the bandwidth falls as tables grow, so this errs
+  fast); rows the batch reads again (the expected repeats of its query distribution, from
+  :func:`recstack.inputs.expected_distinct_rows`) move at the fastest gather measured at that
+  row width. A lower bound takes the favourable case: whatever fits in the last-level cache
+  (all of a model's tables; the rows of every batch the timing loop cycles through; all of its
+  dense weights; a stage's activations) is assumed to be there and moves at the cached
+  bandwidths;
 - a stage's bound = max(compute, memory); the point's (sequential) bound = the sum over stages;
   efficiency = bound / measured median latency (1 = as fast as the ceilings allow).
 
@@ -26,7 +32,8 @@ median, measured in the profile point itself) lands partly inside operators (the
 time covers the recording of nested operators) and partly between them, so the true operator
 time lies in ``[O - D, O]`` and the overhead share in
 ``[(T - O) / T, (T - max(O - D, 0)) / T]`` (clipped to [0, 1]): ``overhead_share_low`` and
-``overhead_share_high``.
+``overhead_share_high``. When ``O - D`` exceeds ``T`` by more than 10%, the profile and the
+timing did not run alike and both shares are NaN (not zero).
 """
 
 from __future__ import annotations
@@ -39,7 +46,9 @@ import numpy as np
 import pandas as pd
 
 from recstack.errors import RecstackError
-from recstack.footprint import Gemm, StageWork, footprint, stage_work
+from recstack.collect.ceilings import CACHE_LINE_BYTES, parse_table_gather_shape
+from recstack.footprint import Gemm, StageWork, footprint, stage_work, table_gathers
+from recstack.inputs import QuerySpec, expected_distinct_rows
 from recstack.specs import ModelSpec, spec_from_config
 
 STAGE_COLUMNS = ["stage", "flops", "bytes", "gathered_bytes", "weight_bytes",
@@ -48,9 +57,12 @@ ROOFLINE_COLUMNS = [
     "run_id", "platform_id", "model", "model_type", "row_scale", "batch_size", "device",
     "threads", "backend", "measured_ms", "p5_ms", "p95_ms", "bound_ms", "efficiency", "flops",
     "bytes", "operational_intensity", "attained_gflops", "attained_gbps", "limiting_stage",
-    "limit", "compute_ms", "memory_ms", "operator_ms", "operator_calls", "dispatch_floor_ms",
+    "limit", "compute_ms", "memory_ms", "cycled_rows_bytes", "rows_resident", "operator_ms", "operator_calls", "dispatch_floor_ms",
     "overhead_share_low", "overhead_share_high", "build_seconds", "peak_memory_growth_bytes",
     "model_bytes", "embedding_bytes"]
+# How far the operators' time net of the profiler's cost may exceed the unprofiled latency
+# (run-to-run noise) before the profile and the timing are taken as inconsistent.
+INCONSISTENT_MARGIN = 0.1
 REQUIRED_KINDS = ("cache", "dispatch", "triad_dram", "triad_cached", "gather_dram",
                   "gather_cached", "gemm_large")
 
@@ -71,11 +83,14 @@ class Ceilings:
         self._values = {(str(k), str(s)): float(v)
                         for k, s, v in zip(frame["kind"], frame["shape"], frame["value"])}
         self._gemm: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        self._tables: dict[int, list[tuple[int, float]]] = {}
         for (kind, shape), value in self._values.items():
             if kind == "gemm":
                 m, k, n = (int(part) for part in shape.split("x"))
                 self._gemm.setdefault((k, n), []).append((m, value))
-        for measured in self._gemm.values():
+            elif kind == "gather_table" and (parsed := parse_table_gather_shape(shape)):
+                self._tables.setdefault(parsed[0], []).append((parsed[1], value))
+        for measured in (*self._gemm.values(), *self._tables.values()):
             measured.sort()
 
     def _one(self, kind: str) -> float:
@@ -100,8 +115,26 @@ class Ceilings:
         """Gather bandwidth at ``row_bytes`` (else at the nearest measured row size)."""
         kind = "gather_cached" if resident else "gather_dram"
         rows = {int(s.split()[1]): v for (k, s), v in self._values.items() if k == kind}
-        nearest = min(rows, key=lambda r: (abs(math.log(r / row_bytes)), r))
-        return rows[nearest]
+        return rows[_nearest(rows, row_bytes)]
+
+    def fastest_gather_gbps(self, row_bytes: int) -> float:
+        """The fastest gather measured at ``row_bytes`` (nearest measured row size): what a
+        row read again, or a row already in the cache, can reach."""
+        rates = [self.gather_gbps(row_bytes, resident=True)]
+        if self._tables:
+            rates += [rate for _, rate in self._tables[_nearest(self._tables, row_bytes)]]
+        return max(rates)
+
+    def table_gather_gbps(self, row_bytes: int, table_bytes: int) -> float:
+        """First-read gather bandwidth from tables of ``table_bytes``: the ``gather_table``
+        ceiling at the largest measured table not above that size (nearest measured row
+        size); the fastest gather when every measured table is larger; the DRAM gather
+        ceiling when no table sizes were measured (ceilings stored before they were)."""
+        if not self._tables:
+            return self.gather_gbps(row_bytes, resident=False)
+        measured = self._tables[_nearest(self._tables, row_bytes)]
+        below = [rate for size, rate in measured if size <= table_bytes]
+        return below[-1] if below else self.fastest_gather_gbps(row_bytes)
 
     def gemm_gflops(self, gemm: Gemm) -> float:
         """The GEMM ceiling at the product's shape; else that layer at the largest measured
@@ -113,6 +146,11 @@ class Ceilings:
         return self.peak_gflops
 
 
+def _nearest(measured: dict[int, object], row_bytes: int) -> int:
+    """The measured row size closest to ``row_bytes`` (by ratio; the smaller on a tie)."""
+    return min(measured, key=lambda r: (abs(math.log(r / row_bytes)), r))
+
+
 def ceilings_for(frame: pd.DataFrame, platform_id: str, threads: int) -> Ceilings | None:
     """The ceilings of one platform and thread count from many, or None if not measured."""
     rows = frame[(frame.platform_id == platform_id) & (frame.threads == threads)]
@@ -122,48 +160,94 @@ def ceilings_for(frame: pd.DataFrame, platform_id: str, threads: int) -> Ceiling
 # ---- bounds ----------------------------------------------------------------------------------
 
 
-def _stage_times(stage: StageWork, ceilings: Ceilings, tables_resident: bool,
+@dataclass(frozen=True)
+class GatherBound:
+    """The embedding gathers' lower-bound time of one batch and what it assumed."""
+
+    seconds: float
+    cycled_rows_bytes: float
+    """Cache lines of the distinct rows read over every batch the timing loop cycles
+    through (all tables), in bytes."""
+    rows_resident: bool
+    """Whether those rows (or all tables) fit in the LLC, so every read was taken as cached."""
+
+
+def gather_bound(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
+                 query: QuerySpec | None = None, cycled_batches: int = 1) -> GatherBound:
+    """Lower-bound time of one batch's embedding gathers (see the module docstring).
+
+    ``query`` is the distribution the ids were drawn from (default uniform);
+    ``cycled_batches`` how many distinct batches the timing loop went round (rows of the
+    others can still be cached when a batch comes round again)."""
+    query = query or QuerySpec()
+    gathers = table_gathers(spec, batch_size)
+    cycled = sum(expected_distinct_rows(query, g.rows, g.draws * cycled_batches)
+                 * max(g.row_bytes, CACHE_LINE_BYTES) for g in gathers)
+    resident = (cycled <= ceilings.llc_bytes
+                or footprint(spec).embedding_bytes <= ceilings.llc_bytes)
+    seconds = 0.0
+    for g in gathers:
+        fastest = ceilings.fastest_gather_gbps(g.row_bytes) * 1e9
+        if resident:
+            seconds += g.draws * g.row_bytes / fastest
+            continue
+        first = expected_distinct_rows(query, g.rows, g.draws)
+        seconds += first * g.row_bytes / (ceilings.table_gather_gbps(g.row_bytes,
+                                                                      g.table_bytes) * 1e9)
+        seconds += (g.draws - first) * g.row_bytes / fastest
+    return GatherBound(seconds, cycled, resident)
+
+
+def _stage_times(stage: StageWork, ceilings: Ceilings, gather_seconds: float,
                  weights_resident: bool) -> tuple[float, float]:
-    """(compute, memory) seconds of a stage at the ceilings."""
+    """(compute, memory) seconds of a stage at the ceilings; ``gather_seconds`` is the time
+    of its gathered rows (:func:`gather_bound`, for the embedding stage)."""
     compute = sum(g.flops / (ceilings.gemm_gflops(g) * 1e9) for g in stage.gemms)
     compute += stage.other_flops / (ceilings.peak_gflops * 1e9)
-    memory = sum(row_bytes * rows / (ceilings.gather_gbps(row_bytes, tables_resident) * 1e9)
-                 for row_bytes, rows in stage.gathered)
+    memory = gather_seconds
     memory += stage.weight_bytes / (ceilings.triad_gbps(weights_resident) * 1e9)
     activations_resident = stage.activation_bytes <= ceilings.llc_bytes
     memory += stage.activation_bytes / (ceilings.triad_gbps(activations_resident) * 1e9)
     return compute, memory
 
 
-def stage_bounds(spec: ModelSpec, batch_size: int, ceilings: Ceilings) -> pd.DataFrame:
-    """Each stage's work and lower-bound time for one batch. Columns STAGE_COLUMNS (times in
-    ms; ``limit`` is ``compute`` or ``memory``, whichever bounds the stage)."""
+def stage_bounds(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
+                 query: QuerySpec | None = None, cycled_batches: int = 1
+                 ) -> tuple[pd.DataFrame, GatherBound]:
+    """Each stage's work and lower-bound time for one batch, and the gathers' bound. Columns
+    STAGE_COLUMNS (times in ms; ``limit`` is ``compute`` or ``memory``, whichever bounds the
+    stage). ``query`` and ``cycled_batches`` as in :func:`gather_bound`."""
     size = footprint(spec)
-    tables_resident = size.embedding_bytes <= ceilings.llc_bytes
     weights_resident = size.dense_bytes <= ceilings.llc_bytes
+    gathers = gather_bound(spec, batch_size, ceilings, query, cycled_batches)
     rows = []
     for stage in stage_work(spec, batch_size):
-        compute, memory = _stage_times(stage, ceilings, tables_resident, weights_resident)
+        gather_seconds = gathers.seconds if stage.gathered else 0.0
+        compute, memory = _stage_times(stage, ceilings, gather_seconds, weights_resident)
         rows.append({"stage": stage.stage, "flops": stage.flops, "bytes": stage.bytes,
                      "gathered_bytes": stage.gathered_bytes, "weight_bytes": stage.weight_bytes,
                      "activation_bytes": stage.activation_bytes, "compute_ms": compute * 1e3,
                      "memory_ms": memory * 1e3, "bound_ms": max(compute, memory) * 1e3,
                      "limit": "compute" if compute >= memory else "memory"})
-    return pd.DataFrame(rows, columns=STAGE_COLUMNS)
+    return pd.DataFrame(rows, columns=STAGE_COLUMNS), gathers
 
 
-def point_bound(spec: ModelSpec, batch_size: int, ceilings: Ceilings) -> dict[str, object]:
+def point_bound(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
+                query: QuerySpec | None = None, cycled_batches: int = 1) -> dict[str, object]:
     """The sequential bound of one batch and its totals: ``bound_ms`` (sum over stages),
     ``flops``, ``bytes``, ``operational_intensity`` (FLOPs per byte), ``compute_ms`` and
-    ``memory_ms`` (sums), the ``limiting_stage`` (largest bound) and its ``limit``."""
-    stages = stage_bounds(spec, batch_size, ceilings)
+    ``memory_ms`` (sums), the ``limiting_stage`` (largest bound) and its ``limit``,
+    ``cycled_rows_bytes`` and ``rows_resident`` (:class:`GatherBound`)."""
+    stages, gathers = stage_bounds(spec, batch_size, ceilings, query, cycled_batches)
     top = stages.loc[stages.bound_ms.idxmax()]
     flops, moved = float(stages.flops.sum()), float(stages.bytes.sum())
     return {"bound_ms": float(stages.bound_ms.sum()), "flops": flops, "bytes": moved,
             "operational_intensity": flops / moved if moved else math.nan,
             "compute_ms": float(stages.compute_ms.sum()),
             "memory_ms": float(stages.memory_ms.sum()),
-            "limiting_stage": str(top.stage), "limit": str(top.limit)}
+            "limiting_stage": str(top.stage), "limit": str(top.limit),
+            "cycled_rows_bytes": gathers.cycled_rows_bytes,
+            "rows_resident": gathers.rows_resident}
 
 
 def overhead_shares(measured_ms: float, operator_ms: float, profiler_added_ms: float
@@ -172,6 +256,11 @@ def overhead_shares(measured_ms: float, operator_ms: float, profiler_added_ms: f
     if not measured_ms > 0 or operator_ms != operator_ms:
         return math.nan, math.nan
     added = max(0.0, profiler_added_ms) if profiler_added_ms == profiler_added_ms else 0.0
+    if operator_ms - added > measured_ms * (1.0 + INCONSISTENT_MARGIN):
+        # Operators alone, net of all the profiler's added time, take longer than the whole
+        # unprofiled iteration: the two points did not run alike (e.g. the profiled
+        # iterations met colder caches). No share can be read from them.
+        return math.nan, math.nan
     low = (measured_ms - operator_ms) / measured_ms
     high = (measured_ms - max(operator_ms - added, 0.0)) / measured_ms
     return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
@@ -184,8 +273,9 @@ def load_points(store: object, run_id: str) -> pd.DataFrame:
     """The run's measured CPU timing points with their spec, statistics, build figures and,
     where the run profiled the same configuration, its operator time and calls."""
     return store.query("""
-        SELECT pt.run_id, r.platform_id, pt.model, pt.model_type, pt.spec, pt.row_scale,
-               pt.batch_size, pt.device, pt.threads, pt.backend, t.median_ms, t.p5_ms, t.p95_ms,
+        SELECT pt.run_id, r.platform_id, pt.model, pt.model_type, pt.spec, pt.query,
+               pt.row_scale, pt.batch_size, pt.device, pt.threads, pt.backend, t.median_ms,
+               t.p5_ms, t.p95_ms, pt.distinct_batches,
                pt.build_seconds, pt.peak_memory_growth_bytes,
                prof.operator_us, prof.calls, prof.profiled_median_us, prof.unprofiled_median_us
         FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
@@ -251,7 +341,10 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
         "peak_memory_growth_bytes": point.peak_memory_growth_bytes,
         "model_bytes": size.model_bytes, "embedding_bytes": size.embedding_bytes}
     if ceilings is not None:
-        bound = point_bound(spec, int(point.batch_size), ceilings)
+        query = QuerySpec(**json.loads(point.query)) if point.query else QuerySpec()
+        distinct = _number(point.distinct_batches)
+        cycled = int(distinct) if distinct >= 1 else 1
+        bound = point_bound(spec, int(point.batch_size), ceilings, query, cycled)
         row.update(bound)
         row["efficiency"] = bound["bound_ms"] / measured
         row["attained_gflops"] = bound["flops"] / (measured * 1e-3) / 1e9

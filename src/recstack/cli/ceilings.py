@@ -36,6 +36,9 @@ def ceilings(
     all_gemms: Annotated[bool, typer.Option(
         "--all-gemms", help="List every GEMM shape (default: the large one and a summary).")
     ] = False,
+    all_tables: Annotated[bool, typer.Option(
+        "--all-tables", help="List the gather at every table size (default: a summary per "
+                             "row size).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Measure (or reuse from the store) the machine's ceilings for the roofline: triad and
@@ -62,7 +65,9 @@ def ceilings(
         table.add_column(column, justify="right" if column in ("median", "p5", "p95",
                                                                 "repeats") else "left")
     gemms = frame[frame.kind == "gemm"]
-    shown = frame if all_gemms else frame[frame.kind != "gemm"]
+    tables = frame[frame.kind == "gather_table"]
+    hidden = ([] if all_gemms else ["gemm"]) + ([] if all_tables else ["gather_table"])
+    shown = frame[~frame.kind.isin(hidden)]
     for row in shown.itertuples(index=False):
         table.add_row(row.kind, row.shape, f"{row.value:.4g}", f"{row.p5:.4g}",
                       f"{row.p95:.4g}", row.unit, str(row.repeats))
@@ -71,3 +76,21 @@ def ceilings(
         console.print(f"gemm at {len(gemms)} layer shapes: median {gemms.value.median():.3g} "
                       f"GFLOP/s (from {gemms.value.min():.3g} to {gemms.value.max():.3g}); "
                       "--all-gemms lists them", highlight=False)
+    if not all_tables and not tables.empty:
+        console.print(_table_summary(tables), highlight=False)
+
+
+def _table_summary(tables: object) -> str:
+    """One line per row size: the gather from the smallest and the largest table measured."""
+    from recstack.collect.ceilings import parse_table_gather_shape
+
+    sizes = tables.assign(parsed=tables["shape"].map(parse_table_gather_shape)).dropna(
+        subset=["parsed"])
+    parts = []
+    for row_bytes, group in sizes.groupby(sizes.parsed.map(lambda p: p[0])):
+        ordered = group.assign(table=group.parsed.map(lambda p: p[1])).sort_values("table")
+        first, last = ordered.iloc[0], ordered.iloc[-1]
+        parts.append(f"{row_bytes} B rows {first.value:.3g} GB/s ({fmt.nbytes(first.table)} "
+                     f"tables) to {last.value:.3g} ({fmt.nbytes(last.table)})")
+    return (f"gather by table size ({len(sizes)} sizes): " + "; ".join(parts)
+            + "; --all-tables lists them")

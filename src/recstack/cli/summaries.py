@@ -13,12 +13,13 @@ from recstack.cli.app import console
 
 def points_table(timings: Any) -> Table:
     table = Table(title="measured points", header_style="bold")
-    for column in ("model", "batch", "device", "threads", "median ms", "p95 ms", "p99 ms",
-                   "samples/s", "CV", "iterations", "flag"):
-        table.add_column(column, justify="left" if column in ("model", "device", "flag")
-                         else "right")
+    for column in ("model", "batch", "device", "threads", "backend", "median ms", "p95 ms",
+                   "p99 ms", "samples/s", "CV", "iterations", "flag"):
+        table.add_column(column, justify="left" if column in ("model", "device", "backend",
+                                                              "flag") else "right")
     for row in timings.itertuples():
         table.add_row(row.model, str(row.batch_size), row.device, str(row.threads),
+                      str(row.backend),
                       fmt.ms(row.median_ms), fmt.ms(row.p95_ms), fmt.ms(row.p99_ms),
                       fmt.rate(row.throughput_per_s), f"{row.cv:.0%}", str(row.iterations),
                       "unstable" if row.unstable else "")

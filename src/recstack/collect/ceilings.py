@@ -11,6 +11,14 @@ lower bound on its time. Kinds measured (``kind``, ``shape``, ``unit``):
   the models gather) of uniformly random rows from a table of at least 4x the LLC, for every
   row size the canonical models read.
 - ``gather_cached``: the same from a table of a quarter of the LLC.
+- ``gather_table`` (``"row <bytes> B, table <bytes> B"``, GB/s of rows read): the same gathers
+  from *tables of a given size*, visited one after another as a model visits its tables,
+  over as many tables as fill the DRAM gather buffer, with fresh ids in every call (the ids
+  of the calls in flight cover at least twice the LLC), so no row stays cached from one call
+  to the next. What a table's size changes is how much of the address space the gathers
+  range over (page-table reach: on the 2-core VM, 256 B rows gathered from 32 tables of
+  122 MiB in turn at 8.5 GB/s, from one 4 GiB table at 3.8). Measured at a ladder of sizes and at every table
+  size of the canonical models, for every row size they read.
 - ``gemm`` (``"MxKxN"``, GFLOP/s): ``F.linear`` (a product plus bias, as ``nn.Linear``) at every
   layer shape of the canonical models at the batch sizes 1 to 4096 (``M`` capped at
   ``gemm_max_m``; larger products are as fast as the cap's);
@@ -68,15 +76,20 @@ class CeilingSettings:
     gather_ids: int = 1 << 20
     """Ids gathered per call (in bags of ``bag_size``)."""
     bag_size: int = 20
+    table_ladder: tuple[int, ...] = (16 << 20, 64 << 20, 256 << 20, 1 << 30, 4 << 30)
+    """Table sizes of the ``gather_table`` kind besides the canonical models' own."""
+    table_draws: int = 1 << 20
+    """Most ids per table and call in ``gather_table`` (at most a quarter of its rows)."""
 
     @classmethod
     def quick(cls) -> CeilingSettings:
         return cls(dram_bytes=8 << 20, cached_bytes=1 << 20, repeats=3, min_seconds=0.002,
                    models=("rmc1",), batch_sizes=(1, 16), gemm_max_m=256, large_gemm=128,
-                   gather_ids=4096)
+                   gather_ids=4096, table_ladder=(1 << 20, 4 << 20), table_draws=1024)
 
     def __post_init__(self) -> None:
-        for name in ("repeats", "gemm_max_m", "large_gemm", "gather_ids", "bag_size"):
+        for name in ("repeats", "gemm_max_m", "large_gemm", "gather_ids", "bag_size",
+                     "table_draws"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise RecstackError(f"{name}: {value!r} is not allowed; expected an integer "
@@ -223,6 +236,68 @@ def measure_gathers(working_set: int, row_bytes: list[int], settings: CeilingSet
     return ceilings
 
 
+def table_gather_shape(row_bytes: int, table_bytes: int) -> str:
+    return f"row {row_bytes} B, table {table_bytes} B"
+
+
+def parse_table_gather_shape(shape: str) -> tuple[int, int] | None:
+    """``(row_bytes, table_bytes)`` of a ``gather_table`` shape, None if it is not one."""
+    match = re.fullmatch(r"row (\d+) B, table (\d+) B", shape.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+CACHE_LINE_BYTES = 64
+
+
+def measure_table_gathers(buffer_bytes: int, sizes: list[tuple[int, int]], llc: int,
+                          settings: CeilingSettings, seed: int = 0) -> list[Ceiling]:
+    """``gather_table`` ceilings at ``(row_bytes, table_bytes)`` pairs: the buffer is cut
+    into as many tables of that size as it holds; one call gathers from each in turn
+    (``min(table_draws, rows / 4)`` ids in bags of ``bag_size``); calls cycle through id
+    sets that together touch at least twice the LLC in cache lines, so what one call read is
+    gone from the caches when its ids come round again. Tables larger than the buffer are
+    measured at the buffer's size (the shape says which size was measured)."""
+    import torch
+    import torch.nn.functional as F
+
+    from recstack.models.embeddings import empty_table
+
+    buffer = empty_table(max(1, buffer_bytes // 4), 1).view(-1).fill_(0.5)
+    generator = torch.Generator().manual_seed(seed)
+    measured: dict[tuple[int, int], Ceiling] = {}
+    for row, wanted in sizes:
+        dim = max(1, row // 4)
+        row = dim * 4
+        rows = max(1, min(wanted, buffer.numel() * 4) // row)
+        count = max(1, buffer.numel() // (rows * dim))
+        if (row, rows * row) in measured:
+            continue
+        tables = [buffer[i * rows * dim:(i + 1) * rows * dim].view(rows, dim)
+                  for i in range(count)]
+        bag = max(1, min(settings.bag_size, rows))
+        draws = max(bag, min(settings.table_draws, rows // 4) // bag * bag)
+        # (Bounded by the buffer, so a small --quick buffer does not draw ids for a large LLC.)
+        touched = min(2 * llc, 4 * buffer_bytes) // max(row, CACHE_LINE_BYTES)
+        sets = max(1, math.ceil(touched / (count * draws)))
+        ids = [torch.randint(0, rows, (count, draws), generator=generator).unbind(0)
+               for _ in range(sets)]
+        offsets = torch.arange(0, draws, bag)
+        turn = [0]
+
+        def call() -> None:
+            for table, table_ids in zip(tables, ids[turn[0] % sets]):
+                F.embedding_bag(table_ids, table, offsets, mode="sum")
+            turn[0] += 1
+
+        seconds = _repeat(call, settings)
+        measured[(row, rows * row)] = summarize(
+            "gather_table", table_gather_shape(row, rows * row), "GB/s",
+            _rates(count * draws * row, seconds, 1e9))
+        del tables, ids
+    del buffer
+    return list(measured.values())
+
+
 def measure_gemm(m: int, k: int, n: int, settings: CeilingSettings, kind: str = "gemm",
                  shape: str | None = None) -> Ceiling:
     import torch
@@ -253,6 +328,17 @@ def gemm_shapes(settings: CeilingSettings) -> list[tuple[int, int, int]]:
     specs = [zoo_spec(name) for name in (settings.models or ZOO_NAMES)]
     shapes = linear_gemm_shapes(specs, settings.batch_sizes)
     return sorted({(min(m, settings.gemm_max_m), k, n) for m, k, n in shapes})
+
+
+def table_gather_sizes(settings: CeilingSettings) -> list[tuple[int, int]]:
+    """``(row_bytes, table_bytes)`` pairs of ``gather_table``: every row size the models read
+    at every ladder size and at the models' own table sizes."""
+    from recstack.footprint import table_sizes
+    from recstack.specs import ZOO_NAMES, zoo_spec
+
+    own = table_sizes([zoo_spec(name) for name in (settings.models or ZOO_NAMES)])
+    ladder = {(row, size) for row in row_sizes(settings) for size in settings.table_ladder}
+    return sorted(ladder | set(own))
 
 
 def row_sizes(settings: CeilingSettings) -> list[int]:
@@ -289,6 +375,8 @@ def measure_ceilings(threads: int, platform: dict[str, Any],
             ceilings += measure_gathers(gather_working_set(settings, dram, available), rows,
                                         settings, "gather_dram")
             ceilings += measure_gathers(cached, rows, settings, "gather_cached")
+            ceilings += measure_table_gathers(gather_working_set(settings, dram, available),
+                                              table_gather_sizes(settings), llc, settings)
             size = settings.large_gemm
             ceilings.append(measure_gemm(size, size, size, settings, "gemm_large"))
             ceilings += [measure_gemm(m, k, n, settings) for m, k, n in gemm_shapes(settings)]
@@ -317,7 +405,8 @@ def covers(stored: pd.DataFrame, wanted_dram_bytes: int) -> bool:
     """Whether stored ceilings were measured with a DRAM working set at least half the wanted
     one (a ``--quick`` set is never reused for a full measurement)."""
     triad = stored[stored.kind == "triad_dram"]
-    if triad.empty:
+    # Ceilings stored before gathers were measured per table size are measured again.
+    if triad.empty or "gather_table" not in set(stored.kind):
         return False
     size = triad_working_set(str(triad["shape"].iloc[0]))
     return size is not None and size >= wanted_dram_bytes // 2

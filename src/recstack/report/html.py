@@ -9,6 +9,7 @@ text, never as markup. Sections are listed in ``DEFAULT_SECTIONS`` below.
 from __future__ import annotations
 
 import html
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -131,8 +132,29 @@ def render_html(report: Report) -> str:
     return _environment(autoescape=True).get_template("report.html.j2").render(report=report)
 
 
-def render_markdown(report: Report) -> str:
-    return _environment(autoescape=False).get_template("report.md.j2").render(report=report)
+def render_markdown(report: Report, figure_links: Sequence[Sequence[str]] | None = None) -> str:
+    """The summary; ``figure_links`` (per section, per figure: a path relative to the
+    summary) embeds the figures as images, else they are listed by title."""
+    return _environment(autoescape=False).get_template("report.md.j2").render(
+        report=report, figure_links=figure_links)
+
+
+def write_figures(report: Report, markdown_path: Path) -> list[list[str]]:
+    """Writes every figure as a PNG in ``<summary stem>_figures/`` beside the summary
+    (replacing the folder whole) and returns their links, per section and figure."""
+    directory = markdown_path.with_name(markdown_path.stem + "_figures")
+    staging = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    links = []
+    for section in report.sections:
+        names = [f"{section.id}-{index}.png" for index in range(1, len(section.figures) + 1)]
+        for name, figure in zip(names, section.figures):
+            (staging / name).write_bytes(figure.png)
+        links.append([f"{directory.name}/{name}" for name in names])
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+    return links
 
 
 def default_report_paths(store: ResultStore, run_id: str) -> tuple[Path, Path]:
@@ -143,7 +165,8 @@ def default_report_paths(store: ResultStore, run_id: str) -> tuple[Path, Path]:
 
 def write_report(report: Report, html_path: Path | None, markdown_path: Path | None
                  ) -> list[Path]:
-    """Writes the page and the summary (each whole or absent); returns the paths written."""
+    """Writes the page and the summary with its figures' folder (each whole or absent);
+    returns the paths written."""
     written = []
     for path, render in ((html_path, render_html), (markdown_path, render_markdown)):
         if path is None:
@@ -151,7 +174,11 @@ def write_report(report: Report, html_path: Path | None, markdown_path: Path | N
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(render(report), encoding="utf-8")
+        if render is render_markdown:
+            text = render_markdown(report, write_figures(report, path))
+        else:
+            text = render(report)
+        temporary.write_text(text, encoding="utf-8")
         temporary.replace(path)
         written.append(path)
     return written

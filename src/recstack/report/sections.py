@@ -167,7 +167,7 @@ def cell(value: Any, kind: str = "") -> str:
         return f"{value:.2g}x" if value < 10 else f"{value:.0f}x"
     if kind == "num":
         return f"{value:.3g}"
-    if isinstance(value, bool):
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's bool too
         return "yes" if value else "no"
     return str(value)
 
