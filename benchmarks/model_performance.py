@@ -86,15 +86,17 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def summarize_builds(table: pd.DataFrame) -> pd.DataFrame:
-    """Per model: build seconds per GB of embeddings (median over its points) and peak memory
-    growth relative to the model's bytes (the largest over its points)."""
+    """Per model: build seconds per GB of embeddings (median over its points), peak memory
+    growth relative to the model's bytes (the largest over its points) and the compile
+    backend's compilation seconds (median over its timing points; NaN without them)."""
     frame = table.assign(
         build_s_per_gb=table.build_seconds / (table.embedding_bytes / 1e9),
         peak_memory_ratio=table.peak_memory_growth_bytes / table.model_bytes)
     return (frame.groupby("model", sort=False)
             .agg(model_gb=("model_bytes", lambda b: b.iloc[0] / 1e9),
                  build_s_per_gb=("build_s_per_gb", "median"),
-                 peak_memory_ratio=("peak_memory_ratio", "max"))
+                 peak_memory_ratio=("peak_memory_ratio", "max"),
+                 compile_s=("compile_seconds", "median"))
             .reset_index())
 
 
@@ -175,7 +177,8 @@ POINT_VIEW = ["model", "backend", "batch_size", "measured_ms", "bound_ms", "boun
 POINT_FORMATS = {"measured_ms": ".3g", "bound_ms": ".3g", "bound_after_ms": ".3g",
                  "efficiency": ".0%", "efficiency_after": ".0%",
                  "overhead_share_low": ".0%", "overhead_share_high": ".0%"}
-BUILD_FORMATS = {"model_gb": ".2f", "build_s_per_gb": ".2f", "peak_memory_ratio": ".2f"}
+BUILD_FORMATS = {"model_gb": ".2f", "build_s_per_gb": ".2f", "peak_memory_ratio": ".2f",
+                 "compile_s": ".1f"}
 
 
 def main(argv: list[str] | None = None) -> int:

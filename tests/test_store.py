@@ -87,6 +87,28 @@ def test_a_file_of_another_schema_is_refused(tmp_path: Path) -> None:
         ResultStore(path).runs()
 
 
+def test_a_store_of_the_previous_version_is_upgraded_in_place(tmp_path: Path) -> None:
+    from recstack.store import SCHEMA_VERSION
+
+    path = tmp_path / "old.duckdb"
+    old = ResultStore(path)
+    run_id = old.create_run("test", {}, {}, "p1", "platform")
+    old.record_point(run_id, point_row("a"))
+    with duckdb.connect(str(path)) as db:  # as version 4 wrote it: no compile_seconds
+        db.execute("ALTER TABLE points DROP COLUMN compile_seconds")
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    # Reading upgrades it; what was recorded stays, the new column is empty (not zero).
+    query = "SELECT point_key, compile_seconds FROM points WHERE run_id = ? ORDER BY point_key"
+    points = ResultStore(path).query(query, [run_id])
+    assert list(points.point_key) == ["a"] and points.compile_seconds.isna().all()
+    with duckdb.connect(str(path), read_only=True) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                          ).fetchone()[0] == str(SCHEMA_VERSION)
+    ResultStore(path).record_point(run_id, {**point_row("b"), "compile_seconds": 12.5})
+    points = ResultStore(path).query(query, [run_id]).set_index("point_key")
+    assert points.compile_seconds["b"] == 12.5
+
+
 def test_a_writer_waits_for_a_reader_to_let_go(store: ResultStore) -> None:
     """Another process reading the store (another terminal, a test polling it) only delays a
     sweep's write of its next point."""

@@ -42,7 +42,13 @@ import pandas as pd
 from recstack import __version__
 from recstack.errors import RecstackError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# What brings a store of each older version to the next one (applied in order when the store
+# is opened). A version missing here is too old to upgrade: it is refused.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 5: seconds the compile backend spent compiling before the point was measured.
+    4: ("ALTER TABLE points ADD COLUMN IF NOT EXISTS compile_seconds DOUBLE",),
+}
 # How long opening the store waits for another process's connection to close.
 LOCK_WAIT_S = 60.0
 TABLES: tuple[str, ...] = ("platforms", "runs", "points", "samples", "timing", "operators",
@@ -92,6 +98,7 @@ CREATE TABLE IF NOT EXISTS points (
     threads_used INTEGER,
     device_name VARCHAR,
     warmup_iterations INTEGER,
+    compile_seconds DOUBLE,
     PRIMARY KEY (run_id, point_key)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -227,8 +234,10 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = self._connect(read_only=False)
         try:
-            connection.execute(_SCHEMA)
+            # The version first: an older store gets its migrations before CREATE IF NOT
+            # EXISTS could add tables of the new version beside them.
             self._check_schema(connection)
+            connection.execute(_SCHEMA)
             yield connection
         finally:
             connection.close()
@@ -239,6 +248,11 @@ class ResultStore:
             raise RecstackError(f"store: {str(self.path)!r} does not exist; run `recstack run` "
                                 "or `recstack sweep --out PATH` first")
         connection = self._connect(read_only=True)
+        if self._stored_version(connection) in MIGRATIONS:
+            connection.close()  # an older store: upgraded once, by a writer
+            with self._writer():
+                pass
+            connection = self._connect(read_only=True)
         try:
             self._check_schema(connection, missing_ok=False)
             yield connection
@@ -266,20 +280,39 @@ class ResultStore:
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
 
-    def _check_schema(self, connection: duckdb.DuckDBPyConnection,
-                      missing_ok: bool = True) -> None:
+    @staticmethod
+    def _stored_version(connection: duckdb.DuckDBPyConnection) -> int | None:
         try:
             row = connection.execute(
                 "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except duckdb.CatalogException:
-            row = None
+            return None
+        return int(row[0]) if row is not None else None
+
+    def _check_schema(self, connection: duckdb.DuckDBPyConnection,
+                      missing_ok: bool = True) -> None:
+        """Checks the store's version; a writer stamps a new store and upgrades an older one
+        through MIGRATIONS (in one transaction), a reader refuses anything but the current
+        version."""
+        version = self._stored_version(connection)
+        if version is None:
             if not missing_ok:
-                raise RecstackError(f"store {self.path}: not a recstack results file") from None
-        if row is None:
-            connection.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                raise RecstackError(f"store {self.path}: not a recstack results file")
+            connection.execute(_SCHEMA)
+            connection.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                                [str(SCHEMA_VERSION)])
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise RecstackError(f"store {self.path}: schema version {row[0]}, this recstack "
+            return
+        if version != SCHEMA_VERSION and missing_ok and version in MIGRATIONS:
+            connection.execute("BEGIN")
+            while version in MIGRATIONS:
+                for statement in MIGRATIONS[version]:
+                    connection.execute(statement)
+                version += 1
+            connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                               [str(version)])
+            connection.execute("COMMIT")
+        if version != SCHEMA_VERSION:
+            raise RecstackError(f"store {self.path}: schema version {version}, this recstack "
                                 f"reads version {SCHEMA_VERSION}")
 
     # ---- runs ----------------------------------------------------------------------------

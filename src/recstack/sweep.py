@@ -345,7 +345,8 @@ def _point_row(point: Point, status: str, error: str | None, started: datetime,
                    input_bytes_per_batch=result.input_bytes_per_batch,
                    distinct_batches=result.distinct_batches, threads_used=result.threads_used,
                    device_name=result.device_name,
-                   warmup_iterations=result.warmup_iterations)
+                   warmup_iterations=result.warmup_iterations,
+                   compile_seconds=result.extra.get("compile_seconds"))
     return row
 
 

@@ -58,7 +58,8 @@ ROOFLINE_COLUMNS = [
     "threads", "backend", "measured_ms", "p5_ms", "p95_ms", "bound_ms", "efficiency", "flops",
     "bytes", "operational_intensity", "attained_gflops", "attained_gbps", "limiting_stage",
     "limit", "compute_ms", "memory_ms", "cycled_rows_bytes", "rows_resident", "operator_ms", "operator_calls", "dispatch_floor_ms",
-    "overhead_share_low", "overhead_share_high", "build_seconds", "peak_memory_growth_bytes",
+    "overhead_share_low", "overhead_share_high", "build_seconds", "compile_seconds",
+    "peak_memory_growth_bytes",
     "model_bytes", "embedding_bytes"]
 # How far the operators' time net of the profiler's cost may exceed the unprofiled latency
 # (run-to-run noise) before the profile and the timing are taken as inconsistent.
@@ -276,7 +277,7 @@ def load_points(store: object, run_id: str) -> pd.DataFrame:
         SELECT pt.run_id, r.platform_id, pt.model, pt.model_type, pt.spec, pt.query,
                pt.row_scale, pt.batch_size, pt.device, pt.threads, pt.backend, t.median_ms,
                t.p5_ms, t.p95_ms, pt.distinct_batches,
-               pt.build_seconds, pt.peak_memory_growth_bytes,
+               pt.build_seconds, pt.compile_seconds, pt.peak_memory_growth_bytes,
                prof.operator_us, prof.calls, prof.profiled_median_us, prof.unprofiled_median_us
         FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
         LEFT JOIN (SELECT p_pt.run_id, p_pt.config_key, p.operator_us, p.profiled_median_us,
@@ -338,6 +339,7 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
         "batch_size": int(point.batch_size), "device": point.device,
         "threads": int(point.threads), "backend": point.backend, "measured_ms": measured,
         "p5_ms": point.p5_ms, "p95_ms": point.p95_ms, "build_seconds": point.build_seconds,
+        "compile_seconds": _number(point.compile_seconds),
         "peak_memory_growth_bytes": point.peak_memory_growth_bytes,
         "model_bytes": size.model_bytes, "embedding_bytes": size.embedding_bytes}
     if ceilings is not None:
