@@ -214,6 +214,9 @@ def _table_ids(query: QuerySpec, rng: np.random.Generator, n: int, table: int,
     return _uniform_ids(rng, n, rows)
 
 
+# Memoized: a roofline table asks for the same (query, table rows, draws) for every table of
+# a size and every backend, and a Zipf expectation sums over all of a table's rows.
+@functools.lru_cache(maxsize=4096)
 def expected_distinct_rows(query: QuerySpec, rows: int, draws: float) -> float:
     """The expected number of distinct rows among ``draws`` ids of one table's access stream
     drawn under ``query`` (the rest re-read rows already read). Independent draws (uniform,

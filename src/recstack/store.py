@@ -236,8 +236,11 @@ class ResultStore:
         try:
             # The version first: an older store gets its migrations before CREATE IF NOT
             # EXISTS could add tables of the new version beside them.
-            self._check_schema(connection)
+            new = self._check_schema(connection)
             connection.execute(_SCHEMA)
+            if new:
+                connection.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                                   [str(SCHEMA_VERSION)])
             yield connection
         finally:
             connection.close()
@@ -290,18 +293,16 @@ class ResultStore:
         return int(row[0]) if row is not None else None
 
     def _check_schema(self, connection: duckdb.DuckDBPyConnection,
-                      missing_ok: bool = True) -> None:
-        """Checks the store's version; a writer stamps a new store and upgrades an older one
+                      missing_ok: bool = True) -> bool:
+        """Checks the store's version: a writer (``missing_ok``) upgrades an older store
         through MIGRATIONS (in one transaction), a reader refuses anything but the current
-        version."""
+        version. Returns whether the file has no version yet (a new store, for the writer to
+        stamp)."""
         version = self._stored_version(connection)
         if version is None:
             if not missing_ok:
                 raise RecstackError(f"store {self.path}: not a recstack results file")
-            connection.execute(_SCHEMA)
-            connection.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                               [str(SCHEMA_VERSION)])
-            return
+            return True
         if version != SCHEMA_VERSION and missing_ok and version in MIGRATIONS:
             connection.execute("BEGIN")
             while version in MIGRATIONS:
@@ -314,6 +315,7 @@ class ResultStore:
         if version != SCHEMA_VERSION:
             raise RecstackError(f"store {self.path}: schema version {version}, this recstack "
                                 f"reads version {SCHEMA_VERSION}")
+        return False
 
     # ---- runs ----------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | Non
     """Runs the plan into the store with progress on ``display``; returns (store,
     outcome). ``before(store, run_id)`` runs once the run exists, before its first point."""
     from recstack.store import ResultStore
-    from recstack.sweep import open_run, run_sweep
+    from recstack.sweep import busy_machine_note, open_run, run_sweep
 
     store = ResultStore(out)
     command = "recstack " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -72,8 +72,6 @@ def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | Non
     if before is not None:
         before(store, run_id)
     trace_dir = str(store.path.parent / "traces" / run_id) if trace else None
-    from recstack.sweep import busy_machine_note
-
     for note in [*plan.notes, busy_machine_note(plan)]:
         if note:
             display.print(f"note: {note}", highlight=False)

@@ -207,18 +207,24 @@ def measure_triad(working_set: int, settings: CeilingSettings, kind: str) -> Cei
     return summarize(kind, f"{3 * n * 4} B", "GB/s", _rates(3 * n * 4, seconds, 1e9))
 
 
+def gather_buffer(working_set: int) -> Any:
+    """A flat float32 buffer of ``working_set`` bytes, written, in the memory the models'
+    tables get (huge pages where the OS gives them): gathers from it reach what the models'
+    own gathers could."""
+    from recstack.models.embeddings import empty_table
+
+    return empty_table(max(1, working_set // 4), 1).view(-1).fill_(0.5)
+
+
 def measure_gathers(working_set: int, row_bytes: list[int], settings: CeilingSettings,
-                    kind: str, seed: int = 0) -> list[Ceiling]:
-    """Random-row gathers with sum pooling from one table of ``working_set`` bytes, viewed
-    with each row size, allocated as the models allocate their tables."""
+                    kind: str, seed: int = 0, buffer: Any = None) -> list[Ceiling]:
+    """Random-row gathers with sum pooling from one table of ``working_set`` bytes (the
+    first bytes of ``buffer`` when given, else a :func:`gather_buffer`), viewed with each row
+    size."""
     import torch
     import torch.nn.functional as F
 
-    from recstack.models.embeddings import empty_table
-
-    # The table lives in the memory the models' tables get (huge pages where the OS gives
-    # them): the ceiling is what the models' own gathers could reach.
-    buffer = empty_table(max(1, working_set // 4), 1).view(-1).fill_(0.5)
+    buffer = gather_buffer(working_set) if buffer is None else buffer[:max(1, working_set // 4)]
     generator = torch.Generator().manual_seed(seed)
     ceilings = []
     for row in row_bytes:
@@ -250,19 +256,20 @@ CACHE_LINE_BYTES = 64
 
 
 def measure_table_gathers(buffer_bytes: int, sizes: list[tuple[int, int]], llc: int,
-                          settings: CeilingSettings, seed: int = 0) -> list[Ceiling]:
+                          settings: CeilingSettings, seed: int = 0, buffer: Any = None
+                          ) -> list[Ceiling]:
     """``gather_table`` ceilings at ``(row_bytes, table_bytes)`` pairs: the buffer is cut
     into as many tables of that size as it holds; one call gathers from each in turn
     (``min(table_draws, rows / 4)`` ids in bags of ``bag_size``); calls cycle through id
     sets that together touch at least twice the LLC in cache lines, so what one call read is
     gone from the caches when its ids come round again. Tables larger than the buffer are
-    measured at the buffer's size (the shape says which size was measured)."""
+    measured at the buffer's size (the shape says which size was measured). ``buffer``: as
+    in :func:`measure_gathers`."""
     import torch
     import torch.nn.functional as F
 
-    from recstack.models.embeddings import empty_table
-
-    buffer = empty_table(max(1, buffer_bytes // 4), 1).view(-1).fill_(0.5)
+    buffer = (gather_buffer(buffer_bytes) if buffer is None
+              else buffer[:max(1, buffer_bytes // 4)])
     generator = torch.Generator().manual_seed(seed)
     measured: dict[tuple[int, int], Ceiling] = {}
     for row, wanted in sizes:
@@ -372,11 +379,14 @@ def measure_ceilings(threads: int, platform: dict[str, Any],
             ceilings.append(measure_dispatch(settings))
             ceilings.append(measure_triad(dram, settings, "triad_dram"))
             ceilings.append(measure_triad(cached, settings, "triad_cached"))
-            ceilings += measure_gathers(gather_working_set(settings, dram, available), rows,
-                                        settings, "gather_dram")
+            # One buffer (filling 4 GiB takes seconds) for the DRAM and the per-size gathers.
+            gathered = gather_working_set(settings, dram, available)
+            buffer = gather_buffer(gathered)
+            ceilings += measure_gathers(gathered, rows, settings, "gather_dram", buffer=buffer)
             ceilings += measure_gathers(cached, rows, settings, "gather_cached")
-            ceilings += measure_table_gathers(gather_working_set(settings, dram, available),
-                                              table_gather_sizes(settings), llc, settings)
+            ceilings += measure_table_gathers(gathered, table_gather_sizes(settings), llc,
+                                              settings, buffer=buffer)
+            del buffer
             size = settings.large_gemm
             ceilings.append(measure_gemm(size, size, size, settings, "gemm_large"))
             ceilings += [measure_gemm(m, k, n, settings) for m, k, n in gemm_shapes(settings)]

@@ -24,6 +24,7 @@ checks cost about as much as a small lookup itself (microseconds per table per f
 
 from __future__ import annotations
 
+import itertools
 import math
 import mmap
 import os
@@ -106,14 +107,23 @@ def random_table(rows: int, dim: int, seed: int, table_index: int) -> torch.Tens
     return fill_table(empty_table(rows, dim), seed, table_index)
 
 
+def _starts(counts: tuple[int, ...]) -> list[int]:
+    """Where each of ``counts`` consecutive runs starts: ``[0, c0, c0 + c1, ...]``."""
+    return list(itertools.accumulate(counts[:-1], initial=0))
+
+
+def _table_views(weight: torch.Tensor, bases: torch.Tensor, rows: tuple[int, ...]
+                 ) -> list[torch.Tensor]:
+    """Each table's ``(rows, dim)`` rows of a fused ``weight`` (views), in order."""
+    return [weight[base:base + count] for base, count in zip(bases.tolist(), rows)]
+
+
 def fused_tables(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int
                  ) -> tuple[torch.Tensor, list[int]]:
     """One ``(sum(rows), dim)`` weight holding every table's rows back to back, each table
     filled in place as :func:`random_table` would fill it alone; and each table's first row.
     Built in one allocation: the peak memory is the tables' own bytes."""
-    bases = [0]
-    for count in rows[:-1]:
-        bases.append(bases[-1] + count)
+    bases = _starts(rows)
     weight = empty_table(sum(rows), dim)
     for k, (base, count) in enumerate(zip(bases, rows)):
         fill_table(weight[base:base + count], seed, first_table_index + k)
@@ -181,8 +191,6 @@ class FusedPooledEmbeddings(nn.Module):
         self.dim = dim
         self.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
                              persistent=False)
-        self.register_buffer("row_bases_column", torch.tensor(bases, dtype=torch.int64)
-                             .unsqueeze(1), persistent=False)
         self._shifts: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _shifts_for(self, lengths: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,14 +205,12 @@ class FusedPooledEmbeddings(nn.Module):
             return shifts
         device = self.row_bases.device
         if lengths.count(lengths[0]) == len(lengths):
-            row_shifts = self.row_bases_column
+            row_shifts = self.row_bases.unsqueeze(1)
         else:
             row_shifts = torch.repeat_interleave(
                 self.row_bases, torch.tensor(lengths, device=device), output_size=sum(lengths))
-        starts = [0]
-        for count in lengths[:-1]:
-            starts.append(starts[-1] + count)
-        lookup_shifts = torch.tensor(starts, dtype=torch.int64, device=device).unsqueeze(1)
+        lookup_shifts = torch.tensor(_starts(lengths), dtype=torch.int64,
+                                     device=device).unsqueeze(1)
         if not torch.compiler.is_compiling() and len(self._shifts) < _SHIFT_CACHE_ENTRIES:
             self._shifts[lengths] = (row_shifts, lookup_shifts)
         return row_shifts, lookup_shifts
@@ -236,8 +242,7 @@ class FusedPooledEmbeddings(nn.Module):
 
     def table_weights(self) -> list[torch.Tensor]:
         """Each table's ``(rows, dim)`` weight (views of the fused weight), in order."""
-        bases = self.row_bases.tolist()
-        return [self.weight[base:base + count] for base, count in zip(bases, self.rows)]
+        return _table_views(self.weight, self.row_bases, self.rows)
 
 
 def pooled_embeddings(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0,
@@ -312,8 +317,7 @@ class FusedSequenceEmbeddings(nn.Module):
         return torch.embedding(self.weight, sequence + self._bases_of_steps(sequence.shape[1]))
 
     def table_weights(self) -> list[torch.Tensor]:
-        bases = self.row_bases.tolist()
-        return [self.weight[base:base + count] for base, count in zip(bases, self.rows)]
+        return _table_views(self.weight, self.row_bases, self.rows)
 
 
 def sequence_embeddings(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int,
