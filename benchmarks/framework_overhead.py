@@ -49,20 +49,22 @@ def replayed_median_us(model, batches, iterations: int) -> float:  # noqa: ANN00
     from recstack.batch import Batch
 
     class Flat(torch.nn.Module):
-        def __init__(self, inner):  # noqa: ANN001
+        def __init__(self, inner, lookups):  # noqa: ANN001
             super().__init__()
             self.inner = inner
+            self.lookups = lookups
 
-        def forward(self, dense, indices, offsets):  # noqa: ANN001, ANN202
+        def forward(self, dense, indices, offsets, pooled_ids, pooled_offsets):  # noqa: ANN001, ANN202
             return self.inner(Batch(size=dense.shape[0], dense=dense, bag_indices=indices,
-                                    bag_offsets=offsets))
+                                    bag_offsets=offsets, pooled_ids=pooled_ids,
+                                    pooled_offsets=pooled_offsets, lookups=self.lookups))
 
     first = batches[0]
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(Flat(model), (first.dense, first.bag_indices,
-                                               first.bag_offsets), check_trace=False)
-        args = [(b.dense, b.bag_indices, b.bag_offsets) for b in batches]
+        traced = torch.jit.trace(Flat(model, first.lookups), _arguments(first),
+                                 check_trace=False)
+        args = [_arguments(b) for b in batches]
         for index in range(max(50, iterations // 10)):
             traced(*args[index % len(args)])
         samples = []
@@ -71,6 +73,11 @@ def replayed_median_us(model, batches, iterations: int) -> float:  # noqa: ANN00
             traced(*args[index % len(args)])
             samples.append((time.perf_counter_ns() - start) / 1e3)
     return statistics.median(samples)
+
+
+def _arguments(batch):  # noqa: ANN001, ANN202
+    return (batch.dense, batch.bag_indices, batch.bag_offsets, batch.pooled_ids,
+            batch.pooled_offsets)
 
 
 def measure(model, batches, iterations: int) -> tuple[float, float, float, float]:  # noqa: ANN001

@@ -127,3 +127,26 @@ def test_fused_build_peak_memory_stays_within_its_tables() -> None:
     assert result.extra["backend"] == "fused"
     assert result.peak_memory_growth_bytes <= 1.2 * embedding_bytes
     assert result.peak_memory_growth_bytes >= 0.8 * embedding_bytes  # it really built them
+
+
+def test_fused_reads_the_batch_ids_without_concatenating_them() -> None:
+    spec = small_spec("rmc1")
+    model = build_for_backend(spec, "fused")
+    batch = one_batch(spec, 4)
+    with torch.inference_mode(), torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        model(batch)
+    names = [e.name for e in profile.events()]
+    # RMC1's interaction concatenates (one cat); the fused gather itself adds none.
+    assert names.count("aten::cat") == 1 and "aten::stack" not in names
+
+
+def test_fused_shifts_are_dropped_when_the_module_moves() -> None:
+    spec = small_spec("rmc1")
+    batches = generate_batches(spec, QuerySpec(seed=3), 4, 1)
+    fused = build_for_backend(spec, "fused", seed=1)
+    before = _outputs(fused, batches)
+    assert fused.sparse._shifts
+    fused.to("cpu")  # what .to(device) runs (nn.Module._apply), here without a second device
+    assert not fused.sparse._shifts
+    torch.testing.assert_close(_outputs(fused, batches), before)

@@ -194,14 +194,7 @@ def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
 
 def pinned_batch(batch: Any) -> Any:
     """Page-locked host memory, as a serving system would stage queries for the GPU."""
-    from dataclasses import replace
-
-    def pin(tensor: Any) -> Any:
-        return None if tensor is None else tensor.pin_memory()
-
-    return replace(batch, dense=pin(batch.dense), sequence=pin(batch.sequence),
-                   bag_indices=tuple(pin(t) for t in batch.bag_indices),
-                   bag_offsets=tuple(pin(t) for t in batch.bag_offsets))
+    return batch.map_tensors(lambda tensor: tensor.pin_memory())
 
 
 def _check_output(model: Any, batch: Any, point: Point) -> None:

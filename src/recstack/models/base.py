@@ -20,7 +20,10 @@ class RecModel(nn.Module):
     Forwards call their parts' ``forward`` directly, not through ``nn.Module.__call__``: the
     call machinery (hook checks, dispatch in Python) costs about a microsecond or more per
     call, several per forward, which at batch 1 is a visible share of the latency. Module
-    hooks on the parts therefore do not fire; the model's own call keeps them.
+    hooks on the parts therefore do not fire; the model's own call keeps them. For the same
+    reason forwards read their parts from ``self._modules`` (a dict lookup) rather than as
+    attributes: ``self.part`` misses the instance dict and goes through
+    ``nn.Module.__getattr__``, about 0.65 us per access on the 2-core VM.
     """
 
     def __init__(self, spec: ModelSpec, fused: bool = False):

@@ -32,8 +32,8 @@ class BehaviourModel(RecModel):
                                            torch.Tensor]:
         """Returns user ``(batch, dim)``, candidate ``(batch, dim)``, context ``(batch, dim)``
         and behaviours ``(batch, steps, dim)``."""
+        parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
         with part_scope("sparse"):
-            user, candidate, context = self.sparse.forward(batch.bag_indices,
-                                                           batch.bag_offsets).unbind(1)
-            behaviours = self.behaviours.forward(batch.sequence)
+            user, candidate, context = parts["sparse"].forward(batch).unbind(1)
+            behaviours = parts["behaviours"].forward(batch.sequence)
         return user, candidate, context, behaviours

@@ -33,14 +33,16 @@ class DIEN(BehaviourModel):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         user, candidate, context, behaviours = self.embed(batch)
+        parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
         with part_scope("recurrent"):
-            states, _ = self.extractor(behaviours)                   # (batch, steps, hidden)
+            states, _ = parts["extractor"].forward(behaviours)       # (batch, steps, hidden)
         with part_scope("attention"):
-            scores = self.attention(self.query(candidate), states)   # (batch, steps)
+            query = parts["query"].forward(candidate)
+            scores = parts["attention"].forward(query, states)       # (batch, steps)
             scores = torch.softmax(scores, dim=1)
         with part_scope("recurrent"):
-            interest = self.evolution(states, scores)                # (batch, hidden)
+            interest = parts["evolution"].forward(states, scores)    # (batch, hidden)
         with part_scope("interaction"):
             features = torch.cat([user, interest, candidate, context], dim=1)
         with part_scope("over"):
-            return self.output.forward(self.over.forward(features))
+            return parts["output"].forward(parts["over"].forward(features))

@@ -26,10 +26,11 @@ class DIN(BehaviourModel):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         user, candidate, context, behaviours = self.embed(batch)
+        parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
         with part_scope("attention"):
-            weights = self.attention.forward(candidate, behaviours)          # (batch, steps)
+            weights = parts["attention"].forward(candidate, behaviours)      # (batch, steps)
             interest = torch.bmm(weights.unsqueeze(1), behaviours).squeeze(1)  # (batch, dim)
         with part_scope("interaction"):
             features = torch.cat([user, interest, candidate, context], dim=1)
         with part_scope("over"):
-            return self.output.forward(self.over.forward(features))
+            return parts["output"].forward(parts["over"].forward(features))

@@ -30,11 +30,12 @@ class DLRM(RecModel):
         self.output = OutputActivation()
 
     def forward(self, batch: Batch) -> torch.Tensor:
+        parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
         with part_scope("dense"):
-            dense = self.dense.forward(batch.dense)
+            dense = parts["dense"].forward(batch.dense)
         with part_scope("sparse"):
-            embeddings = self.sparse.forward(batch.bag_indices, batch.bag_offsets)
+            embeddings = parts["sparse"].forward(batch)
         with part_scope("interaction"):
-            features = self.interaction.forward(dense, embeddings)
+            features = parts["interaction"].forward(dense, embeddings)
         with part_scope("over"):
-            return self.output.forward(self.over.forward(features))
+            return parts["output"].forward(parts["over"].forward(features))

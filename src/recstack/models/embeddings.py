@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from recstack.batch import Batch
+
 CHUNK_ELEMENTS = 1 << 24  # 64 MiB of float32: large enough to amortize, small enough to spread
 _SUM = 0  # torch.embedding_bag's mode code for sum pooling
 _SHIFT_CACHE_ENTRIES = 64  # distinct lookup-count tuples whose id shifts a fused table keeps
@@ -133,8 +135,8 @@ def fused_tables(rows: tuple[int, ...], dim: int, seed: int, first_table_index: 
 class PooledEmbeddings(nn.Module):
     """Eager backend: one sum-pooled ``nn.EmbeddingBag`` per table, one lookup per table.
 
-    Input: per table flat ids ``(lookups_k,)`` and bag offsets ``(batch,)``.
-    Output: ``(batch, tables, dim)``.
+    Input: a :class:`~recstack.batch.Batch` (per table flat ids ``(lookups_k,)`` and bag
+    offsets ``(batch,)``). Output: ``(batch, tables, dim)``.
 
     Callers that pool the same ids through two modules (Wide & Deep's deep and wide tables)
     call :meth:`prepare` once and :meth:`pool` per module.
@@ -150,10 +152,9 @@ class PooledEmbeddings(nn.Module):
         # Each bag's parameter dict: read at call time without nn.Module.__getattr__.
         self._weights = tuple(bag._parameters for bag in self.bags)
 
-    def prepare(self, indices: tuple[torch.Tensor, ...], offsets: tuple[torch.Tensor, ...]
-                ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    def prepare(self, batch: Batch) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """Nothing to prepare: each table reads its own ids."""
-        return indices, offsets
+        return batch.bag_indices, batch.bag_offsets
 
     def pool(self, prepared: tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
              ) -> torch.Tensor:
@@ -164,9 +165,8 @@ class PooledEmbeddings(nn.Module):
                   for weights, i, o in zip(self._weights, indices, offsets)]
         return torch.stack(pooled, dim=1)
 
-    def forward(self, indices: tuple[torch.Tensor, ...],
-                offsets: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.pool(self.prepare(indices, offsets))
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.pool(self.prepare(batch))
 
     def table_weights(self) -> list[torch.Tensor]:
         """Each table's ``(rows, dim)`` weight, in order."""
@@ -176,9 +176,11 @@ class PooledEmbeddings(nn.Module):
 class FusedPooledEmbeddings(nn.Module):
     """Fused backend: every table's rows in one weight, one gather-and-pool for all tables.
 
-    Ids of table ``k`` are shifted by its first row and all tables' ids concatenated; bag
-    offsets are shifted by the lookups of the tables before. One ``embedding_bag`` (sum) then
-    pools ``tables * batch`` bags, table-major, viewed as ``(batch, tables, dim)``.
+    Reads the batch's ids in their all-tables form (``Batch.pooled_ids``, table after table,
+    and ``Batch.pooled_offsets``); the ids of table ``k`` are shifted by its first row in the
+    fused weight (one addition over all ids: the only work the fused layout adds). One
+    ``embedding_bag`` (sum) then pools ``tables * batch`` bags, table-major, viewed as
+    ``(batch, tables, dim)``.
 
     Input and output as :class:`PooledEmbeddings`.
     """
@@ -191,54 +193,56 @@ class FusedPooledEmbeddings(nn.Module):
         self.dim = dim
         self.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
                              persistent=False)
-        self._shifts: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        # Read at call time without nn.Module.__getattr__ (about 0.4 us per access).
+        self._parameter_dict = self._parameters
+        self._shifts: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def _shifts_for(self, lengths: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """What to add to the concatenated ids and to the stacked offsets when table ``k``
-        has ``lengths[k]`` ids: ``(tables, 1)`` row shifts broadcast over a
-        ``(tables, lookups)`` view when the lengths are equal (fixed pooling), else one shift
-        per id ``(sum(lengths),)``; and ``(tables, 1)`` lookup shifts. Cached per lengths
-        (fixed pooling: one entry per batch size); variable pooling, whose lengths change
-        with every batch, fills the cache up to a bound and then computes them each time."""
-        shifts = None if torch.compiler.is_compiling() else self._shifts.get(lengths)
-        if shifts is not None and shifts[1].device == self.row_bases.device:
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
+        # .to(), .cuda(), .half() go through here: shifts cached for another device are gone.
+        self._shifts = {}
+        return super()._apply(fn, recurse)
+
+    def _row_shifts(self, lookups: tuple[int, ...]) -> torch.Tensor:
+        """What to add to the batch's ids when table ``k`` has ``lookups[k]`` of them:
+        ``(tables, 1)`` first rows, broadcast over a ``(tables, lookups)`` view, when the
+        counts are equal (fixed pooling); else one shift per id ``(sum(lookups),)``. Cached
+        per counts (fixed pooling: one entry per batch size); variable pooling, whose counts
+        change with every batch, fills the cache up to a bound and then computes them each
+        time."""
+        compiling = torch.compiler.is_compiling()
+        shifts = None if compiling else self._shifts.get(lookups)
+        if shifts is not None:
             return shifts
-        device = self.row_bases.device
-        if lengths.count(lengths[0]) == len(lengths):
-            row_shifts = self.row_bases.unsqueeze(1)
+        bases = self.row_bases
+        if lookups.count(lookups[0]) == len(lookups):
+            shifts = bases.unsqueeze(1)
         else:
-            row_shifts = torch.repeat_interleave(
-                self.row_bases, torch.tensor(lengths, device=device), output_size=sum(lengths))
-        lookup_shifts = torch.tensor(_starts(lengths), dtype=torch.int64,
-                                     device=device).unsqueeze(1)
-        if not torch.compiler.is_compiling() and len(self._shifts) < _SHIFT_CACHE_ENTRIES:
-            self._shifts[lengths] = (row_shifts, lookup_shifts)
-        return row_shifts, lookup_shifts
+            shifts = torch.repeat_interleave(
+                bases, torch.tensor(lookups, device=bases.device), output_size=sum(lookups))
+        if not compiling and len(self._shifts) < _SHIFT_CACHE_ENTRIES:
+            self._shifts[lookups] = shifts
+        return shifts
 
-    def prepare(self, indices: tuple[torch.Tensor, ...], offsets: tuple[torch.Tensor, ...]
-                ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def prepare(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         """All tables' ids in the fused weight's rows ``(lookups,)``, their bag offsets
         ``(tables * batch,)``, and the batch size."""
-        lengths = tuple(i.shape[0] for i in indices)
-        row_shifts, lookup_shifts = self._shifts_for(lengths)
-        ids = torch.cat(indices)
-        if row_shifts.dim() == 2:  # equal lengths: shift a (tables, lookups) view
-            ids.view(len(lengths), lengths[0]).add_(row_shifts)
+        lookups = batch.lookups
+        shifts = self._row_shifts(lookups)
+        ids = batch.pooled_ids
+        if shifts.dim() == 2:  # equal counts: shift a (tables, lookups) view
+            ids = torch.add(ids.view(len(lookups), lookups[0]), shifts).view(-1)
         else:
-            ids.add_(row_shifts)
-        bags = torch.stack(offsets)                                    # (tables, batch)
-        bags.add_(lookup_shifts)
-        return ids, bags.view(-1), offsets[0].shape[0]
+            ids = torch.add(ids, shifts)
+        return ids, batch.pooled_offsets, batch.size
 
     def pool(self, prepared: tuple[torch.Tensor, torch.Tensor, int]) -> torch.Tensor:
         ids, bags, batch = prepared
-        pooled = torch.embedding_bag(self.weight, ids, bags, False, _SUM, False, None, False,
-                                     _NO_PADDING)[0]                    # (tables * batch, dim)
+        pooled = torch.embedding_bag(self._parameter_dict["weight"], ids, bags, False, _SUM,
+                                     False, None, False, _NO_PADDING)[0]  # (tables * batch, dim)
         return pooled.view(len(self.rows), batch, self.dim).transpose(0, 1)
 
-    def forward(self, indices: tuple[torch.Tensor, ...],
-                offsets: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.pool(self.prepare(indices, offsets))
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.pool(self.prepare(batch))
 
     def table_weights(self) -> list[torch.Tensor]:
         """Each table's ``(rows, dim)`` weight (views of the fused weight), in order."""

@@ -107,7 +107,8 @@ class DotInteraction(nn.Module):
     def forward(self, dense: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         features = torch.cat([dense.unsqueeze(1), embeddings], dim=1)  # (batch, F, dim)
         products = torch.bmm(features, features.transpose(1, 2))       # (batch, F, F)
-        return torch.cat([dense, products[:, self.rows, self.cols]], dim=1)
+        pairs = self._buffers  # not nn.Module.__getattr__ (see RecModel)
+        return torch.cat([dense, products[:, pairs["rows"], pairs["cols"]]], dim=1)
 
 
 class CatInteraction(nn.Module):
@@ -134,7 +135,7 @@ class LocalActivationUnit(nn.Module):
     def forward(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         query = query.unsqueeze(1).expand_as(keys)
         features = torch.cat([keys, query, keys - query, keys * query], dim=-1)
-        return self.mlp.forward(features).squeeze(-1)
+        return self._modules["mlp"].forward(features).squeeze(-1)
 
 
 class AUGRU(nn.Module):
@@ -156,11 +157,13 @@ class AUGRU(nn.Module):
 
     def forward(self, inputs: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         batch, steps, _ = inputs.shape
-        projected = self.input_projection.forward(inputs)              # (batch, steps, 3H)
+        parts = self._modules  # not nn.Module.__getattr__ (see RecModel)
+        projected = parts["input_projection"].forward(inputs)          # (batch, steps, 3H)
         state = inputs.new_zeros((batch, self.hidden))
         # The recurrence calls F.linear itself: a module call per step would cost more than
         # the step's small GEMM at small batch.
-        weight, bias = self.hidden_projection.weight, self.hidden_projection.bias
+        hidden_projection = parts["hidden_projection"]._parameters
+        weight, bias = hidden_projection["weight"], hidden_projection["bias"]
         for step in range(steps):
             x_reset, x_update, x_new = projected[:, step].chunk(3, dim=1)
             h_reset, h_update, h_new = F.linear(state, weight, bias).chunk(3, dim=1)

@@ -28,11 +28,12 @@ class NCF(RecModel):
         self.head = nn.Linear(dim + spec.top_mlp[-1], 1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
+        parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
         with part_scope("sparse"):
-            tables = self.sparse.forward(batch.bag_indices, batch.bag_offsets)  # (batch, 4, dim)
+            tables = parts["sparse"].forward(batch)                      # (batch, 4, dim)
         with part_scope("interaction"):
             gmf = tables[:, 0] * tables[:, 1]
             mlp_input = tables[:, 2:].flatten(1)                         # (batch, 2 dim)
         with part_scope("over"):
-            mlp = self.over.forward(mlp_input)
-            return torch.sigmoid(self.head.forward(torch.cat([gmf, mlp], dim=1)))
+            mlp = parts["over"].forward(mlp_input)
+            return torch.sigmoid(parts["head"].forward(torch.cat([gmf, mlp], dim=1)))

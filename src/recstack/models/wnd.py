@@ -33,12 +33,14 @@ class _WideAndDeepBase(RecModel):
         self.wide_dense = nn.Linear(spec.dense_features, wide)
 
     def deep_input_and_wide_logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
         with part_scope("sparse"):
-            ids = self.sparse.prepare(batch.bag_indices, batch.bag_offsets)
-            embeddings = self.sparse.pool(ids)                       # (batch, T, dim)
-            wide_weights = self.wide_sparse.pool(ids)                # (batch, T, wide)
+            sparse = parts["sparse"]
+            ids = sparse.prepare(batch)
+            embeddings = sparse.pool(ids)                            # (batch, T, dim)
+            wide_weights = parts["wide_sparse"].pool(ids)            # (batch, T, wide)
         with part_scope("wide"):
-            wide = self.wide_dense.forward(batch.dense) + wide_weights.sum(dim=1)
+            wide = parts["wide_dense"].forward(batch.dense) + wide_weights.sum(dim=1)
         with part_scope("interaction"):
             deep_input = torch.cat([batch.dense, embeddings.flatten(1)], dim=1)
         return deep_input, wide
@@ -55,7 +57,7 @@ class WideAndDeep(_WideAndDeepBase):
     def forward(self, batch: Batch) -> torch.Tensor:
         deep_input, wide = self.deep_input_and_wide_logits(batch)
         with part_scope("over"):
-            return torch.sigmoid(self.over.forward(deep_input) + wide)
+            return torch.sigmoid(self._modules["over"].forward(deep_input) + wide)
 
 
 class MultiTaskWideAndDeep(_WideAndDeepBase):
@@ -73,7 +75,8 @@ class MultiTaskWideAndDeep(_WideAndDeepBase):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         deep_input, wide = self.deep_input_and_wide_logits(batch)
+        parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
         with part_scope("over"):
-            shared = self.over.forward(deep_input)
-            logits = torch.cat([tower.forward(shared) for tower in self.towers], dim=1)
+            shared = parts["over"].forward(deep_input)
+            logits = torch.cat([tower.forward(shared) for tower in parts["towers"]], dim=1)
             return torch.sigmoid(logits + wide)
