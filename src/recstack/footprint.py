@@ -300,6 +300,11 @@ class Gemm:
         return float((self.m * self.k + self.m * self.n) * self.count * FLOAT_BYTES)
 
     @property
+    def weight_bytes(self) -> float:
+        """A layer's weight and bias ``(k n + n)`` floats; none for other products."""
+        return float((self.k * self.n + self.n) * FLOAT_BYTES) if self.linear else 0.0
+
+    @property
     def shape(self) -> str:
         return f"{self.m}x{self.k}x{self.n}"
 

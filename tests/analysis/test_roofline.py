@@ -69,6 +69,9 @@ def test_bound_by_hand():
     assert stages.loc["embedding", "memory_ms"] == pytest.approx((96 / 0.5e9 + 48 / 100e9) * 1e3)
     assert stages.loc["bottom_mlp", "compute_ms"] == pytest.approx(48 / 1e9 * 1e3)
     assert stages.loc["bottom_mlp", "limit"] == "compute"
+    # Its product was measured at its own shape (2x4x3): that time covers its weights, so
+    # only its activations count as memory; the top MLP's products were not: weights count.
+    assert stages.loc["bottom_mlp", "memory_ms"] == pytest.approx(56 / 100e9 * 1e3)
     assert stages.loc["top_mlp", "compute_ms"] == pytest.approx(80 / 100e9 * 1e3)
     assert stages.loc["top_mlp", "memory_ms"] == pytest.approx(204 / 100e9 * 1e3)
     total = point_bound(TINY, 2, ceilings)
