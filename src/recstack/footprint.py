@@ -507,6 +507,15 @@ def table_sizes(specs: list[ModelSpec]) -> list[tuple[int, int]]:
                    for g in table_gathers(spec, 1)})
 
 
+def table_gather_runs(specs: list[ModelSpec], batch_sizes: tuple[int, ...] | list[int]
+                      ) -> list[tuple[int, int, int]]:
+    """Distinct ``(row_bytes, table_bytes, ids)`` of the models' gathers at ``batch_sizes``:
+    how many ids one batch reads from each table (its run length, what the gather ceilings
+    measure at, as the GEMM ceilings measure each layer at each batch size), sorted."""
+    return sorted({(g.row_bytes, g.table_bytes, max(1, round(g.draws))) for spec in specs
+                   for batch in batch_sizes for g in table_gathers(spec, batch)})
+
+
 def linear_gemm_shapes(specs: list[ModelSpec], batch_sizes: tuple[int, ...] | list[int]
                        ) -> list[tuple[int, int, int]]:
     """Distinct ``(m, k, n)`` of the layers' weight products of ``specs`` at ``batch_sizes``

@@ -114,6 +114,29 @@ def test_table_gather_lookups():
     assert Ceilings(ceilings_frame()).table_gather_gbps(12, 120) == 1.0
 
 
+def test_table_gather_lookups_by_run_length():
+    frame = ceilings_frame()
+    runs = ceilings_frame().head(3).assign(
+        kind="gather_table", unit="GB/s",
+        shape=["row 12 B, table 120 B, ids 2", "row 12 B, table 120 B, ids 8",
+               "row 12 B, table 60 B, ids 8"],
+        value=[0.2, 0.35, 0.45])
+    ceilings = Ceilings(pd.concat([frame, runs], ignore_index=True))
+    # Rounded up to the shortest measured run not below it (rates rise with the run) ...
+    assert ceilings.table_gather_gbps(12, 120, 1) == 0.2
+    assert ceilings.table_gather_gbps(12, 120, 2) == 0.2
+    assert ceilings.table_gather_gbps(12, 120, 3) == 0.35
+    # ... else the longest measured; and always of the largest table size not above.
+    assert ceilings.table_gather_gbps(12, 120, 100) == 0.35
+    assert ceilings.table_gather_gbps(12, 100, 3) == 0.45
+    # The bound asks for the batch's distinct rows: TINY at batch 2 reads about 3.4 of its 10
+    # rows per table, so the 8-id run's rate applies to its first reads.
+    bound = gather_bound(TINY, 2, Ceilings(pd.concat([frame.assign(
+        value=frame.value.where(frame.kind != "cache", 100)), runs], ignore_index=True)))
+    first = expected_distinct_rows(QuerySpec(), 10, 4.0)
+    assert bound.seconds == pytest.approx(2 * (first * 12 / 0.35e9 + (4 - first) * 12 / 0.5e9))
+
+
 def test_gather_bound_by_hand():
     # TINY's two tables are 10 rows x 12 B = 120 B; at batch 2 each gets 4 ids.
     uniform = QuerySpec()

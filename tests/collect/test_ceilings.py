@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from recstack.collect.ceilings import (CEILING_COLUMNS, CeilingSettings, covers, ensure_ceilings,
-                                       gemm_shapes, llc_bytes, measure_table_gathers,
-                                       parse_table_gather_shape, row_sizes, summarize,
-                                       table_gather_sizes, triad_working_set, working_sets)
+from recstack.collect.ceilings import (CEILING_COLUMNS, CeilingSettings, covers, distinct_ids,
+                                       ensure_ceilings, gemm_shapes, llc_bytes,
+                                       measure_table_gathers, parse_table_gather_shape,
+                                       row_sizes, summarize, table_gather_points,
+                                       triad_working_set, working_sets)
 from recstack.errors import RecstackError
 from recstack.store import ResultStore
 
@@ -42,12 +44,14 @@ def test_triad_shape_parsing_and_cover():
     assert triad_working_set("2013265920 B") == 2013265920
     assert triad_working_set("row 128 B") is None
     stored = pd.DataFrame({"kind": ["triad_dram", "gather_table"],
-                           "shape": ["1000 B", "row 4 B, table 64 B"]})
+                           "shape": ["1000 B", "row 4 B, table 64 B, ids 16"]})
     assert covers(stored, 2000) and not covers(stored, 4000)
     assert not covers(stored.assign(kind="dispatch"), 10)
-    # Stored before gathers were measured per table size: measured again.
+    # Stored before gathers were measured per table size, or per run length: measured again.
     assert not covers(stored.head(1), 2000)
-    assert parse_table_gather_shape("row 128 B, table 4096 B") == (128, 4096)
+    assert not covers(stored.assign(shape=["1000 B", "row 4 B, table 64 B"]), 2000)
+    assert parse_table_gather_shape("row 128 B, table 4096 B, ids 20") == (128, 4096, 20)
+    assert parse_table_gather_shape("row 128 B, table 4096 B") == (128, 4096, None)
     assert parse_table_gather_shape("row 128 B") is None
 
 
@@ -57,21 +61,40 @@ def test_shapes_come_from_the_models():
     assert (1, 128, 64) in shapes and (16, 288, 256) in shapes
     assert all(m <= settings.gemm_max_m for m, _, _ in shapes)
     assert row_sizes(CeilingSettings()) == [4, 128, 256]  # wide part, dim 32, dim 64
-    sizes = table_gather_sizes(CeilingSettings())
+    settings = CeilingSettings()
+    points = table_gather_points(settings)
+    sizes = {(row, table) for row, table, _ in points}
     assert (256, 32 * (1 << 20) // 8) not in sizes        # not a model's table, not a rung
-    assert (256, 500_000 * 256) in sizes                    # RMC2's tables: 500k rows of 256 B
     assert (128, 4 << 30) in sizes and (4, 16 << 20) in sizes  # the ladder, every row size
+    # RMC2's tables (500k rows of 256 B) at the run each batch size gives them (120 ids per
+    # sample), clamped to the shortest run measured.
+    rmc2 = sorted(run for row, table, run in points if (row, table) == (256, 500_000 * 256))
+    assert rmc2 == [settings.min_run_ids, 7680, 30_720, 122_880, 491_520]
+    assert (128, 4 << 30, settings.table_draws) in points
 
 
 def test_table_gathers_cut_the_buffer_into_tables():
     settings = CeilingSettings.quick()
-    ceilings = measure_table_gathers(8 << 20, [(128, 1 << 20), (128, 1 << 20), (4, 64 << 20)],
-                                     llc=1 << 20, settings=settings)
-    # Duplicates measured once; a table larger than the buffer measured at the buffer's size.
-    assert [c.shape for c in ceilings] == ["row 128 B, table 1048576 B",
-                                          "row 4 B, table 8388608 B"]
+    ceilings = measure_table_gathers(
+        8 << 20, [(128, 1 << 20, 1000), (128, 1 << 20, 1000), (128, 1 << 20, 100_000),
+                  (4, 64 << 20, 1000)], llc=1 << 20, settings=settings)
+    # Duplicates measured once; runs in whole bags of 20, at most the table's 8192 rows; a
+    # table larger than the buffer measured at the buffer's size.
+    assert [c.shape for c in ceilings] == ["row 128 B, table 1048576 B, ids 1000",
+                                          "row 128 B, table 1048576 B, ids 8180",
+                                          "row 4 B, table 8388608 B, ids 1000"]
     assert all(c.kind == "gather_table" and c.value > 0 and c.repeats == settings.repeats
                for c in ceilings)
+
+
+def test_distinct_ids_never_repeat():
+    generator = np.random.default_rng(3)
+    for rows, count in ((100, 100), (100, 30), (1 << 20, 5000)):
+        ids = distinct_ids(generator, rows, count)
+        assert len(ids) == count and len(np.unique(ids)) == count
+        assert ids.min() >= 0 and ids.max() < rows
+    # Random order, not sorted: a sorted run would gather in address order.
+    assert not np.all(np.diff(distinct_ids(generator, 1 << 20, 5000)) > 0)
 
 
 def test_bad_settings_name_the_field():

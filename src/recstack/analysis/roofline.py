@@ -9,10 +9,12 @@ measured ceilings (:mod:`recstack.collect.ceilings`):
   FLOPs (sum pooling) / the large-GEMM ceiling;
 - memory time = gathered rows / a random-gather bandwidth + weights and activations / the
   triad bandwidth, except the weights of layers whose product was measured at its own shape
-  (that measurement read them, as the model does, and is already the compute time). Gathers are bounded table by table: the rows a batch reads for the first
-  time move at the ``gather_table`` ceiling of a table of that size and row width (tables of
-  the largest measured size not above it: the bandwidth falls as tables grow, so this errs
-  fast); rows the batch reads again (the expected repeats of its query distribution, from
+  (that measurement read them, as the model does, and is already the compute time).
+  Gathers are bounded table by table: the rows a batch reads for the first time move at the
+  ``gather_table`` ceiling of a table of that size and row width and of that run length
+  (tables of the largest measured size not above it, runs of the shortest measured length not
+  below the batch's distinct rows from the table: bandwidth falls as tables grow and rises
+  with the run, so both err fast); rows the batch reads again (the expected repeats of its query distribution, from
   :func:`recstack.inputs.expected_distinct_rows`) move at the fastest gather measured at that
   row width. A lower bound takes the favourable case: whatever fits in the last-level cache
   (all of a model's tables; the rows of every batch the timing loop cycles through; all of its
@@ -85,13 +87,17 @@ class Ceilings:
         self._values = {(str(k), str(s)): float(v)
                         for k, s, v in zip(frame["kind"], frame["shape"], frame["value"])}
         self._gemm: dict[tuple[int, int], list[tuple[int, float]]] = {}
-        self._tables: dict[int, list[tuple[int, float]]] = {}
+        # Per row size: (table bytes, ids per table per call or None, GB/s).
+        self._tables: dict[int, list[tuple[int, float, float]]] = {}
         for (kind, shape), value in self._values.items():
             if kind == "gemm":
                 m, k, n = (int(part) for part in shape.split("x"))
                 self._gemm.setdefault((k, n), []).append((m, value))
             elif kind == "gather_table" and (parsed := parse_table_gather_shape(shape)):
-                self._tables.setdefault(parsed[0], []).append((parsed[1], value))
+                row, table, run = parsed
+                # A shape stored before run lengths were measured stands for every run.
+                self._tables.setdefault(row, []).append(
+                    (table, math.inf if run is None else float(run), value))
         for measured in (*self._gemm.values(), *self._tables.values()):
             measured.sort()
 
@@ -124,19 +130,27 @@ class Ceilings:
         row read again, or a row already in the cache, can reach."""
         rates = [self.gather_gbps(row_bytes, resident=True)]
         if self._tables:
-            rates += [rate for _, rate in self._tables[_nearest(self._tables, row_bytes)]]
+            rates += [rate for _, _, rate in self._tables[_nearest(self._tables, row_bytes)]]
         return max(rates)
 
-    def table_gather_gbps(self, row_bytes: int, table_bytes: int) -> float:
-        """First-read gather bandwidth from tables of ``table_bytes``: the ``gather_table``
-        ceiling at the largest measured table not above that size (nearest measured row
-        size); the fastest gather when every measured table is larger; the DRAM gather
-        ceiling when no table sizes were measured (ceilings stored before they were)."""
+    def table_gather_gbps(self, row_bytes: int, table_bytes: int,
+                          ids: float = math.inf) -> float:
+        """First-read gather bandwidth of ``ids`` distinct rows per call from tables of
+        ``table_bytes``: among the ``gather_table`` ceilings at the nearest measured row size,
+        those of the largest measured table not above that size, and of those the shortest
+        measured run not below ``ids`` (else the longest measured): both roundings err fast,
+        as bandwidth falls with the table's size and rises with the run's length. The fastest
+        gather when every measured table is larger; the DRAM gather ceiling when no table
+        sizes were measured (ceilings stored before they were)."""
         if not self._tables:
             return self.gather_gbps(row_bytes, resident=False)
         measured = self._tables[_nearest(self._tables, row_bytes)]
-        below = [rate for size, rate in measured if size <= table_bytes]
-        return below[-1] if below else self.fastest_gather_gbps(row_bytes)
+        sizes = [size for size, _, _ in measured if size <= table_bytes]
+        if not sizes:
+            return self.fastest_gather_gbps(row_bytes)
+        runs = [(run, rate) for size, run, rate in measured if size == sizes[-1]]
+        longer = [rate for run, rate in runs if run >= ids]
+        return longer[0] if longer else runs[-1][1]
 
     def gemm_measured(self, gemm: Gemm) -> bool:
         """Whether a layer's product was measured at exactly its shape."""
@@ -198,8 +212,8 @@ def gather_bound(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
             seconds += g.draws * g.row_bytes / fastest
             continue
         first = expected_distinct_rows(query, g.rows, g.draws)
-        seconds += first * g.row_bytes / (ceilings.table_gather_gbps(g.row_bytes,
-                                                                      g.table_bytes) * 1e9)
+        rate = ceilings.table_gather_gbps(g.row_bytes, g.table_bytes, first)
+        seconds += first * g.row_bytes / (rate * 1e9)
         seconds += (g.draws - first) * g.row_bytes / fastest
     return GatherBound(seconds, cycled, resident)
 

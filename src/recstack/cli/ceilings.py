@@ -81,16 +81,21 @@ def ceilings(
 
 
 def _table_summary(tables: object) -> str:
-    """One line per row size: the gather from the smallest and the largest table measured."""
+    """One line per row size: the gather from the smallest and from the largest table
+    measured (each at its longest measured run)."""
     from recstack.collect.ceilings import parse_table_gather_shape
 
     sizes = tables.assign(parsed=tables["shape"].map(parse_table_gather_shape)).dropna(
         subset=["parsed"])
     parts = []
     for row_bytes, group in sizes.groupby(sizes.parsed.map(lambda p: p[0])):
-        ordered = group.assign(table=group.parsed.map(lambda p: p[1])).sort_values("table")
-        first, last = ordered.iloc[0], ordered.iloc[-1]
-        parts.append(f"{row_bytes} B rows {first.value:.3g} GB/s ({fmt.nbytes(first.table)} "
-                     f"tables) to {last.value:.3g} ({fmt.nbytes(last.table)})")
-    return (f"gather by table size ({len(sizes)} sizes): " + "; ".join(parts)
+        ordered = group.assign(table=group.parsed.map(lambda p: p[1]),
+                               run=group.parsed.map(lambda p: p[2] or 0)).sort_values(
+                                   ["table", "run"])
+        smallest = ordered[ordered.table == ordered.table.iloc[0]].iloc[-1]
+        last = ordered.iloc[-1]
+        parts.append(f"{row_bytes} B rows {smallest.value:.3g} GB/s "
+                     f"({fmt.nbytes(smallest.table)} tables) to {last.value:.3g} "
+                     f"({fmt.nbytes(last.table)})")
+    return (f"gather by table size and run length ({len(sizes)} measured): " + "; ".join(parts)
             + "; --all-tables lists them")

@@ -11,14 +11,18 @@ lower bound on its time. Kinds measured (``kind``, ``shape``, ``unit``):
   the models gather) of uniformly random rows from a table of at least 4x the LLC, for every
   row size the canonical models read.
 - ``gather_cached``: the same from a table of a quarter of the LLC.
-- ``gather_table`` (``"row <bytes> B, table <bytes> B"``, GB/s of rows read): the same gathers
-  from *tables of a given size*, visited one after another as a model visits its tables,
-  over as many tables as fill the DRAM gather buffer, with fresh ids in every call (the ids
-  of the calls in flight cover at least twice the LLC), so no row stays cached from one call
-  to the next. What a table's size changes is how much of the address space the gathers
-  range over (page-table reach: on the 2-core VM, 256 B rows gathered from 32 tables of
-  122 MiB in turn at 8.5 GB/s, from one 4 GiB table at 3.8). Measured at a ladder of sizes and at every table
-  size of the canonical models, for every row size they read.
+- ``gather_table`` (``"row <bytes> B, table <bytes> B, ids <n>"``, GB/s of rows read): the
+  same gathers from *tables of a given size*, ``n`` distinct ids from each table per call,
+  visited one table after another as a model visits its tables, over as many tables as fill
+  the DRAM gather buffer, with fresh ids in every call (the ids of the calls in flight cover
+  at least twice the LLC), so no row stays cached from one call to the next. What a table's
+  size changes is how much of the address space the gathers range over (page-table reach: on
+  the 2-core VM, 256 B rows gathered from 32 tables of 122 MiB in turn at 8.5 GB/s, from one
+  4 GiB table at 3.8); what the run length ``n`` changes was measured there too (8 tables of
+  512 MB: 4.3-4.5 GB/s at 82k ids per table, 5.2-5.4 at 2^20), so the canonical models'
+  tables are measured at the run lengths their batches give them (``batch x pooling``, at
+  least ``min_run_ids``), as the GEMMs are measured at each batch size's ``M``; a ladder of
+  sizes at ``table_draws`` ids completes them, for every row size.
 - ``gemm`` (``"MxKxN"``, GFLOP/s): ``F.linear`` (a product plus bias, as ``nn.Linear``) at every
   layer shape of the canonical models at the batch sizes 1 to 4096 (``M`` capped at
   ``gemm_max_m``; larger products are as fast as the cap's);
@@ -79,17 +83,23 @@ class CeilingSettings:
     table_ladder: tuple[int, ...] = (16 << 20, 64 << 20, 256 << 20, 1 << 30, 4 << 30)
     """Table sizes of the ``gather_table`` kind besides the canonical models' own."""
     table_draws: int = 1 << 20
-    """Most ids per table and call in ``gather_table`` (at most a quarter of its rows)."""
+    """Ids per table and call of the ``gather_table`` ladder sizes (at most the table's rows)."""
+    min_run_ids: int = 4096
+    """Shortest run (ids per table per call) measured at the models' own tables; shorter
+    runs are bounded at this one's rate (the bound rounds a run up to a measured one)."""
+    max_run_ids: int = 1 << 22
+    """Longest run measured (longer ones are measured at this length)."""
 
     @classmethod
     def quick(cls) -> CeilingSettings:
         return cls(dram_bytes=8 << 20, cached_bytes=1 << 20, repeats=3, min_seconds=0.002,
                    models=("rmc1",), batch_sizes=(1, 16), gemm_max_m=256, large_gemm=128,
-                   gather_ids=4096, table_ladder=(1 << 20, 4 << 20), table_draws=1024)
+                   gather_ids=4096, table_ladder=(1 << 20, 4 << 20), table_draws=1024,
+                   min_run_ids=256, max_run_ids=4096)
 
     def __post_init__(self) -> None:
         for name in ("repeats", "gemm_max_m", "large_gemm", "gather_ids", "bag_size",
-                     "table_draws"):
+                     "table_draws", "min_run_ids", "max_run_ids"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise RecstackError(f"{name}: {value!r} is not allowed; expected an integer "
@@ -242,51 +252,66 @@ def measure_gathers(working_set: int, row_bytes: list[int], settings: CeilingSet
     return ceilings
 
 
-def table_gather_shape(row_bytes: int, table_bytes: int) -> str:
-    return f"row {row_bytes} B, table {table_bytes} B"
+def table_gather_shape(row_bytes: int, table_bytes: int, ids: int) -> str:
+    return f"row {row_bytes} B, table {table_bytes} B, ids {ids}"
 
 
-def parse_table_gather_shape(shape: str) -> tuple[int, int] | None:
-    """``(row_bytes, table_bytes)`` of a ``gather_table`` shape, None if it is not one."""
-    match = re.fullmatch(r"row (\d+) B, table (\d+) B", shape.strip())
-    return (int(match.group(1)), int(match.group(2))) if match else None
+def parse_table_gather_shape(shape: str) -> tuple[int, int, int | None] | None:
+    """``(row_bytes, table_bytes, ids)`` of a ``gather_table`` shape (``ids`` None in shapes
+    stored before run lengths were measured), None if it is not one."""
+    match = re.fullmatch(r"row (\d+) B, table (\d+) B(?:, ids (\d+))?", shape.strip())
+    if not match:
+        return None
+    ids = match.group(3)
+    return int(match.group(1)), int(match.group(2)), int(ids) if ids is not None else None
 
 
 CACHE_LINE_BYTES = 64
 
 
-def measure_table_gathers(buffer_bytes: int, sizes: list[tuple[int, int]], llc: int,
+def distinct_ids(generator: np.random.Generator, rows: int, count: int) -> np.ndarray:
+    """``count`` distinct row ids in ``[0, rows)`` (``count <= rows``), in random order: a
+    gather ceiling counts every id as a first read, so no id may repeat within a call."""
+    if count * 4 >= rows:
+        return generator.permutation(rows)[:count]
+    while True:  # a few percent of the draws collide; redraw in the rare short case
+        drawn = np.unique(generator.integers(0, rows, size=count + count // 4 + 16))
+        if len(drawn) >= count:
+            return generator.choice(drawn, size=count, replace=False)
+
+
+def measure_table_gathers(buffer_bytes: int, points: list[tuple[int, int, int]], llc: int,
                           settings: CeilingSettings, seed: int = 0, buffer: Any = None
                           ) -> list[Ceiling]:
-    """``gather_table`` ceilings at ``(row_bytes, table_bytes)`` pairs: the buffer is cut
-    into as many tables of that size as it holds; one call gathers from each in turn
-    (``min(table_draws, rows / 4)`` ids in bags of ``bag_size``); calls cycle through id
-    sets that together touch at least twice the LLC in cache lines, so what one call read is
-    gone from the caches when its ids come round again. Tables larger than the buffer are
-    measured at the buffer's size (the shape says which size was measured). ``buffer``: as
-    in :func:`measure_gathers`."""
+    """``gather_table`` ceilings at ``(row_bytes, table_bytes, ids)`` points: the buffer is
+    cut into as many tables of that size as it holds; one call gathers ``ids`` distinct rows
+    (at most the table's rows, in bags of ``bag_size``) from each table in turn; calls cycle
+    through id sets that together touch at least twice the LLC in cache lines, so what one
+    call read is gone from the caches when its ids come round again. Tables larger than the
+    buffer are measured at the buffer's size (the shape says what was measured). ``buffer``:
+    as in :func:`measure_gathers`."""
     import torch
     import torch.nn.functional as F
 
     buffer = (gather_buffer(buffer_bytes) if buffer is None
               else buffer[:max(1, buffer_bytes // 4)])
-    generator = torch.Generator().manual_seed(seed)
-    measured: dict[tuple[int, int], Ceiling] = {}
-    for row, wanted in sizes:
+    generator = np.random.default_rng(seed)
+    measured: dict[tuple[int, int, int], Ceiling] = {}
+    for row, wanted, run in points:
         dim = max(1, row // 4)
         row = dim * 4
         rows = max(1, min(wanted, buffer.numel() * 4) // row)
         count = max(1, buffer.numel() // (rows * dim))
-        if (row, rows * row) in measured:
+        bag = max(1, min(settings.bag_size, rows, run))
+        draws = max(bag, min(run, rows) // bag * bag)
+        if (row, rows * row, draws) in measured:
             continue
         tables = [buffer[i * rows * dim:(i + 1) * rows * dim].view(rows, dim)
                   for i in range(count)]
-        bag = max(1, min(settings.bag_size, rows))
-        draws = max(bag, min(settings.table_draws, rows // 4) // bag * bag)
         # (Bounded by the buffer, so a small --quick buffer does not draw ids for a large LLC.)
         touched = min(2 * llc, 4 * buffer_bytes) // max(row, CACHE_LINE_BYTES)
         sets = max(1, math.ceil(touched / (count * draws)))
-        ids = [torch.randint(0, rows, (count, draws), generator=generator).unbind(0)
+        ids = [[torch.from_numpy(distinct_ids(generator, rows, draws)) for _ in range(count)]
                for _ in range(sets)]
         offsets = torch.arange(0, draws, bag)
         turn = [0]
@@ -297,8 +322,8 @@ def measure_table_gathers(buffer_bytes: int, sizes: list[tuple[int, int]], llc: 
             turn[0] += 1
 
         seconds = _repeat(call, settings)
-        measured[(row, rows * row)] = summarize(
-            "gather_table", table_gather_shape(row, rows * row), "GB/s",
+        measured[(row, rows * row, draws)] = summarize(
+            "gather_table", table_gather_shape(row, rows * row, draws), "GB/s",
             _rates(count * draws * row, seconds, 1e9))
         del tables, ids
     del buffer
@@ -337,15 +362,20 @@ def gemm_shapes(settings: CeilingSettings) -> list[tuple[int, int, int]]:
     return sorted({(min(m, settings.gemm_max_m), k, n) for m, k, n in shapes})
 
 
-def table_gather_sizes(settings: CeilingSettings) -> list[tuple[int, int]]:
-    """``(row_bytes, table_bytes)`` pairs of ``gather_table``: every row size the models read
-    at every ladder size and at the models' own table sizes."""
-    from recstack.footprint import table_sizes
+def table_gather_points(settings: CeilingSettings) -> list[tuple[int, int, int]]:
+    """``(row_bytes, table_bytes, ids)`` of ``gather_table``: the models' own tables at the run
+    lengths their batches give them (``settings.batch_sizes``; runs clamped to
+    ``[min_run_ids, max_run_ids]``), and every row size the models read at every ladder size
+    with ``table_draws`` ids."""
+    from recstack.footprint import table_gather_runs
     from recstack.specs import ZOO_NAMES, zoo_spec
 
-    own = table_sizes([zoo_spec(name) for name in (settings.models or ZOO_NAMES)])
-    ladder = {(row, size) for row in row_sizes(settings) for size in settings.table_ladder}
-    return sorted(ladder | set(own))
+    specs = [zoo_spec(name) for name in (settings.models or ZOO_NAMES)]
+    own = {(row, table, min(max(run, settings.min_run_ids), settings.max_run_ids))
+           for row, table, run in table_gather_runs(specs, settings.batch_sizes)}
+    ladder = {(row, size, settings.table_draws) for row in row_sizes(settings)
+              for size in settings.table_ladder}
+    return sorted(ladder | own)
 
 
 def row_sizes(settings: CeilingSettings) -> list[int]:
@@ -384,7 +414,7 @@ def measure_ceilings(threads: int, platform: dict[str, Any],
             buffer = gather_buffer(gathered)
             ceilings += measure_gathers(gathered, rows, settings, "gather_dram", buffer=buffer)
             ceilings += measure_gathers(cached, rows, settings, "gather_cached")
-            ceilings += measure_table_gathers(gathered, table_gather_sizes(settings), llc,
+            ceilings += measure_table_gathers(gathered, table_gather_points(settings), llc,
                                               settings, buffer=buffer)
             del buffer
             size = settings.large_gemm
@@ -415,8 +445,11 @@ def covers(stored: pd.DataFrame, wanted_dram_bytes: int) -> bool:
     """Whether stored ceilings were measured with a DRAM working set at least half the wanted
     one (a ``--quick`` set is never reused for a full measurement)."""
     triad = stored[stored.kind == "triad_dram"]
-    # Ceilings stored before gathers were measured per table size are measured again.
-    if triad.empty or "gather_table" not in set(stored.kind):
+    # Ceilings stored before gathers were measured per table size and run length are
+    # measured again.
+    runs = [parse_table_gather_shape(str(shape))
+            for shape in stored[stored.kind == "gather_table"]["shape"]]
+    if triad.empty or not any(run is not None and run[2] is not None for run in runs):
         return False
     size = triad_working_set(str(triad["shape"].iloc[0]))
     return size is not None and size >= wanted_dram_bytes // 2
