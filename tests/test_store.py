@@ -87,15 +87,16 @@ def test_a_file_of_another_schema_is_refused(tmp_path: Path) -> None:
         ResultStore(path).runs()
 
 
-def test_a_store_of_the_previous_version_is_upgraded_in_place(tmp_path: Path) -> None:
+def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> None:
     from recstack.store import SCHEMA_VERSION
 
     path = tmp_path / "old.duckdb"
     old = ResultStore(path)
     run_id = old.create_run("test", {}, {}, "p1", "platform")
     old.record_point(run_id, point_row("a"))
-    with duckdb.connect(str(path)) as db:  # as version 4 wrote it: no compile_seconds
+    with duckdb.connect(str(path)) as db:  # as version 4 wrote it: two migrations to go
         db.execute("ALTER TABLE points DROP COLUMN compile_seconds")
+        db.execute("ALTER TABLE profiles DROP COLUMN profiler_outside_us")
         db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     # Reading upgrades it; what was recorded stays, the new column is empty (not zero).
     query = "SELECT point_key, compile_seconds FROM points WHERE run_id = ? ORDER BY point_key"
@@ -104,6 +105,8 @@ def test_a_store_of_the_previous_version_is_upgraded_in_place(tmp_path: Path) ->
     with duckdb.connect(str(path), read_only=True) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'"
                           ).fetchone()[0] == str(SCHEMA_VERSION)
+    columns = ResultStore(path).query("SELECT * FROM profiles LIMIT 0").columns
+    assert "profiler_outside_us" in columns
     ResultStore(path).record_point(run_id, {**point_row("b"), "compile_seconds": 12.5})
     points = ResultStore(path).query(query, [run_id]).set_index("point_key")
     assert points.compile_seconds["b"] == 12.5

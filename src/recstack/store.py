@@ -11,7 +11,8 @@ Tables (schema version in ``meta``):
 - ``operators``: per operator-profile point, the top-level operators by model part, with
   calls and time per iteration (raw names: classification is analysis).
 - ``profiles``: per operator-profile point, iteration wall time, operator time, the time no
-  operator covers, and the profiler's own overhead.
+  operator covers, the profiler's own overhead, and a lower bound on the part of it that
+  falls outside operators (its scopes).
 - ``hardware``: per hardware point, its source (measured or simulated), top-down fractions,
   IPC and misses per kilo-instruction (NULL where not measured), multiplexing, caveats.
 - ``design_space``: per design-space run, its model variants: the base model, the sampled
@@ -42,12 +43,14 @@ import pandas as pd
 from recstack import __version__
 from recstack.errors import RecstackError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # What brings a store of each older version to the next one (applied in order when the store
 # is opened). A version missing here is too old to upgrade: it is refused.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 5: seconds the compile backend spent compiling before the point was measured.
     4: ("ALTER TABLE points ADD COLUMN IF NOT EXISTS compile_seconds DOUBLE",),
+    # 6: a lower bound on the profiler's added time outside operators, per iteration.
+    5: ("ALTER TABLE profiles ADD COLUMN IF NOT EXISTS profiler_outside_us DOUBLE",),
 }
 # How long opening the store waits for another process's connection to close.
 LOCK_WAIT_S = 60.0
@@ -146,6 +149,7 @@ CREATE TABLE IF NOT EXISTS profiles (
     unprofiled_median_us DOUBLE,
     profiler_overhead DOUBLE,
     trace_path VARCHAR,
+    profiler_outside_us DOUBLE,
     PRIMARY KEY (run_id, point_key)
 );
 CREATE TABLE IF NOT EXISTS hardware (

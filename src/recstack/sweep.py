@@ -388,7 +388,8 @@ def _record(store: ResultStore, run_id: str, point: Point, started: datetime,
             "iterations": len(result.iteration_wall_us), "time_basis": result.time_basis,
             "wall_us": wall, "operator_us": covered, "uncovered_us": wall - covered,
             "profiled_median_us": profiled, "unprofiled_median_us": unprofiled,
-            "profiler_overhead": profiled / unprofiled - 1.0, "trace_path": result.trace_path})
+            "profiler_overhead": profiled / unprofiled - 1.0, "trace_path": result.trace_path,
+            "profiler_outside_us": result.profiler_outside_us})
         return None
     stats = timing_stats(result.latency_ns, point.batch_size, result.copy_ns,
                          settings.spread_threshold, point.label)

@@ -180,6 +180,13 @@ def test_overhead_bracket():
     assert low != low and high != high
     low, high = overhead_shares(1.0, float("nan"), 0.1)
     assert low != low and high != high
+    # 0.3 ms of the profiler's 0.5 fell between operators (its scopes): operators took at
+    # least 0.6 - 0.2, the high end falls from 0.9 to 0.6; the low end does not move.
+    assert overhead_shares(1.0, 0.6, 0.5, 0.3) == (pytest.approx(0.4), pytest.approx(0.6))
+    # A bound above the added time itself (measurement noise) counts as all of it, no more;
+    # unknown (NaN, profiles before schema 6) counts as nothing.
+    assert overhead_shares(1.0, 0.6, 0.5, 0.9)[1] == pytest.approx(0.4)
+    assert overhead_shares(1.0, 0.6, 0.5, float("nan"))[1] == pytest.approx(0.9)
 
 
 def _record(store: ResultStore, run_id: str, collector: str, **tables) -> None:

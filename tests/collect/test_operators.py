@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recstack.collect.operators import UNSCOPED_PART, profile_point, summarize_iterations
+from recstack.collect.operators import (UNSCOPED_PART, _scopes_in, profile_point,
+                                        summarize_iterations)
 from recstack.collect.timing import TimingSettings
 from recstack.points import Point
 from tests.conftest import small_spec
@@ -34,6 +35,12 @@ def test_profile_attributes_operators_to_parts(name: str, parts: set[str]) -> No
     ops = {row["op"] for row in profile.operators}
     assert "aten::linear" in ops
     assert not any(op.startswith("recstack::") for op in ops)
+    # The profiler's cost outside operators: the iteration's scope and one per part entered
+    # (DIEN enters "recurrent" twice), each at the measured cost of an empty scope.
+    scopes = profile.extra["scopes_per_iteration"]
+    assert scopes == 1 + len(parts) + (name == "dien")
+    assert profile.profiler_outside_us == pytest.approx(scopes * profile.extra["scope_cost_us"])
+    assert profile.extra["scope_cost_us"] >= 0
 
 
 def test_embedding_bags_are_counted_once_per_table() -> None:
@@ -70,6 +77,7 @@ def test_summary_of_recorded_events() -> None:
                     {"part": UNSCOPED_PART, "op": "aten::cat", "calls": 1.0, "time_us": 5.0}]
     cuda_rows, _ = summarize_iterations([iteration], on_cuda=True)
     assert cuda_rows[0]["time_us"] == 5.0  # device time of the kernels, not CPU time
+    assert _scopes_in(iteration) == 1  # recstack::dense; operators are not scopes
 
 
 def test_descheduled_iterations_are_left_out_of_the_profile() -> None:

@@ -32,9 +32,12 @@ profile: the profiler inflates small-batch iterations (46-208% at batch 1 on the
 the unprofiled median latency ``T`` is the reference, and the operators' time ``O`` comes from
 the profiled run. The profiler's added time per iteration ``D`` (profiled minus unprofiled
 median, measured in the profile point itself) lands partly inside operators (their inclusive
-time covers the recording of nested operators) and partly between them, so the true operator
-time lies in ``[O - D, O]`` and the overhead share in
-``[(T - O) / T, (T - max(O - D, 0)) / T]`` (clipped to [0, 1]): ``overhead_share_low`` and
+time covers the recording of nested operators) and partly between them. At least ``S`` of it
+lands between them: the scopes the profiler records that are not operators (the iteration's
+and each model part's), each at the added cost of an empty scope measured in the same worker
+(``profiles.profiler_outside_us``; 0 for profiles stored before schema 6). So the true
+operator time lies in ``[O - D + S, O]`` and the overhead share in
+``[(T - O) / T, (T - max(O - D + S, 0)) / T]`` (clipped to [0, 1]): ``overhead_share_low`` and
 ``overhead_share_high``. When ``O - D`` exceeds ``T`` by more than 10%, the profile and the
 timing did not run alike and both shares are NaN (not zero).
 """
@@ -277,9 +280,11 @@ def point_bound(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
             "rows_resident": gathers.rows_resident}
 
 
-def overhead_shares(measured_ms: float, operator_ms: float, profiler_added_ms: float
-                    ) -> tuple[float, float]:
-    """(low, high) framework-overhead share of the latency (see the module docstring)."""
+def overhead_shares(measured_ms: float, operator_ms: float, profiler_added_ms: float,
+                    profiler_outside_ms: float = 0.0) -> tuple[float, float]:
+    """(low, high) framework-overhead share of the latency (see the module docstring).
+    ``profiler_outside_ms``: a lower bound on the profiler's added time that lands outside
+    operators (0 when unknown); it narrows the high end."""
     if not measured_ms > 0 or operator_ms != operator_ms:
         return math.nan, math.nan
     added = max(0.0, profiler_added_ms) if profiler_added_ms == profiler_added_ms else 0.0
@@ -288,8 +293,13 @@ def overhead_shares(measured_ms: float, operator_ms: float, profiler_added_ms: f
         # unprofiled iteration: the two points did not run alike (e.g. the profiled
         # iterations met colder caches). No share can be read from them.
         return math.nan, math.nan
+    outside = (max(0.0, profiler_outside_ms)
+               if profiler_outside_ms == profiler_outside_ms else 0.0)
     low = (measured_ms - operator_ms) / measured_ms
-    high = (measured_ms - max(operator_ms - added, 0.0)) / measured_ms
+    # Operators took at least O - (D - outside): of the profiler's added time D, at least
+    # `outside` was spent between operators, so at most D - outside inflated them.
+    operators_at_least = min(max(operator_ms - added + min(outside, added), 0.0), operator_ms)
+    high = (measured_ms - operators_at_least) / measured_ms
     return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
 
 
@@ -304,10 +314,11 @@ def load_points(store: object, run_id: str) -> pd.DataFrame:
                pt.row_scale, pt.batch_size, pt.device, pt.threads, pt.backend, t.median_ms,
                t.p5_ms, t.p95_ms, pt.distinct_batches,
                pt.build_seconds, pt.compile_seconds, pt.peak_memory_growth_bytes,
-               prof.operator_us, prof.calls, prof.profiled_median_us, prof.unprofiled_median_us
+               prof.operator_us, prof.calls, prof.profiled_median_us, prof.unprofiled_median_us,
+               prof.profiler_outside_us
         FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
         LEFT JOIN (SELECT p_pt.run_id, p_pt.config_key, p.operator_us, p.profiled_median_us,
-                          p.unprofiled_median_us,
+                          p.unprofiled_median_us, p.profiler_outside_us,
                           (SELECT sum(o.calls) FROM operators o WHERE o.run_id = p.run_id
                            AND o.point_key = p.point_key) AS calls
                    FROM points p_pt JOIN profiles p USING (run_id, point_key)
@@ -385,7 +396,7 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
         row["dispatch_floor_ms"] = row["operator_calls"] * ceilings.dispatch_us / 1e3
     added_ms = (_number(point.profiled_median_us) - _number(point.unprofiled_median_us)) / 1e3
     row["overhead_share_low"], row["overhead_share_high"] = overhead_shares(
-        measured, operator_ms, added_ms)
+        measured, operator_ms, added_ms, _number(point.profiler_outside_us) / 1e3)
     return row
 
 

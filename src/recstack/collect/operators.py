@@ -55,6 +55,11 @@ class OperatorProfile:
     """The same number of iterations without the profiler."""
     time_basis: str
     """``cpu``: operators' CPU time; ``cuda``: device time of the kernels they launched."""
+    profiler_outside_us: float = math.nan
+    """A lower bound on the profiler's added time per iteration that falls outside every
+    operator: the scopes it records (the iteration's and each model part's, which enclose
+    operators but are none), each at the added cost of an empty scope measured in this
+    worker (see :func:`scope_cost_us`)."""
     trace_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -118,6 +123,41 @@ def summarize_iterations(iterations: list[Any], on_cuda: bool) -> tuple[list[dic
     return rows, walls
 
 
+SCOPE_PROBE_PAIRS = 2000
+SCOPE_PROBE_REPEATS = 5
+
+
+def scope_cost_us(activities: list[Any]) -> float:
+    """What the profiler adds to one part scope (enter and exit), in microseconds: the
+    fastest of ``SCOPE_PROBE_REPEATS`` loops of empty :func:`part_scope` scopes under a
+    profiler, minus the slowest of the same loops without one (where a scope is a shared null
+    context). Tight loops run at their fastest, so in an iteration a scope costs at least
+    this much: a lower bound."""
+    import torch
+
+    from recstack.models.layers import part_scope
+
+    clock = time.perf_counter_ns
+
+    def loop() -> float:
+        start = clock()
+        for _ in range(SCOPE_PROBE_PAIRS):
+            with part_scope("probe"):
+                pass
+        return (clock() - start) / 1e3 / SCOPE_PROBE_PAIRS
+
+    plain = [loop() for _ in range(SCOPE_PROBE_REPEATS)]
+    with _quiet_native_stderr(), torch.profiler.profile(activities=activities):
+        profiled = [loop() for _ in range(SCOPE_PROBE_REPEATS)]
+    return max(0.0, min(profiled) - max(plain))
+
+
+def _scopes_in(event: Any) -> int:
+    """Part scopes recorded under ``event``, at any depth."""
+    return sum(_scopes_in(child) + child.name.startswith(PART_SCOPE_PREFIX)
+               for child in event.cpu_children)
+
+
 def profile_point(point: Point, settings: TimingSettings,
                   trace_dir: str | None = None) -> OperatorProfile:
     """Profiles ``point``; meant to run in a fresh worker process."""
@@ -159,6 +199,7 @@ def profile_point(point: Point, settings: TimingSettings,
         activities = [torch.profiler.ProfilerActivity.CPU]
         if on_cuda:
             activities.append(torch.profiler.ProfilerActivity.CUDA)
+        scope_us = scope_cost_us(activities)
         profiled = []
         with _quiet_native_stderr(), torch.profiler.profile(activities=activities) as profiler:
             forward(0)  # the profiler's own first-call costs land here, unrecorded
@@ -172,6 +213,8 @@ def profile_point(point: Point, settings: TimingSettings,
         raise RecstackError(f"{point.label}: the profiler recorded {len(recorded)} of "
                             f"{iterations} iterations")
     rows, walls = summarize_iterations(recorded, on_cuda)
+    # The iteration's own scope (absent from the unprofiled loop) and its part scopes.
+    scopes = 1 + statistics.fmean(_scopes_in(event) for event in recorded)
     trace_path = None
     if trace_dir is not None:
         directory = Path(trace_dir)
@@ -180,4 +223,5 @@ def profile_point(point: Point, settings: TimingSettings,
         profiler.export_chrome_trace(trace_path)
     return OperatorProfile(operators=rows, iteration_wall_us=walls, profiled_us=profiled,
                            unprofiled_us=unprofiled, time_basis="cuda" if on_cuda else "cpu",
-                           trace_path=trace_path)
+                           profiler_outside_us=scopes * scope_us, trace_path=trace_path,
+                           extra={"scope_cost_us": scope_us, "scopes_per_iteration": scopes})
