@@ -118,8 +118,10 @@ def check_targets(table: pd.DataFrame, builds: pd.DataFrame) -> list[str]:
     lines = []
     best = table.groupby(["model", "batch_size"], as_index=False).agg(
         efficiency_low=("efficiency_low", "max"), efficiency_high=("efficiency_high", "max"),
-        overhead_high=("overhead_share_high", "min"),
-        overhead_low=("overhead_share_low", "min"), rows_resident=("rows_resident", "any"))
+        rows_resident=("rows_resident", "any"))
+    # Overhead is judged on the fastest backend, the one a user would run (a slower backend
+    # can show a smaller share of a longer latency).
+    fastest = table.loc[table.groupby(["model", "batch_size"]).measured_ms.idxmin()]
     large = best[best.model.isin(EFFICIENCY_MODELS) & (best.batch_size >= 1024)]
     for row in large.itertuples(index=False):
         if row.efficiency_low > 1.0:
@@ -136,17 +138,18 @@ def check_targets(table: pd.DataFrame, builds: pd.DataFrame) -> list[str]:
         lines.append(f"{row.model} b{row.batch_size}: efficiency {row.efficiency_low:.0%} to "
                      f"{row.efficiency_high:.0%} (ceilings before and after; target >= "
                      f"{EFFICIENCY_TARGET:.0%}): {verdict}")
-    small = best[best.model.isin(OVERHEAD_MODELS) & (best.batch_size <= 16)]
+    small = fastest[fastest.model.isin(OVERHEAD_MODELS) & (fastest.batch_size <= 16)]
     for row in small.itertuples(index=False):
-        if math.isnan(row.overhead_high):
-            lines.append(f"{row.model} b{row.batch_size}: framework overhead not read (no "
-                         "operator profile consistent with the timing point)")
+        where = f"{row.model} b{row.batch_size} ({row.backend}, the fastest)"
+        if math.isnan(row.overhead_share_high):
+            lines.append(f"{where}: framework overhead not read (no operator profile "
+                         "consistent with the timing point)")
             continue
-        verdict = ("met" if row.overhead_high <= OVERHEAD_TARGET else
-                   "NOT met" if row.overhead_low > OVERHEAD_TARGET else "undecided")
-        lines.append(f"{row.model} b{row.batch_size}: framework overhead "
-                     f"{row.overhead_low:.0%}-{row.overhead_high:.0%} (target <= "
-                     f"{OVERHEAD_TARGET:.0%}): {verdict}")
+        verdict = ("met" if row.overhead_share_high <= OVERHEAD_TARGET else
+                   "NOT met" if row.overhead_share_low > OVERHEAD_TARGET else "undecided")
+        lines.append(f"{where}: framework overhead {row.overhead_share_low:.0%}-"
+                     f"{row.overhead_share_high:.0%} (target <= {OVERHEAD_TARGET:.0%}): "
+                     f"{verdict}")
     for row in builds.itertuples(index=False):
         lines.append(f"{row.model}: build {row.build_s_per_gb:.2f} s/GB (target < "
                      f"{BUILD_S_PER_GB_TARGET:g}): "
