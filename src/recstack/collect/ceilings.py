@@ -62,7 +62,8 @@ MAX_CALLS_PER_REPEAT = 20_000
 
 @dataclass(frozen=True)
 class CeilingSettings:
-    """How much to measure. The defaults take about a minute on a 2-core machine;
+    """How much to measure. The defaults take about 7 minutes on the 2-core VM (most of it
+    the gathers by table size and run length);
     :meth:`quick` is for tests (tiny sizes: its bandwidths are not DRAM's)."""
 
     dram_bytes: int | None = None
