@@ -57,7 +57,8 @@ def traced_replay(model, batches):  # noqa: ANN001, ANN201
             self.inner = inner
             self.lookups = lookups
 
-        def forward(self, dense, indices, offsets, pooled_ids, pooled_offsets):  # noqa: ANN001, ANN202
+        def forward(self, dense, indices, offsets, pooled_ids,  # noqa: ANN001, ANN202
+                    pooled_offsets):  # noqa: ANN001
             return self.inner(Batch(size=dense.shape[0], dense=dense, bag_indices=indices,
                                     bag_offsets=offsets, pooled_ids=pooled_ids,
                                     pooled_offsets=pooled_offsets, lookups=self.lookups))

@@ -46,9 +46,8 @@ class Batch:
         lookups = tuple(int(ids.shape[0]) for ids in self.bag_indices)
         if self.bag_indices:
             pooled = torch.cat(self.bag_indices)
-            pooled_offsets = torch.cat([
-                offsets + start for offsets, start in zip(
-                    self.bag_offsets, itertools.accumulate(lookups[:-1], initial=0))])
+            pooled_offsets = torch.cat([offsets + start for offsets, start
+                                        in zip(self.bag_offsets, run_starts(lookups))])
         else:
             pooled = torch.empty(0, dtype=torch.int64)
             pooled_offsets = torch.empty(0, dtype=torch.int64)
@@ -56,7 +55,7 @@ class Batch:
         object.__setattr__(self, "pooled_ids", pooled)
         object.__setattr__(self, "pooled_offsets", pooled_offsets)
         object.__setattr__(self, "lookups", lookups)
-        object.__setattr__(self, "bag_indices", _table_views(pooled, lookups))
+        object.__setattr__(self, "bag_indices", _split_by_table(pooled, lookups))
 
     def map_tensors(self, move: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
         """The same batch with ``move`` applied to each tensor it holds (once to the pooled
@@ -69,7 +68,7 @@ class Batch:
         return Batch(
             size=self.size,
             dense=apply(self.dense),
-            bag_indices=_table_views(pooled, self.lookups),
+            bag_indices=_split_by_table(pooled, self.lookups),
             bag_offsets=tuple(move(t) for t in self.bag_offsets),
             sequence=apply(self.sequence),
             pooled_ids=pooled,
@@ -90,6 +89,12 @@ class Batch:
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
-def _table_views(pooled: torch.Tensor, lookups: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+def run_starts(counts: tuple[int, ...]) -> list[int]:
+    """Where each of ``counts`` consecutive runs starts: ``[0, c0, c0 + c1, ...]``."""
+    return list(itertools.accumulate(counts[:-1], initial=0))
+
+
+def _split_by_table(pooled: torch.Tensor, lookups: tuple[int, ...]
+                    ) -> tuple[torch.Tensor, ...]:
     """Each table's ids: consecutive views of ``pooled``."""
     return tuple(torch.split(pooled, list(lookups))) if lookups else ()

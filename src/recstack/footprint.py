@@ -501,12 +501,6 @@ def table_gathers(spec: ModelSpec, batch_size: int) -> tuple[TableGather, ...]:
     return tuple(gathers)
 
 
-def table_sizes(specs: list[ModelSpec]) -> list[tuple[int, int]]:
-    """Distinct ``(row_bytes, table_bytes)`` of the tables the models gather from, sorted."""
-    return sorted({(g.row_bytes, g.table_bytes) for spec in specs
-                   for g in table_gathers(spec, 1)})
-
-
 def table_gather_runs(specs: list[ModelSpec], batch_sizes: tuple[int, ...] | list[int]
                       ) -> list[tuple[int, int, int]]:
     """Distinct ``(row_bytes, table_bytes, ids)`` of the models' gathers at ``batch_sizes``:

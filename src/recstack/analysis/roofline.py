@@ -14,12 +14,12 @@ measured ceilings (:mod:`recstack.collect.ceilings`):
   ``gather_table`` ceiling of a table of that size and row width and of that run length
   (tables of the largest measured size not above it, runs of the shortest measured length not
   below the batch's distinct rows from the table: bandwidth falls as tables grow and rises
-  with the run, so both err fast); rows the batch reads again (the expected repeats of its query distribution, from
-  :func:`recstack.inputs.expected_distinct_rows`) move at the fastest gather measured at that
-  row width. A lower bound takes the favourable case: whatever fits in the last-level cache
-  (all of a model's tables; the rows of every batch the timing loop cycles through; all of its
-  dense weights; a stage's activations) is assumed to be there and moves at the cached
-  bandwidths;
+  with the run, so both err fast); rows the batch reads again (the expected repeats of its
+  query distribution, from :func:`recstack.inputs.expected_distinct_rows`) move at the
+  fastest gather measured at that row width. A lower bound takes the favourable case:
+  whatever fits in the last-level cache (all of a model's tables; the rows of every batch the
+  timing loop cycles through; all of its dense weights; a stage's activations) is assumed to
+  be there and moves at the cached bandwidths;
 - a stage's bound = max(compute, memory); the point's (sequential) bound = the sum over stages;
   efficiency = bound / measured median latency (1 = as fast as the ceilings allow).
 
@@ -63,7 +63,8 @@ ROOFLINE_COLUMNS = [
     "run_id", "platform_id", "model", "model_type", "row_scale", "batch_size", "device",
     "threads", "backend", "measured_ms", "p5_ms", "p95_ms", "bound_ms", "efficiency", "flops",
     "bytes", "operational_intensity", "attained_gflops", "attained_gbps", "limiting_stage",
-    "limit", "compute_ms", "memory_ms", "cycled_rows_bytes", "rows_resident", "operator_ms", "operator_calls", "dispatch_floor_ms",
+    "limit", "compute_ms", "memory_ms", "cycled_rows_bytes", "rows_resident", "operator_ms",
+    "operator_calls", "dispatch_floor_ms",
     "overhead_share_low", "overhead_share_high", "build_seconds", "compile_seconds",
     "peak_memory_growth_bytes",
     "model_bytes", "embedding_bytes"]

@@ -24,7 +24,6 @@ checks cost about as much as a small lookup itself (microseconds per table per f
 
 from __future__ import annotations
 
-import itertools
 import math
 import mmap
 import os
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recstack.batch import Batch
+from recstack.batch import Batch, run_starts
 
 CHUNK_ELEMENTS = 1 << 24  # 64 MiB of float32: large enough to amortize, small enough to spread
 _SUM = 0  # torch.embedding_bag's mode code for sum pooling
@@ -109,11 +108,6 @@ def random_table(rows: int, dim: int, seed: int, table_index: int) -> torch.Tens
     return fill_table(empty_table(rows, dim), seed, table_index)
 
 
-def _starts(counts: tuple[int, ...]) -> list[int]:
-    """Where each of ``counts`` consecutive runs starts: ``[0, c0, c0 + c1, ...]``."""
-    return list(itertools.accumulate(counts[:-1], initial=0))
-
-
 def _table_views(weight: torch.Tensor, bases: torch.Tensor, rows: tuple[int, ...]
                  ) -> list[torch.Tensor]:
     """Each table's ``(rows, dim)`` rows of a fused ``weight`` (views), in order."""
@@ -125,7 +119,7 @@ def fused_tables(rows: tuple[int, ...], dim: int, seed: int, first_table_index: 
     """One ``(sum(rows), dim)`` weight holding every table's rows back to back, each table
     filled in place as :func:`random_table` would fill it alone; and each table's first row.
     Built in one allocation: the peak memory is the tables' own bytes."""
-    bases = _starts(rows)
+    bases = run_starts(rows)
     weight = empty_table(sum(rows), dim)
     for k, (base, count) in enumerate(zip(bases, rows)):
         fill_table(weight[base:base + count], seed, first_table_index + k)
@@ -193,7 +187,7 @@ class FusedPooledEmbeddings(nn.Module):
         self.dim = dim
         self.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
                              persistent=False)
-        # Read at call time without nn.Module.__getattr__ (about 0.4 us per access).
+        # Read at call time without nn.Module.__getattr__ (see RecModel).
         self._parameter_dict = self._parameters
         self._shifts: dict[tuple[int, ...], torch.Tensor] = {}
 
