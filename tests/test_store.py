@@ -94,9 +94,13 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
     old = ResultStore(path)
     run_id = old.create_run("test", {}, {}, "p1", "platform")
     old.record_point(run_id, point_row("a"))
-    with duckdb.connect(str(path)) as db:  # as version 4 wrote it: two migrations to go
+    with duckdb.connect(str(path)) as db:  # as version 4 wrote it: three migrations to go
         db.execute("ALTER TABLE points DROP COLUMN compile_seconds")
         db.execute("ALTER TABLE profiles DROP COLUMN profiler_outside_us")
+        for column in ("clock_plain_us", "clock_clocked_us", "clock_inside_us",
+                       "clock_outside_us", "clock_operators", "clock_observed", "clock",
+                       "clock_note"):
+            db.execute(f"ALTER TABLE profiles DROP COLUMN {column}")
         db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     # Reading upgrades it; what was recorded stays, the new column is empty (not zero).
     query = "SELECT point_key, compile_seconds FROM points WHERE run_id = ? ORDER BY point_key"
@@ -106,7 +110,7 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'"
                           ).fetchone()[0] == str(SCHEMA_VERSION)
     columns = ResultStore(path).query("SELECT * FROM profiles LIMIT 0").columns
-    assert "profiler_outside_us" in columns
+    assert {"profiler_outside_us", "clock_inside_us", "clock", "clock_note"} <= set(columns)
     ResultStore(path).record_point(run_id, {**point_row("b"), "compile_seconds": 12.5})
     points = ResultStore(path).query(query, [run_id]).set_index("point_key")
     assert points.compile_seconds["b"] == 12.5

@@ -11,8 +11,10 @@ Tables (schema version in ``meta``):
 - ``operators``: per operator-profile point, the top-level operators by model part, with
   calls and time per iteration (raw names: classification is analysis).
 - ``profiles``: per operator-profile point, iteration wall time, operator time, the time no
-  operator covers, the profiler's own overhead, and a lower bound on the part of it that
-  falls outside operators (its scopes).
+  operator covers, the profiler's own overhead, a lower bound on the part of it that
+  falls outside operators (its scopes), and the operator clock's reading (plain and clocked
+  iterations, time inside and outside top-level operators, operators per iteration; medians
+  and raw rounds) or why it has none.
 - ``hardware``: per hardware point, its source (measured or simulated), top-down fractions,
   IPC and misses per kilo-instruction (NULL where not measured), multiplexing, caveats.
 - ``design_space``: per design-space run, its model variants: the base model, the sampled
@@ -43,7 +45,7 @@ import pandas as pd
 from recstack import __version__
 from recstack.errors import RecstackError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # What brings a store of each older version to the next one (applied in order when the store
 # is opened). A version missing here is too old to upgrade: it is refused.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -51,6 +53,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: ("ALTER TABLE points ADD COLUMN IF NOT EXISTS compile_seconds DOUBLE",),
     # 6: a lower bound on the profiler's added time outside operators, per iteration.
     5: ("ALTER TABLE profiles ADD COLUMN IF NOT EXISTS profiler_outside_us DOUBLE",),
+    # 7: the operator clock's reading (medians, raw rounds) or why there is none.
+    6: tuple(f"ALTER TABLE profiles ADD COLUMN IF NOT EXISTS {column}"
+             for column in ("clock_plain_us DOUBLE", "clock_clocked_us DOUBLE",
+                            "clock_inside_us DOUBLE", "clock_outside_us DOUBLE",
+                            "clock_operators DOUBLE", "clock_observed DOUBLE", "clock JSON",
+                            "clock_note VARCHAR")),
 }
 # How long opening the store waits for another process's connection to close.
 LOCK_WAIT_S = 60.0
@@ -150,6 +158,14 @@ CREATE TABLE IF NOT EXISTS profiles (
     profiler_overhead DOUBLE,
     trace_path VARCHAR,
     profiler_outside_us DOUBLE,
+    clock_plain_us DOUBLE,
+    clock_clocked_us DOUBLE,
+    clock_inside_us DOUBLE,
+    clock_outside_us DOUBLE,
+    clock_operators DOUBLE,
+    clock_observed DOUBLE,
+    clock JSON,
+    clock_note VARCHAR,
     PRIMARY KEY (run_id, point_key)
 );
 CREATE TABLE IF NOT EXISTS hardware (

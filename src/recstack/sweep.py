@@ -389,12 +389,27 @@ def _record(store: ResultStore, run_id: str, point: Point, started: datetime,
             "wall_us": wall, "operator_us": covered, "uncovered_us": wall - covered,
             "profiled_median_us": profiled, "unprofiled_median_us": unprofiled,
             "profiler_overhead": profiled / unprofiled - 1.0, "trace_path": result.trace_path,
-            "profiler_outside_us": result.profiler_outside_us})
+            "profiler_outside_us": result.profiler_outside_us, **_clock_columns(result)})
         return None
     stats = timing_stats(result.latency_ns, point.batch_size, result.copy_ns,
                          settings.spread_threshold, point.label)
     store.record_point(run_id, row, _samples_frame(result), stats.to_dict())
     return stats
+
+
+def _clock_columns(profile: OperatorProfile) -> dict[str, Any]:
+    """The operator clock's columns of a profile row: medians, counts, raw rounds, note."""
+    reading = profile.clock
+    if reading is None:
+        return {"clock_note": profile.clock_note}
+    from recstack.collect.opclock import ClockReading
+
+    medians = ClockReading(**reading).medians()
+    return {"clock_plain_us": medians["plain_us"], "clock_clocked_us": medians["clocked_us"],
+            "clock_inside_us": medians["inside_us"],
+            "clock_outside_us": medians["outside_us"],
+            "clock_operators": reading["operators"], "clock_observed": reading["observed"],
+            "clock": json.dumps(reading), "clock_note": profile.clock_note}
 
 
 def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: TimingSettings,

@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from recstack.analysis.roofline import (Ceilings, gather_bound, overhead_shares, point_bound,
-                                        roofline_table, stage_bounds)
+from recstack.analysis.roofline import (Ceilings, clocked_overhead_shares, gather_bound,
+                                        overhead_shares, point_bound, roofline_table,
+                                        stage_bounds)
 from recstack.errors import RecstackError
 from recstack.footprint import Gemm, footprint, stage_work, table_gathers
 from recstack.inputs import QuerySpec, expected_distinct_rows
@@ -189,6 +190,38 @@ def test_overhead_bracket():
     assert overhead_shares(1.0, 0.6, 0.5, float("nan"))[1] == pytest.approx(0.9)
 
 
+def test_clocked_overhead_bracket():
+    # Plain 10 us; clocked: 8 us inside top-level operators, 3 us outside (the callbacks
+    # added 1 us somewhere): outside lies in [10 - 8, 3].
+    assert clocked_overhead_shares(10.0, 8.0, 3.0) == (pytest.approx(0.2), pytest.approx(0.3))
+    # Noise can put the clocked outside time under the low end: the bracket stays ordered.
+    assert clocked_overhead_shares(10.0, 8.0, 1.5) == (pytest.approx(0.2), pytest.approx(0.2))
+    assert clocked_overhead_shares(10.0, 11.0, 0.5) == (0.0, pytest.approx(0.05))
+    for missing in ((float("nan"), 8.0, 3.0), (10.0, float("nan"), 3.0), (0.0, 1.0, 1.0)):
+        low, high = clocked_overhead_shares(*missing)
+        assert low != low and high != high
+
+
+def test_roofline_prefers_the_operator_clock(tmp_path):
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = store.create_run("test", {}, {}, "p1", "test platform")
+    _record(store, run_id, "timing",
+            timing={"iterations": 10, "median_ms": 0.001, "p5_ms": 0.0009, "p95_ms": 0.002})
+    _record(store, run_id, "operators",
+            operators=pd.DataFrame({"part": ["dense"], "op": ["aten::linear"],
+                                    "calls": [2.0], "time_us": [0.6]}),
+            profile={"iterations": 3, "time_basis": "cpu", "wall_us": 1.4, "operator_us": 0.6,
+                     "uncovered_us": 0.8, "profiled_median_us": 1.5,
+                     "unprofiled_median_us": 1.0, "profiler_overhead": 0.5,
+                     "clock_plain_us": 1.2, "clock_clocked_us": 1.3, "clock_inside_us": 0.9,
+                     "clock_outside_us": 0.4, "clock_operators": 2.0, "clock_observed": 4.0})
+    store.write_ceilings(ceilings_frame(), {}, "test platform")
+    row = roofline_table(store, run_id).iloc[0]
+    assert row.overhead_basis == "operator clock"
+    assert row.overhead_share_low == pytest.approx(0.3 / 1.2)
+    assert row.overhead_share_high == pytest.approx(0.4 / 1.2)
+
+
 def _record(store: ResultStore, run_id: str, collector: str, **tables) -> None:
     from recstack.sweep import _point_row
 
@@ -224,6 +257,7 @@ def test_roofline_table_joins_points_and_ceilings(tmp_path):
     assert row.dispatch_floor_ms == pytest.approx(4 * 2.0 / 1e3)
     assert row.overhead_share_low == pytest.approx(0.4)
     assert row.overhead_share_high == pytest.approx(0.9)
+    assert row.overhead_basis == "profiler"
     assert row.model_bytes == footprint(TINY).model_bytes
     # Another thread count has no ceilings: its points get no bound.
     other = roofline_table(store, run_id, ceilings_frame(threads=2).assign(threads=2)

@@ -41,6 +41,15 @@ def test_profile_attributes_operators_to_parts(name: str, parts: set[str]) -> No
     assert scopes == 1 + len(parts) + (name == "dien")
     assert profile.profiler_outside_us == pytest.approx(scopes * profile.extra["scope_cost_us"])
     assert profile.extra["scope_cost_us"] >= 0
+    # The operator clock ran (this machine has a C++ compiler: see tests/collect/
+    # test_opclock.py for where it does not) and saw the same top-level operators.
+    if profile.clock is None:
+        pytest.skip(f"no operator clock here: {profile.clock_note}")
+    assert profile.clock_note is None
+    assert profile.clock["operators"] == pytest.approx(
+        sum(row["calls"] for row in profile.operators))
+    assert profile.clock["observed"] > profile.clock["operators"]  # linear runs addmm
+    assert len(profile.clock["plain_us"]) == len(profile.clock["inside_us"]) >= 3
 
 
 def test_embedding_bags_are_counted_once_per_table() -> None:

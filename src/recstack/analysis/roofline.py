@@ -40,6 +40,15 @@ operator time lies in ``[O - D + S, O]`` and the overhead share in
 ``[(T - O) / T, (T - max(O - D + S, 0)) / T]`` (clipped to [0, 1]): ``overhead_share_low`` and
 ``overhead_share_high``. When ``O - D`` exceeds ``T`` by more than 10%, the profile and the
 timing did not run alike and both shares are NaN (not zero).
+
+That bracket is wide at small batch: the profiler's added time is as large as the iteration.
+Where the profile point also carries an operator clock reading (schema 7; CPU, not compiled:
+:mod:`recstack.collect.opclock`), the shares come from it instead (``overhead_basis`` says
+which): the plain iteration ``P``, and in alternated clocked rounds the time inside top-level
+operators ``I`` and outside them ``X = C - I``, all measured in the same worker on the same
+batches. The clock's callbacks (``C - P`` in all, about 0.1 us per operator) land partly
+inside and partly outside the top-level operators, so the plain iteration's time outside
+operators lies in ``[P - I, X]``: the shares are ``(P - I) / P`` and ``X / P`` (clipped).
 """
 
 from __future__ import annotations
@@ -65,7 +74,7 @@ ROOFLINE_COLUMNS = [
     "bytes", "operational_intensity", "attained_gflops", "attained_gbps", "limiting_stage",
     "limit", "compute_ms", "memory_ms", "cycled_rows_bytes", "rows_resident", "operator_ms",
     "operator_calls", "dispatch_floor_ms",
-    "overhead_share_low", "overhead_share_high", "build_seconds", "compile_seconds",
+    "overhead_share_low", "overhead_share_high", "overhead_basis", "build_seconds", "compile_seconds",
     "peak_memory_growth_bytes",
     "model_bytes", "embedding_bytes"]
 # How far the operators' time net of the profiler's cost may exceed the unprofiled latency
@@ -304,6 +313,20 @@ def overhead_shares(measured_ms: float, operator_ms: float, profiler_added_ms: f
     return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
 
 
+def clocked_overhead_shares(plain_us: float, inside_us: float, outside_us: float
+                            ) -> tuple[float, float]:
+    """(low, high) framework-overhead share from an operator clock reading: the plain
+    iteration ``plain_us``, and in clocked iterations the time inside top-level operators
+    ``inside_us`` and outside them ``outside_us`` (see the module docstring). NaN when the
+    reading is missing or the plain iteration is not positive."""
+    values = (plain_us, inside_us, outside_us)
+    if any(value != value for value in values) or not plain_us > 0:
+        return math.nan, math.nan
+    low = (plain_us - inside_us) / plain_us
+    high = outside_us / plain_us
+    return float(np.clip(low, 0.0, 1.0)), float(np.clip(max(high, low), 0.0, 1.0))
+
+
 # ---- joined with a run's measurements ----------------------------------------------------------
 
 
@@ -316,10 +339,12 @@ def load_points(store: object, run_id: str) -> pd.DataFrame:
                t.p5_ms, t.p95_ms, pt.distinct_batches,
                pt.build_seconds, pt.compile_seconds, pt.peak_memory_growth_bytes,
                prof.operator_us, prof.calls, prof.profiled_median_us, prof.unprofiled_median_us,
-               prof.profiler_outside_us
+               prof.profiler_outside_us, prof.clock_plain_us, prof.clock_inside_us,
+               prof.clock_outside_us
         FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
         LEFT JOIN (SELECT p_pt.run_id, p_pt.config_key, p.operator_us, p.profiled_median_us,
-                          p.unprofiled_median_us, p.profiler_outside_us,
+                          p.unprofiled_median_us, p.profiler_outside_us, p.clock_plain_us,
+                          p.clock_inside_us, p.clock_outside_us,
                           (SELECT sum(o.calls) FROM operators o WHERE o.run_id = p.run_id
                            AND o.point_key = p.point_key) AS calls
                    FROM points p_pt JOIN profiles p USING (run_id, point_key)
@@ -395,9 +420,18 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
     row["operator_calls"] = _number(point.calls)
     if ceilings is not None:
         row["dispatch_floor_ms"] = row["operator_calls"] * ceilings.dispatch_us / 1e3
+    clocked = clocked_overhead_shares(_number(point.clock_plain_us),
+                                      _number(point.clock_inside_us),
+                                      _number(point.clock_outside_us))
+    if clocked[0] == clocked[0]:
+        row["overhead_share_low"], row["overhead_share_high"] = clocked
+        row["overhead_basis"] = "operator clock"
+        return row
     added_ms = (_number(point.profiled_median_us) - _number(point.unprofiled_median_us)) / 1e3
     row["overhead_share_low"], row["overhead_share_high"] = overhead_shares(
         measured, operator_ms, added_ms, _number(point.profiler_outside_us) / 1e3)
+    row["overhead_basis"] = ("profiler" if row["overhead_share_low"] == row["overhead_share_low"]
+                             else None)
     return row
 
 

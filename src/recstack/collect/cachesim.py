@@ -32,12 +32,9 @@ outcome (or error) to a small JSON status file that the parent reads.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -48,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recstack.collect.native import build_shared_library, find_compiler
 from recstack.errors import RecstackError, SpecError
 from recstack.points import Point
 
@@ -481,40 +479,6 @@ def valgrind_available() -> tuple[bool, str]:
     return True, version
 
 
-def helper_cache_dir() -> Path:
-    """Where the compiled helper is kept: ``$XDG_CACHE_HOME/recstack`` or
-    ``~/.cache/recstack``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "recstack"
-
-
-def _helper_source() -> str:
-    from importlib import resources
-
-    try:
-        return resources.files("recstack.collect").joinpath(_HELPER_SOURCE).read_text()
-    except (OSError, ModuleNotFoundError) as error:
-        raise RecstackError(f"recstack's {_HELPER_SOURCE} is missing from the installation "
-                            f"({error}); reinstall recstack") from None
-
-
-def _find_compiler() -> list[str]:
-    configured = os.environ.get("CC")
-    if configured:
-        command = shlex.split(configured)
-        if command and shutil.which(command[0]):
-            return command
-        raise RecstackError(f"the C compiler CC={configured!r} is not found; simulated "
-                            "counters compile a small valgrind helper: install a C compiler "
-                            "(apt-get install gcc) or set CC to one")
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return [path]
-    raise RecstackError("no C compiler found (cc, gcc or clang); simulated counters compile "
-                        "a small valgrind helper: install one (apt-get install gcc) or set CC")
-
-
 def _include_flags() -> list[str]:
     """valgrind's include directory when it is installed outside the compiler's defaults."""
     valgrind = shutil.which("valgrind")
@@ -524,45 +488,23 @@ def _include_flags() -> list[str]:
     return ["-I", str(include)] if (include / "valgrind" / "callgrind.h").is_file() else []
 
 
+def _explain_build_error(errors: list[str]) -> str | None:
+    if any("callgrind.h" in line or "valgrind.h" in line for line in errors):
+        return ("valgrind's callgrind.h is missing; simulated counters need valgrind's "
+                "headers (apt-get install valgrind; valgrind-devel on Fedora/RHEL)")
+    return None
+
+
 def build_helper(cache_dir: Path | str | None = None) -> Path:
     """The compiled callgrind helper, built once per source version into ``cache_dir``
-    (default :func:`helper_cache_dir`), named by a hash of its source. RecstackError naming
-    what is missing (a C compiler, valgrind's callgrind.h) when it cannot be built."""
-    source = _helper_source()
-    key = hashlib.sha256(f"{platform.machine()}\n{source}".encode()).hexdigest()[:16]
-    directory = Path(cache_dir) if cache_dir is not None else helper_cache_dir()
-    target = directory / f"callgrind_control-{key}.so"
-    if target.is_file():
-        return target
-    compiler = _find_compiler()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RecstackError(f"cannot create the helper cache directory {directory}: "
-                            f"{error.strerror or error}") from None
-    with tempfile.TemporaryDirectory(prefix="build-", dir=directory) as work:
-        source_path = Path(work) / _HELPER_SOURCE
-        source_path.write_text(source)
-        built = Path(work) / target.name
-        command = [*compiler, *_COMPILE_FLAGS, *_include_flags(), "-o", str(built),
-                   str(source_path)]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                                    check=False)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise RecstackError(f"the C compiler {compiler[0]} failed to run: {error}") from None
-        if result.returncode != 0:
-            errors = result.stderr.strip().splitlines()
-            if any("callgrind.h" in line or "valgrind.h" in line for line in errors):
-                raise RecstackError("valgrind's callgrind.h is missing; simulated counters "
-                                    "need valgrind's headers (apt-get install valgrind; "
-                                    "valgrind-devel on Fedora/RHEL)")
-            first = next((line for line in errors if "error" in line), errors[0] if errors
-                         else f"exit status {result.returncode}")
-            raise RecstackError(f"compiling the callgrind helper with {compiler[0]} failed: "
-                                f"{first.strip()}")
-        os.replace(built, target)  # atomic: concurrent builds leave one whole file
-    return target
+    (default :func:`recstack.collect.native.helper_cache_dir`), named by a hash of its source.
+    RecstackError naming what is missing (a C compiler, valgrind's callgrind.h) when it
+    cannot be built."""
+    compiler = find_compiler("CC", ("cc", "gcc", "clang"), "C",
+                             "simulated counters compile a small valgrind helper")
+    return build_shared_library(_HELPER_SOURCE, compiler,
+                                [*_COMPILE_FLAGS, *_include_flags()], cache_dir,
+                                explain=_explain_build_error)
 
 
 # ---- the simulation ----------------------------------------------------------------------

@@ -51,14 +51,16 @@ def roofline_section(context: ReportContext) -> Section:
          "measured_ms": "measured ms", "bound_ms": "bound ms", "efficiency": "efficiency",
          "limiting_stage": "limiting stage", "limit": "limit",
          "rows_resident": "rows fit LLC", "overhead_share_low": "overhead (low)",
-         "overhead_share_high": "overhead (high)"},
+         "overhead_share_high": "overhead (high)", "overhead_basis": "overhead from"},
         {"measured_ms": "ms", "bound_ms": "ms", "efficiency": "pct",
          "overhead_share_low": "pct", "overhead_share_high": "pct"},
         "Bound: each stage's larger of compute and memory time at the measured ceilings, "
         "summed over stages; gathers at the bandwidth measured for tables of each table's "
         "size and for runs of the ids each batch reads from it, or at the cached rate where "
         "the rows of every batch the timing loop cycles through fit in the LLC (rows fit "
-        "LLC). Overhead: time outside any operator, bracketed because the profiler's own "
-        "cost cannot be split (docs/performance.md)."))
+        "LLC). Overhead: time outside any operator, bracketed because the measuring "
+        "tool's own cost cannot be split between inside and outside operators: the "
+        "operator clock (about 0.1 us per operator) where it ran, else the profiler "
+        "(docs/performance.md)."))
     section.notes += notes
     return section

@@ -1,0 +1,131 @@
+"""The operator clock: a RecordFunction callback compiled against the installed torch."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from recstack.collect import opclock
+from recstack.collect.opclock import (MIN_ROUNDS, OperatorClock, build_clock, clock_rounds,
+                                      unclockable_reason)
+from recstack.errors import RecstackError
+
+HAS_CXX = any(shutil.which(name) for name in ("c++", "g++", "clang++"))
+needs_cxx = pytest.mark.skipif(not HAS_CXX, reason="the operator clock needs a C++ compiler "
+                                                   "(apt-get install g++)")
+
+
+@pytest.fixture(scope="module")
+def clock() -> OperatorClock:
+    if not HAS_CXX:
+        pytest.skip("the operator clock needs a C++ compiler (apt-get install g++)")
+    return OperatorClock()
+
+
+@needs_cxx
+def test_clock_is_built_once_per_torch(tmp_path: Path) -> None:
+    built = build_clock(tmp_path)
+    assert built.name.startswith("opclock-") and built.suffix == ".so"
+    stamp = built.stat().st_mtime_ns
+    assert build_clock(tmp_path) == built and built.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no build leftovers
+
+
+def test_missing_compiler_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    with pytest.raises(RecstackError, match="C\\+\\+ compiler CXX='/nonexistent/c\\+\\+' is "
+                                            "not found.*apt-get install g\\+\\+"):
+        build_clock(tmp_path)
+
+
+def test_counts_top_level_and_nested_operators(clock: OperatorClock) -> None:
+    x, weight, bias = torch.randn(8, 16), torch.randn(4, 16), torch.randn(4)
+    torch.nn.functional.linear(x, weight, bias)  # first-call costs outside the clock
+    with clock:
+        torch.nn.functional.linear(x, weight, bias)
+        torch.relu(x)
+        inside, top, observed = clock.take()
+        assert top == 2
+        assert observed > top  # linear runs addmm (and a transpose) inside itself
+        assert inside > 0
+        assert clock.take() == (0, 0, 0)  # a take resets
+    with clock:  # stopped, started again: counting from zero
+        assert clock.take() == (0, 0, 0)
+
+
+def test_time_inside_operators_is_inside(clock: OperatorClock) -> None:
+    a = torch.randn(384, 384)
+    torch.mm(a, a)
+    with clock:
+        start = time.perf_counter_ns()
+        torch.mm(a, a)
+        middle = time.perf_counter_ns()
+        spin_until = middle + 2_000_000
+        while time.perf_counter_ns() < spin_until:  # 2 ms of Python, outside any operator
+            pass
+        end = time.perf_counter_ns()
+        inside, top, _ = clock.take()
+    assert top == 1
+    # Most of the call is the operator; the Python spin after it is not counted.
+    assert (middle - start) / 2 < inside <= middle - start < end - start - 2_000_000
+
+
+def test_counts_only_its_own_thread(clock: OperatorClock) -> None:
+    x = torch.randn(8, 8)
+
+    def elsewhere() -> None:
+        for _ in range(10):
+            torch.relu(x)
+
+    with clock:
+        worker = threading.Thread(target=elsewhere)
+        worker.start()
+        worker.join()
+        assert clock.take()[1] == 0
+        torch.relu(x)
+        assert clock.take()[1] == 1
+
+
+def test_refuses_to_start_twice(clock: OperatorClock) -> None:
+    with clock:
+        with pytest.raises(RecstackError, match="already running"):
+            clock.__enter__()
+
+
+def test_rounds_bracket_python_time_as_outside(clock: OperatorClock) -> None:
+    x = torch.randn(4, 4)
+
+    def forward(_: int) -> None:
+        torch.relu(x)
+        spin_until = time.perf_counter_ns() + 200_000  # 0.2 ms between operators
+        while time.perf_counter_ns() < spin_until:
+            pass
+        torch.relu(x)
+
+    reading = clock_rounds(forward, typical_s=200e-6, clock=clock, rounds=3)
+    medians = reading.medians()
+    assert reading.operators == 2 and reading.observed >= 2
+    assert len(reading.plain_us) == len(reading.clocked_us) == 3
+    assert medians["outside_us"] >= 190 and medians["inside_us"] < 50
+    assert medians["plain_us"] >= 190
+
+
+def test_slow_iterations_get_fewer_rounds(clock: OperatorClock,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(opclock, "BUDGET_SECONDS", 0.001)
+    calls = []
+    reading = clock_rounds(calls.append, typical_s=1.0, clock=clock)
+    assert reading.iterations_per_round == 1
+    assert len(reading.plain_us) == MIN_ROUNDS and len(calls) == 2 * MIN_ROUNDS
+
+
+def test_what_cannot_be_clocked_says_why() -> None:
+    assert unclockable_reason("cpu", "eager") is None
+    assert unclockable_reason("cpu", "fused") is None
+    assert "inductor" in unclockable_reason("cpu", "compile")
+    assert "device" in unclockable_reason("cuda:0", "eager")
