@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -101,6 +101,15 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
                        "clock_outside_us", "clock_operators", "clock_observed", "clock",
                        "clock_note"):
             db.execute(f"ALTER TABLE profiles DROP COLUMN {column}")
+        # Before version 8 a platform and thread count had one set of ceilings.
+        db.execute("DROP TABLE ceilings")
+        db.execute("CREATE TABLE ceilings (platform_id VARCHAR, threads INTEGER, kind VARCHAR, "
+                   "shape VARCHAR, value DOUBLE, unit VARCHAR, p5 DOUBLE, p95 DOUBLE, "
+                   "repeats INTEGER, samples JSON, measured_at TIMESTAMPTZ, "
+                   "recstack_version VARCHAR, torch_version VARCHAR, "
+                   "PRIMARY KEY (platform_id, threads, kind, shape))")
+        db.execute("INSERT INTO ceilings VALUES ('p1', 1, 'dispatch', 'add', 2.0, 'us', 2.0, "
+                   "2.0, 3, '[]', TIMESTAMPTZ '2026-11-20 10:00:00+00', 't', 't')")
         db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     # Reading upgrades it; what was recorded stays, the new column is empty (not zero).
     query = "SELECT point_key, compile_seconds FROM points WHERE run_id = ? ORDER BY point_key"
@@ -111,9 +120,38 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
                           ).fetchone()[0] == str(SCHEMA_VERSION)
     columns = ResultStore(path).query("SELECT * FROM profiles LIMIT 0").columns
     assert {"profiler_outside_us", "clock_inside_us", "clock", "clock_note"} <= set(columns)
+    ceilings = ResultStore(path).load_ceilings()
+    assert list(ceilings.set_id) == ["stored-20261120T100000Z"] and ceilings.value.item() == 2.0
     ResultStore(path).record_point(run_id, {**point_row("b"), "compile_seconds": 12.5})
     points = ResultStore(path).query(query, [run_id]).set_index("point_key")
     assert points.compile_seconds["b"] == 12.5
+
+
+def test_ceiling_sets_are_kept_the_newest_loaded(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from recstack import store as store_module
+
+    store = ResultStore(tmp_path / "c.duckdb")
+    day = datetime(2026, 11, 25, tzinfo=timezone.utc)
+
+    def ceilings(hour: int, threads: int = 1) -> pd.DataFrame:
+        return pd.DataFrame({"platform_id": ["p1"], "threads": [threads], "kind": ["dispatch"],
+                             "shape": ["add"], "value": [float(hour)], "unit": ["us"],
+                             "measured_at": [day + timedelta(hours=hour)]})
+
+    monkeypatch.setattr(store_module, "KEEP_CEILING_SETS", 2)
+    ids = [store.write_ceilings(ceilings(hour), {}, "platform") for hour in (1, 3, 2)]
+    store.write_ceilings(ceilings(9, threads=2), {}, "platform")
+    assert len(set(ids)) == 3
+    # The newest measurement per platform and thread count (not the last written)...
+    newest = store.load_ceilings(threads=1)
+    assert list(newest.value) == [3.0] and list(newest.set_id) == [ids[1]]
+    assert sorted(store.load_ceilings().threads) == [1, 2]
+    # ... and only the newest KEEP_CEILING_SETS sets kept: the 1 o'clock set is gone.
+    kept = store.load_ceilings(threads=1, every_set=True)
+    assert sorted(kept.value) == [2.0, 3.0]
+    with pytest.raises(ValueError, match="no ceilings"):
+        store.write_ceilings(ceilings(4).iloc[:0], {}, "platform")
 
 
 def test_a_writer_waits_for_a_reader_to_let_go(store: ResultStore) -> None:

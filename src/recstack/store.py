@@ -20,7 +20,9 @@ Tables (schema version in ``meta``):
 - ``design_space``: per design-space run, its model variants: the base model, the sampled
   factor values, the design's seed and sampler (the variants' points are ordinary points).
 - ``ceilings``: per platform and thread count, the machine's measured ceilings (bandwidths,
-  GEMM throughput, dispatch cost) with their raw samples; reused by later runs.
+  GEMM throughput, dispatch cost) with their raw samples, one ``set_id`` per measurement;
+  the newest set is reused by later runs, and every run is judged against the set measured
+  nearest to it (the newest ``KEEP_CEILING_SETS`` sets are kept).
 
 Every point is written in one transaction, through a connection opened for that write only:
 a sweep killed at any moment loses at most the point it was measuring, the file stays
@@ -45,7 +47,7 @@ import pandas as pd
 from recstack import __version__
 from recstack.errors import RecstackError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # What brings a store of each older version to the next one (applied in order when the store
 # is opened). A version missing here is too old to upgrade: it is refused.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -59,13 +61,48 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
                             "clock_inside_us DOUBLE", "clock_outside_us DOUBLE",
                             "clock_operators DOUBLE", "clock_observed DOUBLE", "clock JSON",
                             "clock_note VARCHAR")),
+    # 8: ceilings keep every set measured (set_id in the key); a stored set becomes one set.
+    7: ("CREATE TABLE IF NOT EXISTS ceilings (platform_id VARCHAR, threads INTEGER, kind "
+        "VARCHAR, shape VARCHAR, value DOUBLE, unit VARCHAR, p5 DOUBLE, p95 DOUBLE, repeats "
+        "INTEGER, samples JSON, measured_at TIMESTAMPTZ, recstack_version VARCHAR, "
+        "torch_version VARCHAR)",
+        "DROP TABLE IF EXISTS ceilings_v8",
+        "CREATE TABLE ceilings_v8 (platform_id VARCHAR, threads INTEGER, kind VARCHAR, shape "
+        "VARCHAR, value DOUBLE, unit VARCHAR, p5 DOUBLE, p95 DOUBLE, repeats INTEGER, samples "
+        "JSON, measured_at TIMESTAMPTZ, recstack_version VARCHAR, torch_version VARCHAR, "
+        "set_id VARCHAR, PRIMARY KEY (platform_id, threads, set_id, kind, shape))",
+        "INSERT INTO ceilings_v8 SELECT *, 'stored-' || strftime(min(measured_at) OVER "
+        "(PARTITION BY platform_id, threads), '%Y%m%dT%H%M%SZ') FROM ceilings",
+        "DROP TABLE ceilings",
+        "ALTER TABLE ceilings_v8 RENAME TO ceilings"),
 }
 # How long opening the store waits for another process's connection to close.
 LOCK_WAIT_S = 60.0
 TABLES: tuple[str, ...] = ("platforms", "runs", "points", "samples", "timing", "operators",
                            "profiles", "hardware", "design_space")
 
-_SCHEMA = """
+# Every set of ceilings measured is kept (up to KEEP_CEILING_SETS per platform and thread
+# count), so that a run is judged against the set measured nearest to it, not the newest.
+_CEILINGS_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
+    platform_id VARCHAR,
+    threads INTEGER,
+    kind VARCHAR,
+    shape VARCHAR,
+    value DOUBLE,
+    unit VARCHAR,
+    p5 DOUBLE,
+    p95 DOUBLE,
+    repeats INTEGER,
+    samples JSON,
+    measured_at TIMESTAMPTZ,
+    recstack_version VARCHAR,
+    torch_version VARCHAR,
+    set_id VARCHAR,
+    PRIMARY KEY (platform_id, threads, set_id, kind, shape)
+);"""
+KEEP_CEILING_SETS = 10
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS platforms (
     platform_id VARCHAR PRIMARY KEY,
@@ -202,22 +239,7 @@ CREATE TABLE IF NOT EXISTS design_space (
     factors JSON,
     PRIMARY KEY (run_id, variant)
 );
-CREATE TABLE IF NOT EXISTS ceilings (
-    platform_id VARCHAR,
-    threads INTEGER,
-    kind VARCHAR,
-    shape VARCHAR,
-    value DOUBLE,
-    unit VARCHAR,
-    p5 DOUBLE,
-    p95 DOUBLE,
-    repeats INTEGER,
-    samples JSON,
-    measured_at TIMESTAMPTZ,
-    recstack_version VARCHAR,
-    torch_version VARCHAR,
-    PRIMARY KEY (platform_id, threads, kind, shape)
-);
+{_CEILINGS_TABLE.format(name="ceilings")}
 """
 
 
@@ -476,30 +498,39 @@ class ResultStore:
     # ---- machine ceilings ------------------------------------------------------------------
 
     def write_ceilings(self, ceilings: pd.DataFrame, platform: dict[str, Any],
-                       description: str) -> None:
-        """Stores ceilings (rows of the ``ceilings`` table, one platform and thread count),
-        replacing what was stored for that platform and thread count, in one transaction."""
+                       description: str) -> str:
+        """Stores a new set of ceilings (rows of the ``ceilings`` table, one platform and
+        thread count) beside the sets measured before, keeping the newest
+        ``KEEP_CEILING_SETS``, in one transaction. Returns the new set's id."""
         if ceilings.empty:
-            return
+            raise ValueError("write_ceilings: no ceilings to store")
         keys = ceilings[["platform_id", "threads"]].drop_duplicates()
         if len(keys) != 1:
             raise ValueError("write_ceilings: expected rows of one platform and thread count")
         platform_id, threads = str(keys.platform_id.iloc[0]), int(keys.threads.iloc[0])
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        set_id = f"{stamp}-{uuid.uuid4().hex[:6]}"
         with self._writer() as db:
             db.execute("BEGIN")
             db.execute("INSERT INTO platforms VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                        [platform_id, description, json.dumps(platform)])
-            db.execute("DELETE FROM ceilings WHERE platform_id = ? AND threads = ?",
-                       [platform_id, threads])
-            _insert_frame(db, "ceilings", ceilings)
+            _insert_frame(db, "ceilings", ceilings.assign(set_id=set_id))
+            db.execute("""
+                DELETE FROM ceilings WHERE platform_id = ? AND threads = ? AND set_id IN (
+                    SELECT set_id FROM ceilings WHERE platform_id = ? AND threads = ?
+                    GROUP BY set_id ORDER BY max(measured_at) DESC OFFSET ?)""",
+                       [platform_id, threads, platform_id, threads, KEEP_CEILING_SETS])
             db.execute("COMMIT")
+        return set_id
 
-    def load_ceilings(self, platform_id: str | None = None, threads: int | None = None
-                      ) -> pd.DataFrame:
+    def load_ceilings(self, platform_id: str | None = None, threads: int | None = None,
+                      every_set: bool = False) -> pd.DataFrame:
         """Stored ceilings (columns of the ``ceilings`` table), optionally of one platform
-        and thread count; empty when there are none or the store does not exist yet."""
+        and thread count: the newest set of each, or with ``every_set`` every stored set;
+        empty when there are none or the store does not exist yet."""
         columns = ["platform_id", "threads", "kind", "shape", "value", "unit", "p5", "p95",
-                   "repeats", "samples", "measured_at", "recstack_version", "torch_version"]
+                   "repeats", "samples", "measured_at", "recstack_version", "torch_version",
+                   "set_id"]
         if not self.path.is_file():
             return pd.DataFrame(columns=columns)
         where, parameters = [], []
@@ -509,9 +540,25 @@ class ResultStore:
         if threads is not None:
             where.append("threads = ?")
             parameters.append(int(threads))
+        if not every_set:
+            where.append("""set_id = (SELECT newest.set_id FROM ceilings newest
+                WHERE newest.platform_id = ceilings.platform_id
+                      AND newest.threads = ceilings.threads
+                GROUP BY newest.set_id ORDER BY max(newest.measured_at) DESC LIMIT 1)""")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return self.query(f"SELECT {', '.join(columns)} FROM ceilings {clause} "
-                          "ORDER BY platform_id, threads, kind, shape", parameters)
+                          "ORDER BY platform_id, threads, set_id, kind, shape", parameters)
+
+    def run_span(self, run_id: str) -> tuple[datetime | None, datetime | None]:
+        """When ``run_id`` started and when its last point finished (None when unknown)."""
+        span = self.query("""SELECT r.started_at, max(p.finished_at) AS finished_at
+                             FROM runs r LEFT JOIN points p USING (run_id)
+                             WHERE r.run_id = ? GROUP BY r.started_at""", [run_id])
+        if span.empty:
+            return None, None
+        start, end = span.started_at.iloc[0], span.finished_at.iloc[0]
+        return (None if pd.isna(start) else start.to_pydatetime(),
+                None if pd.isna(end) else end.to_pydatetime())
 
 
 def _insert_row(db: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) -> None:

@@ -3,14 +3,14 @@ points with stored ceilings."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
 
 from recstack.analysis.roofline import (Ceilings, clocked_overhead_shares, gather_bound,
-                                        overhead_shares, point_bound, roofline_table,
-                                        stage_bounds)
+                                        nearest_ceiling_sets, overhead_shares, point_bound,
+                                        roofline_table, stage_bounds)
 from recstack.errors import RecstackError
 from recstack.footprint import Gemm, footprint, stage_work, table_gathers
 from recstack.inputs import QuerySpec, expected_distinct_rows
@@ -25,8 +25,10 @@ TINY = spec_from_config({
     "arch_interaction_op": "cat"})
 
 
-def ceilings_frame(platform_id: str = "p1", threads: int = 1) -> pd.DataFrame:
-    rows = [("cache", "llc", 1e9, "bytes"), ("dispatch", "add 1 float", 2.0, "us"),
+def ceilings_frame(platform_id: str = "p1", threads: int = 1,
+                   measured_at: datetime | None = None, dispatch_us: float = 2.0
+                   ) -> pd.DataFrame:
+    rows = [("cache", "llc", 1e9, "bytes"), ("dispatch", "add 1 float", dispatch_us, "us"),
             ("triad_dram", "1000 B", 10.0, "GB/s"), ("triad_cached", "100 B", 100.0, "GB/s"),
             ("gather_dram", "row 12 B", 1.0, "GB/s"),
             ("gather_cached", "row 12 B", 0.5, "GB/s"),
@@ -35,7 +37,8 @@ def ceilings_frame(platform_id: str = "p1", threads: int = 1) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["kind", "shape", "value", "unit"])
     return frame.assign(platform_id=platform_id, threads=threads, p5=frame.value,
                         p95=frame.value, repeats=3, samples="[]",
-                        measured_at=datetime.now(timezone.utc), recstack_version="t",
+                        measured_at=measured_at or datetime.now(timezone.utc),
+                        recstack_version="t",
                         torch_version="t")
 
 
@@ -263,6 +266,52 @@ def test_roofline_table_joins_points_and_ceilings(tmp_path):
     other = roofline_table(store, run_id, ceilings_frame(threads=2).assign(threads=2)
                            .pipe(lambda f: pd.concat([f, ceilings_frame()])))
     assert other.iloc[0].bound_ms == pytest.approx(bound)
+
+
+def test_nearest_ceiling_set_to_a_run():
+    t0 = datetime(2026, 11, 25, 4, 0, tzinfo=timezone.utc)
+    sets = pd.concat([ceilings_frame(measured_at=t0).assign(set_id="a"),
+                      ceilings_frame(measured_at=t0 + timedelta(minutes=60)).assign(set_id="b"),
+                      ceilings_frame(threads=2, measured_at=t0).assign(set_id="c")])
+    chosen, summary = nearest_ceiling_sets(sets, t0 + timedelta(minutes=40),
+                                           t0 + timedelta(minutes=55))
+    summary = summary.set_index("threads")
+    assert summary.set_id[1] == "b" and summary.offset_minutes[1] == pytest.approx(5.0)
+    assert summary.sets_stored[1] == 2
+    assert summary.set_id[2] == "c" and summary.offset_minutes[2] == pytest.approx(-40.0)
+    assert set(chosen.set_id) == {"b", "c"} and len(chosen) == 2 * len(ceilings_frame())
+    # During the run: offset 0; unknown time: the newest set, offset NaN.
+    summary = nearest_ceiling_sets(sets, t0 - timedelta(minutes=1), t0 + timedelta(minutes=1))[1]
+    assert summary.set_index("threads").offset_minutes[1] == 0.0
+    summary = nearest_ceiling_sets(sets)[1].set_index("threads")
+    assert summary.set_id[1] == "b" and summary.offset_minutes.isna().all()
+    # Frames without set ids (one measurement each) are one set per platform and threads.
+    chosen, summary = nearest_ceiling_sets(ceilings_frame(), t0, t0)
+    assert len(chosen) == len(ceilings_frame()) and list(summary.sets_stored) == [1]
+
+
+def test_roofline_judges_a_run_by_the_ceilings_nearest_to_it(tmp_path):
+    store = ResultStore(tmp_path / "r.duckdb")
+    now = datetime.now(timezone.utc)
+    # Measured a minute before the run (dispatch 3 us), and a newer set two hours later
+    # (dispatch 5 us): the run is judged by the first; later runs reuse the newest.
+    store.write_ceilings(ceilings_frame(measured_at=now - timedelta(minutes=1), dispatch_us=3.0),
+                         {}, "test platform")
+    store.write_ceilings(ceilings_frame(measured_at=now + timedelta(hours=2), dispatch_us=5.0),
+                         {}, "test platform")
+    run_id = store.create_run("test", {}, {}, "p1", "test platform")
+    _record(store, run_id, "timing",
+            timing={"iterations": 10, "median_ms": 0.001, "p5_ms": 0.0009, "p95_ms": 0.002})
+    _record(store, run_id, "operators",
+            operators=pd.DataFrame({"part": ["dense"], "op": ["aten::linear"],
+                                    "calls": [2.0], "time_us": [0.6]}),
+            profile={"iterations": 3, "time_basis": "cpu", "wall_us": 1.4, "operator_us": 0.6,
+                     "uncovered_us": 0.8, "profiled_median_us": 1.5,
+                     "unprofiled_median_us": 1.0, "profiler_overhead": 0.5})
+    row = roofline_table(store, run_id).iloc[0]
+    assert row.dispatch_floor_ms == pytest.approx(2 * 3.0 / 1e3)
+    assert -2 < row.ceilings_offset_minutes <= 0
+    assert store.load_ceilings().value[store.load_ceilings().kind == "dispatch"].item() == 5.0
 
 
 def test_roofline_table_refuses_a_run_without_points(tmp_path):

@@ -110,7 +110,7 @@ def test_measure_store_and_reuse(tmp_path):
     quick = CeilingSettings.quick()
     frame, measured = ensure_ceilings(store, 1, settings=quick)
     assert measured
-    assert list(frame.columns) == CEILING_COLUMNS
+    assert list(frame.columns) == [*CEILING_COLUMNS, "set_id"]
     kinds = set(frame.kind)
     assert {"cache", "dispatch", "triad_dram", "triad_cached", "gather_dram",
             "gather_cached", "gather_table", "gemm", "gemm_large"} <= kinds
@@ -122,7 +122,9 @@ def test_measure_store_and_reuse(tmp_path):
     # A full measurement is not satisfied by a quick one (its DRAM working set is tiny).
     assert not covers(again, working_sets(CeilingSettings(), 32 << 20, 64 << 30)[0])
     refreshed, measured = ensure_ceilings(store, 1, refresh=True, settings=quick)
-    assert measured and len(refreshed) == len(frame)  # replaced, not appended
+    assert measured and len(refreshed) == len(frame)  # the newest set, not both
+    assert refreshed.set_id.nunique() == 1 and set(refreshed.set_id) != set(frame.set_id)
+    assert store.load_ceilings(every_set=True).set_id.nunique() == 2  # the older one kept
     assert store.load_ceilings(threads=2).empty
 
 

@@ -141,6 +141,31 @@ def test_fused_reads_the_batch_ids_without_concatenating_them() -> None:
     assert names.count("aten::cat") == 1 and "aten::stack" not in names
 
 
+def test_fused_shifts_flat_for_small_batches_broadcast_for_large(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from recstack.models import embeddings
+
+    spec = small_spec("rmc1")
+    eager = build_for_backend(spec, "eager", seed=1)
+    batches = generate_batches(spec, QuerySpec(seed=3), 4, 2)
+    expected = _outputs(eager, batches)
+    lookups = batches[0].lookups
+    for limit, shape in ((sum(lookups), (sum(lookups),)), (sum(lookups) - 1, (len(lookups), 1))):
+        monkeypatch.setattr(embeddings, "FLAT_SHIFT_MAX_IDS", limit)
+        fused = build_for_backend(spec, "fused", seed=1)
+        torch.testing.assert_close(_outputs(fused, batches), expected)
+        assert tuple(fused.sparse._shifts[lookups].shape) == shape
+    # The flat form adds the shifts in one operator, with no views of the ids around it.
+    monkeypatch.setattr(embeddings, "FLAT_SHIFT_MAX_IDS", 1 << 16)
+    fused = build_for_backend(spec, "fused", seed=1)
+    with torch.inference_mode():
+        prepared = fused.sparse.prepare(batches[0])  # fills the cache
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            fused.sparse.prepare(batches[0])
+    assert [e.name for e in profile.events()] == ["aten::add"]
+    assert prepared[0].shape == batches[0].pooled_ids.shape
+
+
 def test_fused_shifts_are_dropped_when_the_module_moves() -> None:
     spec = small_spec("rmc1")
     batches = generate_batches(spec, QuerySpec(seed=3), 4, 1)

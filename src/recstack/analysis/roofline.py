@@ -74,7 +74,8 @@ ROOFLINE_COLUMNS = [
     "bytes", "operational_intensity", "attained_gflops", "attained_gbps", "limiting_stage",
     "limit", "compute_ms", "memory_ms", "cycled_rows_bytes", "rows_resident", "operator_ms",
     "operator_calls", "dispatch_floor_ms",
-    "overhead_share_low", "overhead_share_high", "overhead_basis", "build_seconds", "compile_seconds",
+    "overhead_share_low", "overhead_share_high", "overhead_basis", "ceilings_set",
+    "ceilings_offset_minutes", "build_seconds", "compile_seconds",
     "peak_memory_growth_bytes",
     "model_bytes", "embedding_bytes"]
 # How far the operators' time net of the profiler's cost may exceed the unprofiled latency
@@ -182,6 +183,49 @@ class Ceilings:
 def _nearest(measured: dict[int, object], row_bytes: int) -> int:
     """The measured row size closest to ``row_bytes`` (by ratio; the smaller on a tie)."""
     return min(measured, key=lambda r: (abs(math.log(r / row_bytes)), r))
+
+
+CEILING_SET_COLUMNS = ["platform_id", "threads", "set_id", "measured_from", "measured_to",
+                       "offset_minutes", "sets_stored"]
+
+
+def nearest_ceiling_sets(ceilings: pd.DataFrame, start: object = None, end: object = None
+                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Of the stored ceiling sets (``set_id``; frames without it are one set per platform
+    and thread count), the one measured nearest to the span ``[start, end]`` of a run, per
+    platform and thread count; the newest when the span is unknown or on ties.
+
+    Returns (the chosen sets' rows, one row per choice with CEILING_SET_COLUMNS):
+    ``offset_minutes`` is 0 when the set was measured during the run, positive when after
+    it ended, negative when before it started. A machine's bandwidths drift (by up to 28%
+    within minutes on the 2-core VM), so a run is best judged against ceilings measured
+    beside it, and the report says how far apart they were."""
+    if ceilings.empty:
+        return ceilings, pd.DataFrame(columns=CEILING_SET_COLUMNS)
+    frame = ceilings if "set_id" in ceilings else ceilings.assign(set_id="stored")
+    frame = frame.assign(set_id=frame.set_id.fillna("stored"))
+    times = pd.to_datetime(frame.measured_at, utc=True)
+    start = pd.Timestamp(start) if start is not None else None
+    end = pd.Timestamp(end) if end is not None else start
+    chosen, rows = [], []
+    for (platform, threads), group in frame.assign(_at=times).groupby(
+            ["platform_id", "threads"], sort=True):
+        spans = group.groupby("set_id")._at.agg(["min", "max"])
+        if start is None:
+            offsets = pd.Series(0.0, index=spans.index)
+        else:
+            after = (spans["min"] - end).dt.total_seconds().clip(lower=0)
+            before = (start - spans["max"]).dt.total_seconds().clip(lower=0)
+            offsets = (after - before) / 60.0
+        # Nearest first; on a tie (or an unknown span) the newest.
+        order = sorted(spans.index, key=lambda s: (abs(offsets[s]), -spans["max"][s].value))
+        best = order[0]
+        chosen.append(group[group.set_id == best].drop(columns="_at"))
+        rows.append({"platform_id": platform, "threads": threads, "set_id": best,
+                     "measured_from": spans["min"][best], "measured_to": spans["max"][best],
+                     "offset_minutes": float(offsets[best]) if start is not None else math.nan,
+                     "sets_stored": len(spans)})
+    return pd.concat(chosen, ignore_index=True), pd.DataFrame(rows, columns=CEILING_SET_COLUMNS)
 
 
 def ceilings_for(frame: pd.DataFrame, platform_id: str, threads: int) -> Ceilings | None:
@@ -367,7 +411,9 @@ def roofline_table(store: object, run_id: str, ceilings: pd.DataFrame | None = N
     ``operator_calls``, ``dispatch_floor_ms`` and the overhead shares are NaN without an
     operator profile of the configuration in the run. Points whose platform and thread count
     have no ceilings get NaN bounds; raises RecstackError when no point has any, or when the
-    run has no CPU timing points.
+    run has no CPU timing points. Of several stored sets of ceilings, each point is set
+    against the one measured nearest to the run (:func:`nearest_ceiling_sets`;
+    ``ceilings_set`` and ``ceilings_offset_minutes`` say which and how far).
     """
     points = load_points(store, run_id)
     # A point stored without its spec (written by hand, not by a sweep) has no work to bound.
@@ -375,14 +421,21 @@ def roofline_table(store: object, run_id: str, ceilings: pd.DataFrame | None = N
     if points.empty:
         raise RecstackError(f"run: {run_id!r} has no measured CPU timing points in "
                             f"{getattr(store, 'path', 'the store')}")
-    ceilings = store.load_ceilings() if ceilings is None else ceilings
+    ceilings = store.load_ceilings(every_set=True) if ceilings is None else ceilings
+    span = store.run_span(run_id) if hasattr(store, "run_span") else (None, None)
+    ceilings, chosen = nearest_ceiling_sets(ceilings, *span)
+    chosen = chosen.set_index(["platform_id", "threads"])
     found: dict[tuple[str, int], Ceilings | None] = {}
     rows = []
     for point in points.itertuples(index=False):
         key = (str(point.platform_id), int(point.threads))
         if key not in found:
             found[key] = ceilings_for(ceilings, *key) if not ceilings.empty else None
-        rows.append(_row(point, found[key]))
+        row = _row(point, found[key])
+        if key in chosen.index:
+            row["ceilings_set"] = chosen.set_id[key]
+            row["ceilings_offset_minutes"] = chosen.offset_minutes[key]
+        rows.append(row)
     if all(c is None for c in found.values()):
         wanted = ", ".join(f"--threads {t}" for _, t in sorted(found))
         raise RecstackError(f"ceilings: none stored for the platform and thread counts of run "

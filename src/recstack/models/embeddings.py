@@ -37,6 +37,8 @@ from recstack.batch import Batch, run_starts
 
 CHUNK_ELEMENTS = 1 << 24  # 64 MiB of float32: large enough to amortize, small enough to spread
 _SUM = 0  # torch.embedding_bag's mode code for sum pooling
+FLAT_SHIFT_MAX_IDS = 1 << 16
+"""Up to this many ids (512 KiB of int64 shifts), fixed-pooling batches get flat shifts."""
 _SHIFT_CACHE_ENTRIES = 64  # distinct lookup-count tuples whose id shifts a fused table keeps
 _NO_PADDING = None  # as F.embedding_bag passes it: no padding row (-1 would mean the last row)
 
@@ -197,19 +199,22 @@ class FusedPooledEmbeddings(nn.Module):
         return super()._apply(fn, recurse)
 
     def _row_shifts(self, lookups: tuple[int, ...]) -> torch.Tensor:
-        """What to add to the batch's ids when table ``k`` has ``lookups[k]`` of them:
-        ``(tables, 1)`` first rows, broadcast over a ``(tables, lookups)`` view, when the
-        counts are equal (fixed pooling); else one shift per id ``(sum(lookups),)``. Cached
-        per counts (fixed pooling: one entry per batch size); variable pooling, whose counts
-        change with every batch, fills the cache up to a bound and then computes them each
-        time."""
+        """What to add to the batch's ids when table ``k`` has ``lookups[k]`` of them: one
+        shift per id ``(sum(lookups),)``; or, when the counts are equal (fixed pooling) and
+        there are more than ``FLAT_SHIFT_MAX_IDS`` ids, ``(tables, 1)`` first rows broadcast
+        over a ``(tables, lookups)`` view (a large batch then reads no shift array; a small
+        one saves the two views, each a Python-to-operator call). Cached per counts (fixed
+        pooling: one entry per batch size); variable pooling, whose counts change with every
+        batch, fills the cache up to a bound and then computes them each time."""
         compiling = torch.compiler.is_compiling()
         shifts = None if compiling else self._shifts.get(lookups)
         if shifts is not None:
             return shifts
         bases = self.row_bases
         if lookups.count(lookups[0]) == len(lookups):
-            shifts = bases.unsqueeze(1)
+            flat = not compiling and sum(lookups) <= FLAT_SHIFT_MAX_IDS
+            shifts = (bases.repeat_interleave(lookups[0], output_size=sum(lookups)) if flat
+                      else bases.unsqueeze(1))
         else:
             shifts = torch.repeat_interleave(
                 bases, torch.tensor(lookups, device=bases.device), output_size=sum(lookups))

@@ -8,31 +8,38 @@ from recstack.report.sections import (ReportContext, Section, by_run, figures_fr
                                       not_measured, table_from_frame)
 
 TITLE = "Efficiency: measured latency against the roofline bound"
+DRIFT_WARNING_MINUTES = 60
 
 
 def roofline_section(context: ReportContext) -> Section:
     import pandas as pd
 
-    from recstack.analysis.roofline import roofline_table
+    from recstack.analysis.roofline import nearest_ceiling_sets, roofline_table
     from recstack.report.roofline import plot_roofline
 
     how = ("Measure the machine's ceilings with `recstack ceilings` (per thread count); the "
            "report then sets every CPU timing point against them.")
     if context.timings.empty:
         return not_measured("roofline", TITLE, how)
-    ceilings = context.store.load_ceilings()
-    tables, notes = [], []
+    stored = context.store.load_ceilings(every_set=True)
+    tables, notes, roofs_of_run = [], [], {}
     for run_id in context.run_ids:
+        # The run is set against the ceilings measured nearest to it; its figure draws them.
+        ceilings, chosen = nearest_ceiling_sets(stored, *context.store.run_span(run_id))
+        roofs_of_run[run_id] = ceilings
         try:
             tables.append(roofline_table(context.store, run_id, ceilings))
         except RecstackError as error:
             notes.append(f"run {run_id}: {error}")
+            continue
+        notes += [_ceilings_note(run_id, choice) for choice in chosen.itertuples(index=False)]
     tables = [t for t in tables if t.bound_ms.notna().any()]
     if not tables:
         return not_measured("roofline", TITLE, how + (" " + "; ".join(notes) if notes else ""))
     table = pd.concat(tables, ignore_index=True)
     section = Section("roofline", TITLE)
     for label, rows in by_run(context, table):
+        ceilings = roofs_of_run[rows.run_id.iloc[0]]
         for (platform, threads), group in rows.groupby(["platform_id", "threads"]):
             roofs = ceilings[(ceilings.platform_id == platform) & (ceilings.threads == threads)]
             section.figures += figures_from(
@@ -51,7 +58,8 @@ def roofline_section(context: ReportContext) -> Section:
          "measured_ms": "measured ms", "bound_ms": "bound ms", "efficiency": "efficiency",
          "limiting_stage": "limiting stage", "limit": "limit",
          "rows_resident": "rows fit LLC", "overhead_share_low": "overhead (low)",
-         "overhead_share_high": "overhead (high)", "overhead_basis": "overhead from"},
+         "overhead_share_high": "overhead (high)", "overhead_basis": "overhead from",
+         "ceilings_offset_minutes": "ceilings measured (min from run)"},
         {"measured_ms": "ms", "bound_ms": "ms", "efficiency": "pct",
          "overhead_share_low": "pct", "overhead_share_high": "pct"},
         "Bound: each stage's larger of compute and memory time at the measured ceilings, "
@@ -64,3 +72,22 @@ def roofline_section(context: ReportContext) -> Section:
         "(docs/performance.md)."))
     section.notes += notes
     return section
+
+
+def _ceilings_note(run_id: str, choice: object) -> str:
+    """Which stored ceilings judged the run, and how far from it they were measured."""
+    offset = choice.offset_minutes
+    if offset != offset:
+        when = "(the run's time is unknown: the newest set)"
+    elif offset == 0:
+        when = "during the run"
+    else:
+        when = f"{abs(offset):.0f} min {'after the run ended' if offset > 0 else 'before it began'}"
+    note = (f"run {run_id}, {choice.threads} thread(s): ceilings measured "
+            f"{choice.measured_from:%Y-%m-%d %H:%M} UTC, {when}; nearest of "
+            f"{choice.sets_stored} stored set(s)")
+    if offset == offset and abs(offset) > DRIFT_WARNING_MINUTES:
+        note += (". Bandwidths drift within minutes on shared machines: measure ceilings "
+                 "beside the run (`recstack ceilings --refresh` before or after it) for a "
+                 "trustworthy efficiency")
+    return note
