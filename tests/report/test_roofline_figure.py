@@ -9,9 +9,11 @@ from recstack.report.roofline import plot_roofline
 
 
 def ceilings_frame() -> pd.DataFrame:
-    return pd.DataFrame({"kind": ["triad_dram", "gather_dram", "gather_dram", "gemm_large"],
-                         "shape": ["1000 B", "row 4 B", "row 128 B", "64x64x64"],
-                         "value": [10.0, 0.1, 2.0, 100.0]})
+    return pd.DataFrame({"kind": ["triad_dram", "gather_dram", "gather_dram", "gather_table",
+                                  "gemm_large"],
+                         "shape": ["1000 B", "row 4 B", "row 128 B",
+                                   "row 128 B, table 1000 B, ids 10", "64x64x64"],
+                         "value": [10.0, 0.1, 2.0, 3.0, 100.0]})
 
 
 def test_plot_roofline_writes_a_png(tmp_path):

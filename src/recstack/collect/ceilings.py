@@ -58,12 +58,15 @@ CEILING_COLUMNS = ["platform_id", "threads", "kind", "shape", "value", "unit", "
 DEFAULT_LLC_BYTES = 32 << 20
 MIN_DRAM_BYTES = 256 << 20
 MAX_CALLS_PER_REPEAT = 20_000
+MAX_IDS_PER_CALL = 1 << 22
+"""A table-gather call visits at most this many ids (a group of tables); calls take the
+groups in turn."""
 
 
 @dataclass(frozen=True)
 class CeilingSettings:
-    """How much to measure. The defaults take about 7 minutes on the 2-core VM (most of it
-    the gathers by table size and run length);
+    """How much to measure. The defaults take about 5 minutes on the 2-core VM (most of it
+    drawing the ids of the gathers by table size and run length);
     :meth:`quick` is for tests (tiny sizes: its bandwidths are not DRAM's)."""
 
     dram_bytes: int | None = None
@@ -286,9 +289,16 @@ def measure_table_gathers(buffer_bytes: int, points: list[tuple[int, int, int]],
                           ) -> list[Ceiling]:
     """``gather_table`` ceilings at ``(row_bytes, table_bytes, ids)`` points: the buffer is
     cut into as many tables of that size as it holds; one call gathers ``ids`` distinct rows
-    (at most the table's rows, in bags of ``bag_size``) from each table in turn; calls cycle
-    through id sets that together touch at least twice the LLC in cache lines, so what one
-    call read is gone from the caches when its ids come round again. Tables larger than the
+    (at most the table's rows, in bags of ``bag_size``) from each table of a group in turn
+    (a group holds at most ``MAX_IDS_PER_CALL`` ids: a call over hundreds of small tables
+    took seconds), successive calls taking the groups in turn, then the next id set; the id
+    sets together touch at least twice the LLC in cache lines, so what one call read is gone
+    from the caches when its ids come round again. Each table keeps its own ids, drawn as
+    before: drawing them is most of this kind's time now (105 s of a 126 s point at 4 B rows
+    from 16 MB tables), but three cheaper ways to draw them (arrays shared between tables,
+    shared and rotated, first distinct values in draw order) each gathered about 15% slower
+    at one point of four to five checked (128 MB tables, 12k ids; three rounds each,
+    alternated with the current way), unexplained, so none is used. Tables larger than the
     buffer are measured at the buffer's size (the shape says what was measured). ``buffer``:
     as in :func:`measure_gathers`."""
     import torch
@@ -309,6 +319,10 @@ def measure_table_gathers(buffer_bytes: int, points: list[tuple[int, int, int]],
             continue
         tables = [buffer[i * rows * dim:(i + 1) * rows * dim].view(rows, dim)
                   for i in range(count)]
+        # Equal groups of tables, one per call (a remainder smaller than a group is left
+        # out), so that every call does the same work.
+        per_group = min(count, max(1, MAX_IDS_PER_CALL // draws))
+        starts = range(0, count - per_group + 1, per_group)
         # (Bounded by the buffer, so a small --quick buffer does not draw ids for a large LLC.)
         touched = min(2 * llc, 4 * buffer_bytes) // max(row, CACHE_LINE_BYTES)
         sets = max(1, math.ceil(touched / (count * draws)))
@@ -318,14 +332,16 @@ def measure_table_gathers(buffer_bytes: int, points: list[tuple[int, int, int]],
         turn = [0]
 
         def call() -> None:
-            for table, table_ids in zip(tables, ids[turn[0] % sets]):
-                F.embedding_bag(table_ids, table, offsets, mode="sum")
+            first = starts[turn[0] % len(starts)]
+            id_set = ids[(turn[0] // len(starts)) % sets]
+            for index in range(first, first + per_group):
+                F.embedding_bag(id_set[index], tables[index], offsets, mode="sum")
             turn[0] += 1
 
         seconds = _repeat(call, settings)
         measured[(row, rows * row, draws)] = summarize(
             "gather_table", table_gather_shape(row, rows * row, draws), "GB/s",
-            _rates(count * draws * row, seconds, 1e9))
+            _rates(per_group * draws * row, seconds, 1e9))
         del tables, ids
     del buffer
     return list(measured.values())

@@ -16,6 +16,9 @@ import pandas as pd  # noqa: E402
 from recstack.report.plots import _save  # noqa: E402
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
 def _roof_value(ceilings: pd.DataFrame, kind: str, shape: str | None = None) -> float | None:
     rows = ceilings[ceilings.kind == kind]
     if shape is not None:
@@ -25,9 +28,12 @@ def _roof_value(ceilings: pd.DataFrame, kind: str, shape: str | None = None) -> 
 
 def plot_roofline(table: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
     """Log-log roofline: x = operational intensity (FLOP/byte), y = attained GFLOP/s, one
-    colour per model, marker size growing with the batch size (each point labelled with it);
-    roofs: the large-GEMM ceiling (compute), DRAM triad bandwidth (solid slope) and the
-    random-gather bandwidth of the widest measured row (dashed slope).
+    colour and marker shape per model (points of two models at the same place stay told
+    apart), marker size growing with the batch size (each point labelled with it); roofs:
+    the large-GEMM ceiling (compute), DRAM triad bandwidth (solid slope), the random-gather
+    bandwidth from the large gather buffer (dashed slope) and the fastest gather measured
+    from tables of a model's own size and run length (dash-dot: smaller tables gather
+    faster, so a model with small tables can sit above the dashed roof).
 
     ``table`` is :func:`recstack.analysis.roofline.roofline_table`'s frame; ``ceilings`` the
     rows of the ``ceilings`` table of the platform and thread count it was measured with.
@@ -40,7 +46,8 @@ def plot_roofline(table: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Pa
     high = max([1000.0, *(intensity * 3)]) if len(intensity) else 1000.0
     x = np.logspace(np.log10(low), np.log10(high), 200)
     peak = _roof_value(ceilings, "gemm_large")
-    roofs = [("triad_dram", "DRAM triad", "-"), ("gather_dram", "random gather", "--")]
+    roofs = [("triad_dram", "DRAM triad", "-"), ("gather_dram", "random gather", "--"),
+             ("gather_table", "fastest per-table gather", "-.")]
     for kind, label, style in roofs:
         bandwidth = _roof_value(ceilings, kind)
         if bandwidth is None:
@@ -55,7 +62,9 @@ def plot_roofline(table: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Pa
     for index, (model, group) in enumerate(points.groupby("model", sort=False)):
         sizes = 12 + 10 * np.log2(group.batch_size.to_numpy(dtype=float) + 1)
         axis.scatter(group.operational_intensity, group.attained_gflops, s=sizes,
-                     color=colours(index % 10), alpha=0.8, label=model, edgecolors="none")
+                     color=colours(index % 10), alpha=0.6, label=model,
+                     marker=MARKERS[index % len(MARKERS)], edgecolors="black",
+                     linewidths=0.4)
         for row in group.itertuples(index=False):
             axis.annotate(str(row.batch_size), (row.operational_intensity, row.attained_gflops),
                           fontsize=6, xytext=(3, 2), textcoords="offset points")
