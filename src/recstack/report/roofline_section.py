@@ -28,11 +28,14 @@ def roofline_section(context: ReportContext) -> Section:
         ceilings, chosen = nearest_ceiling_sets(stored, *context.store.run_span(run_id))
         roofs_of_run[run_id] = ceilings
         try:
-            tables.append(roofline_table(context.store, run_id, ceilings))
+            table = roofline_table(context.store, run_id, ceilings)
         except RecstackError as error:
             notes.append(f"run {run_id}: {error}")
             continue
-        notes += [_ceilings_note(run_id, choice) for choice in chosen.itertuples(index=False)]
+        tables.append(table)
+        measured = set(zip(table.platform_id, table.threads))
+        notes += [_ceilings_note(run_id, choice) for choice in chosen.itertuples(index=False)
+                  if (choice.platform_id, choice.threads) in measured]
     tables = [t for t in tables if t.bound_ms.notna().any()]
     if not tables:
         return not_measured("roofline", TITLE, how + (" " + "; ".join(notes) if notes else ""))
@@ -61,6 +64,7 @@ def roofline_section(context: ReportContext) -> Section:
          "overhead_share_high": "overhead (high)", "overhead_basis": "overhead from",
          "ceilings_offset_minutes": "ceilings measured (min from run)"},
         {"measured_ms": "ms", "bound_ms": "ms", "efficiency": "pct",
+         "ceilings_offset_minutes": "num",
          "overhead_share_low": "pct", "overhead_share_high": "pct"},
         "Bound: each stage's larger of compute and memory time at the measured ceilings, "
         "summed over stages; gathers at the bandwidth measured for tables of each table's "
