@@ -208,6 +208,18 @@ def test_clocked_overhead_bracket():
 def test_roofline_prefers_the_operator_clock(tmp_path):
     store = ResultStore(tmp_path / "r.duckdb")
     run_id = store.create_run("test", {}, {}, "p1", "test platform")
+    _record_profiled(store, run_id, clock_plain_us=1.2, clock_clocked_us=1.3,
+                     clock_inside_us=0.9, clock_outside_us=0.4, clock_operators=2.0,
+                     clock_observed=4.0)
+    store.write_ceilings(ceilings_frame(), {}, "test platform")
+    row = roofline_table(store, run_id).iloc[0]
+    assert row.overhead_basis == "operator clock"
+    assert row.overhead_share_low == pytest.approx(0.3 / 1.2)
+    assert row.overhead_share_high == pytest.approx(0.4 / 1.2)
+
+
+def _record_profiled(store: ResultStore, run_id: str, **profile: float) -> None:
+    """A 1 us timing point and its profile: one linear layer (2 calls, 0.6 us)."""
     _record(store, run_id, "timing",
             timing={"iterations": 10, "median_ms": 0.001, "p5_ms": 0.0009, "p95_ms": 0.002})
     _record(store, run_id, "operators",
@@ -215,14 +227,7 @@ def test_roofline_prefers_the_operator_clock(tmp_path):
                                     "calls": [2.0], "time_us": [0.6]}),
             profile={"iterations": 3, "time_basis": "cpu", "wall_us": 1.4, "operator_us": 0.6,
                      "uncovered_us": 0.8, "profiled_median_us": 1.5,
-                     "unprofiled_median_us": 1.0, "profiler_overhead": 0.5,
-                     "clock_plain_us": 1.2, "clock_clocked_us": 1.3, "clock_inside_us": 0.9,
-                     "clock_outside_us": 0.4, "clock_operators": 2.0, "clock_observed": 4.0})
-    store.write_ceilings(ceilings_frame(), {}, "test platform")
-    row = roofline_table(store, run_id).iloc[0]
-    assert row.overhead_basis == "operator clock"
-    assert row.overhead_share_low == pytest.approx(0.3 / 1.2)
-    assert row.overhead_share_high == pytest.approx(0.4 / 1.2)
+                     "unprofiled_median_us": 1.0, "profiler_overhead": 0.5, **profile})
 
 
 def _record(store: ResultStore, run_id: str, collector: str, **tables) -> None:
@@ -300,14 +305,7 @@ def test_roofline_judges_a_run_by_the_ceilings_nearest_to_it(tmp_path):
     store.write_ceilings(ceilings_frame(measured_at=now + timedelta(hours=2), dispatch_us=5.0),
                          {}, "test platform")
     run_id = store.create_run("test", {}, {}, "p1", "test platform")
-    _record(store, run_id, "timing",
-            timing={"iterations": 10, "median_ms": 0.001, "p5_ms": 0.0009, "p95_ms": 0.002})
-    _record(store, run_id, "operators",
-            operators=pd.DataFrame({"part": ["dense"], "op": ["aten::linear"],
-                                    "calls": [2.0], "time_us": [0.6]}),
-            profile={"iterations": 3, "time_basis": "cpu", "wall_us": 1.4, "operator_us": 0.6,
-                     "uncovered_us": 0.8, "profiled_median_us": 1.5,
-                     "unprofiled_median_us": 1.0, "profiler_overhead": 0.5})
+    _record_profiled(store, run_id)
     row = roofline_table(store, run_id).iloc[0]
     assert row.dispatch_floor_ms == pytest.approx(2 * 3.0 / 1e3)
     assert -2 < row.ceilings_offset_minutes <= 0
