@@ -7,17 +7,18 @@ Not a test: it times things. Usage::
         [--batch-sizes 1,16,256,2048] [--threads N] [--models rmc1,...]
         [--no-compile dien] [--out src/recstack/backend_choice.yaml]
 
-For each model and backend: build it, compile it (``compile``: once per batch size, outside
-the timed loop), check its outputs against eager's on the same batches (a backend that
-differs or fails is not eligible), then time it with the timing collector's own loop
-(warm-up, calibrated iterations), the backends taking turns so that a shared machine's load
-falls on all alike; the median over all turns is the backend's latency. The choice per model is the eligible backend with
-the lowest geometric mean over batch sizes of its median latency relative to eager's; a
-backend must beat the simpler ones (eager, then fused, then compile) by more than
-``--margin`` to be chosen, so noise does not pick a backend. ``compile`` is measured and
-recorded (``fastest``) but auto does not pick it: see AUTO_CANDIDATES. Models share the table sizes'
-effect on caches only at the measured scale: the choice is about framework overhead and
-operator count, which do not depend on the rows.
+For each model and backend: build it, prepare it (``compile``: compiled once per batch size;
+``static``: its Static Runtime graphs; both outside the timed loop), check its outputs
+against eager's on the same batches (a backend that differs or fails is not eligible), then
+time it with the timing collector's own loop (warm-up, calibrated iterations), the backends
+taking turns so that a shared machine's load falls on all alike; the median over all turns
+is the backend's latency. The choice per model is the eligible backend with the lowest
+geometric mean over batch sizes of its median latency relative to eager's; a backend must
+beat the one chosen before it (in BACKENDS' order: eager, fused, compile, static) by more
+than ``--margin`` to be chosen, so noise does not pick a backend. ``compile`` is measured and
+recorded (``fastest``) but auto does not pick it: see AUTO_CANDIDATES. Models share the
+table sizes' effect on caches only at the measured scale: the choice is about framework
+overhead and operator count, which do not depend on the rows.
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ import datetime
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import yaml
 
-from recstack.backends import BACKENDS, CHOICE_FILE, build_for_backend, warm_up_compiled
+from recstack.backends import BACKENDS, CHOICE_FILE, build_for_backend, prepare_backend
 from recstack.collect.timing import TimingSettings, time_cpu_iterations
 from recstack.errors import RecstackError
 from recstack.inputs import QuerySpec, generate_batches
@@ -41,16 +41,19 @@ from recstack.platform_info import collect_platform, describe_platform
 from recstack.specs import ZOO_NAMES, zoo_spec
 from recstack.sweep import usable_cores
 
-AUTO_CANDIDATES = ("eager", "fused")
+AUTO_CANDIDATES = ("eager", "fused", "static")
 """What auto may pick. compile is measured (``fastest`` records where it would win) but not a
 candidate: a compiled model's operator profile has no aten operators in model parts to
 classify, so the software level of an auto sweep would lose its meaning, and every point
 pays its compilation (cold: about 20 s for DIN, 100 s for DIEN, per batch size) before
-measuring. ``--backend compile`` selects it explicitly."""
-RULE = ("among eager and fused (outputs checked equal to eager's), the lowest geometric-mean "
-        "latency ratio to eager over batch sizes; fused must beat eager by the margin. "
-        "'fastest' also considers compile, which auto does not pick (see AUTO_CANDIDATES in "
-        "benchmarks/backend_choice.py)")
+measuring. ``--backend compile`` selects it explicitly. static keeps its operators and parts
+(its profiled graphs carry the part scopes) and prepares in well under a second."""
+RULE = ("among eager, fused and static (outputs checked equal to eager's): 'choices', the "
+        "lowest geometric-mean latency ratio to eager over batch sizes; 'by_batch_size', the "
+        "lowest median at each batch size (auto takes the measured batch size nearest the "
+        "point's on a log scale); either way each must beat the one chosen before it (eager, "
+        "then fused) by the margin. 'fastest' also considers compile, which auto does not "
+        "pick (see AUTO_CANDIDATES in benchmarks/backend_choice.py)")
 
 
 def measure_model(name: str, scale: float, batch_sizes: list[int], backends: list[str],
@@ -74,11 +77,10 @@ def measure_model(name: str, scale: float, batch_sizes: list[int], backends: lis
             expected = [models["eager"](batch) for batch in batches]
         for backend in list(models):
             try:
-                if backend == "compile":
-                    start = time.perf_counter()
-                    warm_up_compiled(models[backend], batches)
+                seconds = prepare_backend(models[backend], backend, batches)
+                if seconds is not None:
                     results[backend].setdefault("compile_s", {})[batch_size] = round(
-                        time.perf_counter() - start, 2)
+                        seconds, 2)
                 with torch.inference_mode():
                     for batch, reference in zip(batches, expected):
                         torch.testing.assert_close(models[backend](batch), reference)
@@ -121,31 +123,65 @@ def choose(results: dict, backends: list[str], margin: float,
     return chosen, ratios
 
 
-def add_type_choices(choices: dict[str, str], models: list[str], backends: list[str]) -> None:
+def choose_per_batch_size(results: dict, backends: list[str], margin: float,
+                          candidates: tuple[str, ...] = AUTO_CANDIDATES) -> dict[int, str]:
+    """At each measured batch size, the chosen backend among ``candidates`` by the same rule
+    on that batch size's medians alone: one backend is seldom the fastest at every size
+    (static ran DIN@0.01 in 0.73x eager's time at batch 1 and 1.37x at batch 256 here)."""
+    chosen_at = {}
+    for batch_size, reference in results["eager"]["median_us"].items():
+        chosen = "eager"
+        for backend in backends:
+            entry = results.get(backend, {})
+            median = entry.get("median_us", {}).get(batch_size)
+            if (backend in candidates and not entry.get("error") and median is not None
+                    and median < results[chosen]["median_us"][batch_size] * (1 - margin)):
+                chosen = backend
+        chosen_at[int(batch_size)] = chosen
+    return chosen_at
+
+
+def add_type_choices(choices: dict, models: list[str], backends: list[str]) -> None:
     """A model type's choice (for spec files that are not zoo models): its zoo models' most
-    frequent choice, ties to the simpler backend."""
+    frequent choice, ties to the simpler backend; per batch size where ``choices`` holds
+    per-batch-size choices."""
+    def most_frequent(picked: list[str]) -> str:
+        return min(set(picked), key=lambda b: (-picked.count(b), backends.index(b)))
+
     for kind in sorted({zoo_spec(n).model_type for n in models}):
-        picked = [choices[n] for n in models if zoo_spec(n).model_type == kind]
-        choices[kind] = min(set(picked), key=lambda b: (-picked.count(b), backends.index(b)))
+        members = [choices[n] for n in models if zoo_spec(n).model_type == kind]
+        if isinstance(members[0], dict):
+            choices[kind] = {size: most_frequent([m[size] for m in members])
+                             for size in members[0]}
+        else:
+            choices[kind] = most_frequent(members)
+
+
+def derive_choices(measurements: dict, backends: list[str], margin: float) -> dict:
+    """What the choice file holds besides its measurements: ``choices`` (per model, over all
+    batch sizes), ``by_batch_size``, ``fastest`` (compile included) and ``ratio_to_eager``."""
+    choices, per_size, ratios, fastest = {}, {}, {}, {}
+    for name, results in measurements.items():
+        choices[name], ratios[name] = choose(results, backends, margin)
+        per_size[name] = choose_per_batch_size(results, backends, margin)
+        fastest[name] = choose(results, backends, margin, tuple(backends))[0]
+    add_type_choices(choices, list(measurements), backends)
+    add_type_choices(per_size, list(measurements), backends)
+    return {"choices": {"cpu": choices}, "by_batch_size": {"cpu": per_size},
+            "fastest": fastest, "ratio_to_eager": ratios}
 
 
 def rechoose(path: Path, margin: float) -> None:
     document = yaml.safe_load(path.read_text())
     measurements = document["measurements"]
     backends = [b for b in BACKENDS if any(b in m for m in measurements.values())]
-    choices, ratios, fastest = {}, {}, {}
-    for name, results in measurements.items():
-        choices[name], ratios[name] = choose(results, backends, margin)
-        fastest[name] = choose(results, backends, margin, tuple(backends))[0]
-    add_type_choices(choices, list(measurements), backends)
     document["settings"].pop("compile_margin", None)
     document["settings"].update(margin=margin, rule=RULE)
-    rest = {k: v for k, v in document.items()
-            if k not in ("choices", "fastest", "ratio_to_eager", "measurements")}
-    document = {**rest, "choices": {"cpu": choices}, "fastest": fastest,
-                "ratio_to_eager": ratios, "measurements": measurements}
+    derived = derive_choices(measurements, backends, margin)
+    rest = {k: v for k, v in document.items() if k not in (*derived, "measurements")}
+    document = {**rest, **derived, "measurements": measurements}
     path.write_text(yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True))
-    print(f"rewrote the choices in {path}: {choices}", file=sys.stderr)
+    print(f"rewrote the choices in {path}: {derived['choices']['cpu']}", file=sys.stderr)
 
 
 def main() -> None:
@@ -178,16 +214,15 @@ def main() -> None:
                               min_iterations=5)
     no_compile = set(filter(None, args.no_compile.split(",")))
 
-    measurements, choices, ratios, fastest = {}, {}, {}, {}
+    measurements = {}
     for name in models:
         measurements[name] = measure_model(name, args.scale, batch_sizes, backends, settings,
                                            args.rounds, no_compile)
-        choices[name], ratios[name] = choose(measurements[name], backends, args.margin)
-        fastest[name] = choose(measurements[name], backends, args.margin, tuple(backends))[0]
-        print(f"{name}: {choices[name]} {ratios[name]}", file=sys.stderr, flush=True)
-    add_type_choices(choices, models, backends)
+        chosen, ratios = choose(measurements[name], backends, args.margin)
+        print(f"{name}: {chosen} {ratios}", file=sys.stderr, flush=True)
     document = {
-        "about": "Execution backend that --backend auto picks per model, from the "
+        "about": "Execution backend that --backend auto picks per model and batch size, "
+                 "from the "
                  "measurements below (written by benchmarks/backend_choice.py; re-run it on "
                  "another machine to choose for that machine).",
         "measured_on": describe_platform(collect_platform()),
@@ -197,9 +232,7 @@ def main() -> None:
                      "seconds_per_round": args.min_time, "rounds": args.rounds,
                      "margin": args.margin,
                      "rule": RULE},
-        "choices": {"cpu": choices},
-        "fastest": fastest,
-        "ratio_to_eager": ratios,
+        **derive_choices(measurements, backends, args.margin),
         "measurements": measurements,
     }
     Path(args.out).write_text(yaml.safe_dump(document, sort_keys=False, width=100,

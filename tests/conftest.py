@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from recstack.batch import Batch
 from recstack.inputs import QuerySpec, generate_batches
@@ -19,6 +20,12 @@ def small_spec(name: str) -> ModelSpec:
 def one_batch(spec: ModelSpec, batch_size: int = 8, seed: int = 0) -> Batch:
     (batch,) = generate_batches(spec, QuerySpec(seed=seed), batch_size, 1)
     return batch
+
+
+def outputs(model: object, batches: list[Batch]) -> list[torch.Tensor]:
+    """``model`` on each batch, under inference mode as the timed loops run it."""
+    with torch.inference_mode():
+        return [model(batch) for batch in batches]
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def test_run_results_and_export(tmp_path: Path) -> None:
     assert "Xeon" in run["platform"] or run["platform"]
 
     shown = recstack("results", "show", run["run_id"], "--store", str(store))
-    din_backend = resolve_backend("auto", zoo_spec("din"))  # run's default backend is auto
+    din_backend = resolve_backend("auto", zoo_spec("din"), batch_size=16)  # run's default
     assert shown.returncode == 0 and f"din@0.001 b16 cpu t1 {din_backend}" in shown.stdout
 
     exported = recstack("results", "export", run["run_id"], "--store", str(store), "--format",
@@ -137,7 +137,7 @@ def test_profile_alone_with_traces(tmp_path: Path) -> None:
     result = recstack("profile", "-m", "dien", "--scale", "0.001", "--batch-sizes", "4",
                       "--threads", "1", "--trace", "--out", str(store))
     assert result.returncode == 0, result.stderr
-    backend = resolve_backend("auto", zoo_spec("dien"))  # profile's default backend is auto
+    backend = resolve_backend("auto", zoo_spec("dien"), batch_size=4)  # profile's default
     assert f"dien@0.001 b4 cpu t1 {backend} [operators]: operators collected" in result.stdout
     assert "software level" in result.stdout and "recurrent" in result.stdout
     assert len(list((tmp_path / "traces").glob("*/*.json"))) == 1

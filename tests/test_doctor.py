@@ -68,13 +68,16 @@ def test_doctor_command_on_this_machine() -> None:
     report = json.loads(result.stdout)
     names = {c["name"] for c in report["capabilities"]}
     assert names == {"hardware counters (PMU)", "perf", "perf_event_paranoid", "hypervisor",
-                     "pmu-tools (toplev)", "valgrind", "CUDA", "torch.compile"}
+                     "pmu-tools (toplev)", "valgrind", "CUDA", "torch.compile",
+                     "Static Runtime"}
     if pmu_counts_here():
         assert report["hardware_level"] == "measured"
     else:
         pmu = next(c for c in report["capabilities"] if c["name"] == "hardware counters (PMU)")
         assert not pmu["available"] and "not supported" in pmu["detail"]
         assert report["hardware_level"] in ("simulated", "unavailable")
+    static = next(c for c in report["capabilities"] if c["name"] == "Static Runtime")
+    assert static["available"], static["detail"]  # torch 2.13 (the pinned CPU build) has it
     table = subprocess.run([sys.executable, "-m", "recstack", "doctor"], capture_output=True,
                            text=True, timeout=120)
     assert table.returncode == 0 and "hardware level:" in table.stdout

@@ -37,10 +37,10 @@ def test_every_backend_is_a_point_and_auto_names_the_one_that_runs() -> None:
     from recstack.points import BACKEND_CHOICES, BACKENDS
 
     spec = small_spec("rmc1")
-    assert set(BACKENDS) == {"eager", "fused", "compile"} and "auto" in BACKEND_CHOICES
+    assert set(BACKENDS) == {"eager", "fused", "compile", "static"} and "auto" in BACKEND_CHOICES
     keys = {Point(spec, 4, backend=backend).key() for backend in BACKENDS}
     assert len(keys) == len(BACKENDS)
     auto = Point(spec, 4, backend="auto")
-    chosen = resolve_backend("auto", spec)
+    chosen = resolve_backend("auto", spec, batch_size=4)
     assert auto.backend == chosen and auto.label.endswith(f" {chosen}")
     assert auto.key() == Point(spec, 4, backend=chosen).key()

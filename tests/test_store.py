@@ -94,12 +94,12 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
     old = ResultStore(path)
     run_id = old.create_run("test", {}, {}, "p1", "platform")
     old.record_point(run_id, point_row("a"))
-    with duckdb.connect(str(path)) as db:  # as version 4 wrote it: three migrations to go
+    with duckdb.connect(str(path)) as db:  # as version 4 wrote it: five migrations to go
         db.execute("ALTER TABLE points DROP COLUMN compile_seconds")
         db.execute("ALTER TABLE profiles DROP COLUMN profiler_outside_us")
         for column in ("clock_plain_us", "clock_clocked_us", "clock_inside_us",
                        "clock_outside_us", "clock_operators", "clock_observed", "clock",
-                       "clock_note"):
+                       "clock_note", "clock_callback_outside_us"):
             db.execute(f"ALTER TABLE profiles DROP COLUMN {column}")
         # Before version 8 a platform and thread count had one set of ceilings.
         db.execute("DROP TABLE ceilings")
@@ -119,7 +119,8 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'"
                           ).fetchone()[0] == str(SCHEMA_VERSION)
     columns = ResultStore(path).query("SELECT * FROM profiles LIMIT 0").columns
-    assert {"profiler_outside_us", "clock_inside_us", "clock", "clock_note"} <= set(columns)
+    assert {"profiler_outside_us", "clock_inside_us", "clock", "clock_note",
+            "clock_callback_outside_us"} <= set(columns)
     ceilings = ResultStore(path).load_ceilings()
     assert list(ceilings.set_id) == ["stored-20261120T100000Z"] and ceilings.value.item() == 2.0
     ResultStore(path).record_point(run_id, {**point_row("b"), "compile_seconds": 12.5})

@@ -5,28 +5,36 @@
   (and one gather for all behaviour tables of DIN/DIEN); built directly in that layout
   (:func:`recstack.models.build_model` with ``fused=True``), same values as eager.
 - ``compile``: ``torch.compile`` (inductor) of the model in the layout of
-  :data:`COMPILE_FUSED`. Compilation happens on the first calls: :func:`warm_up_compiled`
+  :data:`COMPILE_FUSED`. Compilation happens on the first calls: :func:`prepare_backend`
   runs them, outside any timed loop, and turns any failure into a one-line RecstackError.
+- ``static``: the fused model traced and run by PyTorch's Static Runtime, its operators
+  called from C++ with no Python between them (:mod:`recstack.static_runtime`; CPU only).
+  Its graphs are made by :func:`prepare_backend`, one per batch signature, before any timing.
 
-``auto`` is not a backend but a choice: the fastest correct backend of the model among eager
-and fused, read from ``backend_choice.yaml``, a data file of measurements made on the machine
-named in it by ``benchmarks/backend_choice.py``. compile is measured there too (the file's
-``fastest`` says where it would win) but auto does not pick it: a compiled model's operator
-profile has no aten operators in model parts, so the software level of an auto sweep would
-lose its meaning, and every point pays its compilation before measuring. Points resolve
-``auto`` when they are made, so what the store holds is the backend that ran.
+``auto`` is not a backend but a choice: the fastest correct backend of the model among eager,
+fused and static at the point's batch size (the measured batch size nearest to it), read from
+``backend_choice.yaml``, a data file of measurements made on the
+machine named in it by ``benchmarks/backend_choice.py``. compile is measured there too (the
+file's ``fastest`` says where it would win) but auto does not pick it: a compiled model's
+operator profile has no aten operators in model parts, so the software level of an auto sweep
+would lose its meaning, and every point pays its compilation before measuring. (A static
+model keeps its operators and parts: its profiled graphs carry the part scopes.) Points
+resolve ``auto`` when they are made, so what the store holds is the backend that ran; where
+static is chosen but cannot run (on CUDA, or a torch without Static Runtime), auto runs fused,
+the layout static runs.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
 from recstack.errors import RecstackError
 from recstack.specs import ModelSpec
 
-BACKENDS: tuple[str, ...] = ("eager", "fused", "compile")
+BACKENDS: tuple[str, ...] = ("eager", "fused", "compile", "static")
 AUTO = "auto"
 CHOICE_FILE = Path(__file__).with_name("backend_choice.yaml")
 REFERENCE = "eager"
@@ -40,7 +48,8 @@ warm-up). Dynamic shapes cost more per call at small batch (see docs/design.md).
 
 @functools.lru_cache(maxsize=1)
 def backend_choices() -> dict[str, Any]:
-    """The shipped choice file: ``{"choices": {device: {model or type: backend}}, ...}``."""
+    """The shipped choice file: ``{"choices": {device: {model or type: backend}},
+    "by_batch_size": {device: {model or type: {batch size: backend}}}, ...}``."""
     import yaml
 
     if not CHOICE_FILE.is_file():
@@ -48,35 +57,83 @@ def backend_choices() -> dict[str, Any]:
     return yaml.safe_load(CHOICE_FILE.read_text()) or {"choices": {}}
 
 
-def resolve_backend(backend: str, spec: ModelSpec, device: str = "cpu") -> str:
+def nearest_measured(batch_size: int, measured: list[int]) -> int:
+    """The measured batch size nearest to ``batch_size`` on a log scale (ties: the larger):
+    costs per sample change with the batch's order of magnitude, not its difference."""
+    return min(measured, key=lambda m: (abs(math.log(m / batch_size)), -m))
+
+
+def resolve_backend(backend: str, spec: ModelSpec, device: str = "cpu",
+                    batch_size: int | None = None) -> str:
     """``backend`` itself, or for ``auto`` the measured choice for ``spec``: by model name
-    (a scaled zoo model keeps its name), else by model type, else the reference (eager) on
-    devices or models that were never measured."""
+    (a scaled zoo model keeps its name), else by model type; at ``batch_size``, the choice
+    measured at the nearest batch size where the file has one per batch size, else the
+    model's choice over all batch sizes; else the reference (eager) on devices or models
+    that were never measured."""
     if backend != AUTO:
         return backend
     kind = "cuda" if device.startswith("cuda") else device
-    choices = backend_choices().get("choices", {}).get(kind, {})
+    document = backend_choices()
+    choices = document.get("choices", {}).get(kind, {})
     chosen = choices.get(spec.name) or choices.get(spec.model_type) or REFERENCE
+    by_batch = document.get("by_batch_size", {}).get(kind, {})
+    per_size = by_batch.get(spec.name) or by_batch.get(spec.model_type)
+    if batch_size is not None and per_size:
+        per_size = {int(size): name for size, name in per_size.items()}
+        chosen = per_size[nearest_measured(batch_size, list(per_size))]
+    if chosen == "static":
+        from recstack.static_runtime import unavailable_reason
+
+        if unavailable_reason(device) is not None:
+            chosen = "fused"  # the layout static runs, without the runtime
     return chosen if chosen in BACKENDS else REFERENCE
 
 
 def build_for_backend(spec: ModelSpec, backend: str, seed: int = 0,
                       device: str = "cpu") -> Any:
-    """The model of ``spec`` ready to run on ``backend`` (``auto`` resolved first). A compiled
-    model compiles on its first calls: run :func:`warm_up_compiled` before timing it."""
+    """The model of ``spec`` ready to run on ``backend`` (``auto`` resolved first). The
+    compile and static backends need :func:`prepare_backend` on the batches before they run
+    them (compilation, graphs)."""
     from recstack.models import build_model
 
     backend = resolve_backend(backend, spec, device)
     if backend not in BACKENDS:
         raise RecstackError(f"backend: {backend!r} is not allowed; expected one of "
                             f"{', '.join((*BACKENDS, AUTO))}")
-    fused = backend == "fused" or (backend == "compile" and COMPILE_FUSED)
+    if backend == "static":
+        from recstack import static_runtime
+
+        reason = static_runtime.unavailable_reason(device)
+        if reason is not None:  # before building: a full-size model takes seconds and GBs
+            raise RecstackError(f"backend static: {reason}")
+    fused = backend in ("fused", "static") or (backend == "compile" and COMPILE_FUSED)
     model = build_model(spec, seed=seed, device=device, fused=fused)
     if backend == "compile":
         import torch
 
         model = torch.compile(model, dynamic=COMPILE_DYNAMIC)
+    elif backend == "static":
+        model = static_runtime.StaticRuntimeModel(model)
     return model
+
+
+def prepare_backend(model: Any, backend: str, batches: list[Any], device: str = "cpu",
+                    part_scopes: bool = False) -> float | None:
+    """Whatever ``backend`` must do before ``model`` runs ``batches`` in a timed loop:
+    compile (``compile``: a call on every batch) or make the Static Runtime graphs
+    (``static``; with ``part_scopes``, also the graphs a profiled run uses). Returns the
+    seconds it took, or None for backends with nothing to prepare. Any failure is one
+    RecstackError line: the point fails with it, and the sweep goes on."""
+    import time
+
+    start = time.perf_counter()
+    if backend == "compile":
+        warm_up_compiled(model, batches, device)
+    elif backend == "static":
+        model.prepare(batches, part_scopes=part_scopes)
+    else:
+        return None
+    return time.perf_counter() - start
 
 
 def warm_up_compiled(model: Any, batches: list[Any], device: str = "cpu") -> None:

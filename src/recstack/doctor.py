@@ -195,6 +195,21 @@ def probe_compile() -> Capability:
                       "(python3-dev)")
 
 
+def probe_static_runtime() -> Capability:
+    """Does PyTorch's Static Runtime run a traced graph here (the static backend)?"""
+    import torch
+
+    from recstack.static_runtime import self_check
+
+    reason = self_check()
+    if reason is None:
+        return Capability("Static Runtime", True, f"torch {torch.__version__}",
+                          "the static execution backend can run (--backend static)")
+    return Capability("Static Runtime", False, reason,
+                      "points with --backend static fail with this reason as their error; "
+                      "where auto would pick static it runs fused")
+
+
 def hardware_mode(capabilities: list[Capability]) -> tuple[str, str]:
     """How the hardware level will run here: ``measured``, ``simulated`` or ``unavailable``,
     with the reason."""
@@ -216,7 +231,8 @@ def diagnose() -> dict[str, Any]:
 
     platform = collect_platform()
     capabilities = [probe_pmu(), probe_perf(), probe_paranoid(), probe_hypervisor(platform),
-                    probe_toplev(), probe_valgrind(), probe_cuda(platform), probe_compile()]
+                    probe_toplev(), probe_valgrind(), probe_cuda(platform), probe_compile(),
+                    probe_static_runtime()]
     mode, reason = hardware_mode(capabilities)
     return {"platform": describe_platform(platform), "hardware_level": mode,
             "hardware_level_reason": reason,

@@ -30,7 +30,7 @@ class Point:
     intra-op threads and an execution backend, fed queries drawn as ``query`` says.
 
     ``backend="auto"`` is replaced, when the point is made, by the backend measured fastest
-    for the model (:func:`recstack.backends.resolve_backend`): a point always names the
+    for the model at that batch size (:func:`recstack.backends.resolve_backend`): a point always names the
     backend that runs, and its key and label say so."""
 
     spec: ModelSpec
@@ -52,7 +52,8 @@ class Point:
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise SpecError("device", self.device, "expected cpu, cuda or cuda:N")
         if self.backend == AUTO:
-            object.__setattr__(self, "backend", resolve_backend(AUTO, self.spec, self.device))
+            object.__setattr__(self, "backend", resolve_backend(AUTO, self.spec, self.device,
+                                                                self.batch_size))
         if self.backend not in BACKENDS:
             raise SpecError("backend", self.backend,
                             f"expected one of {', '.join(BACKEND_CHOICES)}")

@@ -13,8 +13,8 @@ Tables (schema version in ``meta``):
 - ``profiles``: per operator-profile point, iteration wall time, operator time, the time no
   operator covers, the profiler's own overhead, a lower bound on the part of it that
   falls outside operators (its scopes), and the operator clock's reading (plain and clocked
-  iterations, time inside and outside top-level operators, operators per iteration; medians
-  and raw rounds) or why it has none.
+  iterations, time inside and outside top-level operators, operators per iteration, the
+  clock's own cost outside each operator; medians and raw rounds) or why it has none.
 - ``hardware``: per hardware point, its source (measured or simulated), top-down fractions,
   IPC and misses per kilo-instruction (NULL where not measured), multiplexing, caveats.
 - ``design_space``: per design-space run, its model variants: the base model, the sampled
@@ -47,7 +47,7 @@ import pandas as pd
 from recstack import __version__
 from recstack.errors import RecstackError
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # What brings a store of each older version to the next one (applied in order when the store
 # is opened). A version missing here is too old to upgrade: it is refused.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -75,6 +75,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "(PARTITION BY platform_id, threads), '%Y%m%dT%H%M%SZ') FROM ceilings",
         "DROP TABLE ceilings",
         "ALTER TABLE ceilings_v8 RENAME TO ceilings"),
+    # 9: the operator clock's own cost outside each top-level operator (a lower bound).
+    8: ("ALTER TABLE profiles ADD COLUMN IF NOT EXISTS clock_callback_outside_us DOUBLE",),
 }
 # How long opening the store waits for another process's connection to close.
 LOCK_WAIT_S = 60.0
@@ -203,6 +205,7 @@ CREATE TABLE IF NOT EXISTS profiles (
     clock_observed DOUBLE,
     clock JSON,
     clock_note VARCHAR,
+    clock_callback_outside_us DOUBLE,
     PRIMARY KEY (run_id, point_key)
 );
 CREATE TABLE IF NOT EXISTS hardware (

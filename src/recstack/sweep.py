@@ -409,6 +409,7 @@ def _clock_columns(profile: OperatorProfile) -> dict[str, Any]:
             "clock_inside_us": medians["inside_us"],
             "clock_outside_us": medians["outside_us"],
             "clock_operators": reading["operators"], "clock_observed": reading["observed"],
+            "clock_callback_outside_us": reading.get("callback_outside_us"),
             "clock": json.dumps(reading), "clock_note": profile.clock_note}
 
 

@@ -203,6 +203,12 @@ def test_clocked_overhead_bracket():
     for missing in ((float("nan"), 8.0, 3.0), (10.0, float("nan"), 3.0), (0.0, 1.0, 1.0)):
         low, high = clocked_overhead_shares(*missing)
         assert low != low and high != high
+    # 4 top-level operators, each costing the clock at least 0.2 us outside itself: 0.8 us of
+    # the 3 us outside is the clock's. Unknown (profiles before schema 9) counts as nothing.
+    assert clocked_overhead_shares(10.0, 8.0, 3.0, 4.0, 0.2) == (pytest.approx(0.2),
+                                                                  pytest.approx(0.22))
+    assert clocked_overhead_shares(10.0, 8.0, 3.0, 4.0, float("nan"))[1] == pytest.approx(0.3)
+    assert clocked_overhead_shares(10.0, 8.0, 3.0, 4.0, 0.5)[1] == pytest.approx(0.2)
 
 
 def test_roofline_prefers_the_operator_clock(tmp_path):
@@ -210,12 +216,12 @@ def test_roofline_prefers_the_operator_clock(tmp_path):
     run_id = store.create_run("test", {}, {}, "p1", "test platform")
     _record_profiled(store, run_id, clock_plain_us=1.2, clock_clocked_us=1.3,
                      clock_inside_us=0.9, clock_outside_us=0.4, clock_operators=2.0,
-                     clock_observed=4.0)
+                     clock_observed=4.0, clock_callback_outside_us=0.03)
     store.write_ceilings(ceilings_frame(), {}, "test platform")
     row = roofline_table(store, run_id).iloc[0]
     assert row.overhead_basis == "operator clock"
     assert row.overhead_share_low == pytest.approx(0.3 / 1.2)
-    assert row.overhead_share_high == pytest.approx(0.4 / 1.2)
+    assert row.overhead_share_high == pytest.approx((0.4 - 2 * 0.03) / 1.2)
 
 
 def _record_profiled(store: ResultStore, run_id: str, **profile: float) -> None:

@@ -118,6 +118,36 @@ def test_rounds_bracket_python_time_as_outside(clock: OperatorClock) -> None:
     assert medians["plain_us"] >= 190
 
 
+def test_calibration_bounds_the_clocks_own_cost_outside_an_operator(
+        clock: OperatorClock) -> None:
+    with pytest.raises(RecstackError, match="not running"):
+        clock.calibrate(10)
+    x = torch.randn(4, 4)
+    with clock:
+        outside_ns, read_ns = clock.calibrate(500)
+        clock.take()
+        # What the callbacks cost in all per operator, for comparison: a clocked relu against
+        # a plain one, fastest of many.
+        start = time.perf_counter_ns()
+        for _ in range(2000):
+            torch.relu(x)
+        clocked_ns = (time.perf_counter_ns() - start) / 2000
+    start = time.perf_counter_ns()
+    for _ in range(2000):
+        torch.relu(x)
+    plain_ns = (time.perf_counter_ns() - start) / 2000
+    assert 0 < read_ns < 1000
+    # A part of what the clock adds, never more than all of it (with room for noise).
+    assert 0 < outside_ns < max(clocked_ns - plain_ns, 0) + 300
+
+
+def test_rounds_carry_the_calibration(clock: OperatorClock) -> None:
+    reading = clock_rounds(lambda _: torch.relu(torch.ones(2)), typical_s=2e-6, clock=clock,
+                           rounds=3)
+    assert reading.callback_outside_us > 0
+    assert reading.operators == 2  # ones and relu: the calibration's scopes are not counted
+
+
 def test_slow_iterations_get_fewer_rounds(clock: OperatorClock,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(opclock, "BUDGET_SECONDS", 0.001)
@@ -130,5 +160,38 @@ def test_slow_iterations_get_fewer_rounds(clock: OperatorClock,
 def test_what_cannot_be_clocked_says_why() -> None:
     assert unclockable_reason("cpu", "eager") is None
     assert unclockable_reason("cpu", "fused") is None
+    assert unclockable_reason("cpu", "static") is None
     assert "inductor" in unclockable_reason("cpu", "compile")
     assert "device" in unclockable_reason("cuda:0", "eager")
+
+
+@needs_cxx
+def test_static_runtime_nodes_are_its_operators() -> None:
+    """Watching a Static Runtime graph, the clock counts its nodes (not the kernels they
+    call, nor dispatcher calls made from Python), and leaves out its list and tuple nodes:
+    the same operators as the profiler's view (recstack.collect.operators.is_runtime_glue)."""
+    from recstack import static_runtime
+    from recstack.backends import build_for_backend
+    from recstack.collect.operators import STATIC_RUNTIME_OP_SCOPE, is_runtime_glue
+    from tests.conftest import one_batch, small_spec
+
+    if static_runtime.unavailable_reason() is not None:
+        pytest.skip(static_runtime.unavailable_reason())
+    spec = small_spec("din")  # its graph unpacks a list (prim::ListUnpack): glue
+    model, batch = build_for_backend(spec, "static"), one_batch(spec, 4)
+    model.prepare([batch])
+    with torch.inference_mode(), torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        model(batch)
+    nodes = [e.name for e in profile.events() if e.scope == STATIC_RUNTIME_OP_SCOPE]
+    operators = [name for name in nodes if not is_runtime_glue(name, STATIC_RUNTIME_OP_SCOPE)]
+    assert len(operators) < len(nodes)  # there was glue to leave out
+    x = torch.randn(4, 4)
+    with torch.inference_mode(), OperatorClock(static_runtime=True) as clock:
+        model(batch)
+        _, top, observed = clock.take()
+        torch.relu(x)  # a dispatcher call from Python: not a Static Runtime node
+        assert clock.take() == (0, 0, 0)
+    assert top == observed == len(operators)
+    assert opclock.watches_static_runtime("static")
+    assert not opclock.watches_static_runtime("fused")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from recstack.collect.operators import (UNSCOPED_PART, _scopes_in, profile_point,
-                                        summarize_iterations)
+from recstack.collect.operators import (STATIC_RUNTIME_MODEL_SCOPE, STATIC_RUNTIME_OP_SCOPE,
+                                        UNSCOPED_PART, _scopes_in, is_runtime_glue,
+                                        profile_point, summarize_iterations)
 from recstack.collect.timing import TimingSettings
 from recstack.points import Point
 from tests.conftest import small_spec
@@ -52,6 +53,29 @@ def test_profile_attributes_operators_to_parts(name: str, parts: set[str]) -> No
     assert len(profile.clock["plain_us"]) == len(profile.clock["inside_us"]) >= 3
 
 
+def test_a_static_model_profile_has_its_graph_operators_by_part() -> None:
+    from recstack import static_runtime
+
+    if static_runtime.unavailable_reason() is not None:
+        pytest.skip(static_runtime.unavailable_reason())
+    point = Point(small_spec("din"), batch_size=4, threads=1, backend="static")
+    profile = profile_point(point, QUICK)
+    parts = {row["part"] for row in profile.operators}
+    assert parts == {"sparse", "attention", "interaction", "over"}
+    ops = {row["op"] for row in profile.operators}
+    assert {"aten::linear", "aten::embedding_bag", "prim::VarConcat"} <= ops
+    # The graph's own call is looked into, its list nodes are not operators.
+    assert "forward" not in ops and "prim::ListUnpack" not in ops
+    # Only the iteration's scope counts towards the profiler's cost outside operators.
+    assert profile.extra["scopes_per_iteration"] == 1
+    if profile.clock is None:
+        pytest.skip(f"no operator clock here: {profile.clock_note}")
+    # The clock watched the graph's nodes: the profile's operators, none nested.
+    assert profile.clock["operators"] == pytest.approx(
+        sum(row["calls"] for row in profile.operators))
+    assert profile.clock["observed"] == profile.clock["operators"]
+
+
 def test_embedding_bags_are_counted_once_per_table() -> None:
     spec = small_spec("rmc2")
     profile = profile_point(Point(spec, batch_size=4, threads=1), QUICK)
@@ -87,6 +111,25 @@ def test_summary_of_recorded_events() -> None:
     cuda_rows, _ = summarize_iterations([iteration], on_cuda=True)
     assert cuda_rows[0]["time_us"] == 5.0  # device time of the kernels, not CPU time
     assert _scopes_in(iteration) == 1  # recstack::dense; operators are not scopes
+
+
+def test_a_static_runtime_graph_is_looked_into_and_its_glue_left_out() -> None:
+    def node(name: str, total: float) -> FakeEvent:
+        event = FakeEvent(name, total)
+        event.scope = STATIC_RUNTIME_OP_SCOPE
+        return event
+
+    graph = FakeEvent("forward", 20.0, [
+        FakeEvent("recstack::over", 9.0, [node("aten::linear", 6.0),
+                                          node("prim::ListUnpack", 1.0),
+                                          node("prim::VarConcat", 2.0)])])
+    graph.scope = STATIC_RUNTIME_MODEL_SCOPE
+    rows, _ = summarize_iterations([FakeEvent("recstack::iteration", 21.0, [graph])],
+                                   on_cuda=False)
+    assert [(row["part"], row["op"]) for row in rows] == [("over", "aten::linear"),
+                                                          ("over", "prim::VarConcat")]
+    assert is_runtime_glue("static_runtime::VarTupleUnpack", STATIC_RUNTIME_OP_SCOPE)
+    assert not is_runtime_glue("prim::ListUnpack", 0)  # only a graph's nodes are glue
 
 
 def test_descheduled_iterations_are_left_out_of_the_profile() -> None:

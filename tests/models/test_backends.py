@@ -1,4 +1,5 @@
-"""Execution backends give the same outputs: eager, fused and compile, for every model type.
+"""Execution backends give the same outputs: eager, fused and compile, for every model type
+(static: tests/test_static_runtime.py).
 
 The compile tests compile two small models (RMC1 and NCF, the quickest to compile);
 compiling all eight takes minutes. Every model type compiles on this machine
@@ -21,24 +22,21 @@ from recstack.inputs import QuerySpec, generate_batches
 from recstack.models import build_model
 from recstack.points import Point
 from recstack.specs import ZOO_NAMES, zoo_spec
+from recstack.static_runtime import unavailable_reason
 from recstack.worker import run_isolated
-from tests.conftest import one_batch, small_spec
+from tests.conftest import one_batch, outputs, small_spec
 
 COMPILED = ("rmc1", "ncf")
 
 
-def _outputs(model: torch.nn.Module, batches: list) -> list[torch.Tensor]:
-    with torch.inference_mode():
-        return [model(batch) for batch in batches]
-
 
 @pytest.mark.parametrize("name", ZOO_NAMES)
-@pytest.mark.parametrize("pooling", ["fixed", "variable"])
-def test_fused_gives_the_eager_outputs(name: str, pooling: str) -> None:
+@pytest.mark.parametrize("pooling, batch_size", [("fixed", 8), ("variable", 8), ("fixed", 1)])
+def test_fused_gives_the_eager_outputs(name: str, pooling: str, batch_size: int) -> None:
     spec = small_spec(name)
-    batches = generate_batches(spec, QuerySpec(seed=2, pooling=pooling), 8, 2)
-    eager = _outputs(build_for_backend(spec, "eager", seed=5), batches)
-    fused = _outputs(build_for_backend(spec, "fused", seed=5), batches)
+    batches = generate_batches(spec, QuerySpec(seed=2, pooling=pooling), batch_size, 2)
+    eager = outputs(build_for_backend(spec, "eager", seed=5), batches)
+    fused = outputs(build_for_backend(spec, "fused", seed=5), batches)
     for expected, actual in zip(eager, fused):
         torch.testing.assert_close(actual, expected)
 
@@ -84,8 +82,8 @@ def test_compile_gives_the_eager_outputs(name: str) -> None:
         warm_up_compiled(compiled, batches)
     except RecstackError as error:
         pytest.skip(f"torch.compile does not work here: {error}")
-    eager = _outputs(build_for_backend(spec, "eager", seed=5), batches)
-    for expected, actual in zip(eager, _outputs(compiled, batches)):
+    eager = outputs(build_for_backend(spec, "eager", seed=5), batches)
+    for expected, actual in zip(eager, outputs(compiled, batches)):
         torch.testing.assert_close(actual, expected)
 
 
@@ -116,17 +114,46 @@ def test_auto_resolves_to_a_measured_backend() -> None:
         build_for_backend(spec, "tensorrt")
 
 
-def test_fused_build_peak_memory_stays_within_its_tables() -> None:
+def test_auto_resolves_per_batch_size_at_the_nearest_measured(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from recstack import backends
+    from recstack.points import Point
+
+    document = {"choices": {"cpu": {"rmc1": "fused", "dlrm": "eager"}},
+                "by_batch_size": {"cpu": {"rmc1": {1: "static", 16: "static", 256: "eager"},
+                                          "ncf": {"1": "fused"}}}}
+    monkeypatch.setattr(backends, "backend_choices", lambda: document)
+    spec = small_spec("rmc1")
+    assert resolve_backend(AUTO, spec) == "fused"  # no batch size: the model's choice
+    # Nearest on a log scale, ties to the larger: 4 is as far from 1 as from 16, 64 from 16
+    # as from 256.
+    sizes = (1, 3, 4, 16, 63, 64, 4096)
+    assert [resolve_backend(AUTO, spec, batch_size=b) for b in sizes] == [
+        "static", "static", "static", "static", "static", "eager", "eager"]
+    assert Point(spec, 64, backend=AUTO).backend == "eager"
+    assert Point(spec, 2, backend=AUTO).backend == "static"
+    # Models the file has no sizes for fall back to their choice, then their type's.
+    assert resolve_backend(AUTO, small_spec("rmc2"), batch_size=1) == "eager"
+    assert resolve_backend(AUTO, small_spec("ncf"), batch_size=300) == "fused"  # keys as text
+
+
+@pytest.mark.parametrize("backend", [
+    "fused", pytest.param("static", marks=pytest.mark.skipif(
+        unavailable_reason() is not None, reason=str(unavailable_reason())))])
+def test_build_peak_memory_stays_within_the_tables(backend: str) -> None:
     """Built directly in the fused layout: no second copy of any table, at a scale where
-    the tables (about 200 MB) dominate everything else the build allocates."""
+    the tables (about 200 MB) dominate everything else the build allocates. The static
+    backend's frozen graphs hold the weights as constants: the same memory, no copy either."""
     spec = zoo_spec("rmc1").scaled(0.05)  # 8 x 200,000 x 32 float32
     settings = TimingSettings(warmup_iterations=1, warmup_seconds=0.0, min_seconds=0.0,
                               min_iterations=1, max_iterations=1, distinct_batches=1)
-    result = run_isolated(measure_point, Point(spec, 1, threads=1, backend="fused"), settings)
+    result = run_isolated(measure_point, Point(spec, 1, threads=1, backend=backend), settings)
     embedding_bytes = footprint(spec).embedding_bytes
-    assert result.extra["backend"] == "fused"
+    assert result.extra["backend"] == backend
     assert result.peak_memory_growth_bytes <= 1.2 * embedding_bytes
     assert result.peak_memory_growth_bytes >= 0.8 * embedding_bytes  # it really built them
+    if backend == "static":  # the graphs' preparation, timed apart from the build
+        assert result.extra["compile_seconds"] > 0
 
 
 def test_fused_reads_the_batch_ids_without_concatenating_them() -> None:
@@ -148,12 +175,12 @@ def test_fused_shifts_flat_for_small_batches_broadcast_for_large(
     spec = small_spec("rmc1")
     eager = build_for_backend(spec, "eager", seed=1)
     batches = generate_batches(spec, QuerySpec(seed=3), 4, 2)
-    expected = _outputs(eager, batches)
+    expected = outputs(eager, batches)
     lookups = batches[0].lookups
     for limit, shape in ((sum(lookups), (sum(lookups),)), (sum(lookups) - 1, (len(lookups), 1))):
         monkeypatch.setattr(embeddings, "FLAT_SHIFT_MAX_IDS", limit)
         fused = build_for_backend(spec, "fused", seed=1)
-        torch.testing.assert_close(_outputs(fused, batches), expected)
+        torch.testing.assert_close(outputs(fused, batches), expected)
         assert tuple(fused.sparse._shifts[lookups].shape) == shape
     # The flat form adds the shifts in one operator, with no views of the ids around it.
     monkeypatch.setattr(embeddings, "FLAT_SHIFT_MAX_IDS", 1 << 16)
@@ -170,8 +197,8 @@ def test_fused_shifts_are_dropped_when_the_module_moves() -> None:
     spec = small_spec("rmc1")
     batches = generate_batches(spec, QuerySpec(seed=3), 4, 1)
     fused = build_for_backend(spec, "fused", seed=1)
-    before = _outputs(fused, batches)
+    before = outputs(fused, batches)
     assert fused.sparse._shifts
     fused.to("cpu")  # what .to(device) runs (nn.Module._apply), here without a second device
     assert not fused.sparse._shifts
-    torch.testing.assert_close(_outputs(fused, batches), before)
+    torch.testing.assert_close(outputs(fused, batches), before)

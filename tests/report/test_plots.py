@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.image
 import pandas as pd
 
-from recstack.report.plots import write_systems_figures
+from recstack.report.plots import latency_series, write_systems_figures
 from tests.analysis.test_systems import timing
 
 
@@ -38,3 +38,26 @@ def test_gpu_figures(tmp_path: Path) -> None:
 
 def test_no_timings_no_figures(tmp_path: Path) -> None:
     assert write_systems_figures(pd.DataFrame(), tmp_path) == []
+
+
+def test_auto_backends_along_the_batch_axis_draw_one_line() -> None:
+    def row(backend: str, batch: int, threads: int = 1) -> dict[str, object]:
+        return {**timing("rmc2", "cpu", threads, batch, batch * 0.1 + 0.5), "backend": backend}
+
+    # --backend auto: one backend per batch size, switching along the axis.
+    auto = pd.DataFrame([row("static", 1), row("static", 16), row("eager", 256),
+                         row("eager", 4096), row("fused", 4, threads=2)])
+    assert [(label, list(line.batch_size)) for label, line in latency_series(auto)] == [
+        ("cpu t1 static b1-16, eager b256-4096", [1, 16, 256, 4096]),
+        ("cpu t2 fused", [4])]
+    # A sweep comparing backends: one line per backend.
+    compared = pd.DataFrame([row(b, size) for b in ("eager", "static") for size in (1, 16)])
+    assert [label for label, _ in latency_series(compared)] == ["cpu t1", "cpu t1 static"]
+
+
+def test_latency_figure_with_backends_switching(tmp_path: Path) -> None:
+    timings = pd.DataFrame([{**timing("rmc1", "cpu", 1, b, b * 0.1 + 0.5),
+                             "backend": "static" if b < 256 else "eager"}
+                            for b in (1, 16, 256, 4096)])
+    for path in write_systems_figures(timings, tmp_path):
+        assert_not_blank(path)

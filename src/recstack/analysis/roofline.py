@@ -46,9 +46,12 @@ Where the profile point also carries an operator clock reading (schema 7; CPU, n
 :mod:`recstack.collect.opclock`), the shares come from it instead (``overhead_basis`` says
 which): the plain iteration ``P``, and in alternated clocked rounds the time inside top-level
 operators ``I`` and outside them ``X = C - I``, all measured in the same worker on the same
-batches. The clock's callbacks (``C - P`` in all, about 0.1 us per operator) land partly
+batches. The clock's callbacks (``C - P`` in all, 0.1 to 0.35 us per operator) land partly
 inside and partly outside the top-level operators, so the plain iteration's time outside
-operators lies in ``[P - I, X]``: the shares are ``(P - I) / P`` and ``X / P`` (clipped).
+operators lies in ``[P - I, X - n k]``, where ``n`` top-level operators each cost the clock at
+least ``k`` outside themselves (``profiles.clock_callback_outside_us``, measured in the
+worker by :meth:`recstack.collect.opclock.OperatorClock.calibrate`; 0 for profiles stored
+before schema 9): the shares are ``(P - I) / P`` and ``(X - n k) / P`` (clipped).
 """
 
 from __future__ import annotations
@@ -357,17 +360,23 @@ def overhead_shares(measured_ms: float, operator_ms: float, profiler_added_ms: f
     return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
 
 
-def clocked_overhead_shares(plain_us: float, inside_us: float, outside_us: float
+def clocked_overhead_shares(plain_us: float, inside_us: float, outside_us: float,
+                            operators: float = 0.0, callback_outside_us: float = 0.0
                             ) -> tuple[float, float]:
     """(low, high) framework-overhead share from an operator clock reading: the plain
     iteration ``plain_us``, and in clocked iterations the time inside top-level operators
-    ``inside_us`` and outside them ``outside_us`` (see the module docstring). NaN when the
+    ``inside_us`` and outside them ``outside_us``, less what the clock is known to cost
+    outside each of the ``operators`` top-level operators at least (``callback_outside_us``;
+    NaN or missing counts as 0: the wider bound). See the module docstring. NaN when the
     reading is missing or the plain iteration is not positive."""
     values = (plain_us, inside_us, outside_us)
     if any(value != value for value in values) or not plain_us > 0:
         return math.nan, math.nan
+    known_cost = operators * callback_outside_us
+    if known_cost != known_cost:
+        known_cost = 0.0
     low = (plain_us - inside_us) / plain_us
-    high = outside_us / plain_us
+    high = (outside_us - known_cost) / plain_us
     return float(np.clip(low, 0.0, 1.0)), float(np.clip(max(high, low), 0.0, 1.0))
 
 
@@ -384,11 +393,12 @@ def load_points(store: object, run_id: str) -> pd.DataFrame:
                pt.build_seconds, pt.compile_seconds, pt.peak_memory_growth_bytes,
                prof.operator_us, prof.calls, prof.profiled_median_us, prof.unprofiled_median_us,
                prof.profiler_outside_us, prof.clock_plain_us, prof.clock_inside_us,
-               prof.clock_outside_us
+               prof.clock_outside_us, prof.clock_operators, prof.clock_callback_outside_us
         FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
         LEFT JOIN (SELECT p_pt.run_id, p_pt.config_key, p.operator_us, p.profiled_median_us,
                           p.unprofiled_median_us, p.profiler_outside_us, p.clock_plain_us,
-                          p.clock_inside_us, p.clock_outside_us,
+                          p.clock_inside_us, p.clock_outside_us, p.clock_operators,
+                          p.clock_callback_outside_us,
                           (SELECT sum(o.calls) FROM operators o WHERE o.run_id = p.run_id
                            AND o.point_key = p.point_key) AS calls
                    FROM points p_pt JOIN profiles p USING (run_id, point_key)
@@ -475,7 +485,9 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
         row["dispatch_floor_ms"] = row["operator_calls"] * ceilings.dispatch_us / 1e3
     clocked = clocked_overhead_shares(_number(point.clock_plain_us),
                                       _number(point.clock_inside_us),
-                                      _number(point.clock_outside_us))
+                                      _number(point.clock_outside_us),
+                                      _number(point.clock_operators),
+                                      _number(point.clock_callback_outside_us))
     if clocked[0] == clocked[0]:
         row["overhead_share_low"], row["overhead_share_high"] = clocked
         row["overhead_basis"] = "operator clock"

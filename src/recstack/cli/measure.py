@@ -39,7 +39,8 @@ MinTimeOption = Annotated[float, typer.Option(
 DistributionOption = Annotated[str, typer.Option(
     "--distribution", help="Sparse id distribution: uniform, zipf or locality.")]
 BackendOption = Annotated[list[str] | None, typer.Option(
-    "--backend", help="Execution backend: eager, fused, compile, or auto (the fastest "
+    "--backend", help="Execution backend: eager, fused, compile, static (Static Runtime, "
+                      "CPU), or auto (the fastest "
                       "measured for each model: src/recstack/backend_choice.yaml). "
                       "Repeatable: several backends are compared in one sweep. Default: auto.")]
 TraceOption = Annotated[bool, typer.Option(

@@ -6,7 +6,7 @@ a 41 us batch-1 RMC1 iteration here), mostly inside the operators it times, so a
 its operator times cannot say how much of the *unprofiled* latency lies outside operators. The
 operator clock is a thread-local RecordFunction callback (``opclock.cpp``, compiled once with
 the installed torch's headers and loaded with ctypes) that only counts operators and reads the
-steady clock around the outermost ones: about 0.1 us per operator.
+steady clock around the outermost ones: 0.1 to 0.3 us per operator.
 
 Method (:func:`clock_rounds`): alternate rounds of plain iterations and clocked iterations of
 the same forward on the same batches, and keep each round's median. With P the plain
@@ -14,7 +14,16 @@ iteration, C the clocked one and I its time inside top-level operators, the call
 ``C - P`` in total, split between inside and outside the top-level operators in a way the
 clock cannot see. So the time outside operators in a plain iteration lies in
 ``[P - I, C - I]``: the share is bracketed by ``(P - I) / P`` and ``(C - I) / P`` (see
-:func:`recstack.analysis.roofline.clocked_overhead_shares`).
+:func:`recstack.analysis.roofline.clocked_overhead_shares`). The upper end is then narrowed
+by what the clock is measured to cost outside each top-level operator at least
+(:meth:`OperatorClock.calibrate`: empty scopes of the same kind, timed around the callbacks'
+own clock reads; about 0.07 us for dispatcher operators and 0.09 us for Static Runtime nodes
+on the 2-core VM, against about 0.3 us per node that the callbacks cost in all).
+
+A model run by PyTorch's Static Runtime (the ``static`` backend) has its operators called
+from C++, not through Python: the clock then watches the runtime's nodes instead of dispatcher
+calls (each node is one operator of the graph; the kernels it calls are inside it, and its
+list and tuple nodes are glue, not operators: see ``opclock.cpp``).
 
 What it does not see: operators that do not pass through the dispatcher (a compiled model's
 inductor kernels), and device time (on CUDA the profiler's device-time basis applies).
@@ -44,6 +53,8 @@ MAX_ROUND_ITERATIONS = 5000
 BUDGET_SECONDS = 2.0
 """Slow iterations (large batches) get fewer rounds, down to MIN_ROUNDS of one iteration:
 there the share outside operators is small and the profiler's bracket is already narrow."""
+CALIBRATION_SAMPLES = 2000
+"""Empty scopes timed to find the clock's own cost outside an operator (a few ms)."""
 _FLAGS_BASE = ("-shared", "-fPIC", "-O2", "-std=c++17", "-w")
 
 _loaded: ctypes.CDLL | None = None
@@ -81,29 +92,44 @@ def load_clock(cache_dir: Path | str | None = None) -> ctypes.CDLL:
 
         importlib.import_module("torch")  # its libraries must be loaded before the clock's
         library = ctypes.CDLL(str(build_clock(cache_dir)))
+        library.recstack_opclock_start.argtypes = [ctypes.c_int]
         library.recstack_opclock_start.restype = ctypes.c_int
         library.recstack_opclock_take.argtypes = [ctypes.POINTER(ctypes.c_int64)]
         library.recstack_opclock_take.restype = None
         library.recstack_opclock_stop.restype = None
+        library.recstack_opclock_calibrate.argtypes = [ctypes.c_int,
+                                                       ctypes.POINTER(ctypes.c_int64)]
+        library.recstack_opclock_calibrate.restype = ctypes.c_int
         _loaded = library
     return _loaded
 
 
 class OperatorClock:
     """``with OperatorClock() as clock:`` ... ``clock.take()`` after each iteration.
-    Counts on the thread that entered it."""
+    Counts on the thread that entered it: dispatcher operators, or with ``static_runtime``
+    the nodes of Static Runtime graphs (see :func:`watches_static_runtime`)."""
 
-    def __init__(self, library: ctypes.CDLL | None = None):
+    def __init__(self, library: ctypes.CDLL | None = None, static_runtime: bool = False):
         self._library = library if library is not None else load_clock()
         self._buffer = (ctypes.c_int64 * 4)()
+        self.static_runtime = static_runtime
 
     def __enter__(self) -> OperatorClock:
-        if not self._library.recstack_opclock_start():
+        if not self._library.recstack_opclock_start(int(self.static_runtime)):
             raise RecstackError("the operator clock is already running on this thread")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._library.recstack_opclock_stop()
+
+    def calibrate(self, samples: int = 2000) -> tuple[float, float]:
+        """(ns, ns): a lower bound on what the clock costs outside each top-level operator it
+        watches, and the median cost of one clock read (see ``opclock.cpp``). Call it while
+        the clock runs; its scopes land in the accumulators (take() after)."""
+        out = (ctypes.c_int64 * 2)()
+        if not self._library.recstack_opclock_calibrate(samples, out):
+            raise RecstackError("the operator clock is not running on this thread")
+        return float(out[0]), float(out[1])
 
     def take(self) -> tuple[int, int, int]:
         """(ns inside top-level operators, top-level operators, operators observed at any
@@ -129,6 +155,10 @@ class ClockReading:
     observed: float
     """Operators observed at any depth per iteration (each cost the callback once)."""
     iterations_per_round: int
+    callback_outside_us: float = 0.0
+    """A lower bound on what the clock costs outside each top-level operator
+    (:meth:`OperatorClock.calibrate`): ``outside_us`` less ``operators`` times this is still
+    an upper bound on the plain iteration's time outside operators. 0 when not measured."""
 
     def medians(self) -> dict[str, float]:
         return {"plain_us": statistics.median(self.plain_us),
@@ -178,6 +208,8 @@ def clock_rounds(forward: Callable[[int], object], typical_s: float,
             inside_rounds.append(statistics.median(inside) / 1e3)
             outside_rounds.append(statistics.median(c - s for c, s in zip(clocked, inside))
                                   / 1e3)
+        with clock:  # the clock's own cost outside each operator, measured once
+            callback_ns, _ = clock.calibrate(CALIBRATION_SAMPLES)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -185,7 +217,13 @@ def clock_rounds(forward: Callable[[int], object], typical_s: float,
     return ClockReading(plain_us=plain_rounds, clocked_us=clocked_rounds,
                         inside_us=inside_rounds, outside_us=outside_rounds,
                         operators=operators / total, observed=observed / total,
-                        iterations_per_round=per_round)
+                        iterations_per_round=per_round, callback_outside_us=callback_ns / 1e3)
+
+
+def watches_static_runtime(backend: str) -> bool:
+    """Whether the clock of a ``backend`` point watches Static Runtime nodes (the ``static``
+    backend) rather than dispatcher operators."""
+    return backend == "static"
 
 
 def unclockable_reason(device: str, backend: str) -> str | None:

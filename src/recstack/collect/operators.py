@@ -90,12 +90,35 @@ def _quiet_native_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+# Record scopes (torch's RecordScope values) of a Static Runtime graph: the whole graph's call
+# (a container, not an operator) and each of its nodes.
+STATIC_RUNTIME_OP_SCOPE = 8
+STATIC_RUNTIME_MODEL_SCOPE = 9
+
+
+def is_runtime_glue(name: str, scope: int) -> bool:
+    """A Static Runtime node that only builds or unpacks lists and tuples (``prim::ListUnpack``,
+    ``prim::TupleConstruct``, ...): what Python's own tuples and lists do in an eager forward,
+    so framework time, not an operator. ``prim::Var*`` nodes (VarConcat, VarStack) are
+    concatenations. The operator clock draws the same line (``opclock.cpp``)."""
+    if scope != STATIC_RUNTIME_OP_SCOPE:
+        return False
+    if name.startswith("prim::"):
+        return not name.startswith("prim::Var")
+    return name.startswith(("static_runtime::VarTupleUnpack", "static_runtime::dict_unpack"))
+
+
 def _top_level_operators(event: Any, part: str) -> Iterator[tuple[str, Any]]:
-    """(part, operator event) for every outermost operator under ``event``."""
+    """(part, operator event) for every outermost operator under ``event``: part scopes and
+    a Static Runtime graph's own call are looked into, its glue nodes left out (their time
+    is outside every operator)."""
     for child in event.cpu_children:
+        scope = int(getattr(child, "scope", 0) or 0)
         if child.name.startswith(PART_SCOPE_PREFIX):
             yield from _top_level_operators(child, child.name[len(PART_SCOPE_PREFIX):])
-        else:
+        elif scope == STATIC_RUNTIME_MODEL_SCOPE:
+            yield from _top_level_operators(child, part)
+        elif not is_runtime_glue(child.name, scope):
             yield part, child
 
 
@@ -176,7 +199,8 @@ def _clock_point(point: Point, forward: Any, typical_s: float
     if reason is not None:
         return None, reason
     try:
-        clock = opclock.OperatorClock()
+        clock = opclock.OperatorClock(
+            static_runtime=opclock.watches_static_runtime(point.backend))
     except RecstackError as error:
         return None, f"the operator clock is unavailable: {error}"
     return opclock.clock_rounds(forward, typical_s, clock).to_dict(), None
@@ -189,7 +213,7 @@ def profile_point(point: Point, settings: TimingSettings,
 
     from recstack.collect.timing import prepare_point
 
-    prepared = prepare_point(point, settings)
+    prepared = prepare_point(point, settings, profiled=True)
     model, batches, on_cuda = prepared.model, prepared.batches, prepared.on_cuda
     count = len(batches)
 
@@ -238,8 +262,11 @@ def profile_point(point: Point, settings: TimingSettings,
         raise RecstackError(f"{point.label}: the profiler recorded {len(recorded)} of "
                             f"{iterations} iterations")
     rows, walls = summarize_iterations(recorded, on_cuda)
-    # The iteration's own scope (absent from the unprofiled loop) and its part scopes.
-    scopes = 1 + statistics.fmean(_scopes_in(event) for event in recorded)
+    # The iteration's own scope (absent from the unprofiled loop) and its part scopes, each
+    # costing at least what an empty Python scope costs under the profiler. A static model's
+    # part scopes are opened from C++, more cheaply: only the iteration's counts then.
+    scopes = 1 + (0 if point.backend == "static"
+                  else statistics.fmean(_scopes_in(event) for event in recorded))
     trace_path = None
     if trace_dir is not None:
         directory = Path(trace_dir)

@@ -127,17 +127,21 @@ class PreparedPoint:
     peak_memory_growth_bytes: int
     input_bytes_per_batch: int
     compile_seconds: float | None = None
-    """The ``compile`` backend: the first calls on every batch, where compilation happens."""
+    """What the backend did before running (:func:`recstack.backends.prepare_backend`):
+    ``compile``, the first calls on every batch, where compilation happens; ``static``,
+    tracing the Static Runtime graphs. None for the others."""
 
 
-def prepare_point(point: Point, settings: TimingSettings) -> PreparedPoint:
+def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False
+                  ) -> PreparedPoint:
     """Sets the thread count, builds the model for the point's backend (timed, with its
     peak-memory growth), generates up to ``settings.distinct_batches`` batches within
-    ``max_input_bytes`` and, for the ``compile`` backend, compiles it by calling it once on
-    every batch (timed apart: compilation is never inside a timed loop)."""
+    ``max_input_bytes`` and prepares the backend for them (``compile``: compiles by calling
+    the model once on every batch; ``static``: makes its graphs, with their part-scoped
+    variants when the point is ``profiled``), timed apart: never inside a timed loop."""
     import torch
 
-    from recstack.backends import build_for_backend, warm_up_compiled
+    from recstack.backends import build_for_backend, prepare_backend
     from recstack.inputs import generate_batches
 
     torch.set_num_threads(point.threads)
@@ -158,11 +162,8 @@ def prepare_point(point: Point, settings: TimingSettings) -> PreparedPoint:
     batches = generate_batches(point.spec, point.query, point.batch_size, count)
     if on_cuda:
         batches = [pinned_batch(batch) for batch in batches]
-    compile_seconds = None
-    if point.backend == "compile":
-        start = time.perf_counter()
-        warm_up_compiled(model, batches, point.device)
-        compile_seconds = time.perf_counter() - start
+    compile_seconds = prepare_backend(model, point.backend, batches, point.device,
+                                      part_scopes=profiled)
     return PreparedPoint(model=model, batches=batches, on_cuda=on_cuda,
                          build_seconds=build_seconds, peak_memory_growth_bytes=growth,
                          input_bytes_per_batch=per_batch, compile_seconds=compile_seconds)

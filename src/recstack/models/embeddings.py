@@ -238,6 +238,8 @@ class FusedPooledEmbeddings(nn.Module):
         ids, bags, batch = prepared
         pooled = torch.embedding_bag(self._parameter_dict["weight"], ids, bags, False, _SUM,
                                      False, None, False, _NO_PADDING)[0]  # (tables * batch, dim)
+        if batch == 1:  # (tables, dim) is already the one sample's rows: one view, not two
+            return pooled.unsqueeze(0)
         return pooled.view(len(self.rows), batch, self.dim).transpose(0, 1)
 
     def forward(self, batch: Batch) -> torch.Tensor:

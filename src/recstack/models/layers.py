@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -31,6 +32,29 @@ def part_scope(part: str) -> contextlib.AbstractContextManager:
     if not _is_compiling() and _profiler_enabled():
         return torch.profiler.record_function(PART_SCOPE_PREFIX + part)
     return _NO_SCOPE
+
+
+@contextlib.contextmanager
+def part_scopes_traced(enabled: bool) -> Iterator[None]:
+    """Within it, :func:`part_scope` opens its scopes (``enabled``) or not, whether or not a
+    profiler records: for tracing a graph with them (the static backend's variant for
+    profiling, see :mod:`recstack.static_runtime`) or surely without them. Swaps the
+    module's profiler check, so the ordinary path pays nothing for this."""
+    global _profiler_enabled
+    saved = _profiler_enabled
+    _profiler_enabled = _always if enabled else _never
+    try:
+        yield
+    finally:
+        _profiler_enabled = saved
+
+
+def _always() -> bool:
+    return True
+
+
+def _never() -> bool:
+    return False
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "none": nn.Identity}

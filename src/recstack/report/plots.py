@@ -14,9 +14,50 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+_BACKEND_MARKERS = {"eager": "o", "fused": "s", "compile": "^", "static": "D"}
+
+
+def latency_series(group: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One model's latency lines: (label, points by batch size). One line per device and
+    thread count when its backends never share a batch size (``--backend auto`` picks one
+    per batch size: the label says which where), else one per backend as well (a sweep
+    comparing backends)."""
+    series = []
+    for (device, threads), deployment in group.groupby(["device", "threads"], sort=False):
+        name = f"{device} t{threads}"
+        if deployment.batch_size.duplicated().any():
+            for backend, line in deployment.groupby("backend", sort=False):
+                label = name + ("" if backend == "eager" else f" {backend}")
+                series.append((label, line.sort_values("batch_size")))
+            continue
+        line = deployment.sort_values("batch_size")
+        runs = _backend_runs(line)
+        if len(runs) == 1:
+            backend = runs[0][0]
+            series.append((name + ("" if backend == "eager" else f" {backend}"), line))
+        else:
+            series.append((f"{name} " + ", ".join(
+                f"{backend} b{first}" + ("" if first == last else f"-{last}")
+                for backend, first, last in runs), line))
+    return series
+
+
+def _backend_runs(line: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """(backend, first batch size, last batch size) of each run of one backend along a line
+    sorted by batch size."""
+    runs: list[tuple[str, int, int]] = []
+    for backend, size in zip(line.backend, line.batch_size):
+        if runs and runs[-1][0] == backend:
+            runs[-1] = (backend, runs[-1][1], int(size))
+        else:
+            runs.append((backend, int(size), int(size)))
+    return runs
+
+
 def plot_latency_vs_batch(timings: pd.DataFrame, path: Path) -> Path:
     """One panel per model: median latency against batch size, one line per device and
-    thread count, the band between p5 and p95 shaded. Log-log axes."""
+    thread count (and backend, where a sweep compares backends; a point's marker shape says
+    its backend), the band between p5 and p95 shaded. Log-log axes."""
     models = list(dict.fromkeys(timings.model))  # in the order given (the zoo's)
     columns = min(4, max(1, len(models)))
     rows = math.ceil(len(models) / columns)
@@ -24,10 +65,12 @@ def plot_latency_vs_batch(timings: pd.DataFrame, path: Path) -> Path:
                                 squeeze=False)
     for axis, model in zip(axes.flat, models):
         group = timings[timings.model == model]
-        for (device, threads, backend), line in group.groupby(["device", "threads", "backend"]):
-            line = line.sort_values("batch_size")
-            label = f"{device} t{threads}" + ("" if backend == "eager" else f" {backend}")
-            axis.plot(line.batch_size, line.median_ms, marker="o", markersize=3, label=label)
+        for label, line in latency_series(group):
+            (drawn,) = axis.plot(line.batch_size, line.median_ms, label=label)
+            for backend, points in line.groupby("backend"):
+                axis.plot(points.batch_size, points.median_ms, linestyle="none",
+                          marker=_BACKEND_MARKERS.get(backend, "o"), markersize=3.5,
+                          color=drawn.get_color())
             axis.fill_between(line.batch_size, line.p5_ms, line.p95_ms, alpha=0.2)
         scale = group.row_scale.iloc[0]
         axis.set_title(model if scale == 1 else f"{model} (rows x{scale:g})")
