@@ -118,3 +118,21 @@ def test_a_graph_that_differs_from_the_python_forward_is_refused() -> None:
     static = static_runtime.StaticRuntimeModel(Noisy())
     with pytest.raises(RecstackError, match="output differs from the Python forward"):
         static.prepare(generate_batches(spec, QuerySpec(), 2, 1))
+
+
+@pytest.mark.parametrize("name, computed", [
+    ("dien", {"aten::arange", "aten::remainder", "aten::index"}),  # each step's table base
+    ("rmc2", {"aten::repeat_interleave"}),  # each id's table shift
+])
+def test_the_models_caches_are_constants_of_the_graph(name: str, computed: set[str]) -> None:
+    """What the Python forward caches (id shifts, step bases) is computed once, not in every
+    run of the graph."""
+    spec = small_spec(name)
+    batches = generate_batches(spec, QuerySpec(), 4, 1)
+    static = build_for_backend(spec, "static")
+    static.prepare(batches)
+    with torch.inference_mode(), torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        static(batches[0])
+    names = {event.name for event in profile.events()}
+    assert "aten::embedding_bag" in names and not names & computed

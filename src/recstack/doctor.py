@@ -172,7 +172,7 @@ def probe_compile() -> Capability:
 
     meaning_ok = "the compile execution backend can run (--backend compile)"
     meaning_missing = ("points with --backend compile fail with this reason as their error; "
-                       "eager and fused run")
+                       "eager, fused and static run")
     try:
         done = subprocess.run([sys.executable, "-c", _COMPILE_PROBE], capture_output=True,
                               text=True, timeout=COMPILE_PROBE_TIMEOUT_S)

@@ -319,7 +319,10 @@ class FusedSequenceEmbeddings(nn.Module):
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
         if len(self.rows) == 1:
             return torch.embedding(self.weight, sequence)
-        return torch.embedding(self.weight, sequence + self._bases_of_steps(sequence.shape[1]))
+        # int(): while torch.jit.trace records a graph, shapes are traced values, and one as a
+        # cache key would miss and record the bases' computation into the graph.
+        steps = int(sequence.shape[1])
+        return torch.embedding(self.weight, sequence + self._bases_of_steps(steps))
 
     def table_weights(self) -> list[torch.Tensor]:
         return _table_views(self.weight, self.row_bases, self.rows)
