@@ -40,9 +40,9 @@ DistributionOption = Annotated[str, typer.Option(
     "--distribution", help="Sparse id distribution: uniform, zipf or locality.")]
 BackendOption = Annotated[list[str] | None, typer.Option(
     "--backend", help="Execution backend: eager, fused, compile, static (Static Runtime, "
-                      "CPU), or auto (the fastest "
-                      "measured for each model: src/recstack/backend_choice.yaml). "
-                      "Repeatable: several backends are compared in one sweep. Default: auto.")]
+                      "CPU), or auto (the fastest measured for each model and batch size: "
+                      "src/recstack/backend_choice.yaml). Repeatable: several backends are "
+                      "compared in one sweep. Default: auto.")]
 TraceOption = Annotated[bool, typer.Option(
     "--trace", help="Keep a Chrome/Perfetto trace of every operator-profile point, next to "
                     "the store (traces/RUN_ID/).")]
