@@ -126,8 +126,8 @@ def check_targets(table: pd.DataFrame, builds: pd.DataFrame) -> list[str]:
     # Overhead is judged on the backend a user would run: the default (auto), which
     # backend_choice.py measured fastest with the backends taking turns in one process, where
     # this run measured it; else the fastest here. Points measured in separate workers minutes
-    # apart rank backends within 10% of each other by the host's drift, not by their speed
-    # (the fastest here is named beside it). A slower backend can show a smaller share of a
+    # apart can rank backends by the host's drift rather than their speed (tens of percent on
+    # a busy host; the fastest here is named beside it). A slower backend can show a smaller share of a
     # longer latency: judging it would flatter.
     fastest = table.loc[table.groupby(["model", "batch_size"]).measured_ms.idxmin()]
     judged = _judged_backends(table, fastest)

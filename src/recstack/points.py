@@ -30,8 +30,8 @@ class Point:
     intra-op threads and an execution backend, fed queries drawn as ``query`` says.
 
     ``backend="auto"`` is replaced, when the point is made, by the backend measured fastest
-    for the model at that batch size (:func:`recstack.backends.resolve_backend`): a point always names the
-    backend that runs, and its key and label say so."""
+    for the model at that batch size (:func:`recstack.backends.resolve_backend`): a point
+    always names the backend that runs, and its key and label say so."""
 
     spec: ModelSpec
     batch_size: int

@@ -65,15 +65,23 @@ def self_check() -> str | None:
     layer = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()
     x = torch.arange(8.0).reshape(2, 4)
     try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            runtime = torch._C._jit_to_static_module(
-                torch.jit.freeze(torch.jit.trace(layer, (x,)))._c)
-            same = torch.allclose(runtime(x), layer(x))
+        with torch.inference_mode():
+            same = torch.allclose(_static_module(layer, (x,))(x), layer(x))
     except Exception as error:  # noqa: BLE001 - whatever fails is the answer
         first = next((line for line in str(error).splitlines() if line.strip()), "")
         return f"{type(error).__name__}: {first.strip()[:200]}"
     return None if same else "a tiny graph's output differs from the Python forward's"
+
+
+def _static_module(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
+    """``module`` traced on ``inputs``, frozen (its weights become constants of the graph,
+    the same memory) and handed to Static Runtime. The trace's deprecation notice and its
+    notes that shapes become constants are silenced: graphs are made per signature for
+    that reason."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, inputs, check_trace=False)
+        return torch._C._jit_to_static_module(torch.jit.freeze(traced)._c)
 
 
 def signature(batch: Batch) -> tuple[int, tuple[int, ...]]:
@@ -147,18 +155,13 @@ class StaticRuntimeModel:
                 self._inputs = lambda b: (single(b),)
         inputs = self._inputs(batch)
         try:
-            with torch.inference_mode(), warnings.catch_warnings():
-                # The trace's own deprecation notice, and its notes that shapes become
-                # constants: the graph is made per signature for that reason.
-                warnings.simplefilter("ignore")
+            with torch.inference_mode():
                 # The Python forward first: it fills the model's caches (id shifts), so the
                 # trace records them as constants rather than the work that made them.
                 expected = self.model(batch)
                 traceable = _Traceable(self.model, batch, self._fields).eval()
                 with part_scopes_traced(scoped):  # with the scopes or surely without
-                    traced = torch.jit.trace(traceable, inputs, check_trace=False)
-                frozen = torch.jit.freeze(traced)
-                runtime = torch._C._jit_to_static_module(frozen._c)
+                    runtime = _static_module(traceable, inputs)
                 output = runtime(*inputs)
         except (RuntimeError, TypeError, ValueError) as error:
             first = next((line.strip() for line in str(error).splitlines() if line.strip()),
@@ -171,7 +174,7 @@ class StaticRuntimeModel:
         return runtime
 
     def __call__(self, batch: Batch) -> torch.Tensor:
-        key = (batch.size, batch.lookups)
+        key = (batch.size, batch.lookups)  # signature(batch), without a call in the timed loop
         # While a profiler records, the graph with part scopes where one was made (else the
         # plain one: the profile then has no parts, as a compiled model's).
         runtime = self._scoped.get(key) if self._scoped and _profiler_enabled() else None

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from torch._C._profiler import RecordScope
+
 from recstack.collect.timing import TimingSettings
 from recstack.errors import RecstackError
 from recstack.models.layers import PART_SCOPE_PREFIX
@@ -90,10 +92,10 @@ def _quiet_native_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-# Record scopes (torch's RecordScope values) of a Static Runtime graph: the whole graph's call
-# (a container, not an operator) and each of its nodes.
-STATIC_RUNTIME_OP_SCOPE = 8
-STATIC_RUNTIME_MODEL_SCOPE = 9
+# Record scopes of a Static Runtime graph (as profiler events carry them): the whole graph's
+# call (a container, not an operator) and each of its nodes.
+STATIC_RUNTIME_OP_SCOPE = int(RecordScope.STATIC_RUNTIME_OP)
+STATIC_RUNTIME_MODEL_SCOPE = int(RecordScope.STATIC_RUNTIME_MODEL)
 
 
 def is_runtime_glue(name: str, scope: int) -> bool:
@@ -184,9 +186,11 @@ def scope_cost_us(activities: list[Any]) -> float:
 
 
 def _scopes_in(event: Any) -> int:
-    """Part scopes recorded under ``event``, at any depth."""
-    return sum(_scopes_in(child) + child.name.startswith(PART_SCOPE_PREFIX)
-               for child in event.cpu_children)
+    """Part scopes opened from Python under ``event``, at any depth: those inside a Static
+    Runtime graph's call are opened from C++, far more cheaply, and are not counted."""
+    return sum(child.name.startswith(PART_SCOPE_PREFIX) + _scopes_in(child)
+               for child in event.cpu_children
+               if int(getattr(child, "scope", 0) or 0) != STATIC_RUNTIME_MODEL_SCOPE)
 
 
 def _clock_point(point: Point, forward: Any, typical_s: float
@@ -262,11 +266,9 @@ def profile_point(point: Point, settings: TimingSettings,
         raise RecstackError(f"{point.label}: the profiler recorded {len(recorded)} of "
                             f"{iterations} iterations")
     rows, walls = summarize_iterations(recorded, on_cuda)
-    # The iteration's own scope (absent from the unprofiled loop) and its part scopes, each
-    # costing at least what an empty Python scope costs under the profiler. A static model's
-    # part scopes are opened from C++, more cheaply: only the iteration's counts then.
-    scopes = 1 + (0 if point.backend == "static"
-                  else statistics.fmean(_scopes_in(event) for event in recorded))
+    # The iteration's own scope (absent from the unprofiled loop) and the part scopes opened
+    # from Python, each costing at least what an empty Python scope costs under the profiler.
+    scopes = 1 + statistics.fmean(_scopes_in(event) for event in recorded)
     trace_path = None
     if trace_dir is not None:
         directory = Path(trace_dir)
