@@ -73,7 +73,7 @@ def test_check_rejects_a_bad_spec(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args, text", [
     (["check", "nosuch.yaml"], "nosuch.yaml: no such spec file"),
     (["check", "rmc5"], "model: 'rmc5' is not allowed; expected one of rmc1"),
-    (["models", "--scale", "0"], "--scale: 0.0 is not allowed; expected a number greater"),
+    (["models", "--scale", "0"], "--scale: 0.0 is not allowed; expected a finite number greater"),
     (["run", "--batch-sizes", "1,x"], "--batch-sizes: '1,x' is not allowed"),
     (["results", "export", "nope", "--store", str(DATA / "missing.duckdb")], "does not exist"),
 ])

@@ -157,7 +157,7 @@ REJECTIONS = [
                                       "positive integer"),
     ({"num_indices_per_lookup": -3}, "num_indices_per_lookup: -3 is not allowed; must be a "
                                      "positive integer"),
-    ({"row_scale": 0}, "row_scale: 0.0 is not allowed; must be a number greater than 0"),
+    ({"row_scale": 0}, "row_scale: 0.0 is not allowed; must be a finite number greater than 0"),
     ({"arch_interaction_op": "sum"}, "arch_interaction_op: 'sum' is not allowed; expected one "
                                      "of cat, dot"),
     ({"model_type": "dlrn"}, "model_type: 'dlrn' is not allowed; expected one of dlrm, ncf, "
@@ -167,6 +167,18 @@ REJECTIONS = [
                                      "to equal arch_sparse_feature_size (32)"),
     ({"arch_mlp_bot": "128"}, "arch_mlp_bot: '128' is not allowed; dlrm needs the dense input "
                               "width then at least one layer width"),
+    # Structural limits: no number is infinite, and none reaches past what a tensor or the
+    # store holds; names are printable text (they reach terminals, pages and figures).
+    ({"row_scale": float("inf")}, "row_scale: inf is not allowed; must be a finite number"),
+    ({"row_scale": float("nan")}, "row_scale: nan is not allowed; must be a finite number"),
+    ({"row_scale": 1e9}, "gives tables of more than 1099511627776 rows"),
+    ({"num_indices_per_lookup": 10**9}, "num_indices_per_lookup: 1000000000 is not allowed; "
+                                        "expected a positive integer up to 1048576"),
+    ({"arch_embedding_size": "-".join(["10"] * 5000)}, "expected at most 4096 sizes"),
+    ({"arch_mlp_top": f"{2**21}-1"}, "each at most 1048576"),
+    ({"model_name": "red\x1b[31m"}, "model_name: 'red\\x1b[31m' is not allowed; expected "
+                                     "printable text of at most 128 characters"),
+    ({"model_name": "x" * 50_000_000}, "(50000000 characters) is not allowed"),
 ]
 
 
@@ -178,7 +190,7 @@ def test_rejections_name_field_value_and_allowed(changes: dict[str, object],
     text = str(error.value)
     assert message in text
     assert text.startswith("spec.json: ")
-    assert "\n" not in text
+    assert "\n" not in text and len(text) < 400
 
 
 @pytest.mark.parametrize("missing", ["model_type", "arch_mlp_top", "arch_embedding_size",

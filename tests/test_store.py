@@ -9,8 +9,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from recstack.errors import RecstackError
+from recstack.errors import RecstackError, StoreError
 from recstack.store import ResultStore
+from recstack.store_schema import RUN_STATE_COLUMNS
 
 
 def point_row(key: str, status: str = "ok") -> dict[str, object]:
@@ -97,6 +98,8 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
     with duckdb.connect(str(path)) as db:  # as version 4 wrote it: five migrations to go
         db.execute("ALTER TABLE points DROP COLUMN compile_seconds")
         db.execute("ALTER TABLE profiles DROP COLUMN profiler_outside_us")
+        for column in RUN_STATE_COLUMNS:
+            db.execute(f"ALTER TABLE runs DROP COLUMN {column.split()[0]}")
         for column in ("clock_plain_us", "clock_clocked_us", "clock_inside_us",
                        "clock_outside_us", "clock_operators", "clock_observed", "clock",
                        "clock_note", "clock_callback_outside_us"):
@@ -121,6 +124,8 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
     columns = ResultStore(path).query("SELECT * FROM profiles LIMIT 0").columns
     assert {"profiler_outside_us", "clock_inside_us", "clock", "clock_note",
             "clock_callback_outside_us"} <= set(columns)
+    runs = ResultStore(path).runs()
+    assert runs.state.isna().all() and runs.planned_points.isna().all()
     ceilings = ResultStore(path).load_ceilings()
     assert list(ceilings.set_id) == ["stored-20261120T100000Z"] and ceilings.value.item() == 2.0
     ResultStore(path).record_point(run_id, {**point_row("b"), "compile_seconds": 12.5})
@@ -173,3 +178,122 @@ def test_a_writer_waits_for_a_reader_to_let_go(store: ResultStore) -> None:
     holder.wait()
     assert time.monotonic() - start > 0.5  # it waited rather than failing
     assert store.finished_point_keys(run_id) == {"a"}
+
+
+# ---- stores that are not recstack's, and writes the machine refuses ------------------------
+
+
+def test_another_applications_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "crm.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute("CREATE TABLE customers (name VARCHAR)")
+        db.execute("INSERT INTO customers VALUES ('ada')")
+    for action in (lambda s: s.create_run("t", {}, {}, "p", "x"), lambda s: s.runs()):
+        with pytest.raises(StoreError, match="a DuckDB database that is not a recstack store "
+                                             r"\(it holds 'customers'\); choose another file"):
+            action(ResultStore(path))
+    with duckdb.connect(str(path), read_only=True) as db:
+        tables = [name for (name,) in db.execute("SELECT table_name FROM "
+                                                 "information_schema.tables").fetchall()]
+    assert tables == ["customers"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a database at all\n" * 100, "cannot"),
+    (b"", "cannot"),
+])
+def test_a_file_that_is_not_duckdb_is_one_line(tmp_path: Path, content: bytes,
+                                               message: str) -> None:
+    path = tmp_path / "x.duckdb"
+    path.write_bytes(content)
+    with pytest.raises(RecstackError, match=message) as error:
+        ResultStore(path).runs()
+    assert "\n" not in str(error.value)
+
+
+def test_a_schema_version_that_is_not_a_number_or_is_newer(tmp_path: Path) -> None:
+    path = tmp_path / "r.duckdb"
+    ResultStore(path).create_run("t", {}, {}, "p", "x")
+    for value, message in (("abc", "schema version 'abc' is not a number; not a recstack "
+                                   "store, or a damaged one"),
+                           ("99", "schema version 99 was written by a newer recstack")):
+        with duckdb.connect(str(path)) as db:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [value])
+        with pytest.raises(StoreError, match=message):
+            ResultStore(path).runs()
+
+
+def test_a_store_under_a_file_or_named_like_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(StoreError, match="its folder cannot be created"):
+        ResultStore(tmp_path / "afile" / "r.duckdb").create_run("t", {}, {}, "p", "x")
+    with pytest.raises(StoreError, match="is a folder; expected a DuckDB file"):
+        ResultStore(tmp_path).create_run("t", {}, {}, "p", "x")
+
+
+_FILL_UNTIL_THE_LIMIT = """
+import resource, signal, sys
+from tests.test_store import point_row, samples
+from recstack.errors import StoreError
+from recstack.store import ResultStore
+
+store = ResultStore(sys.argv[1])
+run_id = store.runs().run_id[0]
+# Writes past this size fail with EFBIG, as a full disk fails them with ENOSPC.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+size = store.path.stat().st_size
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 300_000, size + 300_000))
+for index in range(1000):
+    try:
+        store.record_point(run_id, point_row(f"p{index}"), samples(20_000), {"iterations": 1})
+    except StoreError as error:
+        print(index, error)
+        break
+"""
+
+
+def test_a_write_the_disk_refuses_is_one_error_and_keeps_what_was_stored(
+        tmp_path: Path) -> None:
+    """A full disk, simulated with a file-size limit (ENOSPC and EFBIG reach DuckDB alike)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.duckdb"
+    ResultStore(path).create_run("t", {}, {}, "p", "x")
+    done = subprocess.run([sys.executable, "-c", _FILL_UNTIL_THE_LIMIT, str(path)],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    written, message = done.stdout.split(" ", 1)
+    assert int(written) >= 1
+    assert "cannot write (" in message and "what was stored before is kept" in message
+    assert "\n" not in message.strip()
+    # Every point written before the failure is whole; the log was folded back on opening.
+    kept = ResultStore(path).query("SELECT point_key FROM points")
+    assert len(kept) == int(written)
+    counts = ResultStore(path).query("SELECT count(*) AS n FROM samples GROUP BY point_key")
+    assert set(counts.n) == {20_000}
+    assert not path.with_name(path.name + ".wal").exists()
+
+
+def test_run_states_are_recorded(store: ResultStore) -> None:
+    from recstack.analysis.runs import runs_with_status
+
+    run_id = store.create_run("t", {}, {}, "pid", "x")
+    store.start_run_pass(run_id, 3)
+    store.record_point(run_id, point_row("a"))
+    store.mark_in_flight(run_id, "rmc1 b4 cpu t1 eager")
+    run = runs_with_status(store.runs()).iloc[0]
+    assert run.state == "running" and run.planned_points == 3
+    assert run.status == "running: 1 of 3 points; in flight: rmc1 b4 cpu t1 eager"
+    store.end_run(run_id, "interrupted")
+    run = runs_with_status(store.runs()).iloc[0]
+    assert run.status == ("interrupted after 1 of 3 points; in flight: rmc1 b4 cpu t1 eager; "
+                          "--resume continues it") and not run.complete
+    store.start_run_pass(run_id, 3)
+    store.record_point(run_id, point_row("b"))
+    store.record_point(run_id, point_row("c", "failed"))
+    store.end_run(run_id, "complete")
+    run = runs_with_status(store.runs()).iloc[0]
+    assert run.status == "complete: 3 of 3 points, 1 failed" and run.complete
+    assert pd.isna(run.in_flight)

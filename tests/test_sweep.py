@@ -17,7 +17,8 @@ from recstack.collect.timing import TimingResult, TimingSettings, measure_point
 from recstack.errors import RecstackError
 from recstack.points import Point
 from recstack.store import ResultStore
-from recstack.sweep import load_sweep_file, plan_sweep, run_sweep
+from recstack.sweep import plan_sweep, run_sweep
+from recstack.sweepfile import load_sweep_file
 
 QUICK = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.02,
                        min_iterations=5)
@@ -125,6 +126,11 @@ def test_sigkill_loses_no_finished_point_and_resume_completes(tmp_path: Path) ->
     sweep.wait()
     finished = _count_finished(store_path)
     assert 3 <= finished < 8
+    from recstack.analysis.runs import runs_with_status
+
+    (killed,) = runs_with_status(ResultStore(store_path).runs()).itertuples()
+    assert killed.status.startswith(f"stopped after {finished} of 8 points") \
+        and "in flight: " in killed.status and not killed.complete
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True,
                              timeout=300)
@@ -137,6 +143,50 @@ def test_sigkill_loses_no_finished_point_and_resume_completes(tmp_path: Path) ->
     assert len(rows) == 8 and all(count == 1 for _, count in rows)
     assert statuses == [("ok",)]
     assert runs == 1
+    (resumed_run,) = runs_with_status(ResultStore(store_path).runs()).itertuples()
+    assert resumed_run.status == "complete: 8 of 8 points"
+
+
+def test_an_interrupted_sweep_records_where_it_stopped(tmp_path: Path) -> None:
+    from recstack.analysis.runs import runs_with_status
+    from recstack.errors import Interrupted
+
+    plan = plan_sweep(["ncf"], [1, 4, 16], [1], ["cpu"], scale=0.001)
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = new_run(store)
+
+    def press_ctrl_c_at_the_second_point(event: object) -> None:
+        if event.kind == "start" and event.index == 1:
+            raise Interrupted()
+
+    with pytest.raises(Interrupted) as stopped:
+        run_sweep(plan, store, run_id, QUICK, progress=press_ctrl_c_at_the_second_point)
+    assert (stopped.value.run_id, stopped.value.progress) == (run_id, "point 2 of 3")
+    (run,) = runs_with_status(store.runs()).itertuples()
+    assert run.status == ("interrupted after 1 of 3 points; in flight: ncf@0.001 b4 cpu t1 "
+                          "eager; --resume continues it")
+
+
+def test_a_store_write_failing_mid_sweep_stops_it_in_one_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recstack.analysis.runs import runs_with_status
+    from recstack.errors import StoreError
+
+    plan = plan_sweep(["ncf"], [1, 4], [1], ["cpu"], scale=0.001)
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = new_run(store)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise StoreError(f"store {store.path}: cannot write (No space left on device); what "
+                         "was stored before is kept")
+
+    monkeypatch.setattr(store, "record_point", disk_full)
+    with pytest.raises(StoreError, match=f"No space left on device.*; run {run_id} stopped at "
+                                         "point 1 of 2: once the store can be written, "
+                                         "--resume continues it"):
+        run_sweep(plan, store, run_id, QUICK)
+    (run,) = runs_with_status(store.runs()).itertuples()
+    assert run.state == "failed" and "No space left on device" in run.status
 
 
 def test_plan_rejections() -> None:
@@ -154,12 +204,28 @@ def test_plan_rejections() -> None:
             plan_sweep(["ncf"], [1], [1], ["cpu", "cuda"])
 
 
-def test_plan_scales_what_does_not_fit() -> None:
+def test_plan_scales_what_does_not_fit_leaving_a_margin() -> None:
+    # 2.4 GB available less the 512 MiB margin leaves 1.86 GB; less the worker (0.54 GB) and
+    # batch 1's inputs, RMC1's 4.1 GB of tables, built at up to 1.2x, fit at 0.26.
     plan = plan_sweep(["rmc1", "ncf"], [1], [1], ["cpu"], available_bytes=2_400_000_000)
     scales = {p.spec.name: p.spec.row_scale for p in plan.points}
-    assert scales == {"rmc1": 0.48, "ncf": 1.0}
-    assert plan.notes == ("rmc1: scaled to row_scale 0.48 to fit the 2.4 GB available (full "
-                          "size does not)",)
+    assert scales == {"rmc1": 0.26, "ncf": 1.0}
+    assert plan.notes == ("rmc1: scaled to row_scale 0.26 to fit the 1.9 GB usable (2.4 GB "
+                          "available less a margin of 0.5) up to batch 1; full size does not",)
+
+
+def test_default_batch_sizes_that_cannot_fit_are_left_out_and_asked_ones_refused() -> None:
+    # 4 GB: DIN's tables scale to fit up to batch 1024; its activations at 4096 alone are
+    # 3.3 GB, so that default size is left out, with the reason.
+    plan = plan_sweep(["din"], None, [1], ["cpu"], backends=["eager"],
+                      available_bytes=4_000_000_000)
+    assert sorted({p.batch_size for p in plan.points}) == [1, 4, 16, 64, 256, 1024]
+    assert plan.notes[0].startswith("din: scaled to row_scale 0.64")
+    assert plan.notes[1].startswith("left out: din at batch 4096: needs about 5.95 GB")
+    with pytest.raises(RecstackError, match="din at batch 4096: needs about .* use smaller "
+                                            "--batch-sizes or a shorter sequence_length"):
+        plan_sweep(["din"], [1, 4096], [1], ["cpu"], backends=["eager"],
+                   available_bytes=4_000_000_000)
 
 
 def test_sweep_file(tmp_path: Path) -> None:

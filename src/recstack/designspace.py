@@ -22,6 +22,7 @@ import numpy as np
 
 from recstack.errors import RecstackError, SpecError
 from recstack.footprint import footprint, round_down
+from recstack.limits import SEED_MAX, check_int, check_number, is_number
 from recstack.specs import MODEL_TYPES, ModelSpec, canonical_name, zoo_names, zoo_spec
 
 SAMPLERS: tuple[str, ...] = ("lhs", "grid")
@@ -100,8 +101,10 @@ class Variant:
 
 def default_design_space() -> DesignSpace:
     """The shipped design space (``recstack/design_space.yaml``)."""
+    import yaml
+
     text = resources.files("recstack").joinpath("design_space.yaml").read_text()
-    return _space_from_text(text, "design_space.yaml")
+    return _space_from_data(yaml.safe_load(text), "design_space.yaml")
 
 
 def quick_design_space() -> DesignSpace:
@@ -112,19 +115,12 @@ def quick_design_space() -> DesignSpace:
 
 def load_design_space(path: str | Path) -> DesignSpace:
     """Reads a design-space YAML file; errors name the file and the field."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecstackError(f"--design-file: {str(path)!r} does not exist")
-    return _space_from_text(path.read_text(encoding="utf-8", errors="replace"), path.name)
+    from recstack.userfiles import load_document
+
+    return _space_from_data(load_document(path, "--design-file"), Path(path).name)
 
 
-def _space_from_text(text: str, source: str) -> DesignSpace:
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise RecstackError(f"{source}: not valid YAML ({error.__class__.__name__})") from None
+def _space_from_data(data: Any, source: str) -> DesignSpace:
     if not isinstance(data, dict):
         raise RecstackError(f"{source}: expected a mapping with keys sampler, models, factors")
     allowed = {"sampler", "variants_per_model", "grid_levels", "models",
@@ -179,9 +175,9 @@ def _factor(name: Any, spec: Any, source: str) -> Factor:
     if kind == "ratio":
         low, high = spec.get("low"), spec.get("high")
         for key, value in (("low", low), ("high", high)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise SpecError(f"{field}.{key}", value, "expected a number greater than 0",
-                                source)
+            if not is_number(value) or not math.isfinite(value) or value <= 0:
+                raise SpecError(f"{field}.{key}", value, "expected a finite number greater "
+                                "than 0", source)
         if high < low:
             raise SpecError(f"{field}.high", high, f"must be at least low ({low})", source)
         return Factor(name, kind, tuple(applies), low=float(low), high=float(high))
@@ -203,14 +199,13 @@ def _check_settings(space: DesignSpace) -> None:
     if space.sampler not in SAMPLERS:
         raise SpecError("sampler", space.sampler, f"expected one of {', '.join(SAMPLERS)}",
                         source)
-    for key in ("variants_per_model", "grid_levels"):
-        value = getattr(space, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SpecError(key, value, "expected an integer >= 1", source)
-    budget = space.embedding_budget_mib
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
-        raise SpecError("embedding_budget_mib", budget, "expected a number greater than 0",
-                        source)
+    try:
+        for key in ("variants_per_model", "grid_levels"):
+            check_int(key, getattr(space, key), 1, MAX_VARIANTS)
+        check_number("embedding_budget_mib", space.embedding_budget_mib, 0.0, 2.0**40,
+                      low_inclusive=False)
+    except SpecError as error:
+        raise SpecError(error.field, error.value, error.allowed, source) from None
     for model in space.models:
         if canonical_name(model) is None:
             raise SpecError("models", model, f"expected zoo names ({', '.join(zoo_names())})",
@@ -254,8 +249,7 @@ def design_size(space: DesignSpace) -> int:
 
 def generate_variants(space: DesignSpace, seed: int = 0) -> list[Variant]:
     """Every variant of ``space`` for ``seed``: the same inputs give the same specs."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SpecError("seed", seed, "expected an integer >= 0")
+    check_int("seed", seed, 0, SEED_MAX)
     size = design_size(space)
     if size > MAX_VARIANTS:
         raise SpecError("grid_levels", space.grid_levels,

@@ -21,5 +21,26 @@ class SpecError(RecstackError):
         self.value = value
         self.allowed = allowed
         self.source = source
+        from recstack.text import shown
+
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{field}: {value!r} is not allowed; {allowed}")
+        super().__init__(f"{where}{field}: {shown(value)} is not allowed; {allowed}")
+
+
+class StoreError(RecstackError):
+    """The results store cannot be read or written (a full disk, a read-only place, a file
+    that is not a recstack store). Finished points stay in the store."""
+
+
+class Interrupted(BaseException):
+    """The user stopped recstack (Ctrl-C, or SIGTERM): raised by the CLI's signal handler.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it;
+    a measuring command sets ``run_id`` and ``progress`` on its way out, so the one line the
+    CLI prints can say where the run stopped."""
+
+    def __init__(self, signal_name: str = "SIGINT"):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.run_id: str | None = None
+        self.progress: str | None = None

@@ -40,6 +40,7 @@ import torch
 from recstack.batch import Batch
 from recstack.errors import SpecError
 from recstack.layout import TableLayout, table_layout
+from recstack.limits import INT32_MAX, SEED_MAX, check_int
 from recstack.specs import ModelSpec
 
 DISTRIBUTIONS: tuple[str, ...] = ("uniform", "zipf", "locality")
@@ -100,14 +101,11 @@ class QuerySpec:
                 or not 0 <= self.reuse_probability < 1):  # NaN fails this comparison too
             raise SpecError("reuse_probability", self.reuse_probability,
                             "expected a number with 0 <= p < 1")
-        if not _is_int(self.reuse_distance_max) or self.reuse_distance_max < 1:
-            raise SpecError("reuse_distance_max", self.reuse_distance_max,
-                            "expected an integer >= 1")
+        check_int("reuse_distance_max", self.reuse_distance_max, 1, INT32_MAX)
         if not isinstance(self.pooling, str) or self.pooling not in POOLING_MODES:
             raise SpecError("pooling", self.pooling,
                             f"expected one of {', '.join(POOLING_MODES)}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise SpecError("seed", self.seed, "expected an integer >= 0")
+        check_int("seed", self.seed, 0, SEED_MAX)
         # numpy scalars would leak into to_dict (not JSON-serializable) and into hashing.
         object.__setattr__(self, "zipf_exponent", float(self.zipf_exponent))
         object.__setattr__(self, "reuse_probability", float(self.reuse_probability))

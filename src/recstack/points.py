@@ -12,6 +12,7 @@ from typing import Any
 from recstack.backends import AUTO, BACKENDS, resolve_backend
 from recstack.errors import SpecError
 from recstack.inputs import QuerySpec
+from recstack.limits import INT32_MAX, SEED_MAX, THREADS_MAX, check_int
 from recstack.specs import ModelSpec
 
 # Execution backends a point can run on (see recstack.backends); each gives the same outputs
@@ -43,12 +44,9 @@ class Point:
     collector: str = "timing"
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
-                or self.batch_size < 1:
-            raise SpecError("batch_size", self.batch_size, "expected an integer >= 1")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) \
-                or self.threads < 1:
-            raise SpecError("threads", self.threads, "expected an integer >= 1")
+        check_int("batch_size", self.batch_size, 1, INT32_MAX)
+        check_int("threads", self.threads, 1, THREADS_MAX)
+        check_int("seed", self.seed, 0, SEED_MAX)
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise SpecError("device", self.device, "expected cpu, cuda or cuda:N")
         if self.backend == AUTO:

@@ -25,12 +25,15 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recstack.errors import RecstackError, SpecError
+from recstack.limits import is_number
+from recstack.text import has_control
 
 MODEL_TYPES: tuple[str, ...] = ("dlrm", "ncf", "wnd", "mtwnd", "din", "dien")
 MODEL_TYPE_ALIASES: dict[str, str] = {
@@ -96,6 +99,19 @@ def _parse_name(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SpecError(key, value, "expected a non-empty string")
     return value.strip()
+
+
+# Structural limits of a spec, far beyond any published model; whether a model fits this
+# machine is a question of memory, answered by recstack.admission before anything is built.
+MAX_NAME_CHARS = 128
+MAX_TABLES = 4096
+MAX_ROWS = 2**40
+MAX_WIDTH = 2**20
+"""Units of one layer, embedding dimension, GRU hidden size."""
+MAX_LAYERS = 64
+MAX_LOOKUPS = 2**20
+"""Lookups per bag, behaviours per user."""
+MAX_TASKS = 256
 
 
 def _parse_model_type(key: str, value: Any) -> str:
@@ -259,9 +275,11 @@ class ModelSpec:
         return tuple(unused)
 
 
-def _positive(field: str, value: int | float, what: str = "a positive integer") -> None:
+def _positive(field: str, value: int | float, high: int) -> None:
     if value <= 0:
-        raise SpecError(field, value, f"must be {what}")
+        raise SpecError(field, value, "must be a positive integer")
+    if value > high:
+        raise SpecError(field, value, f"expected a positive integer up to {high}")
 
 
 def _key_of(field: str) -> str:
@@ -279,19 +297,32 @@ def _validate(spec: ModelSpec) -> None:
     if spec.interaction not in INTERACTIONS:
         raise SpecError("arch_interaction_op", spec.interaction,
                         f"expected one of {', '.join(INTERACTIONS)}")
+    if has_control(spec.name) or len(spec.name) > MAX_NAME_CHARS:
+        raise SpecError("model_name", spec.name, f"expected printable text of at most "
+                                                 f"{MAX_NAME_CHARS} characters")
     for field in ("top_mlp", "table_rows", "bottom_mlp", "task_mlp"):
         widths = getattr(spec, field)
         if field in ("top_mlp", "table_rows") and not widths:
             raise SpecError(_key_of(field), _dash(widths), "must list at least one size")
         if any(w <= 0 for w in widths):
             raise SpecError(_key_of(field), _dash(widths), "every size must be a positive integer")
-    for field in ("embedding_dim", "pooling_factor", "num_tasks"):
-        _positive(_key_of(field), getattr(spec, field))
-    for field in ("sequence_length", "gru_hidden_size"):
+        count, largest = (MAX_TABLES, MAX_ROWS) if field == "table_rows" else \
+            (MAX_LAYERS, MAX_WIDTH)
+        if len(widths) > count or max(widths, default=0) > largest:
+            raise SpecError(_key_of(field), _dash(widths), f"expected at most {count} sizes, "
+                                                           f"each at most {largest}")
+    for field, high in (("embedding_dim", MAX_WIDTH), ("pooling_factor", MAX_LOOKUPS),
+                        ("num_tasks", MAX_TASKS)):
+        _positive(_key_of(field), getattr(spec, field), high)
+    for field, high in (("sequence_length", MAX_LOOKUPS), ("gru_hidden_size", MAX_WIDTH)):
         if getattr(spec, field) is not None:
-            _positive(_key_of(field), getattr(spec, field))
-    if not spec.row_scale > 0 or spec.row_scale != spec.row_scale:
-        raise SpecError("row_scale", spec.row_scale, "must be a number greater than 0")
+            _positive(_key_of(field), getattr(spec, field), high)
+    if not is_number(spec.row_scale) or not math.isfinite(spec.row_scale) \
+            or not spec.row_scale > 0:
+        raise SpecError("row_scale", spec.row_scale, "must be a finite number greater than 0")
+    if max(spec.table_rows) * spec.row_scale > MAX_ROWS:
+        raise SpecError("row_scale", spec.row_scale,
+                        f"gives tables of more than {MAX_ROWS} rows; expected a smaller scale")
 
     kind = spec.model_type
     if spec.interaction == "dot" and kind != "dlrm":
@@ -402,26 +433,12 @@ def load_spec_file(path: str | Path) -> ModelSpec:
         raise RecstackError(f"{path}: no such spec file (and not a model name: "
                             f"{', '.join(zoo_names())})")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if suffix == ".json":
-        try:
-            config = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise RecstackError(f"{source}: not valid JSON (line {error.lineno}, column "
-                                f"{error.colno}: {error.msg})") from None
-    elif suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            config = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            problem = getattr(error, "problem", None) or "cannot be parsed"
-            raise RecstackError(f"{source}: not valid YAML ({where}{problem})") from None
-    else:
+    if suffix not in (".json", ".yaml", ".yml"):
         raise RecstackError(f"{source}: unknown spec file type {suffix!r}; "
                             "expected .json, .yaml or .yml")
+    from recstack.userfiles import load_document
+
+    config = load_document(path, "spec file", "json" if suffix == ".json" else "yaml")
     return spec_from_config(config, source=source, default_name=path.stem)
 
 

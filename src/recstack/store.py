@@ -32,6 +32,8 @@ readable, and other processes can read the store between points.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import time
 import uuid
@@ -45,205 +47,19 @@ import duckdb
 import pandas as pd
 
 from recstack import __version__
-from recstack.errors import RecstackError
+from recstack.errors import RecstackError, StoreError
+from recstack.store_schema import (KEEP_CEILING_SETS, MIGRATIONS, SCHEMA_DDL, SCHEMA_VERSION,
+                                   TABLES)
+from recstack.paths import check_folder_destination, check_run_id, file_part
+from recstack.text import CONTROL, csv_cell, one_line, printable, shown
 
-SCHEMA_VERSION = 9
-# What brings a store of each older version to the next one (applied in order when the store
-# is opened). A version missing here is too old to upgrade: it is refused.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # 5: seconds the compile backend spent compiling before the point was measured.
-    4: ("ALTER TABLE points ADD COLUMN IF NOT EXISTS compile_seconds DOUBLE",),
-    # 6: a lower bound on the profiler's added time outside operators, per iteration.
-    5: ("ALTER TABLE profiles ADD COLUMN IF NOT EXISTS profiler_outside_us DOUBLE",),
-    # 7: the operator clock's reading (medians, raw rounds) or why there is none.
-    6: tuple(f"ALTER TABLE profiles ADD COLUMN IF NOT EXISTS {column}"
-             for column in ("clock_plain_us DOUBLE", "clock_clocked_us DOUBLE",
-                            "clock_inside_us DOUBLE", "clock_outside_us DOUBLE",
-                            "clock_operators DOUBLE", "clock_observed DOUBLE", "clock JSON",
-                            "clock_note VARCHAR")),
-    # 8: ceilings keep every set measured (set_id in the key); a stored set becomes one set.
-    7: ("CREATE TABLE IF NOT EXISTS ceilings (platform_id VARCHAR, threads INTEGER, kind "
-        "VARCHAR, shape VARCHAR, value DOUBLE, unit VARCHAR, p5 DOUBLE, p95 DOUBLE, repeats "
-        "INTEGER, samples JSON, measured_at TIMESTAMPTZ, recstack_version VARCHAR, "
-        "torch_version VARCHAR)",
-        "DROP TABLE IF EXISTS ceilings_v8",
-        "CREATE TABLE ceilings_v8 (platform_id VARCHAR, threads INTEGER, kind VARCHAR, shape "
-        "VARCHAR, value DOUBLE, unit VARCHAR, p5 DOUBLE, p95 DOUBLE, repeats INTEGER, samples "
-        "JSON, measured_at TIMESTAMPTZ, recstack_version VARCHAR, torch_version VARCHAR, "
-        "set_id VARCHAR, PRIMARY KEY (platform_id, threads, set_id, kind, shape))",
-        "INSERT INTO ceilings_v8 SELECT *, 'stored-' || strftime(min(measured_at) OVER "
-        "(PARTITION BY platform_id, threads), '%Y%m%dT%H%M%SZ') FROM ceilings",
-        "DROP TABLE ceilings",
-        "ALTER TABLE ceilings_v8 RENAME TO ceilings"),
-    # 9: the operator clock's own cost outside each top-level operator (a lower bound).
-    8: ("ALTER TABLE profiles ADD COLUMN IF NOT EXISTS clock_callback_outside_us DOUBLE",),
-}
 # How long opening the store waits for another process's connection to close.
 LOCK_WAIT_S = 60.0
-TABLES: tuple[str, ...] = ("platforms", "runs", "points", "samples", "timing", "operators",
-                           "profiles", "hardware", "design_space")
-
-# Every set of ceilings measured is kept (up to KEEP_CEILING_SETS per platform and thread
-# count), so that a run is judged against the set measured nearest to it, not the newest.
-_CEILINGS_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
-    platform_id VARCHAR,
-    threads INTEGER,
-    kind VARCHAR,
-    shape VARCHAR,
-    value DOUBLE,
-    unit VARCHAR,
-    p5 DOUBLE,
-    p95 DOUBLE,
-    repeats INTEGER,
-    samples JSON,
-    measured_at TIMESTAMPTZ,
-    recstack_version VARCHAR,
-    torch_version VARCHAR,
-    set_id VARCHAR,
-    PRIMARY KEY (platform_id, threads, set_id, kind, shape)
-);"""
-KEEP_CEILING_SETS = 10
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
-CREATE TABLE IF NOT EXISTS platforms (
-    platform_id VARCHAR PRIMARY KEY,
-    description VARCHAR,
-    info JSON
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id VARCHAR PRIMARY KEY,
-    started_at TIMESTAMPTZ,
-    command VARCHAR,
-    recstack_version VARCHAR,
-    git_revision VARCHAR,
-    platform_id VARCHAR,
-    settings JSON
-);
-CREATE TABLE IF NOT EXISTS points (
-    run_id VARCHAR,
-    point_key VARCHAR,
-    config_key VARCHAR,
-    collector VARCHAR,
-    label VARCHAR,
-    model VARCHAR,
-    model_type VARCHAR,
-    spec_digest VARCHAR,
-    spec JSON,
-    row_scale DOUBLE,
-    batch_size INTEGER,
-    device VARCHAR,
-    threads INTEGER,
-    backend VARCHAR,
-    query JSON,
-    seed BIGINT,
-    status VARCHAR,
-    error VARCHAR,
-    started_at TIMESTAMPTZ,
-    finished_at TIMESTAMPTZ,
-    build_seconds DOUBLE,
-    peak_memory_growth_bytes BIGINT,
-    input_bytes_per_batch BIGINT,
-    distinct_batches INTEGER,
-    threads_used INTEGER,
-    device_name VARCHAR,
-    warmup_iterations INTEGER,
-    compile_seconds DOUBLE,
-    PRIMARY KEY (run_id, point_key)
-);
-CREATE TABLE IF NOT EXISTS samples (
-    run_id VARCHAR,
-    point_key VARCHAR,
-    iteration INTEGER,
-    latency_ns BIGINT,
-    copy_ns BIGINT
-);
-CREATE TABLE IF NOT EXISTS timing (
-    run_id VARCHAR,
-    point_key VARCHAR,
-    iterations INTEGER,
-    median_ms DOUBLE,
-    p5_ms DOUBLE,
-    p95_ms DOUBLE,
-    p99_ms DOUBLE,
-    mean_ms DOUBLE,
-    std_ms DOUBLE,
-    cv DOUBLE,
-    relative_spread DOUBLE,
-    throughput_per_s DOUBLE,
-    copy_median_ms DOUBLE,
-    unstable BOOLEAN,
-    warning VARCHAR,
-    PRIMARY KEY (run_id, point_key)
-);
-CREATE TABLE IF NOT EXISTS operators (
-    run_id VARCHAR,
-    point_key VARCHAR,
-    part VARCHAR,
-    op VARCHAR,
-    calls DOUBLE,
-    time_us DOUBLE
-);
-CREATE TABLE IF NOT EXISTS profiles (
-    run_id VARCHAR,
-    point_key VARCHAR,
-    iterations INTEGER,
-    time_basis VARCHAR,
-    wall_us DOUBLE,
-    operator_us DOUBLE,
-    uncovered_us DOUBLE,
-    profiled_median_us DOUBLE,
-    unprofiled_median_us DOUBLE,
-    profiler_overhead DOUBLE,
-    trace_path VARCHAR,
-    profiler_outside_us DOUBLE,
-    clock_plain_us DOUBLE,
-    clock_clocked_us DOUBLE,
-    clock_inside_us DOUBLE,
-    clock_outside_us DOUBLE,
-    clock_operators DOUBLE,
-    clock_observed DOUBLE,
-    clock JSON,
-    clock_note VARCHAR,
-    clock_callback_outside_us DOUBLE,
-    PRIMARY KEY (run_id, point_key)
-);
-CREATE TABLE IF NOT EXISTS hardware (
-    run_id VARCHAR,
-    point_key VARCHAR,
-    source VARCHAR,
-    hierarchy VARCHAR,
-    instructions DOUBLE,
-    ipc DOUBLE,
-    l1i_mpki DOUBLE,
-    l1d_mpki DOUBLE,
-    llc_mpki DOUBLE,
-    branch_mpki DOUBLE,
-    dtlb_mpki DOUBLE,
-    itlb_mpki DOUBLE,
-    retiring DOUBLE,
-    bad_speculation DOUBLE,
-    frontend_bound DOUBLE,
-    backend_bound DOUBLE,
-    topdown JSON,
-    multiplexing DOUBLE,
-    caveats JSON,
-    raw JSON,
-    PRIMARY KEY (run_id, point_key)
-);
-CREATE TABLE IF NOT EXISTS design_space (
-    run_id VARCHAR,
-    variant VARCHAR,
-    base_model VARCHAR,
-    variant_index INTEGER,
-    design_seed BIGINT,
-    sampler VARCHAR,
-    spec_digest VARCHAR,
-    factors JSON,
-    PRIMARY KEY (run_id, variant)
-);
-{_CEILINGS_TABLE.format(name="ceilings")}
-"""
+RUN_END_STATES = ("complete", "interrupted", "failed")
+# What the machine does to a write (a full disk, a read-only file, memory): a user's problem,
+# reported in one line. Any other DuckDB error is a bug in recstack and is not disguised.
+_WRITE_FAILURES = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException,
+                   duckdb.OutOfMemoryException, duckdb.PermissionException)
 
 
 def git_revision() -> str | None:
@@ -276,27 +92,57 @@ class ResultStore:
 
     @contextmanager
     def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """A connection for one write. A write that fails (a full disk, a read-only file)
+        is a :class:`StoreError`: the transaction is lost, everything committed before it
+        stays, and the write-ahead log is folded back into the file where it can be."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"store {self.path}: its folder cannot be created "
+                             f"({error.strerror or error})") from None
         connection = self._connect(read_only=False)
         try:
             # The version first: an older store gets its migrations before CREATE IF NOT
             # EXISTS could add tables of the new version beside them.
             new = self._check_schema(connection)
-            connection.execute(_SCHEMA)
+            connection.execute(SCHEMA_DDL)
             if new:
                 connection.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                                    [str(SCHEMA_VERSION)])
             yield connection
+        except (*_WRITE_FAILURES, OSError) as error:
+            connection.close()
+            self._fold_log()
+            raise StoreError(f"store {self.path}: cannot write ({one_line(error, 200)}); "
+                             "what was stored before is kept") from None
         finally:
             connection.close()
+
+    def _fold_log(self) -> None:
+        """Folds a write-ahead log left by a failed write into the file, where the disk
+        allows it now (DuckDB replays a log that is left at every open either way)."""
+        if not self.path.with_name(self.path.name + ".wal").is_file():
+            return
+        try:
+            with duckdb.connect(str(self.path)) as connection:
+                connection.execute("CHECKPOINT")
+        except duckdb.Error:
+            pass
 
     @contextmanager
     def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if not self.path.is_file():
-            raise RecstackError(f"store: {str(self.path)!r} does not exist; run `recstack run` "
+            what = "is not a file" if self.path.exists() else "does not exist"
+            raise RecstackError(f"store: {shown(str(self.path))} {what}; run `recstack run` "
                                 "or `recstack sweep --out PATH` first")
+        self._fold_log()
         connection = self._connect(read_only=True)
-        if self._stored_version(connection) in MIGRATIONS:
+        try:
+            outdated = self._stored_version(connection) in MIGRATIONS
+        except BaseException:
+            connection.close()
+            raise
+        if outdated:
             connection.close()  # an older store: upgraded once, by a writer
             with self._writer():
                 pass
@@ -310,6 +156,9 @@ class ResultStore:
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         """Opens the file, waiting while another process holds its lock: every recstack
         connection is held for one point's write or one query, so the wait is short."""
+        if self.path.is_dir():
+            raise StoreError(f"store {self.path}: is a folder; expected a DuckDB file (e.g. "
+                             f"{self.path / 'recstack.duckdb'})")
         deadline = time.monotonic() + LOCK_WAIT_S
         pause = 0.02
         while True:
@@ -320,22 +169,37 @@ class ResultStore:
                 if not locked or time.monotonic() > deadline:
                     what = "read" if read_only else "write to"
                     reason = (f"another process has held it for over {LOCK_WAIT_S:g} s"
-                              if locked else str(error))
-                    raise RecstackError(f"store {self.path}: cannot {what} it ({reason})"
-                                        ) from None
+                              if locked else one_line(error, 200))
+                    raise StoreError(f"store {self.path}: cannot {what} it ({reason})"
+                                     ) from None
             except duckdb.Error as error:
-                raise RecstackError(f"store {self.path}: cannot be opened ({error})") from None
+                raise StoreError(f"store {self.path}: cannot be opened ({one_line(error, 200)})"
+                                 ) from None
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
 
-    @staticmethod
-    def _stored_version(connection: duckdb.DuckDBPyConnection) -> int | None:
+    def _stored_version(self, connection: duckdb.DuckDBPyConnection) -> int | None:
+        """The store's schema version; None for a file without one (a new, empty store).
+        A DuckDB file holding other tables and no recstack version is someone else's
+        database: refused, never written into."""
         try:
             row = connection.execute(
                 "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except duckdb.CatalogException:
+        except duckdb.Error:
+            row = None
+        if row is None:
+            tables = [name for (name,) in connection.execute(
+                "SELECT table_name FROM information_schema.tables").fetchall()]
+            if tables:
+                raise StoreError(f"store {self.path}: a DuckDB database that is not a recstack "
+                                 f"store (it holds {', '.join(map(shown, tables[:5]))}"
+                                 f"{' ...' if len(tables) > 5 else ''}); choose another file")
             return None
-        return int(row[0]) if row is not None else None
+        try:
+            return int(row[0])
+        except (TypeError, ValueError):
+            raise StoreError(f"store {self.path}: its schema version {shown(row[0])} is not a "
+                             "number; not a recstack store, or a damaged one") from None
 
     def _check_schema(self, connection: duckdb.DuckDBPyConnection,
                       missing_ok: bool = True) -> bool:
@@ -346,7 +210,7 @@ class ResultStore:
         version = self._stored_version(connection)
         if version is None:
             if not missing_ok:
-                raise RecstackError(f"store {self.path}: not a recstack results file")
+                raise StoreError(f"store {self.path}: not a recstack results file")
             return True
         if version != SCHEMA_VERSION and missing_ok and version in MIGRATIONS:
             connection.execute("BEGIN")
@@ -357,26 +221,63 @@ class ResultStore:
             connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                                [str(version)])
             connection.execute("COMMIT")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"store {self.path}: schema version {version} was written by a "
+                             f"newer recstack; this one reads version {SCHEMA_VERSION}")
         if version != SCHEMA_VERSION:
-            raise RecstackError(f"store {self.path}: schema version {version}, this recstack "
-                                f"reads version {SCHEMA_VERSION}")
+            raise StoreError(f"store {self.path}: schema version {version} is too old to "
+                             f"upgrade; this recstack reads version {SCHEMA_VERSION}")
         return False
+
+    def check_writable(self) -> None:
+        """Refuses, before a long measurement, a store that cannot take its results (not
+        recstack's, under a file, read-only); creates it when it does not exist."""
+        with self._writer():
+            pass
 
     # ---- runs ----------------------------------------------------------------------------
 
     def create_run(self, command: str, settings: dict[str, Any], platform: dict[str, Any],
                    platform_id: str, platform_description: str,
                    run_id: str | None = None) -> str:
-        run_id = run_id or new_run_id()
+        run_id = new_run_id() if run_id is None else check_run_id(run_id)
         with self._writer() as db:
             db.execute("BEGIN")
             db.execute("INSERT INTO platforms VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                        [platform_id, platform_description, json.dumps(platform)])
-            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO runs (run_id, started_at, command, recstack_version, "
+                       "git_revision, platform_id, settings) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        [run_id, datetime.now(timezone.utc), command, __version__,
                         git_revision(), platform_id, json.dumps(settings, sort_keys=True)])
             db.execute("COMMIT")
         return run_id
+
+    def start_run_pass(self, run_id: str, planned_points: int) -> None:
+        """Marks the run as being measured now (a new run, or a resumed one) by this
+        process, with the points its plan holds."""
+        runner = f"{socket.gethostname()}:{os.getpid()}"
+        self._update_run(run_id, "planned_points = ?, state = 'running', state_reason = NULL, "
+                                 "ended_at = NULL, in_flight = NULL, runner = ?",
+                         [planned_points, runner])
+
+    def mark_in_flight(self, run_id: str, label: str) -> None:
+        """Records the point the run is measuring now (what a killed run was doing)."""
+        self._update_run(run_id, "in_flight = ?", [label])
+
+    def end_run(self, run_id: str, state: str, reason: str | None = None) -> None:
+        """Records how the run's pass ended: ``complete`` (every planned point measured or
+        failed), ``interrupted`` or ``failed`` (the pass stopped early, for ``reason``). The
+        point in flight is kept unless the run is complete."""
+        if state not in RUN_END_STATES:
+            raise ValueError(f"end_run: state {state!r}; expected one of {RUN_END_STATES}")
+        in_flight = "NULL" if state == "complete" else "in_flight"
+        self._update_run(run_id, f"state = ?, state_reason = ?, ended_at = ?, "
+                                 f"in_flight = {in_flight}",
+                         [state, reason, datetime.now(timezone.utc)])
+
+    def _update_run(self, run_id: str, assignments: str, values: list[Any]) -> None:
+        with self._writer() as db:
+            db.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", [*values, run_id])
 
     def run_info(self, run_id: str) -> dict[str, Any] | None:
         if not self.path.is_file():
@@ -451,15 +352,28 @@ class ResultStore:
     # ---- reading -------------------------------------------------------------------------
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> pd.DataFrame:
-        """A read-only SQL query as a DataFrame."""
+        """A read-only SQL query as a DataFrame. Text holding control characters (which
+        recstack never writes: a store edited by someone else) is read with them shown as
+        escapes: every reader then handles plain text (pandas, for one, drops a trailing NUL
+        when it compares strings, and the name would match nothing)."""
         with self._reader() as db:
-            return db.execute(sql, parameters or []).df()
+            frame = db.execute(sql, parameters or []).df()
+        for column in frame.columns:
+            values = frame[column]
+            if pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values):
+                # Distinct values only: ids repeat on every sample row.
+                shown_as = {value: printable(value) for value in values.dropna().unique()
+                            if isinstance(value, str) and CONTROL.search(value)}
+                if shown_as:
+                    frame[column] = values.map(lambda v: shown_as.get(v, v))
+        return frame
 
     def runs(self) -> pd.DataFrame:
         """Every run with its platform and point counts, newest first."""
         return self.query("""
             SELECT r.run_id, r.started_at, r.command, r.recstack_version, r.git_revision,
-                   p.description AS platform,
+                   p.description AS platform, r.planned_points, r.state, r.state_reason,
+                   r.ended_at, r.in_flight, r.runner,
                    count(pt.point_key) FILTER (WHERE pt.status = 'ok') AS points_ok,
                    count(pt.point_key) FILTER (WHERE pt.status = 'failed') AS points_failed
             FROM runs r
@@ -470,33 +384,55 @@ class ResultStore:
         """)
 
     def export(self, run_id: str, directory: str | Path, file_format: str) -> list[Path]:
-        """Writes the run's rows of every table to ``directory`` as Parquet or CSV."""
+        """Writes the run's rows of every table to ``directory`` as Parquet or CSV, each file
+        whole (through a temporary file). File names are the run id made safe; CSV text
+        cells are made safe for spreadsheets (``text.csv_cell``); Parquet keeps every value
+        as stored."""
         if file_format not in ("parquet", "csv"):
-            raise RecstackError(f"--format: {file_format!r} is not allowed; expected parquet "
-                                "or csv")
+            raise RecstackError(f"--format: {shown(file_format)} is not allowed; expected "
+                                "parquet or csv")
+        directory = check_folder_destination(Path(directory), "--to")
         written = []
         with self._reader() as db:
             if not db.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
-                raise RecstackError(f"run: {run_id!r} is not in {self.path}; `recstack "
+                raise RecstackError(f"run: {shown(run_id)} is not in {self.path}; `recstack "
                                     "results` lists the runs")
-            directory = Path(directory)
-            directory.mkdir(parents=True, exist_ok=True)
-            for table in TABLES:
-                if table == "platforms":
-                    sql = ("SELECT * FROM platforms WHERE platform_id IN "
-                           "(SELECT platform_id FROM runs WHERE run_id = $run)")
-                else:
-                    sql = f"SELECT * FROM {table} WHERE run_id = $run"
-                target = directory / f"{run_id}-{table}.{file_format}"
-                options = "FORMAT PARQUET" if file_format == "parquet" else "FORMAT CSV, HEADER"
-                # COPY takes no prepared parameters: read into a frame, then copy the frame.
-                frame = db.execute(sql, {"run": run_id}).df()
-                db.register("export_frame", frame)
-                db.execute(f"COPY export_frame TO '{_sql_path(target)}' ({options})")
-                db.unregister("export_frame")
-                written.append(target)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                for table in TABLES:
+                    target = directory / f"{file_part(run_id)}-{table}.{file_format}"
+                    written.append(self._export_table(db, table, run_id, target, file_format))
+            except (duckdb.IOException, OSError) as error:
+                raise RecstackError(f"--to: cannot write into {directory} "
+                                    f"({one_line(error, 200)})") from None
         return written
 
+    @staticmethod
+    def _export_table(db: duckdb.DuckDBPyConnection, table: str, run_id: str, target: Path,
+                      file_format: str) -> Path:
+        if table == "platforms":
+            sql = ("SELECT * FROM platforms WHERE platform_id IN "
+                   "(SELECT platform_id FROM runs WHERE run_id = $run)")
+        else:
+            sql = f"SELECT * FROM {table} WHERE run_id = $run"
+        frame = db.execute(sql, {"run": run_id}).df()
+        if file_format == "csv":
+            for column in frame.columns:
+                if pd.api.types.is_object_dtype(frame[column]) \
+                        or pd.api.types.is_string_dtype(frame[column]):
+                    frame[column] = frame[column].map(
+                        lambda v: csv_cell(v) if isinstance(v, str) else v)
+        options = "FORMAT PARQUET" if file_format == "parquet" else "FORMAT CSV, HEADER"
+        temporary = target.with_name(f".{target.name}.tmp")
+        # COPY takes no prepared parameters: read into a frame, then copy the frame.
+        db.register("export_frame", frame)
+        try:
+            db.execute(f"COPY export_frame TO '{_sql_path(temporary)}' ({options})")
+            temporary.replace(target)
+        finally:
+            db.unregister("export_frame")
+            temporary.unlink(missing_ok=True)
+        return target
 
     # ---- machine ceilings ------------------------------------------------------------------
 

@@ -7,13 +7,11 @@ the sweep goes on.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,12 +21,17 @@ from recstack.collect.operators import OperatorProfile, profile_point
 from recstack.collect.timing import (TimingResult, TimingSettings, TimingStats, measure_point,
                                      timing_stats)
 from recstack.doctor import hardware_mode
-from recstack.errors import RecstackError
+from recstack.admission import (memory_margin, point_memory, require_point_memory,
+                                usable_memory)
+from recstack.errors import Interrupted, RecstackError, SpecError, StoreError
 from recstack.footprint import available_memory_bytes, scale_that_fits
 from recstack.inputs import QuerySpec
+from recstack.limits import (INT32_MAX, SEED_MAX, THREADS_MAX, check_int, check_scale,
+                             is_integer)
 from recstack.points import BACKEND_CHOICES, COLLECTORS, Point
 from recstack.specs import ModelSpec, resolve_spec
 from recstack.store import ResultStore
+from recstack.text import one_line, shown
 from recstack.worker import run_isolated
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 4, 16, 64, 256, 1024, 4096)
@@ -78,19 +81,39 @@ class SweepPlan:
     """Measured hardware points: one loop per small event group instead of multiplexing."""
 
 
-def fit_spec(spec: ModelSpec, scale: float | None, available_bytes: int) -> tuple[ModelSpec, str]:
-    """The spec at ``scale`` if given, else at full size if it fits, else scaled to fit."""
+def fit_spec(spec: ModelSpec, scale: float | None, available_bytes: int,
+             batch_sizes: Sequence[int] = (1,)) -> tuple[ModelSpec, str]:
+    """The spec at ``scale`` if given, else at full size if it fits, else with its tables
+    scaled to fit in the available memory less admission's margin (left to the rest of the
+    machine), beside what the largest batch that can fit needs besides the model (query
+    batches, activations, the worker): one scale for every batch size of the sweep."""
     if scale is not None:
-        return spec.scaled(scale), ""
-    fits = scale_that_fits(spec, available_bytes)
-    if fits is None:
-        raise RecstackError(f"{spec.name}: even its dense layers do not fit in the "
-                            f"{available_bytes / 1e9:.1f} GB available")
+        return _option_error("--scale", spec.scaled, scale), ""
+    usable = usable_memory(available_bytes)
+    margin = (f"the {usable / 1e9:.1f} GB usable ({available_bytes / 1e9:.1f} GB available "
+              f"less a margin of {memory_margin(available_bytes) / 1e9:.1f})")
+    for batch in sorted(set(batch_sizes), reverse=True):
+        need = point_memory(spec, batch)
+        fits = scale_that_fits(spec, usable - (need.total - need.model))
+        if fits is not None:
+            break
+    else:
+        raise RecstackError(f"{spec.name}: does not fit in {margin} with tables of any size "
+                            f"(at batch {batch}, its dense layers, query batches and "
+                            f"activations alone need {(need.total - need.model) / 1e9:.2f} GB)")
     if fits < 1.0:
-        return spec.scaled(fits), (f"{spec.name}: scaled to row_scale {fits:g} to fit the "
-                                   f"{available_bytes / 1e9:.1f} GB available (full size "
-                                   "does not)")
+        return spec.scaled(fits), (f"{spec.name}: scaled to row_scale {fits:g} to fit "
+                                   f"{margin} up to batch {batch}; full size does not")
     return spec, ""
+
+
+def _option_error(option: str, function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``, with a spec error about the value reported as ``option``'s."""
+    try:
+        return function(*args)
+    except SpecError as error:
+        raise RecstackError(f"{option}: {shown(error.value)} is not allowed; {error.allowed}"
+                            ) from None
 
 
 def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
@@ -99,53 +122,69 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
                query: QuerySpec | None = None, seed: int = 0,
                available_bytes: int | None = None,
                levels: Sequence[str] = ("timing",), hardware_mode: str | None = None,
-               hierarchy: str = "host", no_multiplex: bool = False) -> SweepPlan:
+               hierarchy: str = "host", no_multiplex: bool = False,
+               oversubscribe: bool = False) -> SweepPlan:
     """Every combination of the options, ordered model, device, threads, backend, batch,
     then level (``timing``, ``operators``: each level of a configuration is its own point).
+    Every option is checked, and every point admitted to memory
+    (:mod:`recstack.admission`), before the plan exists.
 
     Defaults: batch sizes 1 to 4096 in powers of 4, all usable cores, every device present.
     """
-    batch_sizes = list(DEFAULT_BATCH_SIZES) if batch_sizes is None else batch_sizes
+    defaulted = batch_sizes is None
+    batch_sizes = list(DEFAULT_BATCH_SIZES) if defaulted else batch_sizes
     threads = [usable_cores()] if threads is None else threads
     devices = available_devices() if devices is None else devices
-    check_options(models, batch_sizes, threads, devices, backends, levels, scale)
+    check_options(models, batch_sizes, threads, devices, backends, levels, scale,
+                  oversubscribe)
     available = available_memory_bytes() if available_bytes is None else available_bytes
     specs, notes = [], []
     for name in models:
-        spec, note = fit_spec(resolve_spec(name), scale, available)
+        spec, note = fit_spec(resolve_spec(name), scale, available, batch_sizes)
         specs.append(spec)
         if note:
             notes.append(note)
+    # Default batch sizes that do not fit this machine are left out with a note; sizes the
+    # user asked for are measured or refused.
     return plan_specs(specs, batch_sizes, threads, devices, backends, query, seed, levels,
-                      hardware_mode, hierarchy, no_multiplex, notes)
+                      hardware_mode, hierarchy, no_multiplex, notes, available,
+                      drop_unfit=defaulted)
 
 
 def check_options(models: Sequence[object], batch_sizes: Sequence[int], threads: Sequence[int],
                   devices: Sequence[str], backends: Sequence[str], levels: Sequence[str],
-                  scale: float | None = None) -> None:
-    """Refuses, with a one-line error naming the option, what no sweep can run."""
+                  scale: float | None = None, oversubscribe: bool = False) -> None:
+    """Refuses, with a one-line error naming the option, what no sweep can run: values the
+    store cannot hold, and more intra-op threads than this process may use (unless
+    ``oversubscribe``: a thread waiting for a core at every operator measures the wait)."""
     for name, values in (("--model", models), ("--batch-sizes", batch_sizes),
                          ("--threads", threads), ("--device", devices),
                          ("--backend", backends)):
         if not values:
             raise RecstackError(f"{name}: nothing given; expected at least one value")
-    for name, values in (("--batch-sizes", batch_sizes), ("--threads", threads)):
+    cores = usable_cores()
+    most_threads = THREADS_MAX if oversubscribe else cores
+    for name, values, high, rule in (
+            ("--batch-sizes", batch_sizes, INT32_MAX, "integers from 1"),
+            ("--threads", threads, most_threads, "integers from 1")):
         for value in values:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RecstackError(f"{name}: {value!r} is not allowed; expected integers >= 1")
+            if not is_integer(value) or not 1 <= value <= high:
+                why = "" if oversubscribe or name != "--threads" else \
+                    (f" (the cores this process may use; --oversubscribe allows up to "
+                     f"{THREADS_MAX})")
+                raise RecstackError(f"{name}: {shown(value)} is not allowed; expected {rule} "
+                                    f"to {high}{why}")
     for level in levels:
         if level not in COLLECTORS:
-            raise RecstackError(f"--levels: {level!r} is not allowed; expected one of "
+            raise RecstackError(f"--levels: {shown(level)} is not allowed; expected one of "
                                 f"{', '.join(COLLECTORS)}")
     if not levels:
         raise RecstackError("--levels: nothing given; expected at least one level")
     for backend in backends:
         if backend not in BACKEND_CHOICES:
-            raise RecstackError(f"--backend: {backend!r} is not allowed; expected one of "
+            raise RecstackError(f"--backend: {shown(backend)} is not allowed; expected one of "
                                 f"{', '.join(BACKEND_CHOICES)}")
-    if scale is not None and not scale > 0:
-        raise RecstackError(f"--scale: {scale!r} is not allowed; expected a number greater "
-                            "than 0 (1 is full size)")
+    check_scale(scale)
     check_devices(devices)
 
 
@@ -153,10 +192,13 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
                devices: Sequence[str], backends: Sequence[str], query: QuerySpec | None = None,
                seed: int = 0, levels: Sequence[str] = ("timing",),
                hardware_mode: str | None = None, hierarchy: str = "host",
-               no_multiplex: bool = False, notes: Sequence[str] = ()) -> SweepPlan:
+               no_multiplex: bool = False, notes: Sequence[str] = (),
+               available_bytes: int | None = None, drop_unfit: bool = False) -> SweepPlan:
     """The points of already resolved specs (options checked by :func:`plan_sweep`), in the
-    same order: spec, device, threads, backend, batch, level."""
+    same order: spec, device, threads, backend, batch, level; each admitted to memory (a
+    point that does not fit is refused, or with ``drop_unfit`` left out with a note)."""
     query = query or QuerySpec()
+    seed = _option_error("--seed", check_int, "seed", seed, 0, SEED_MAX)
     notes = list(notes)
     if "hardware" in levels:
         hardware_mode, why = _hardware_mode(hardware_mode)
@@ -179,73 +221,56 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
     unique: dict[str, Point] = {}
     for point in points:
         unique.setdefault(point.key(), point)
-    points = list(unique.values())
+    points = _admitted(list(unique.values()), notes, drop_unfit, available_bytes)
     return SweepPlan(points=tuple(points), notes=tuple(notes), hardware_mode=hardware_mode,
                      hierarchy=hierarchy, no_multiplex=no_multiplex)
 
 
+def _admitted(points: list[Point], notes: list[str], drop_unfit: bool,
+              available_bytes: int | None) -> list[Point]:
+    """The points whose whole footprint fits in memory (:mod:`recstack.admission`)."""
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    unfit: set[tuple[ModelSpec, int]] = set()
+    first: RecstackError | None = None
+    for spec, batch in dict.fromkeys((point.spec, point.batch_size) for point in points):
+        try:
+            require_point_memory(spec, batch, f"{spec.name} at batch {batch}",
+                                 available_bytes=available)
+        except RecstackError as error:
+            if not drop_unfit:
+                raise
+            unfit.add((spec, batch))
+            notes.append(f"left out: {error}")
+            first = first or error
+    kept = [point for point in points if (point.spec, point.batch_size) not in unfit]
+    if points and not kept:
+        raise RecstackError(f"no point fits in memory: {first}")
+    return kept
+
+
 def _hardware_mode(requested: str | None) -> tuple[str, str]:
-    """The hardware level's mode: the requested one, or what this machine supports."""
-    if requested in ("measured", "simulated"):
-        return requested, "as requested"
-    if requested is not None:
-        raise RecstackError(f"--hardware-mode: {requested!r} is not allowed; expected measured "
-                            "or simulated (default: what `recstack doctor` finds)")
+    """The hardware level's mode: the requested one where this machine can give it, or
+    what it supports. Measuring without working counters is refused: it would store
+    points whose every value is n/a."""
     from recstack.doctor import probe_pmu, probe_valgrind
 
+    if requested == "simulated":
+        return requested, "as requested"
+    if requested == "measured":
+        pmu = probe_pmu()
+        if not pmu.available:
+            raise RecstackError(f"--mode: 'measured' is not allowed here; this machine has no "
+                                f"working hardware counters ({pmu.detail}); use --mode "
+                                "simulated, or leave --mode out")
+        return requested, "as requested"
+    if requested is not None:
+        raise RecstackError(f"--mode: {shown(requested)} is not allowed; expected measured "
+                            "or simulated (default: what `recstack doctor` finds)")
     mode, reason = hardware_mode([probe_pmu(), probe_valgrind()])
     if mode == "unavailable":
         raise RecstackError(f"hardware level: {reason}; `recstack doctor` says how to get "
                             "either")
     return mode, reason
-
-
-SWEEP_FILE_KEYS = ("models", "batch_sizes", "threads", "devices", "backends", "levels", "scale",
-                   "query", "seed")
-
-
-def load_sweep_file(path: str | Path) -> dict[str, Any]:
-    """Reads a YAML or JSON sweep file into :func:`plan_sweep` keyword arguments."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise RecstackError(f"--sweep-file: {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())  # JSON is YAML too
-    except yaml.YAMLError as error:
-        raise RecstackError(f"{path.name}: not valid YAML or JSON ({error.__class__.__name__})"
-                            ) from None
-    if not isinstance(data, dict):
-        raise RecstackError(f"{path.name}: expected a mapping with keys "
-                            f"{', '.join(SWEEP_FILE_KEYS)}")
-    for key in data:
-        if key not in SWEEP_FILE_KEYS:
-            hint = difflib.get_close_matches(str(key), SWEEP_FILE_KEYS, n=1)
-            did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
-            raise RecstackError(f"{path.name}: key {key!r} is not allowed; {did_you_mean}"
-                                f"allowed keys: {', '.join(SWEEP_FILE_KEYS)}")
-    options: dict[str, Any] = {}
-    for key in ("models", "batch_sizes", "threads", "devices", "backends", "levels"):
-        if key in data:
-            value = data[key]
-            if not isinstance(value, list) or not value:
-                raise RecstackError(f"{path.name}: {key}: {value!r} is not allowed; expected a "
-                                    "non-empty list")
-            options[key] = [str(v) if key in ("models", "devices", "backends", "levels")
-                            else v for v in value]
-    if "scale" in data:
-        options["scale"] = data["scale"]
-    if "seed" in data:
-        options["seed"] = data["seed"]
-    if "query" in data:
-        if not isinstance(data["query"], dict):
-            raise RecstackError(f"{path.name}: query: expected a mapping of QuerySpec fields")
-        try:
-            options["query"] = QuerySpec(**data["query"])
-        except TypeError as error:
-            raise RecstackError(f"{path.name}: query: {error}") from None
-    return options
 
 
 def busy_machine_note(plan: SweepPlan) -> str | None:
@@ -274,13 +299,16 @@ def open_run(store: ResultStore, settings: TimingSettings, command: str, resume:
              run_id: str | None = None) -> str:
     """The run to measure into: a new one (with this machine's platform), or with ``resume``
     the given or latest run of the store, which must have used the same settings."""
+    from recstack.paths import check_run_id
     from recstack.platform_info import collect_platform, describe_platform, platform_id
 
+    if run_id is not None:
+        check_run_id(run_id)
     if resume:
         run_id = run_id or store.latest_run_id()
         info = store.run_info(run_id) if run_id else None
         if info is None:
-            which = f"run {run_id!r}" if run_id else "run"
+            which = f"run {shown(run_id)}" if run_id else "run"
             raise RecstackError(f"--resume: no {which} to resume in {store.path}")
         stored, wanted = json.loads(info["settings"]), settings.to_dict()
         if stored != wanted:
@@ -296,7 +324,6 @@ def open_run(store: ResultStore, settings: TimingSettings, command: str, resume:
     platform = collect_platform()
     return store.create_run(command, settings.to_dict(), platform, platform_id(platform),
                             describe_platform(platform), run_id=run_id)
-
 
 
 @dataclass(frozen=True)
@@ -427,34 +454,69 @@ def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: Timing
     outcome = SweepOutcome(run_id=run_id)
     finished = store.finished_point_keys(run_id)
     total = len(plan.points)
-    for index, point in enumerate(plan.points):
-        if point.key() in finished:
-            outcome.skipped += 1
-            notify(SweepEvent("skipped", point, index, total))
-            continue
-        notify(SweepEvent("start", point, index, total))
-        started = datetime.now(timezone.utc)
-        function = collector or COLLECTOR_FUNCTIONS[point.collector]
-        # Each level's own arguments beyond (point, settings).
-        extra: tuple[Any, ...] = ()
-        if collector is None and point.collector == "operators":
-            extra = (trace_dir,)
-        elif collector is None and point.collector == "hardware":
-            extra = (plan.hardware_mode, plan.hierarchy, plan.no_multiplex)
-        try:
-            result = run_isolated(function, point, settings, *extra, timeout_s=point_timeout_s)
-        except Exception as error:  # noqa: BLE001 - any failure of a point is its result
-            message = str(error) if isinstance(error, RecstackError) \
-                else f"{type(error).__name__}: {error}"
-            store.record_point(run_id, _point_row(point, "failed", message, started, None))
-            outcome.failed.append((point.label, message))
-            notify(SweepEvent("failed", point, index, total, error=message))
-            continue
-        stats = _record(store, run_id, point, started, result, settings)
-        outcome.measured += 1
-        if stats is not None and stats.warning:
-            outcome.warnings.append(stats.warning)
-        notify(SweepEvent("done", point, index, total,
-                          median_ms=None if stats is None else stats.median_ms,
-                          warning=None if stats is None else stats.warning))
+    store.start_run_pass(run_id, total)
+    index = 0
+    try:
+        for index, point in enumerate(plan.points):
+            if point.key() in finished:
+                outcome.skipped += 1
+                notify(SweepEvent("skipped", point, index, total))
+                continue
+            store.mark_in_flight(run_id, point.label)
+            notify(SweepEvent("start", point, index, total))
+            notify(_measure_point(plan, store, run_id, settings, point, collector,
+                                  point_timeout_s, trace_dir, outcome, index, total))
+    except StoreError as error:
+        _end_early(store, run_id, error, index, total)
+        raise StoreError(f"{error}; run {run_id} stopped at point {index + 1} of {total}: once "
+                         "the store can be written, --resume continues it") from None
+    except BaseException as error:
+        _end_early(store, run_id, error, index, total)
+        raise
+    store.end_run(run_id, "complete")
     return outcome
+
+
+def _end_early(store: ResultStore, run_id: str, error: BaseException, index: int,
+               total: int) -> None:
+    """Records why a pass stopped before its last point, where the store can still take
+    it; an interruption learns where the run stopped, for the line the CLI prints."""
+    interrupted = isinstance(error, (Interrupted, KeyboardInterrupt))
+    try:
+        store.end_run(run_id, "interrupted" if interrupted else "failed",
+                      None if interrupted else one_line(error, 200))
+    except RecstackError:
+        pass  # the store is what failed (a full disk): the run reads as killed
+    if isinstance(error, Interrupted):
+        error.run_id, error.progress = run_id, f"point {index + 1} of {total}"
+
+
+def _measure_point(plan: SweepPlan, store: ResultStore, run_id: str, settings: TimingSettings,
+                   point: Point, collector: Collector | None, point_timeout_s: float | None,
+                   trace_dir: str | None, outcome: SweepOutcome, index: int,
+                   total: int) -> SweepEvent:
+    """Measures the ``index``-th point of ``total`` in a fresh worker and stores it (or its
+    failure); returns what happened."""
+    started = datetime.now(timezone.utc)
+    function = collector or COLLECTOR_FUNCTIONS[point.collector]
+    # Each level's own arguments beyond (point, settings).
+    extra: tuple[Any, ...] = ()
+    if collector is None and point.collector == "operators":
+        extra = (trace_dir,)
+    elif collector is None and point.collector == "hardware":
+        extra = (plan.hardware_mode, plan.hierarchy, plan.no_multiplex)
+    try:
+        result = run_isolated(function, point, settings, *extra, timeout_s=point_timeout_s)
+    except Exception as error:  # noqa: BLE001 - any failure of a point is its result
+        message = one_line(error) if isinstance(error, RecstackError) \
+            else one_line(f"{type(error).__name__}: {error}")
+        store.record_point(run_id, _point_row(point, "failed", message, started, None))
+        outcome.failed.append((point.label, message))
+        return SweepEvent("failed", point, index, total, error=message)
+    stats = _record(store, run_id, point, started, result, settings)
+    outcome.measured += 1
+    if stats is not None and stats.warning:
+        outcome.warnings.append(stats.warning)
+    return SweepEvent("done", point, index, total,
+                      median_ms=None if stats is None else stats.median_ms,
+                      warning=None if stats is None else stats.warning)

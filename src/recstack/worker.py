@@ -2,7 +2,9 @@
 
 A fresh process per measurement isolates it: a clean peak-memory reading, no state left by the
 previous model, and a crash (or the OOM killer) ends only that process. The worker dies with
-its parent on Linux, so killing a sweep leaves no orphan measuring in the background.
+its parent on Linux, so killing a sweep leaves no orphan measuring in the background. It
+ignores Ctrl-C (which the terminal sends to the whole process group): the parent alone
+decides, kills the worker on its way out, and no worker prints a traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import multiprocessing
 import pickle
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -28,21 +31,58 @@ class WorkerTimedOut(RecstackError):
     """The worker did not answer within its time limit and was killed."""
 
 
-def _die_with_parent() -> None:
+def _prctl() -> Any:
+    """libc's ``prctl`` (Linux), or None."""
     if sys.platform != "linux":
-        return
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except OSError:
-        pass  # no prctl: the worker may outlive a killed parent, nothing worse
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Makes this process die (SIGKILL) when its parent does; nothing where that is not
+    possible (the process may then outlive a killed parent, nothing worse)."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """:func:`die_with_parent` as a ``preexec_fn`` for ``subprocess``, resolved before the
+    fork (the child then only calls into libc), or None."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    kill = int(signal.SIGKILL)
+
+    def hook() -> None:  # pragma: no cover - runs in the child, between fork and exec
+        prctl(_PR_SET_PDEATHSIG, kill)
+
+    return hook
+
+
+def _start_deaf_to_interrupts(process: Any) -> None:
+    """Starts ``process`` with SIGINT ignored (a disposition a spawned interpreter keeps).
+    A Ctrl-C pressed in the few milliseconds of the start is lost: pressing again works."""
+    if threading.current_thread() is not threading.main_thread():
+        process.start()  # only the main thread may change signal handlers
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _worker_main(sender: Connection, function: Callable[..., Any], args: tuple) -> None:
-    _die_with_parent()
+    die_with_parent()
     try:
         outcome: tuple[str, Any] = ("ok", function(*args))
     except BaseException as error:  # noqa: BLE001 - every failure goes back to the parent
@@ -75,7 +115,7 @@ def run_isolated(function: Callable[..., Result], *args: object,
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_worker_main, args=(sender, function, args), daemon=True)
-    process.start()
+    _start_deaf_to_interrupts(process)
     sender.close()  # so that the receiver sees EOF when the worker dies
     name = getattr(function, "__name__", "the function")
     try:
@@ -89,6 +129,9 @@ def run_isolated(function: Callable[..., Result], *args: object,
             process.join(timeout=10)
             raise WorkerCrashed(f"the worker running {name} "
                                 f"{_describe_exit(process.exitcode)}") from None
+    except BaseException:
+        process.kill()  # interrupted, or no answer: the worker must not go on measuring
+        raise
     finally:
         receiver.close()
         process.join(timeout=10)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from recstack.errors import RecstackError
 from recstack.store import ResultStore
+from recstack.text import shown
 
 COMPARISON_COLUMNS = ["config_key", "model", "row_scale", "batch_size", "device", "threads",
                       "backend", "present", "samples_a", "samples_b", "median_a_ms",
@@ -49,8 +50,8 @@ def _samples(store: ResultStore, run_id: str) -> dict[str, np.ndarray]:
 def check_runs(store: ResultStore, *run_ids: str) -> None:
     for run_id in run_ids:
         if store.run_info(run_id) is None:
-            raise RecstackError(f"run: {run_id!r} is not in {store.path}; `recstack results` "
-                                "lists the runs")
+            raise RecstackError(f"run: {shown(run_id)} is not in {store.path}; `recstack "
+                                "results` lists the runs")
 
 
 def compare_runs(store: ResultStore, run_a: str, run_b: str, alpha: float = 0.05

@@ -7,6 +7,8 @@ Every function takes the frame :func:`load_timings` returns and returns a DataFr
 
 from __future__ import annotations
 
+import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,7 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from recstack.errors import RecstackError
+from recstack.limits import is_number
 from recstack.store import ResultStore
+from recstack.text import shown
 
 TIMING_COLUMNS = ["run_id", "platform_id", "model", "model_type", "row_scale", "batch_size",
                   "device", "threads", "backend", "iterations", "median_ms", "p5_ms", "p95_ms",
@@ -107,24 +111,20 @@ class LatencyTargets:
 
 
 def default_targets() -> LatencyTargets:
+    import yaml
+
     text = resources.files("recstack.analysis").joinpath("latency_targets.yaml").read_text()
-    return _targets_from_text(text, "latency_targets.yaml")
+    return _targets_from_data(yaml.safe_load(text), "latency_targets.yaml")
 
 
 def load_targets(path: str | Path) -> LatencyTargets:
-    path = Path(path)
-    if not path.is_file():
-        raise RecstackError(f"--targets: {str(path)!r} does not exist")
-    return _targets_from_text(path.read_text(), path.name)
+    """A user's targets file (untrusted: read within recstack.userfiles' limits)."""
+    from recstack.userfiles import load_document
+
+    return _targets_from_data(load_document(path, "--targets"), Path(path).name)
 
 
-def _targets_from_text(text: str, source: str) -> LatencyTargets:
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise RecstackError(f"{source}: not valid YAML") from None
+def _targets_from_data(data: object, source: str) -> LatencyTargets:
     if not isinstance(data, dict) or not isinstance(data.get("targets_ms", {}), dict):
         raise RecstackError(f"{source}: expected keys targets_ms (model: ms), default_ms, "
                             "source")
@@ -135,14 +135,18 @@ def _targets_from_text(text: str, source: str) -> LatencyTargets:
 
 
 def _positive_ms(source: str, field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise RecstackError(f"{source}: {field}: {value!r} is not allowed; expected a "
-                            "number of milliseconds > 0")
+    if not is_number(value) or not math.isfinite(value) or value <= 0:
+        raise RecstackError(f"{source}: {field}: {shown(value)} is not allowed; expected a "
+                            "finite number of milliseconds > 0")
     return float(value)
 
 
-def with_overrides(targets: LatencyTargets, overrides: list[str]) -> LatencyTargets:
-    """Applies ``MODEL=MS`` overrides from the command line."""
+def with_overrides(targets: LatencyTargets, overrides: list[str],
+                   models: Collection[str] | None = None) -> LatencyTargets:
+    """Applies ``MODEL=MS`` overrides from the command line; with ``models`` (the run's),
+    an override must name one of them (a zoo alias names its model)."""
+    from recstack.specs import canonical_name
+
     updated = dict(targets.targets_ms)
     for item in overrides:
         model, _, value = item.partition("=")
@@ -150,9 +154,13 @@ def with_overrides(targets: LatencyTargets, overrides: list[str]) -> LatencyTarg
             ms = float(value)
         except ValueError:
             ms = -1.0
-        if not model or ms <= 0:
-            raise RecstackError(f"--target: {item!r} is not allowed; expected MODEL=MS with "
-                                "MS > 0 (e.g. rmc1=50)")
+        if not model or not math.isfinite(ms) or ms <= 0:
+            raise RecstackError(f"--target: {shown(item)} is not allowed; expected MODEL=MS "
+                                "with MS a finite number > 0 (e.g. rmc1=50)")
+        model = canonical_name(model) or model
+        if models is not None and model not in models:
+            raise RecstackError(f"--target: {shown(item)} is not allowed; {shown(model)} is "
+                                f"not a model of this run ({', '.join(sorted(models))})")
         updated[model] = ms
     source = targets.source + (" (with command-line overrides)" if overrides else "")
     return LatencyTargets(updated, targets.default_ms, source)

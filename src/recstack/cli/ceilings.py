@@ -11,15 +11,17 @@ from recstack.cli import format as fmt
 from recstack.cli.app import app, console
 from recstack.cli.options import DEFAULT_STORE, JsonOption
 from recstack.errors import RecstackError
+from recstack.text import shown
 
 
-def _thread_count(text: str) -> int:
+def _thread_count(text: str, cores: int) -> int:
     try:
         count = int(text)
     except ValueError:
         count = 0
-    if count < 1:
-        raise RecstackError(f"--threads: {text!r} is not allowed; expected one integer >= 1")
+    if not 1 <= count <= cores:
+        raise RecstackError(f"--threads: {shown(text)} is not allowed; expected one integer "
+                            f"from 1 to {cores} (the cores this process may use)")
     return count
 
 
@@ -47,10 +49,11 @@ def ceilings(
     from recstack.store import ResultStore
     from recstack.sweep import usable_cores
 
-    count = usable_cores() if threads is None else _thread_count(threads)
+    count = usable_cores() if threads is None else _thread_count(threads, usable_cores())
     settings = CeilingSettings.quick() if quick else CeilingSettings()
-    frame, measured = ensure_ceilings(ResultStore(out), count, refresh=refresh,
-                                      settings=settings)
+    store = ResultStore(out)
+    store.check_writable()  # before minutes of measuring, not after
+    frame, measured = ensure_ceilings(store, count, refresh=refresh, settings=settings)
     if as_json:
         records = frame.drop(columns=["samples"]).assign(
             measured_at=frame.measured_at.astype(str)).to_dict(orient="records")

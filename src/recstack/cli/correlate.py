@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from recstack.cli import format as fmt
-from recstack.cli.app import app, console
-from recstack.cli.measure import (MinTimeOption, OutOption, ResumeOption, RunIdOption,
+from recstack.cli.app import app, console, make_console
+from recstack.cli.measure import (OutOption, ResumeOption, RunIdOption,
                                   _finish, _levels, _measure,
                                   _report_outcome, _settings)
 from recstack.cli.options import JsonOption, int_list
@@ -97,14 +96,13 @@ def design(
     features = feature_table(v.spec for v in generated)
     written = []
     if write:
-        directory = Path(write)
-        directory.mkdir(parents=True, exist_ok=True)
+        from recstack.paths import check_folder_destination, file_part, write_atomically
+
+        directory = check_folder_destination(Path(write), "--write")
         for variant in generated:
-            path = directory / f"{variant.name}.json"
-            temporary = path.with_suffix(".json.tmp")
-            temporary.write_text(json.dumps(variant.spec.to_config(), indent=2) + "\n")
-            temporary.replace(path)
-            written.append(path)
+            written.append(write_atomically(
+                directory / f"{file_part(variant.name)}.json",
+                json.dumps(variant.spec.to_config(), indent=2) + "\n"))
     if as_json:
         fmt.print_json([{"variant": v.name, "base": v.base, "factors": dict(v.factors),
                          "spec": v.spec.to_config(), "features": row}
@@ -159,7 +157,7 @@ def correlate(
 
     space = _space(design_file, variants, models, sampler, quick)
     generated = _option_errors(generate_variants, space, seed)
-    sizes = int_list("--batch-sizes", batch_sizes) if batch_sizes else \
+    sizes = int_list("--batch-sizes", batch_sizes) if batch_sizes is not None else \
         ([16] if quick else [1, 64])
     thread_counts = int_list("--threads", threads)
     wanted = _levels(levels)
@@ -175,7 +173,7 @@ def correlate(
     def record_design(store: Any, run: str) -> None:
         store.record_design_space(run, design_rows)
 
-    display = Console(stderr=True) if as_json else console
+    display = make_console(stderr=True) if as_json else console
     store, outcome = _measure(plan, out, _settings(min_time), resume, run_id, display=display,
                               before=record_design)
     result, figures = _analyse(store, outcome.run_id)

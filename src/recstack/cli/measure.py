@@ -12,13 +12,15 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from recstack.cli import format as fmt
 from recstack.cli import summaries
-from recstack.cli.app import app, console
-from recstack.cli.options import (DEFAULT_STORE, JsonOption, ScaleOption, check_scale,
-                                  int_list)
+from recstack.cli.app import app, console, make_console
+from recstack.cli.options import (DEFAULT_STORE, JsonOption, OversubscribeOption,
+                                  ScaleOption, int_list)
 from recstack.errors import RecstackError
+from recstack.text import printable
 
 ModelOption = Annotated[list[str] | None, typer.Option(
     "--model", "-m", help="Zoo name, DeepRecSys alias or spec file (repeatable).")]
@@ -72,7 +74,7 @@ def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | Non
     run_id = open_run(store, settings, command, resume, run_id)
     if before is not None:
         before(store, run_id)
-    trace_dir = str(store.path.parent / "traces" / run_id) if trace else None
+    trace_dir = str(_run_folder(store, "traces", run_id)) if trace else None
     for note in [*plan.notes, busy_machine_note(plan)]:
         if note:
             display.print(f"note: {note}", highlight=False)
@@ -86,7 +88,7 @@ def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | Non
 
             def update(event: Any) -> None:
                 if event.kind == "start":
-                    progress.update(task, description=escape(event.point.label))
+                    progress.update(task, description=escape(printable(event.point.label)))
                 else:
                     progress.advance(task)
                     if event.kind == "failed":
@@ -117,16 +119,24 @@ def _report_outcome(outcome: Any, display: Console = console) -> None:
     if outcome.skipped:
         display.print(f"{outcome.skipped} points were already measured in this run (skipped)")
     if outcome.warnings:
-        display.print(f"[yellow]{len(outcome.warnings)} points had a high spread[/yellow] "
-                      "(p5-p95 range over half the median); they are flagged `unstable` in "
-                      "the store. The machine may be busy or changing frequency: close other "
-                      "work, measure longer (--min-time) or fix the thread count (--threads).")
+        display.print(Text.assemble(
+            (f"{len(outcome.warnings)} points had a high spread", "yellow"),
+            " (p5-p95 range over half the median); they are flagged `unstable` in the store. "
+            "The machine may be busy or changing frequency: close other work, measure longer "
+            "(--min-time) or fix the thread count (--threads)."))
     for label, error in outcome.failed:
         display.print(f"failed: {label}: {error}", highlight=False, markup=False)
 
 
+def _run_folder(store: Any, kind: str, run_id: str) -> Path:
+    """``figures/RUN`` or ``traces/RUN`` beside the store (the run id made a safe name)."""
+    from recstack.paths import inside
+
+    return inside(store.path.parent / kind, run_id)
+
+
 def _figures_dir(store: Any, outcome: Any) -> Path:
-    return store.path.parent / "figures" / outcome.run_id
+    return _run_folder(store, "figures", outcome.run_id)
 
 
 def _finish(store: Any, outcome: Any, figures: list[Path], trace: bool = False) -> None:
@@ -135,7 +145,7 @@ def _finish(store: Any, outcome: Any, figures: list[Path], trace: bool = False) 
     for path in figures:
         console.print(f"figure: {path}", highlight=False)
     if trace:
-        console.print(f"traces: {store.path.parent / 'traces' / outcome.run_id}",
+        console.print(f"traces: {_run_folder(store, 'traces', outcome.run_id)}",
                       highlight=False)
     console.print(f"store: {store.path} (run {outcome.run_id}; `recstack results` lists runs)",
                   highlight=False)
@@ -151,12 +161,12 @@ def _levels(text: str) -> list[str]:
 def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
           devices: list[str] | None, scale: float | None, distribution: str, seed: int,
           levels: list[str], hardware_mode: str | None = None, hierarchy: str = "host",
-          no_multiplex: bool = False, backends: list[str] | None = None) -> Any:
+          no_multiplex: bool = False, backends: list[str] | None = None,
+          oversubscribe: bool = False) -> Any:
     from recstack.errors import SpecError
     from recstack.inputs import QuerySpec
     from recstack.sweep import plan_sweep
 
-    check_scale(scale)
     try:
         query = QuerySpec(distribution=distribution, seed=seed)
     except SpecError as error:
@@ -164,12 +174,12 @@ def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
                             ) from None
     return plan_sweep(
         models=models,
-        batch_sizes=int_list("--batch-sizes", batch_sizes) if batch_sizes else None,
-        threads=int_list("--threads", threads) if threads else None,
+        batch_sizes=int_list("--batch-sizes", batch_sizes) if batch_sizes is not None else None,
+        threads=int_list("--threads", threads) if threads is not None else None,
         devices=devices or None,
         backends=backends or ["auto"],
         scale=scale, query=query, seed=seed, levels=levels, hardware_mode=hardware_mode,
-        hierarchy=hierarchy, no_multiplex=no_multiplex,
+        hierarchy=hierarchy, no_multiplex=no_multiplex, oversubscribe=oversubscribe,
     )
 
 
@@ -194,11 +204,13 @@ def sweep(
     = "timing",
     trace: TraceOption = False,
     backend: BackendOption = None,
+    oversubscribe: OversubscribeOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Measure a custom sweep (models x batch sizes x threads x devices) into the store."""
     from recstack.analysis.systems import load_timings
-    from recstack.sweep import load_sweep_file, plan_sweep
+    from recstack.sweep import plan_sweep
+    from recstack.sweepfile import load_sweep_file
 
     settings = _settings(min_time)
     if sweep_file:
@@ -207,6 +219,8 @@ def sweep(
             options["models"] = model
         if backend:
             options["backends"] = backend
+        if oversubscribe:
+            options["oversubscribe"] = True
         options.setdefault("backends", ["auto"])
         if "models" not in options:
             raise RecstackError("--model: nothing given; name models with --model or in the "
@@ -217,9 +231,9 @@ def sweep(
             raise RecstackError("--model: nothing given; name at least one model (e.g. "
                                 "--model rmc1) or use --sweep-file")
         plan = _plan(model, batch_sizes, threads, device, scale, distribution, seed,
-                     _levels(levels), backends=backend)
+                     _levels(levels), backends=backend, oversubscribe=oversubscribe)
     # With --json, stdout is the JSON alone: progress and notes go to stderr.
-    display = Console(stderr=True) if as_json else console
+    display = make_console(stderr=True) if as_json else console
     store, outcome = _measure(plan, out, settings, resume, run_id, trace, display)
     timings = load_timings(store, [outcome.run_id]) if store.path.is_file() else None
     if as_json:
@@ -258,6 +272,7 @@ def run(
     = "timing,operators",
     trace: TraceOption = False,
     backend: BackendOption = None,
+    oversubscribe: OversubscribeOption = False,
 ) -> None:
     """The main job: characterize the eight canonical models (full size where they fit) on
     every device present over batch sizes 1 to 4096, store everything, print a summary and
@@ -269,10 +284,10 @@ def run(
     from recstack.specs import ZOO_NAMES
 
     targets = load_targets(targets_file) if targets_file else default_targets()
-    targets = with_overrides(targets, target or [])
     settings = _settings(min_time)
     plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0,
-                 _levels(levels), backends=backend)
+                 _levels(levels), backends=backend, oversubscribe=oversubscribe)
+    targets = with_overrides(targets, target or [], {point.spec.name for point in plan.points})
     store, outcome = _measure(plan, out, settings, resume, run_id, trace)
     figures_dir = _figures_dir(store, outcome)
     figures = []
@@ -299,6 +314,7 @@ def profile(
     run_id: RunIdOption = None,
     trace: TraceOption = False,
     backend: BackendOption = None,
+    oversubscribe: OversubscribeOption = False,
 ) -> None:
     """The software level alone: operator breakdown (PyTorch profiler) of every model, batch
     size and device, by operator class and by model part."""
@@ -306,7 +322,7 @@ def profile(
 
     settings = _settings(1.0)
     plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, device, scale, "uniform", 0,
-                 ["operators"], backends=backend)
+                 ["operators"], backends=backend, oversubscribe=oversubscribe)
     store, outcome = _measure(plan, out, settings, resume, run_id, trace)
     _finish(store, outcome, summaries.software_level(store, outcome.run_id,
                                                      _figures_dir(store, outcome)), trace)
@@ -331,6 +347,7 @@ def hardware(
     no_multiplex: Annotated[bool, typer.Option(
         "--no-multiplex", help="Measured counters: run the loop once per small event group "
                                "so no event is multiplexed.")] = False,
+    oversubscribe: OversubscribeOption = False,
 ) -> None:
     """The hardware level alone: top-down fractions, IPC and miss rates per model and batch
     size; measured with perf where the CPU exposes counters, simulated with valgrind (and
@@ -342,7 +359,7 @@ def hardware(
     settings = _settings(1.0)
     plan = _plan(model or list(ZOO_NAMES), batch_sizes, threads, ["cpu"], scale, "uniform", 0,
                  ["hardware"], hardware_mode=mode, hierarchy=hierarchy,
-                 no_multiplex=no_multiplex,
+                 no_multiplex=no_multiplex, oversubscribe=oversubscribe,
                  backends=["eager"])  # the hardware collectors build the eager model
     store, outcome = _measure(plan, out, settings, resume, run_id)
     _finish(store, outcome, summaries.hardware_level(store, outcome.run_id,

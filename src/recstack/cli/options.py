@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from recstack.errors import RecstackError
+from recstack.text import shown
 
 ScaleOption = Annotated[
     float | None,
@@ -15,22 +16,34 @@ ScaleOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 StoreOption = Annotated[str, typer.Option("--store", help="The results database file.")]
+OversubscribeOption = Annotated[bool, typer.Option(
+    "--oversubscribe", help="Allow more intra-op threads than the cores this process may use "
+                            "(each operator then also measures waiting for a core).")]
 DEFAULT_STORE = "results/recstack.duckdb"
 
 
 def int_list(option: str, text: str) -> list[int]:
     """``"1,4,16"`` -> ``[1, 4, 16]``; anything else is a one-line error naming the option."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    values = [int(part) for part in parts if part.isascii() and part.isdigit()]
+    if len(values) != len(parts):
         values = []
     if not values or any(v < 1 for v in values):
-        raise RecstackError(f"{option}: {text!r} is not allowed; expected positive integers "
+        raise RecstackError(f"{option}: {shown(text)} is not allowed; expected positive integers "
                             "separated by commas (e.g. 1,64,4096)")
     return values
 
 
-def check_scale(scale: float | None) -> None:
-    if scale is not None and not scale > 0:
-        raise RecstackError(f"--scale: {scale!r} is not allowed; expected a number greater "
-                            "than 0 (1 is full size)")
+def scaled(spec: Any, scale: float | None) -> Any:
+    """``spec`` at ``--scale`` (checked: finite, > 0, tables within the spec's limits)."""
+    from recstack.errors import SpecError
+    from recstack.limits import check_scale
+
+    if scale is None:
+        return spec
+    check_scale(scale)
+    try:
+        return spec.scaled(scale)
+    except SpecError as error:
+        raise RecstackError(f"--scale: {shown(scale)} is not allowed; {error.allowed}"
+                            ) from None

@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from recstack.cli import format as fmt
-from recstack.cli.app import app, console
+from recstack.cli.app import app, console, make_console
 from recstack.cli.options import DEFAULT_STORE, JsonOption
 
 OutOption = Annotated[str, typer.Option("--out", help="The results database file.")]
@@ -57,21 +55,26 @@ def compare(
     """Two runs (or platforms) point by point: median latency ratio B/A and a Mann-Whitney U
     test on the raw samples, Holm-corrected; only significant differences are highlighted."""
     from recstack.analysis.compare import compare_runs, run_platforms, settings_differences
+    from recstack.analysis.runs import runs_with_status
     from recstack.store import ResultStore
 
     store = ResultStore(out)
     table = compare_runs(store, run_a, run_b, alpha)
     changed = settings_differences(store, run_a, run_b)
     platforms = run_platforms(store, run_a, run_b)
-    warnings = [f"the runs were measured with different timing settings: "
+    warnings = ["the runs were measured with different timing settings: "
                 + ", ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in changed.items())
                 + "; differences may come from the settings"] if changed else []
+    warnings += [f"run {run.run_id} did not finish ({run.status}): points it did not "
+                 "measure are listed as in one run only"
+                 for run in runs_with_status(store.runs()).itertuples()
+                 if run.run_id in (run_a, run_b) and not run.complete]
     if as_json:
         fmt.print_json({"run_a": run_a, "run_b": run_b, "alpha": alpha,
                         "platforms": platforms.to_dict("records"), "warnings": warnings,
                         "points": table.to_dict("records")})
         for warning in warnings:  # stdout stays the JSON alone
-            Console(stderr=True).print(f"warning: {warning}", highlight=False, markup=False)
+            make_console(stderr=True).print(f"warning: {warning}", highlight=False, markup=False)
         return
     for row in platforms.itertuples():
         console.print(f"{row.run}: {row.run_id} on {row.description} ({row.platform_id})",
@@ -86,7 +89,7 @@ def compare(
     for row in matched.itertuples():
         style = ("bold red" if row.change == "slower" else "bold green"
                  if row.change == "faster" else None)
-        view.add_row(escape(str(row.model)), str(row.batch_size), row.device, str(row.threads),
+        view.add_row(str(row.model), str(row.batch_size), row.device, str(row.threads),
                      fmt.ms(row.median_a_ms), fmt.ms(row.median_b_ms), f"{row.ratio:.3f}",
                      f"{row.p_adjusted:.2g}", row.change, style=style)
     console.print(view)
@@ -102,4 +105,4 @@ def compare(
             console.print(f"{len(alone)} point(s) in {side.replace('only ', '')} only: "
                           f"{labels}", highlight=False, markup=False)
     for warning in warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+        console.print(f"warning: {warning}", style="yellow", highlight=False)

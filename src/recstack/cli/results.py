@@ -10,6 +10,7 @@ from rich.table import Table
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console
 from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption
+from recstack.text import shown
 
 results_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=False,
                           invoke_without_command=True)
@@ -22,19 +23,19 @@ def results(ctx: typer.Context, store: StoreOption = DEFAULT_STORE,
     """List the runs in the store (newest first)."""
     if ctx.invoked_subcommand is not None:
         return
+    from recstack.analysis.runs import runs_with_status
     from recstack.store import ResultStore
 
-    runs = ResultStore(store).runs()
+    runs = runs_with_status(ResultStore(store).runs())
     if as_json:
         fmt.print_json(runs.to_dict("records"))
         return
     table = Table(title=f"runs in {store}", header_style="bold")
-    for column in ("run", "started (UTC)", "points ok", "failed", "platform", "command"):
-        table.add_column(column, justify="right" if column in ("points ok", "failed")
-                         else "left")
+    for column in ("run", "started (UTC)", "status", "platform", "command"):
+        table.add_column(column)
     for row in runs.itertuples():
-        table.add_row(row.run_id, str(row.started_at)[:19], str(row.points_ok),
-                      str(row.points_failed), str(row.platform), str(row.command))
+        table.add_row(row.run_id, str(row.started_at)[:19], row.status, str(row.platform),
+                      str(row.command))
     console.print(table)
 
 
@@ -45,10 +46,14 @@ def show(run_id: Annotated[str, typer.Argument(help="The run to show.")],
     from recstack.errors import RecstackError
     from recstack.store import ResultStore
 
+    from recstack.analysis.runs import runs_with_status
+
     results_store = ResultStore(store)
-    if results_store.run_info(run_id) is None:
-        raise RecstackError(f"run: {run_id!r} is not in {store}; `recstack results` lists "
-                            "the runs")
+    runs = runs_with_status(results_store.runs())
+    runs = runs[runs.run_id == run_id]
+    if runs.empty:
+        raise RecstackError(f"run: {shown(run_id)} is not in {store}; `recstack results` "
+                            "lists the runs")
     frame = results_store.query("""
         SELECT pt.label, pt.collector, pt.status, pt.error, t.median_ms, t.p95_ms, t.p99_ms,
                t.throughput_per_s, t.cv, coalesce(t.unstable, false) AS unstable,
@@ -60,7 +65,7 @@ def show(run_id: Annotated[str, typer.Argument(help="The run to show.")],
     if as_json:
         fmt.print_json(frame.to_dict("records"))
         return
-    table = Table(title=f"run {run_id}", header_style="bold")
+    table = Table(title=f"run {run_id}: {runs.status.iloc[0]}", header_style="bold")
     for column in ("point", "status", "median ms", "p95 ms", "p99 ms", "samples/s", "CV",
                    "note"):
         table.add_column(column)

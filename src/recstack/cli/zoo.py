@@ -9,7 +9,7 @@ from rich.table import Table
 
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console
-from recstack.cli.options import JsonOption, ScaleOption, check_scale
+from recstack.cli.options import JsonOption, ScaleOption, scaled
 
 
 def _summaries_table(summaries: list[dict[str, Any]]) -> Table:
@@ -75,10 +75,7 @@ def models(
     from recstack.footprint import available_memory_bytes
     from recstack.specs import ZOO_NAMES, resolve_spec
 
-    check_scale(scale)
-    specs = [resolve_spec(name) for name in (names or ZOO_NAMES)]
-    if scale is not None:
-        specs = [spec.scaled(scale) for spec in specs]
+    specs = [scaled(resolve_spec(name), scale) for name in (names or ZOO_NAMES)]
     available = available_memory_bytes()
     summaries = [model_summary(spec, available) for spec in specs]
     if as_json:
@@ -100,10 +97,7 @@ def check(
     from recstack.footprint import available_memory_bytes, scale_that_fits
     from recstack.specs import resolve_spec
 
-    check_scale(scale)
-    spec = resolve_spec(file)
-    if scale is not None:
-        spec = spec.scaled(scale)
+    spec = scaled(resolve_spec(file), scale)
     available = available_memory_bytes()
     summary = model_summary(spec, available)
     summary["unused_keys"] = list(spec.unused_keys())
@@ -164,12 +158,17 @@ def locality(
     from recstack.inputs import QuerySpec, generate_batches
     from recstack.specs import resolve_spec
 
-    check_scale(scale)
-    spec = resolve_spec(model)
-    if scale is not None:
-        spec = spec.scaled(scale)
+    from recstack.admission import require_stream_memory
+    from recstack.limits import INT32_MAX
+
+    spec = scaled(resolve_spec(model), scale)
     sizes = [_parse_size("--cache-sizes", part) for part in cache_sizes.split(",")
              if part.strip()]
+    for option, value in (("--batch-size", batch_size), ("--batches", batches)):
+        if not 1 <= value <= INT32_MAX:
+            raise RecstackError(f"{option}: {value} is not allowed; expected an integer from 1 "
+                                f"to {INT32_MAX}")
+    require_stream_memory(spec, batch_size, batches, "--batches")
     try:
         query = QuerySpec(distribution=distribution, reuse_probability=reuse_probability,
                           zipf_exponent=zipf_exponent, seed=seed)

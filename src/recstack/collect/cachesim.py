@@ -531,25 +531,6 @@ def _check_count(name: str, value: Any, least: int) -> None:
         raise SpecError(name, value, f"expected an integer >= {least}")
 
 
-def _die_with_parent_hook() -> Any:
-    """A function for ``preexec_fn`` that makes the child die with this process (Linux), or
-    None. Resolved here, before the fork: the child then only calls into libc."""
-    if sys.platform != "linux":
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig, kill = 1, int(signal.SIGKILL)
-
-    def hook() -> None:  # pragma: no cover - runs in the child, between fork and exec
-        prctl(pr_set_pdeathsig, kill)
-
-    return hook
-
-
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
@@ -572,7 +553,7 @@ def simulate_point(point: Point, hierarchy: CacheHierarchy | str = "host", itera
     docstring). ``hierarchy`` is a :class:`CacheHierarchy` or a preset name. Simulation runs
     one thread on the CPU whatever the point's thread count (a caveat says so when it
     differs); CUDA points and specs with over 64 MiB of embeddings are refused."""
-    from recstack.worker import WorkerCrashed, WorkerTimedOut
+    from recstack.worker import WorkerCrashed, WorkerTimedOut, die_with_parent_hook
 
     if isinstance(hierarchy, str):
         hierarchy = preset(hierarchy)
@@ -605,7 +586,7 @@ def simulate_point(point: Point, hierarchy: CacheHierarchy | str = "host", itera
         try:
             child = subprocess.run(command, cwd=work, env=_child_env(), capture_output=True,
                                    text=True, timeout=timeout_s, check=False,
-                                   preexec_fn=_die_with_parent_hook())
+                                   preexec_fn=die_with_parent_hook())
         except subprocess.TimeoutExpired:
             raise WorkerTimedOut(f"{point.label}: the simulation took longer than "
                                  f"{timeout_s:g} s and was killed") from None

@@ -48,8 +48,10 @@ def _request(point: Point, settings: TimingSettings) -> dict[str, Any]:
 
 def _run_perf(argv: list[str], status_path: Path, env: dict[str, str]
               ) -> subprocess.CompletedProcess[str]:
+    from recstack.worker import die_with_parent_hook
+
     done = subprocess.run(argv, capture_output=True, text=True, timeout=PERF_TIMEOUT_S,
-                          env=env)
+                          env=env, preexec_fn=die_with_parent_hook())
     if status_path.is_file():
         status = json.loads(status_path.read_text())
         if status.get("error"):
@@ -160,6 +162,9 @@ def _worker_main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     _, request, status, control, ack = argv
+    from recstack.worker import die_with_parent
+
+    die_with_parent()  # perf is the parent: when it is killed, nothing measures on
     try:
         iterations = _worker(json.loads(request), control, ack)
         Path(status).write_text(json.dumps({"iterations": iterations}))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from recstack.errors import RecstackError, SpecError
+from recstack.limits import INT32_MAX, SECONDS_MAX, SEED_MAX, check_int, check_number
 from recstack.points import Point
 
 
@@ -53,14 +54,12 @@ class TimingSettings:
 
     def __post_init__(self) -> None:
         for name in ("warmup_iterations", "min_iterations", "max_iterations",
-                     "distinct_batches", "max_input_bytes", "profile_iterations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SpecError(name, value, "expected an integer >= 1")
-        for name in ("warmup_seconds", "min_seconds", "spread_threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise SpecError(name, value, "expected a number >= 0")
+                     "distinct_batches", "profile_iterations"):
+            check_int(name, getattr(self, name), 1, INT32_MAX)
+        check_int("max_input_bytes", self.max_input_bytes, 1, SEED_MAX)
+        for name in ("warmup_seconds", "min_seconds"):
+            check_number(name, getattr(self, name), 0.0, SECONDS_MAX, what="seconds")
+        check_number("spread_threshold", self.spread_threshold, 0.0, 1e6)
         if self.max_iterations < self.min_iterations:
             raise SpecError("max_iterations", self.max_iterations,
                             f"expected at least min_iterations ({self.min_iterations})")
@@ -141,11 +140,15 @@ def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False
     variants when the point is ``profiled``), timed apart: never inside a timed loop."""
     import torch
 
+    from recstack.admission import input_bytes_per_batch, require_point_memory
     from recstack.backends import build_for_backend, prepare_backend
     from recstack.inputs import generate_batches
 
     torch.set_num_threads(point.threads)
     check_device(point.device)
+    # Planning admitted the point; memory may have gone to something else since.
+    require_point_memory(point.spec, point.batch_size, point.label, settings.distinct_batches,
+                         settings.max_input_bytes)
     on_cuda = point.device.startswith("cuda")
 
     baseline = _peak_rss_bytes()
@@ -156,10 +159,12 @@ def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False
     build_seconds = time.perf_counter() - start
     growth = _peak_rss_bytes() - baseline
 
-    (probe,) = generate_batches(point.spec, point.query, point.batch_size, 1)
-    per_batch = max(1, probe.nbytes)
-    count = max(1, min(settings.distinct_batches, settings.max_input_bytes // per_batch))
+    # How many distinct batches fit the input budget, from their size as admission counts
+    # it (exact with fixed pooling, an upper bound otherwise): no probe batch is generated.
+    estimate = input_bytes_per_batch(point.spec, point.batch_size)
+    count = max(1, min(settings.distinct_batches, settings.max_input_bytes // estimate))
     batches = generate_batches(point.spec, point.query, point.batch_size, count)
+    per_batch = max(1, batches[0].nbytes)
     if on_cuda:
         batches = [pinned_batch(batch) for batch in batches]
     compile_seconds = prepare_backend(model, point.backend, batches, point.device,

@@ -8,23 +8,26 @@ text, never as markup. Sections are listed in ``DEFAULT_SECTIONS`` below.
 
 from __future__ import annotations
 
-import html
-import shutil
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
 from recstack import __version__
 from recstack.errors import RecstackError
+from recstack.paths import check_file_destination, file_part, write_atomically
 from recstack.report.correlation_section import correlation_section
 from recstack.report.roofline_section import roofline_section
 from recstack.report.sections import (Section, SectionSpec, findings_section, hardware_section,
                                       load_context, methodology_section, platform_section,
                                       software_section, systems_section)
 from recstack.store import ResultStore
+from recstack.text import markdown_text, printable, shown
 
 # The levels whose newest run the default report adds when the anchor run lacks them.
 LEVEL_COLLECTORS = ("timing", "operators", "hardware")
@@ -73,7 +76,7 @@ def default_run_ids(store: ResultStore, anchor: str | None = None) -> list[str]:
     if anchor is None:
         raise RecstackError(f"store: {store.path} holds no run; run `recstack run` first")
     if store.run_info(anchor) is None:
-        raise RecstackError(f"--run: {anchor!r} is not in {store.path}; `recstack results` "
+        raise RecstackError(f"--run: {shown(anchor)} is not in {store.path}; `recstack results` "
                             "lists the runs")
     newest = store.query("""
         SELECT pt.collector, pt.run_id, max(r.started_at) AS started
@@ -99,7 +102,7 @@ def build_report(store: ResultStore, run_ids: Sequence[str] | None = None,
     if run_ids:
         for run_id in run_ids:
             if store.run_info(run_id) is None:
-                raise RecstackError(f"--run: {run_id!r} is not in {store.path}; `recstack "
+                raise RecstackError(f"--run: {shown(run_id)} is not in {store.path}; `recstack "
                                     "results` lists the runs")
         chosen = list(dict.fromkeys(run_ids))
     else:
@@ -113,19 +116,15 @@ def build_report(store: ResultStore, run_ids: Sequence[str] | None = None,
 def _environment(autoescape: bool):  # -> jinja2.Environment
     import jinja2
 
+    # Autoescape keeps markup out of the page; the finalizer shows control characters (NUL,
+    # terminal escapes) as escapes. The Markdown template runs every value through `md`.
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("recstack.report", "templates"),
         autoescape=autoescape, undefined=jinja2.StrictUndefined, trim_blocks=True,
-        lstrip_blocks=True, keep_trailing_newline=True)
+        lstrip_blocks=True, keep_trailing_newline=True,
+        finalize=(lambda value: printable(value) if isinstance(value, str) else value))
     environment.filters["md"] = markdown_text
     return environment
-
-
-def markdown_text(value: object) -> str:
-    """Text safe in a Markdown table cell or paragraph: HTML escaped (Markdown passes raw
-    HTML through), pipes escaped, one line."""
-    text = html.escape(str(value), quote=False)
-    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def render_html(report: Report) -> str:
@@ -139,48 +138,77 @@ def render_markdown(report: Report, figure_links: Sequence[Sequence[str]] | None
         report=report, figure_links=figure_links)
 
 
+FIGURES_MANIFEST = ".recstack-figures"
+"""The list of files recstack wrote into a summary's figures folder: the only files it ever
+replaces or removes there."""
+_FIGURE_NAME = re.compile(r"[a-z_]+-[0-9]+\.png")
+
+
+def figures_folder(markdown_path: Path) -> Path:
+    """Where a summary's figures go: ``<summary stem>_figures/`` beside it."""
+    return markdown_path.with_name(markdown_path.stem + "_figures")
+
+
+def _figures_written_before(directory: Path) -> set[str]:
+    """The figures recstack wrote into ``directory`` before (empty for a new folder); a
+    folder recstack did not write is refused, so nothing of a user's is replaced."""
+    if not os.path.lexists(directory):
+        return set()
+    manifest = directory / FIGURES_MANIFEST
+    if directory.is_dir() and not directory.is_symlink():
+        if manifest.is_file():
+            names = manifest.read_text(encoding="utf-8", errors="replace").split()
+            return {name for name in names if _FIGURE_NAME.fullmatch(name)}
+        if not any(directory.iterdir()):
+            return set()
+    raise RecstackError(f"--markdown: {shown(str(directory))} exists and was not written by "
+                        "recstack; choose another --markdown path or move that folder")
+
+
 def write_figures(report: Report, markdown_path: Path) -> list[list[str]]:
-    """Writes every figure as a PNG in ``<summary stem>_figures/`` beside the summary
-    (replacing the folder whole) and returns their links, per section and figure."""
-    directory = markdown_path.with_name(markdown_path.stem + "_figures")
-    staging = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    links = []
+    """Writes every figure as a PNG into the summary's figures folder and returns their
+    links, per section and figure. Of what the folder holds, only the figures recstack
+    wrote there before are replaced or removed."""
+    directory = figures_folder(markdown_path)
+    before = _figures_written_before(directory)
+    links, written = [], []
     for section in report.sections:
         names = [f"{section.id}-{index}.png" for index in range(1, len(section.figures) + 1)]
         for name, figure in zip(names, section.figures):
-            (staging / name).write_bytes(figure.png)
-        links.append([f"{directory.name}/{name}" for name in names])
-    shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
+            write_atomically(directory / name, figure.png)
+        written += names
+        links.append([f"{quote(directory.name)}/{name}" for name in names])
+    for stale in before - set(written):
+        if (directory / stale).is_file() and not (directory / stale).is_symlink():
+            (directory / stale).unlink()
+    write_atomically(directory / FIGURES_MANIFEST, "\n".join(written) + "\n")
     return links
 
 
 def default_report_paths(store: ResultStore, run_id: str) -> tuple[Path, Path]:
-    """Where a run's report goes by default: next to the store, in reports/."""
+    """Where a run's report goes by default: next to the store, in reports/, named after
+    the run (a run id read from a store is made a safe file name first)."""
     directory = store.path.parent / "reports"
-    return directory / f"{run_id}.html", directory / f"{run_id}.md"
+    name = file_part(run_id)
+    return directory / f"{name}.html", directory / f"{name}.md"
 
 
 def write_report(report: Report, html_path: Path | None, markdown_path: Path | None
                  ) -> list[Path]:
-    """Writes the page and the summary with its figures' folder (each whole or absent);
-    returns the paths written."""
+    """Writes the page and the summary with its figures' folder; every destination is
+    checked before anything is written, and each file is written whole. Returns the paths
+    written."""
+    if html_path is not None:
+        check_file_destination(Path(html_path), "--html")
+    if markdown_path is not None:
+        check_file_destination(Path(markdown_path), "--markdown")
+        _figures_written_before(figures_folder(Path(markdown_path)))
     written = []
-    for path, render in ((html_path, render_html), (markdown_path, render_markdown)):
-        if path is None:
-            continue
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        if render is render_markdown:
-            text = render_markdown(report, write_figures(report, path))
-        else:
-            text = render(report)
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
-        written.append(path)
+    if html_path is not None:
+        written.append(write_atomically(Path(html_path), render_html(report)))
+    if markdown_path is not None:
+        links = write_figures(report, Path(markdown_path))
+        written.append(write_atomically(Path(markdown_path), render_markdown(report, links)))
     return written
 
 

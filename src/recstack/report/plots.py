@@ -8,10 +8,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
+# Names in titles and legends come from specs and stores: `$...$` in one is text, never
+# mathtext (which fails on a bad expression and would make a store unreportable).
+matplotlib.rcParams["text.parse_math"] = False
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from recstack.text import printable  # noqa: E402
 
 
 _BACKEND_MARKERS = {"eager": "o", "fused": "s", "compile": "^", "static": "D"}
@@ -109,7 +115,20 @@ def plot_speedup_heatmap(table: pd.DataFrame, value: str, title: str, path: Path
     return _save(figure, path)
 
 
+def _plain_text(figure: plt.Figure) -> None:
+    """Every text of ``figure`` with control characters shown as escapes: names from a store
+    may hold them, and they have no glyph (matplotlib would warn about each one)."""
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):  # tick labels come from the axis' formatter
+            labels = [label.get_text() for label in axis.get_majorticklabels()]
+            if any(printable(label) != label for label in labels):
+                axis.set_ticks(axis.get_majorticklocs(), [printable(label) for label in labels])
+    for text in figure.findobj(Text):
+        text.set_text(printable(text.get_text()))
+
+
 def _save(figure: plt.Figure, path: Path) -> Path:
+    _plain_text(figure)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp" + path.suffix)
     figure.savefig(temporary, dpi=120)

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from recstack.report.plots import _save  # noqa: E402
+from recstack.report.plots import _save, plt
 
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")

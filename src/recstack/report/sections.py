@@ -117,12 +117,16 @@ def load_context(store: ResultStore, run_ids: list[str], targets: Any = None,
     from recstack.analysis.systems import default_targets, load_timings, order_models
     from recstack.analysis.topdown import load_hardware
 
+    from recstack.analysis.runs import runs_with_status
+
     runs = store.query(f"""
         SELECT r.run_id, r.started_at, r.command, r.recstack_version, r.git_revision,
                r.platform_id, r.settings, p.description AS platform, p.info AS platform_info
         FROM runs r LEFT JOIN platforms p USING (platform_id)
         WHERE r.run_id IN ({', '.join('?' * len(run_ids))}) ORDER BY r.started_at
     """, list(run_ids))
+    states = runs_with_status(store.runs())[["run_id", "status", "complete"]]
+    runs = runs.merge(states, on="run_id", how="left")
     operators, profiles = load_operators(store, run_ids)
     # One breakdown per run: a point's key is the same in every run that measured it.
     shares = [breakdown(operators[operators.run_id == run], profiles[profiles.run_id == run])
@@ -206,9 +210,12 @@ def platform_section(context: ReportContext) -> Section:
         context.runs.assign(started=context.runs.started_at.astype(str).str[:19],
                             levels=context.runs.run_id.map(levels).fillna("none")),
         "Runs in this report",
-        {"run_id": "run", "started": "started (UTC)", "levels": "levels measured",
-         "platform_id": "platform", "command": "command", "recstack_version": "recstack",
-         "git_revision": "git revision"}))
+        {"run_id": "run", "started": "started (UTC)", "status": "status",
+         "levels": "levels measured", "platform_id": "platform", "command": "command",
+         "recstack_version": "recstack", "git_revision": "git revision"}))
+    for run in context.runs[~context.runs.complete.astype(bool)].itertuples():
+        section.notes.append(f"Run {run.run_id} did not finish ({run.status}): every "
+                             "section shows only the points it measured.")
     platforms = context.runs.drop_duplicates("platform_id")
     rows = []
     for row in platforms.itertuples():

@@ -1,0 +1,73 @@
+"""Sweep files: a user's YAML or JSON file of sweep options, read as untrusted input into
+:func:`recstack.sweep.plan_sweep` keyword arguments, every value checked and every error
+naming the file and the key."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from recstack.errors import RecstackError, SpecError
+from recstack.inputs import QuerySpec
+from recstack.limits import INT32_MAX, SEED_MAX, THREADS_MAX, check_int, check_scale
+from recstack.text import shown
+
+SWEEP_FILE_KEYS = ("models", "batch_sizes", "threads", "devices", "backends", "levels", "scale",
+                   "query", "seed", "oversubscribe")
+
+
+def load_sweep_file(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML or JSON sweep file into :func:`plan_sweep` keyword arguments."""
+    from recstack.userfiles import load_document
+
+    path = Path(path)
+    data = load_document(path, "--sweep-file")
+    try:
+        return _sweep_options(data, path)
+    except SpecError as error:
+        if error.source is not None:
+            raise
+        raise SpecError(error.field, error.value, error.allowed, path.name) from None
+
+
+def _sweep_options(data: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise RecstackError(f"{path.name}: expected a mapping with keys "
+                            f"{', '.join(SWEEP_FILE_KEYS)}")
+    for key in data:
+        if key not in SWEEP_FILE_KEYS:
+            hint = difflib.get_close_matches(str(key), SWEEP_FILE_KEYS, n=1)
+            did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
+            raise RecstackError(f"{path.name}: key {shown(key)} is not allowed; {did_you_mean}"
+                                f"allowed keys: {', '.join(SWEEP_FILE_KEYS)}")
+    options: dict[str, Any] = {}
+    for key in ("models", "batch_sizes", "threads", "devices", "backends", "levels"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, list) or not value:
+                raise SpecError(key, value, "expected a non-empty list")
+            if key in ("batch_sizes", "threads"):
+                high = INT32_MAX if key == "batch_sizes" else THREADS_MAX
+                options[key] = [check_int(key, v, 1, high, "integers") for v in value]
+            elif not all(isinstance(v, str) and v.strip() for v in value):
+                raise SpecError(key, value, "expected a list of names")
+            else:
+                options[key] = value
+    if "scale" in data:
+        check_scale(data["scale"], f"{path.name}: scale")
+        options["scale"] = data["scale"]
+    if "seed" in data:
+        options["seed"] = check_int("seed", data["seed"], 0, SEED_MAX)
+    if "oversubscribe" in data:
+        if not isinstance(data["oversubscribe"], bool):
+            raise SpecError("oversubscribe", data["oversubscribe"], "expected true or false")
+        options["oversubscribe"] = data["oversubscribe"]
+    if "query" in data:
+        if not isinstance(data["query"], dict):
+            raise SpecError("query", data["query"], "expected a mapping of QuerySpec fields")
+        try:
+            options["query"] = QuerySpec(**data["query"])
+        except TypeError as error:
+            raise RecstackError(f"{path.name}: query: {error}") from None
+    return options
