@@ -1,9 +1,11 @@
 """The results store: one DuckDB file, the only place results live.
 
-Tables (schema version in ``meta``):
+Tables (schema version in ``meta``; their DDL and migrations in ``store_schema.py``):
 
 - ``platforms``: one row per distinct machine and software stack (``platform_id``).
-- ``runs``: id, start, command, recstack version, git revision, platform, timing settings.
+- ``runs``: id, start, command, recstack version, git revision, platform, timing settings,
+  and whether it finished: planned points, state of its last pass (running, complete,
+  interrupted, failed, and why), when it ended, the point in flight, the process running it.
 - ``points``: one row per measured (or failed) point of a run: what it was, its status and
   error, build time and memory.
 - ``samples``: every timed iteration's latency (and host-to-device copy on GPUs).
@@ -48,9 +50,9 @@ import pandas as pd
 
 from recstack import __version__
 from recstack.errors import RecstackError, StoreError
+from recstack.paths import check_folder_destination, check_run_id, file_part
 from recstack.store_schema import (KEEP_CEILING_SETS, MIGRATIONS, SCHEMA_DDL, SCHEMA_VERSION,
                                    TABLES)
-from recstack.paths import check_folder_destination, check_run_id, file_part
 from recstack.text import CONTROL, csv_cell, one_line, printable, shown
 
 # How long opening the store waits for another process's connection to close.

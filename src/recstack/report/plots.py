@@ -131,9 +131,12 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     _plain_text(figure)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp" + path.suffix)
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    temporary.replace(path)  # a figure is either whole or absent
+    try:
+        figure.savefig(temporary, dpi=120)
+        temporary.replace(path)  # a figure is either whole or absent
+    finally:
+        plt.close(figure)
+        temporary.unlink(missing_ok=True)
     return path
 
 
