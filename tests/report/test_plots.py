@@ -61,3 +61,22 @@ def test_latency_figure_with_backends_switching(tmp_path: Path) -> None:
                             for b in (1, 16, 256, 4096)])
     for path in write_systems_figures(timings, tmp_path):
         assert_not_blank(path)
+
+
+def test_names_are_drawn_as_text_and_numbers_keep_their_mathtext() -> None:
+    from recstack.report.plots import _plain_text, plt
+
+    figure, axes = plt.subplots()
+    axes.plot([1, 10, 100], [1, 10, 100])
+    axes.set_yscale("log")  # its tick labels are mathtext: 10^0, 10^1 ...
+    axes.set_title(r"$\frac{1}{0}$ \bad")
+    axes.set_xticks([1, 100], ["$x$", "m\x1b[31m"])
+    _plain_text(figure)
+    figure.canvas.draw()  # a bad mathtext name would fail here
+    assert not axes.title.get_parse_math()
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["$x$", "m\\x1b[31m"]
+    assert not any(label.get_parse_math() for label in axes.get_xticklabels())
+    numbers = [label for label in axes.get_yticklabels() if label.get_text()]
+    assert numbers and all(label.get_parse_math() for label in numbers)
+    assert any(label.get_text().startswith("$\\mathdefault") for label in numbers)
+    plt.close(figure)

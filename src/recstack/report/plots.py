@@ -8,14 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-# Names in titles and legends come from specs and stores: `$...$` in one is text, never
-# mathtext (which fails on a bad expression and would make a store unreportable).
-matplotlib.rcParams["text.parse_math"] = False
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
+from matplotlib.ticker import LogFormatter, ScalarFormatter  # noqa: E402
 
 from recstack.text import printable  # noqa: E402
 
@@ -115,16 +113,31 @@ def plot_speedup_heatmap(table: pd.DataFrame, value: str, title: str, path: Path
     return _save(figure, path)
 
 
+# Tick labels these formatters make are mathtext on purpose (10^3 on a log axis).
+_NUMERIC_FORMATTERS = (LogFormatter, ScalarFormatter)
+
+
 def _plain_text(figure: plt.Figure) -> None:
-    """Every text of ``figure`` with control characters shown as escapes: names from a store
-    may hold them, and they have no glyph (matplotlib would warn about each one)."""
+    """Every text of ``figure`` that may hold a name (titles, legends, labels, tick labels
+    given as strings) as plain text: `$...$` in a name from a spec or a store is drawn as
+    it is, never parsed as mathtext (a bad expression would fail the figure, and the store
+    would be unreportable), and control characters are shown as escapes (they have no
+    glyph). Numbers on numeric axes keep their mathtext."""
+    numeric: set[int] = set()
     for axes in figure.axes:
-        for axis in (axes.xaxis, axes.yaxis):  # tick labels come from the axis' formatter
+        for axis in (axes.xaxis, axes.yaxis):
+            if isinstance(axis.get_minor_formatter(), _NUMERIC_FORMATTERS):
+                numeric.update(id(label) for label in axis.get_minorticklabels())
+            if isinstance(axis.get_major_formatter(), _NUMERIC_FORMATTERS):
+                numeric.update(id(label) for label in axis.get_majorticklabels())
+                continue
             labels = [label.get_text() for label in axis.get_majorticklabels()]
             if any(printable(label) != label for label in labels):
                 axis.set_ticks(axis.get_majorticklocs(), [printable(label) for label in labels])
     for text in figure.findobj(Text):
-        text.set_text(printable(text.get_text()))
+        if id(text) not in numeric:
+            text.set_parse_math(False)
+            text.set_text(printable(text.get_text()))
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
