@@ -52,6 +52,13 @@ def usable_memory(available_bytes: int | None = None) -> int:
     return max(0, available - memory_margin(available))
 
 
+def describe_usable(available_bytes: int) -> str:
+    """``the X GB usable (Y GB available less a margin of Z)``, for messages."""
+    return (f"the {usable_memory(available_bytes) / 1e9:.1f} GB usable "
+            f"({available_bytes / 1e9:.1f} GB available less a margin of "
+            f"{memory_margin(available_bytes) / 1e9:.1f})")
+
+
 def input_bytes_per_batch(spec: ModelSpec, batch_size: int) -> int:
     """Bytes of one query batch: dense features, every pooled id (at the largest bag size),
     both offset forms, and the behaviour sequence (what ``Batch.nbytes`` counts)."""
@@ -109,12 +116,10 @@ def require_point_memory(spec: ModelSpec, batch_size: int, label: str,
     estimate otherwise."""
     need = point_memory(spec, batch_size, distinct_batches, max_input_bytes)
     available = sizes.available_memory_bytes() if available_bytes is None else available_bytes
-    usable = usable_memory(available)
-    if need.total > usable:
-        raise RecstackError(
-            f"{label}: needs about {need.describe()} but {usable / 1e9:.2f} GB may be used "
-            f"({available / 1e9:.2f} GB available less a margin of "
-            f"{memory_margin(available) / 1e9:.2f}); {_advice(spec, batch_size, need)}")
+    if need.total > usable_memory(available):
+        raise RecstackError(f"{label}: needs about {need.describe()} but only "
+                            f"{describe_usable(available)} may be used; "
+                            f"{_advice(spec, batch_size, need)}")
     return need
 
 

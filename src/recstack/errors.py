@@ -26,6 +26,14 @@ class SpecError(RecstackError):
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{field}: {shown(value)} is not allowed; {allowed}")
 
+    def for_option(self, option: str | None = None) -> RecstackError:
+        """The same error named after the command-line option the value came from
+        (default: ``--`` and the field, dashed)."""
+        from recstack.text import shown
+
+        option = option or "--" + self.field.replace("_", "-")
+        return RecstackError(f"{option}: {shown(self.value)} is not allowed; {self.allowed}")
+
 
 class StoreError(RecstackError):
     """The results store cannot be read or written (a full disk, a read-only place, a file

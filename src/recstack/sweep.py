@@ -21,7 +21,7 @@ from recstack.collect.operators import OperatorProfile, profile_point
 from recstack.collect.timing import (TimingResult, TimingSettings, TimingStats, measure_point,
                                      timing_stats)
 from recstack.doctor import hardware_mode
-from recstack.admission import (memory_margin, point_memory, require_point_memory,
+from recstack.admission import (describe_usable, point_memory, require_point_memory,
                                 usable_memory)
 from recstack.errors import Interrupted, RecstackError, SpecError, StoreError
 from recstack.footprint import available_memory_bytes, scale_that_fits
@@ -88,10 +88,12 @@ def fit_spec(spec: ModelSpec, scale: float | None, available_bytes: int,
     machine), beside what the largest batch that can fit needs besides the model (query
     batches, activations, the worker): one scale for every batch size of the sweep."""
     if scale is not None:
-        return _option_error("--scale", spec.scaled, scale), ""
+        try:
+            return spec.scaled(scale), ""
+        except SpecError as error:
+            raise error.for_option("--scale") from None
     usable = usable_memory(available_bytes)
-    margin = (f"the {usable / 1e9:.1f} GB usable ({available_bytes / 1e9:.1f} GB available "
-              f"less a margin of {memory_margin(available_bytes) / 1e9:.1f})")
+    margin = describe_usable(available_bytes)
     for batch in sorted(set(batch_sizes), reverse=True):
         need = point_memory(spec, batch)
         fits = scale_that_fits(spec, usable - (need.total - need.model))
@@ -105,15 +107,6 @@ def fit_spec(spec: ModelSpec, scale: float | None, available_bytes: int,
         return spec.scaled(fits), (f"{spec.name}: scaled to row_scale {fits:g} to fit "
                                    f"{margin} up to batch {batch}; full size does not")
     return spec, ""
-
-
-def _option_error(option: str, function: Callable[..., Any], *args: Any) -> Any:
-    """``function(*args)``, with a spec error about the value reported as ``option``'s."""
-    try:
-        return function(*args)
-    except SpecError as error:
-        raise RecstackError(f"{option}: {shown(error.value)} is not allowed; {error.allowed}"
-                            ) from None
 
 
 def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
@@ -198,7 +191,7 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
     same order: spec, device, threads, backend, batch, level; each admitted to memory (a
     point that does not fit is refused, or with ``drop_unfit`` left out with a note)."""
     query = query or QuerySpec()
-    seed = _option_error("--seed", check_int, "seed", seed, 0, SEED_MAX)
+    seed = check_int("--seed", seed, 0, SEED_MAX)
     notes = list(notes)
     if "hardware" in levels:
         hardware_mode, why = _hardware_mode(hardware_mode)

@@ -135,7 +135,7 @@ BAD_SPEC_VALUES = st.one_of(
         st.floats(max_value=0.0), st.sampled_from([float("nan"), float("inf"), 1e300]),
         st.text(), st.lists(st.integers(), max_size=3))),
     st.tuples(st.sampled_from(["arch_mlp_top", "arch_embedding_size", "arch_mlp_bot"]),
-              st.one_of(st.text(alphabet="0123456789-x ,", min_size=1).filter(
+              st.one_of(st.text(alphabet="0123456789-x ,", min_size=1).map(str.strip).filter(
                   lambda t: not t.replace("-", "").isdigit() or t.startswith("-")
                   or "--" in t or t.endswith("-")),
                         st.just("1-" * 5000 + "1"), st.just(f"{2**41}-1"),

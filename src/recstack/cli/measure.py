@@ -57,8 +57,7 @@ def _settings(min_time: float) -> Any:
     try:
         return TimingSettings(min_seconds=min_time)
     except SpecError as error:
-        raise RecstackError(f"--min-time: {min_time!r} is not allowed; {error.allowed}"
-                            ) from None
+        raise error.for_option("--min-time") from None
 
 
 def _measure(plan: Any, out: str, settings: Any, resume: bool, run_id: str | None,
@@ -170,8 +169,7 @@ def _plan(models: list[str], batch_sizes: str | None, threads: str | None,
     try:
         query = QuerySpec(distribution=distribution, seed=seed)
     except SpecError as error:
-        raise RecstackError(f"--{error.field}: {error.value!r} is not allowed; {error.allowed}"
-                            ) from None
+        raise error.for_option() from None
     return plan_sweep(
         models=models,
         batch_sizes=int_list("--batch-sizes", batch_sizes) if batch_sizes is not None else None,

@@ -45,5 +45,4 @@ def scaled(spec: Any, scale: float | None) -> Any:
     try:
         return spec.scaled(scale)
     except SpecError as error:
-        raise RecstackError(f"--scale: {shown(scale)} is not allowed; {error.allowed}"
-                            ) from None
+        raise error.for_option("--scale") from None

@@ -174,8 +174,7 @@ def locality(
                           zipf_exponent=zipf_exponent, seed=seed)
         generated = generate_batches(spec, query, batch_size, batches)
     except SpecError as error:
-        raise RecstackError(f"--{error.field.replace('_', '-')}: {error.value!r} is not "
-                            f"allowed; {error.allowed}") from None
+        raise error.for_option() from None
     profile = locality_profile(spec, generated, sizes)
     if as_json:
         fmt.print_json(profile.to_dict("records"))
