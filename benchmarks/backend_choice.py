@@ -39,7 +39,7 @@ from recstack.errors import RecstackError
 from recstack.inputs import QuerySpec, generate_batches
 from recstack.platform_info import collect_platform, describe_platform
 from recstack.specs import ZOO_NAMES, zoo_spec
-from recstack.sweep import usable_cores
+from recstack.host import usable_cores
 
 AUTO_CANDIDATES = ("eager", "fused", "static")
 """What auto may pick. compile is measured (``fastest`` records where it would win) but not a

@@ -37,7 +37,8 @@ from recstack.errors import RecstackError
 from recstack.points import BACKENDS
 from recstack.specs import ZOO_NAMES, zoo_spec
 from recstack.store import ResultStore
-from recstack.sweep import DEFAULT_BATCH_SIZES, open_run, plan_sweep, run_sweep, usable_cores
+from recstack.host import usable_cores
+from recstack.sweep import DEFAULT_BATCH_SIZES, open_run, plan_sweep, run_sweep
 
 EFFICIENCY_MODELS = ("rmc1", "rmc2", "rmc3", "wnd")
 EFFICIENCY_TARGET = 0.85
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
              if group_backends for model in models]
     for model, group_backends, sizes in plans:
         plan = plan_sweep([model], sizes, threads=[threads], devices=["cpu"],
-                          backends=group_backends, scale=args.scale,
+                          backends=group_backends, row_scale=args.scale,
                           levels=("timing", "operators"))
         for note in plan.notes:
             print(f"note: {note}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from recstack.batch import Batch
@@ -26,11 +25,3 @@ def outputs(model: object, batches: list[Batch]) -> list[torch.Tensor]:
     """``model`` on each batch, under inference mode as the timed loops run it."""
     with torch.inference_mode():
         return [model(batch) for batch in batches]
-
-
-@pytest.fixture
-def tiny_memory(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Pretend the machine has 1 GB available."""
-    available = 1_000_000_000
-    monkeypatch.setattr("recstack.footprint.available_memory_bytes", lambda: available)
-    return available

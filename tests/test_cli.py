@@ -55,7 +55,7 @@ def test_check_a_deeprecsys_file() -> None:
 
 
 def test_check_json_with_scale() -> None:
-    result = recstack("check", "rmc1", "--scale", "0.5", "--json")
+    result = recstack("check", "rmc1", "--row-scale", "0.5", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["rows"] == [2_000_000] * 8
 
@@ -73,7 +73,8 @@ def test_check_rejects_a_bad_spec(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args, text", [
     (["check", "nosuch.yaml"], "nosuch.yaml: no such spec file"),
     (["check", "rmc5"], "model: 'rmc5' is not allowed; expected one of rmc1"),
-    (["models", "--scale", "0"], "--scale: 0.0 is not allowed; expected a finite number greater"),
+    (["models", "--row-scale", "0"],
+     "--row-scale: 0.0 is not allowed; expected a finite number greater"),
     (["run", "--batch-sizes", "1,x"], "--batch-sizes: '1,x' is not allowed"),
     (["results", "export", "nope", "--store", str(DATA / "missing.duckdb")], "does not exist"),
 ])
@@ -104,8 +105,8 @@ def test_bad_measurement_arguments(args: list[str], text: str) -> None:
 @pytest.mark.slow
 def test_run_results_and_export(tmp_path: Path) -> None:
     store = tmp_path / "results" / "r.duckdb"
-    result = recstack("run", "-m", "rmc1", "-m", "din", "--scale", "0.001", "--batch-sizes",
-                      "1,16", "--threads", "1", "--min-time", "0.05", "--out", str(store))
+    result = recstack("run", "-m", "rmc1", "-m", "din", "--row-scale", "0.001", "--batch-sizes",
+                      "1,16", "--threads", "1", "--min-time", "0.05", "--store", str(store))
     assert result.returncode == 0, result.stderr
     assert "systems level: latency, throughput and deployment choice" in result.stdout
     assert "deployment choice: the best configuration beats the worst by up to" in result.stdout
@@ -134,8 +135,8 @@ def test_run_results_and_export(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_profile_alone_with_traces(tmp_path: Path) -> None:
     store = tmp_path / "p.duckdb"
-    result = recstack("profile", "-m", "dien", "--scale", "0.001", "--batch-sizes", "4",
-                      "--threads", "1", "--trace", "--out", str(store))
+    result = recstack("profile", "-m", "dien", "--row-scale", "0.001", "--batch-sizes", "4",
+                      "--threads", "1", "--trace", "--store", str(store))
     assert result.returncode == 0, result.stderr
     backend = resolve_backend("auto", zoo_spec("dien"), batch_size=4)  # profile's default
     assert f"dien@0.001 b4 cpu t1 {backend} [operators]: operators collected" in result.stdout
@@ -152,8 +153,8 @@ def test_hardware_level_falls_back_to_simulation_and_says_so(tmp_path: Path) -> 
 
     if shutil.which("valgrind") is None or pmu_counts_here():
         pytest.skip("needs valgrind and a machine without hardware counters")
-    result = recstack("hardware", "-m", "ncf", "--scale", "0.001", "--batch-sizes", "2",
-                      "--out", str(tmp_path / "h.duckdb"))
+    result = recstack("hardware", "-m", "ncf", "--row-scale", "0.001", "--batch-sizes", "2",
+                      "--store", str(tmp_path / "h.duckdb"))
     assert result.returncode == 0, result.stderr
     assert "hardware level: simulated (no hardware counters" in result.stdout
     assert "source: simulated (valgrind callgrind, AVX2 code path)" in result.stdout
@@ -167,7 +168,7 @@ def test_unknown_hierarchy_is_a_one_line_error() -> None:
 
 
 def test_locality_command() -> None:
-    result = recstack("locality", "din", "--scale", "0.001", "--batches", "2", "--batch-size",
+    result = recstack("locality", "din", "--row-scale", "0.001", "--batches", "2", "--batch-size",
                       "8", "--distribution", "locality", "--reuse-probability", "0.8",
                       "--cache-sizes", "16KiB,1MiB", "--json")
     assert result.returncode == 0, result.stderr
@@ -197,35 +198,35 @@ def _two_runs(path: Path) -> tuple[str, str]:
 def test_compare_command(tmp_path: Path) -> None:
     store = tmp_path / "r.duckdb"
     a, b = _two_runs(store)
-    result = recstack("compare", a, b, "--out", str(store))
+    result = recstack("compare", a, b, "--store", str(store))
     assert result.returncode == 0, result.stderr
     assert "slower" in result.stdout and "1 of 1 matched points differ" in result.stdout
     assert "1 point(s) in A only: din b1 cpu t1" in result.stdout
     assert "warning: the runs were measured with different timing settings: min_seconds " \
            "1.0 vs 0.5" in result.stdout
-    result = recstack("compare", a, b, "--out", str(store), "--json")
+    result = recstack("compare", a, b, "--store", str(store), "--json")
     assert result.returncode == 0, result.stderr
     points = json.loads(result.stdout)["points"]
-    assert [p["change"] for p in points] == ["slower", "-"]
+    assert [p["change"] for p in points] == ["slower", "n/a"]
     assert "warning: the runs were measured with different" in result.stderr
-    assert_one_line_error(recstack("compare", a, "nope", "--out", str(store)),
+    assert_one_line_error(recstack("compare", a, "nope", "--store", str(store)),
                           "run: 'nope' is not in")
 
 
 def test_report_command(tmp_path: Path) -> None:
     store = tmp_path / "r.duckdb"
     a, _ = _two_runs(store)
-    result = recstack("report", "--out", str(store), "--run", a, "--html",
+    result = recstack("report", "--store", str(store), "--run", a, "--html",
                       str(tmp_path / "page.html"), "--markdown", str(tmp_path / "page.md"))
     assert result.returncode == 0, result.stderr
     assert f"report: {tmp_path / 'page.html'}" in result.stdout
     page = (tmp_path / "page.html").read_text()
     assert "machine &lt;A&gt;" in page and "not measured in this run" in page
-    result = recstack("report", "--out", str(store))  # the latest run, at the default place
+    result = recstack("report", "--store", str(store))  # the latest run, at the default place
     assert result.returncode == 0, result.stderr
     written = sorted(path.name for path in (tmp_path / "reports").iterdir())
     # The page, the summary and the summary's figures folder.
     kinds = sorted(Path(name).suffix or name.rsplit("_", 1)[-1] for name in written)
     assert kinds == [".html", ".md", "figures"]
-    assert_one_line_error(recstack("report", "--out", str(store), "--run", "nope"),
+    assert_one_line_error(recstack("report", "--store", str(store), "--run", "nope"),
                           "--run: 'nope' is not in")

@@ -1,11 +1,13 @@
-"""Footprints checked against values computed by hand, and the memory refusal."""
+"""Footprints checked against values computed by hand, tables scaled to a budget, and the
+memory refusal of a build."""
 
 from __future__ import annotations
 
 import pytest
 
+from recstack.admission import require_memory, scale_that_fits
 from recstack.errors import RecstackError
-from recstack.footprint import footprint, require_memory, scale_that_fits
+from recstack.footprint import footprint, round_down, row_scale_for_budget
 from recstack.specs import spec_from_config, zoo_spec
 
 
@@ -87,7 +89,7 @@ def test_refusal_names_estimate_and_the_scale_that_fits() -> None:
     # 4.096 GB of parameters, 1.2x to build; (2.4 GB / 1.2 - dense) / 4.096 GB = 0.488...
     assert "needs about 4.92 GB to build (4.10 GB of parameters)" in text
     assert "2.40 GB is available" in text
-    assert "use --scale 0.48 or smaller" in text
+    assert "use --row-scale 0.48 or smaller" in text
     require_memory(spec.scaled(0.48), available_bytes=2_400_000_000)  # and that one fits
 
 
@@ -95,3 +97,33 @@ def test_scale_that_fits() -> None:
     assert scale_that_fits(zoo_spec("ncf"), 10**12) == 1.0
     assert scale_that_fits(zoo_spec("rmc3"), 100) is None
     assert scale_that_fits(zoo_spec("rmc1"), 50_000_000) == pytest.approx(0.01, abs=0.0011)
+
+
+def test_row_scale_for_budget() -> None:
+    spec = zoo_spec("rmc1")  # 4.096 GB of tables
+    assert row_scale_for_budget(spec, 10**12) == 1.0
+    assert row_scale_for_budget(spec, 2_000_000_000) == 0.48  # 0.488..., rounded down
+    assert row_scale_for_budget(spec, 2_000_000_000, significant=3) == 0.488
+    assert row_scale_for_budget(spec, 0) is None
+    assert row_scale_for_budget(spec, -5.0) is None
+    for budget in (10**6, 5 * 10**7, 2 * 10**9):
+        scale = row_scale_for_budget(spec, budget)
+        assert footprint(spec.scaled(scale)).embedding_bytes <= budget
+
+
+def test_row_scale_for_budget_checks_the_rounded_rows() -> None:
+    # Each table keeps at least one row: 4 tables of 8 floats need 128 bytes at any scale.
+    spec = spec_from_config({"model_type": "dlrm", "arch_mlp_bot": "4-8", "arch_mlp_top": "1",
+                             "arch_embedding_size": "1000-1000-10-10",
+                             "arch_sparse_feature_size": 8})
+    assert row_scale_for_budget(spec, 127) is None
+    scale = row_scale_for_budget(spec, 2_000)
+    assert scale is not None
+    assert footprint(spec.scaled(scale)).embedding_bytes <= 2_000
+
+
+def test_round_down() -> None:
+    assert round_down(0.4882) == 0.48
+    assert round_down(0.4882, significant=3) == 0.488
+    assert round_down(123.9) == 120
+

@@ -40,7 +40,12 @@ def test_every_backend_is_a_point_and_auto_names_the_one_that_runs() -> None:
     assert set(BACKENDS) == {"eager", "fused", "compile", "static"} and "auto" in BACKEND_CHOICES
     keys = {Point(spec, 4, backend=backend).key() for backend in BACKENDS}
     assert len(keys) == len(BACKENDS)
-    auto = Point(spec, 4, backend="auto")
+    from recstack.sweep import plan_specs
+
+    # A point is a value: auto is resolved while planning, never when a point is made.
+    with pytest.raises(SpecError, match="^backend: 'auto'"):
+        Point(spec, 4, backend="auto")
+    auto = plan_specs([spec], [4], [1], ["cpu"], ["auto"]).points[0]
     chosen = resolve_backend("auto", spec, batch_size=4)
     assert auto.backend == chosen and auto.label.endswith(f" {chosen}")
     assert auto.key() == Point(spec, 4, backend=chosen).key()

@@ -50,7 +50,11 @@ def test_yaml_with_lists_equals_the_json() -> None:
 def test_deeprecsys_din_user_behavior_tables_is_the_sequence_length() -> None:
     spec = load_spec_file(DATA / "deeprecsys_din.json")
     assert spec.sequence_length == 250
-    assert spec.bottom_mlp == (1,)  # the attention unit's hidden width, as DeepRecSys had it
+    # DeepRecSys put the attention unit's hidden width in arch_mlp_bot; DIN has no bottom MLP.
+    assert spec.attention_mlp == (1,)
+    assert spec.bottom_mlp == ()
+    assert spec.to_config()["arch_mlp_att"] == "1"
+    assert "arch_mlp_bot" not in spec.to_config()
 
 
 def test_deeprecsys_ncf_keeps_the_unused_bottom_mlp_and_says_so() -> None:
@@ -64,7 +68,32 @@ def test_dien_defaults_follow_the_deeprecsys_layout() -> None:
     spec = spec_from_config(config)
     assert spec.sequence_length == 40  # one behaviour table per step
     assert spec.gru_hidden_size == 32  # the original DIEN: GRU as wide as the embedding
-    assert spec.bottom_mlp == (80, 40)
+    assert spec.attention_mlp == (80, 40)
+    assert spec.bottom_mlp == ()
+
+
+def test_attention_widths_have_their_own_key() -> None:
+    din = {"model_type": "din", "arch_mlp_top": "8-2", "arch_embedding_size": "10-10-10-10",
+           "arch_sparse_feature_size": 4}
+    own = spec_from_config({**din, "arch_mlp_att": "16-8"})
+    assert own.attention_mlp == (16, 8) and own.bottom_mlp == ()
+    assert spec_from_config(own.to_config()) == own
+    deeprecsys = spec_from_config({**din, "arch_mlp_bot": "16-8"})
+    assert deeprecsys == own
+    assert spec_from_config({**din, "arch_mlp_bot": "16-8", "arch_mlp_att": "16-8"}) == own
+    with pytest.raises(SpecError, match="arch_mlp_att: '16-4' is not allowed; must equal "
+                                        "arch_mlp_bot"):
+        spec_from_config({**din, "arch_mlp_bot": "16-8", "arch_mlp_att": "16-4"})
+    with pytest.raises(SpecError, match="arch_mlp_att: '0-8' is not allowed"):
+        spec_from_config({**din, "arch_mlp_att": "0-8"})
+    with pytest.raises(SpecError, match="arch_mlp_bot: '16' is not allowed; din has no bottom "
+                                        "MLP"):
+        dataclasses.replace(own, bottom_mlp=(16,))
+    with pytest.raises(SpecError, match="arch_mlp_att: None is not allowed; din needs"):
+        dataclasses.replace(own, attention_mlp=())
+    rmc1 = spec_from_config(rmc1_config(arch_mlp_att="8"))
+    assert rmc1.unused_keys() == ("arch_mlp_att",)
+    assert zoo_spec("din").attention_mlp == zoo_spec("dien").attention_mlp == (80, 40)
 
 
 def test_mtwnd_defaults_to_two_tasks() -> None:

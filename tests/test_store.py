@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,15 +11,21 @@ import pandas as pd
 import pytest
 
 from recstack.errors import RecstackError, StoreError
+from recstack.records import Run
 from recstack.store import ResultStore
-from recstack.store_schema import RUN_STATE_COLUMNS
+from tests import fill
+
+RUN_STATE_COLUMNS = [c.name for c in fields(Run)
+                     if Run.__dataclass_fields__[c.name].metadata["recstack.column"][3] == 10]
 
 
-def point_row(key: str, status: str = "ok") -> dict[str, object]:
-    now = datetime.now(timezone.utc)
-    return {"point_key": key, "label": key, "model": "m", "model_type": "dlrm",
-            "batch_size": 1, "device": "cpu", "threads": 1, "backend": "eager",
-            "status": status, "started_at": now, "finished_at": now}
+def point_row(key: str, status: str = "ok", **values: object) -> fill.PointRow:
+    return fill.point(label=key, model="m", model_type="dlrm", batch_size=1, device="cpu",
+                      threads=1, backend="eager", status=status, **values)
+
+
+BUILD = dict(build_seconds=0.1, peak_memory_growth_bytes=1, input_bytes_per_batch=1,
+             distinct_batches=1, threads_used=1, device_name="cpu", warmup_iterations=1)
 
 
 def samples(n: int) -> pd.DataFrame:
@@ -33,8 +40,9 @@ def store(tmp_path: Path) -> ResultStore:
 
 def test_a_run_with_points(store: ResultStore) -> None:
     run_id = store.create_run("recstack test", {"min_seconds": 1.0}, {"cpu": "x"}, "pid", "x")
-    store.record_point(run_id, point_row("a"), samples(5), {"iterations": 5, "median_ms": 1.0})
-    store.record_point(run_id, point_row("b", "failed") | {"error": "boom"})
+    store.record_point(run_id, "a", point_row("a"),
+                       fill.timing(samples(5), iterations=5, median_ms=1.0))
+    store.record_point(run_id, "b", point_row("b", "failed", error="boom"))
     assert store.finished_point_keys(run_id) == {"a"}
     assert store.latest_run_id() == run_id
     runs = store.runs()
@@ -44,9 +52,9 @@ def test_a_run_with_points(store: ResultStore) -> None:
 
 def test_rewriting_a_point_replaces_it(store: ResultStore) -> None:
     run_id = store.create_run("t", {}, {}, "pid", "x")
-    store.record_point(run_id, point_row("a", "failed"))
-    store.record_point(run_id, point_row("a"), samples(3), {"iterations": 3})
-    store.record_point(run_id, point_row("a"), samples(4), {"iterations": 4})
+    store.record_point(run_id, "a", point_row("a", "failed"))
+    store.record_point(run_id, "a", point_row("a"), fill.timing(samples(3), iterations=3))
+    store.record_point(run_id, "a", point_row("a"), fill.timing(samples(4), iterations=4))
     assert store.query("SELECT count(*) AS n FROM points").n[0] == 1
     assert store.query("SELECT count(*) AS n FROM samples").n[0] == 4
 
@@ -54,7 +62,9 @@ def test_rewriting_a_point_replaces_it(store: ResultStore) -> None:
 def test_a_failed_write_leaves_nothing_half_written(store: ResultStore) -> None:
     run_id = store.create_run("t", {}, {}, "pid", "x")
     with pytest.raises(duckdb.Error):
-        store.record_point(run_id, point_row("a"), samples(3), {"no_such_column": 1})
+        # The points row and the samples go in; the statistics do not convert.
+        store.record_point(run_id, "a", point_row("a"),
+                           fill.timing(samples(3), iterations="three"))
     assert store.query("SELECT count(*) AS n FROM points").n[0] == 0
     assert store.query("SELECT count(*) AS n FROM samples").n[0] == 0
 
@@ -62,7 +72,7 @@ def test_a_failed_write_leaves_nothing_half_written(store: ResultStore) -> None:
 @pytest.mark.parametrize("file_format", ["parquet", "csv"])
 def test_export(store: ResultStore, tmp_path: Path, file_format: str) -> None:
     run_id = store.create_run("t", {}, {"cpu": "x"}, "pid", "x")
-    store.record_point(run_id, point_row("a"), samples(5), {"iterations": 5})
+    store.record_point(run_id, "a", point_row("a"), fill.timing(samples(5), iterations=5))
     written = store.export(run_id, tmp_path / "out", file_format)
     assert [p.name for p in written] == [f"{run_id}-{t}.{file_format}" for t in
                                          ("platforms", "runs", "points", "samples", "timing",
@@ -89,12 +99,14 @@ def test_a_file_of_another_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> None:
-    from recstack.store import SCHEMA_VERSION
+    from recstack.records import SCHEMA
+
+    SCHEMA_VERSION = SCHEMA.version
 
     path = tmp_path / "old.duckdb"
     old = ResultStore(path)
     run_id = old.create_run("test", {}, {}, "p1", "platform")
-    old.record_point(run_id, point_row("a"))
+    old.record_point(run_id, "a", point_row("a"))
     with duckdb.connect(str(path)) as db:  # as version 4 wrote it: five migrations to go
         db.execute("ALTER TABLE points DROP COLUMN compile_seconds")
         db.execute("ALTER TABLE profiles DROP COLUMN profiler_outside_us")
@@ -113,6 +125,8 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
                    "PRIMARY KEY (platform_id, threads, kind, shape))")
         db.execute("INSERT INTO ceilings VALUES ('p1', 1, 'dispatch', 'add', 2.0, 'us', 2.0, "
                    "2.0, 3, '[]', TIMESTAMPTZ '2026-11-20 10:00:00+00', 't', 't')")
+        db.execute("ALTER TABLE points DROP COLUMN method_version")
+        db.execute("ALTER TABLE points RENAME COLUMN level TO collector")
         db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     # Reading upgrades it; what was recorded stays, the new column is empty (not zero).
     query = "SELECT point_key, compile_seconds FROM points WHERE run_id = ? ORDER BY point_key"
@@ -128,14 +142,15 @@ def test_a_store_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> Non
     assert runs.state.isna().all() and runs.planned_points.isna().all()
     ceilings = ResultStore(path).load_ceilings()
     assert list(ceilings.set_id) == ["stored-20261120T100000Z"] and ceilings.value.item() == 2.0
-    ResultStore(path).record_point(run_id, {**point_row("b"), "compile_seconds": 12.5})
+    ResultStore(path).record_point(run_id, "b", point_row("b"), fill.TimingRecord(
+        samples(1), fill.stats(iterations=1), fill.Build(**BUILD, compile_seconds=12.5)))
     points = ResultStore(path).query(query, [run_id]).set_index("point_key")
     assert points.compile_seconds["b"] == 12.5
 
 
 def test_ceiling_sets_are_kept_the_newest_loaded(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from recstack import store as store_module
+    from recstack.store import results as store_module
 
     store = ResultStore(tmp_path / "c.duckdb")
     day = datetime(2026, 11, 25, tzinfo=timezone.utc)
@@ -174,7 +189,7 @@ def test_a_writer_waits_for_a_reader_to_let_go(store: ResultStore) -> None:
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "open"
     start = time.monotonic()
-    store.record_point(run_id, point_row("a"), samples(2), {"iterations": 2})
+    store.record_point(run_id, "a", point_row("a"), fill.timing(samples(2), iterations=2))
     holder.wait()
     assert time.monotonic() - start > 0.5  # it waited rather than failing
     assert store.finished_point_keys(run_id) == {"a"}
@@ -233,7 +248,7 @@ def test_a_store_under_a_file_or_named_like_a_folder(tmp_path: Path) -> None:
 
 _FILL_UNTIL_THE_LIMIT = """
 import resource, signal, sys
-from tests.test_store import point_row, samples
+from tests.test_store import fill, point_row, samples
 from recstack.errors import StoreError
 from recstack.store import ResultStore
 
@@ -245,7 +260,8 @@ size = store.path.stat().st_size
 resource.setrlimit(resource.RLIMIT_FSIZE, (size + 300_000, size + 300_000))
 for index in range(1000):
     try:
-        store.record_point(run_id, point_row(f"p{index}"), samples(20_000), {"iterations": 1})
+        store.record_point(run_id, f"p{index}", point_row(f"p{index}"),
+                           fill.timing(samples(20_000), iterations=1))
     except StoreError as error:
         print(index, error)
         break
@@ -281,7 +297,7 @@ def test_run_states_are_recorded(store: ResultStore) -> None:
 
     run_id = store.create_run("t", {}, {}, "pid", "x")
     store.start_run_pass(run_id, 3)
-    store.record_point(run_id, point_row("a"))
+    store.record_point(run_id, "a", point_row("a"))
     store.mark_in_flight(run_id, "rmc1 b4 cpu t1 eager")
     run = runs_with_status(store.runs()).iloc[0]
     assert run.state == "running" and run.planned_points == 3
@@ -291,8 +307,8 @@ def test_run_states_are_recorded(store: ResultStore) -> None:
     assert run.status == ("interrupted after 1 of 3 points; in flight: rmc1 b4 cpu t1 eager; "
                           "--resume continues it") and not run.complete
     store.start_run_pass(run_id, 3)
-    store.record_point(run_id, point_row("b"))
-    store.record_point(run_id, point_row("c", "failed"))
+    store.record_point(run_id, "b", point_row("b"))
+    store.record_point(run_id, "c", point_row("c", "failed"))
     store.end_run(run_id, "complete")
     run = runs_with_status(store.runs()).iloc[0]
     assert run.status == "complete: 3 of 3 points, 1 failed" and run.complete

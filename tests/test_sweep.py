@@ -13,7 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from recstack.collect.timing import TimingResult, TimingSettings, measure_point
+from recstack.collect.timing import TimingSettings, collect_timing
+from recstack.executors import LocalExecutor
 from recstack.errors import RecstackError
 from recstack.points import Point
 from recstack.store import ResultStore
@@ -31,7 +32,7 @@ def new_run(store: ResultStore) -> str:
 
 @pytest.mark.slow
 def test_sweep_writes_points_samples_stats_and_platform(tmp_path: Path) -> None:
-    plan = plan_sweep(["rmc1", "dien"], [1, 8, 32], [1, 2], ["cpu"], scale=0.0005)
+    plan = plan_sweep(["rmc1", "dien"], [1, 8, 32], [1, 2], ["cpu"], row_scale=0.0005)
     assert len(plan.points) == 2 * 3 * 2
     store = ResultStore(tmp_path / "r.duckdb")
     run_id = new_run(store)
@@ -68,7 +69,7 @@ def test_sweep_writes_points_samples_stats_and_platform(tmp_path: Path) -> None:
 
 
 def test_resuming_skips_finished_points(tmp_path: Path) -> None:
-    plan = plan_sweep(["ncf"], [1, 4], [1], ["cpu"], scale=0.001)
+    plan = plan_sweep(["ncf"], [1, 4], [1], ["cpu"], row_scale=0.001)
     store = ResultStore(tmp_path / "r.duckdb")
     run_id = new_run(store)
     first = run_sweep(plan, store, run_id, QUICK)
@@ -76,18 +77,19 @@ def test_resuming_skips_finished_points(tmp_path: Path) -> None:
     assert (first.measured, again.measured, again.skipped) == (2, 0, 2)
 
 
-def crash_on_batch_4(point: Point, settings: TimingSettings) -> TimingResult:
+def crash_on_batch_4(point: Point, settings: TimingSettings, options: object) -> object:
     """A collector whose worker dies (as under the OOM killer) on one point."""
     if point.batch_size == 4:
         os.kill(os.getpid(), signal.SIGKILL)
-    return measure_point(point, settings)
+    return collect_timing(point, settings, options)
 
 
 def test_a_crashing_point_is_stored_as_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    plan = plan_sweep(["ncf"], [1, 4, 16], [1], ["cpu"], scale=0.001)
+    plan = plan_sweep(["ncf"], [1, 4, 16], [1], ["cpu"], row_scale=0.001)
     store = ResultStore(tmp_path / "r.duckdb")
     run_id = new_run(store)
-    outcome = run_sweep(plan, store, run_id, QUICK, collector=crash_on_batch_4)
+    outcome = run_sweep(plan, store, run_id, QUICK,
+                        executor=LocalExecutor(collector=crash_on_batch_4))
     assert outcome.measured == 2
     assert [label for label, _ in outcome.failed] == ["ncf@0.001 b4 cpu t1 eager"]
     points = store.query("SELECT batch_size, status, error FROM points ORDER BY batch_size")
@@ -114,8 +116,8 @@ def _count_finished(path: Path) -> int:
 def test_sigkill_loses_no_finished_point_and_resume_completes(tmp_path: Path) -> None:
     store_path = tmp_path / "killed.duckdb"
     command = [sys.executable, "-m", "recstack", "sweep", "-m", "ncf", "-m", "rmc3",
-               "--scale", "0.0005", "--batch-sizes", "1,2,4,8", "--threads", "1",
-               "--min-time", "0.05", "--out", str(store_path)]
+               "--row-scale", "0.0005", "--batch-sizes", "1,2,4,8", "--threads", "1",
+               "--min-time", "0.05", "--store", str(store_path)]
     sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while _count_finished(store_path) < 3:
@@ -151,7 +153,7 @@ def test_an_interrupted_sweep_records_where_it_stopped(tmp_path: Path) -> None:
     from recstack.analysis.runs import runs_with_status
     from recstack.errors import Interrupted
 
-    plan = plan_sweep(["ncf"], [1, 4, 16], [1], ["cpu"], scale=0.001)
+    plan = plan_sweep(["ncf"], [1, 4, 16], [1], ["cpu"], row_scale=0.001)
     store = ResultStore(tmp_path / "r.duckdb")
     run_id = new_run(store)
 
@@ -172,7 +174,7 @@ def test_a_store_write_failing_mid_sweep_stops_it_in_one_error(
     from recstack.analysis.runs import runs_with_status
     from recstack.errors import StoreError
 
-    plan = plan_sweep(["ncf"], [1, 4], [1], ["cpu"], scale=0.001)
+    plan = plan_sweep(["ncf"], [1, 4], [1], ["cpu"], row_scale=0.001)
     store = ResultStore(tmp_path / "r.duckdb")
     run_id = new_run(store)
 
@@ -231,7 +233,7 @@ def test_default_batch_sizes_that_cannot_fit_are_left_out_and_asked_ones_refused
 def test_sweep_file(tmp_path: Path) -> None:
     path = tmp_path / "sweep.yaml"
     path.write_text("models: [rmc1, din]\nbatch_sizes: [1, 64]\nthreads: [1]\n"
-                    "devices: [cpu]\nscale: 0.01\nquery: {distribution: zipf}\n")
+                    "devices: [cpu]\nrow_scale: 0.01\nquery: {distribution: zipf}\n")
     options = load_sweep_file(path)
     plan = plan_sweep(**options)
     assert len(plan.points) == 4
@@ -266,7 +268,7 @@ def test_busy_machine_note_only_when_other_work_takes_the_cores_threads_need(
     spec = zoo_spec("rmc1").scaled(1e-4)
     two = SweepPlan(points=(Point(spec=spec, batch_size=1, threads=2),))
     one = SweepPlan(points=(Point(spec=spec, batch_size=1, threads=1),))
-    monkeypatch.setattr("recstack.sweep.usable_cores", lambda: 2)
+    monkeypatch.setattr("recstack.sweep.plan.usable_cores", lambda: 2)
     monkeypatch.setattr("os.getloadavg", lambda: (1.5, 1.0, 1.0))
     note = busy_machine_note(two)
     assert note is not None and "load average 1.5 on 2 usable cores" in note
@@ -279,9 +281,9 @@ def test_busy_machine_note_only_when_other_work_takes_the_cores_threads_need(
 def test_hardware_points_run_eager_once_whatever_the_backends() -> None:
     from recstack.sweep import plan_sweep
 
-    plan = plan_sweep(["rmc1"], [1], [1], ["cpu"], ["eager", "fused"], scale=1e-4,
+    plan = plan_sweep(["rmc1"], [1], [1], ["cpu"], ["eager", "fused"], row_scale=1e-4,
                       levels=["timing", "hardware"], hardware_mode="simulated")
-    hardware = [p for p in plan.points if p.collector == "hardware"]
+    hardware = [p for p in plan.points if p.level == "hardware"]
     assert len(hardware) == 1 and hardware[0].backend == "eager"
-    assert sorted(p.backend for p in plan.points if p.collector == "timing") == ["eager",
+    assert sorted(p.backend for p in plan.points if p.level == "timing") == ["eager",
                                                                                "fused"]

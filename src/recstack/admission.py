@@ -4,15 +4,16 @@ A point holds its model (the tables and dense layers, built at up to
 ``footprint.BUILD_MEMORY_FACTOR`` times the parameters), its query batches (the distinct
 batches the timing loop cycles, plus one more while each is assembled from its per-table
 draws, and one copy of the ids that a fused forward shifts), the activations of a forward
-pass (every stage's inputs and outputs as ``footprint.stage_work`` counts them, all taken as
+pass (every stage's inputs and outputs as ``batch_work.stage_work`` counts them, all taken as
 alive at once, times :data:`ACTIVATION_FACTOR` for the element-wise results between them)
-and the worker's interpreter. Measured peaks (VmHWM of a worker, scale 0.001, one thread,
-AMD EPYC VM) stayed under the estimate: RMC1 at batch 250,000 3.2 GB (fused) and 4.5 GB
+and the worker's interpreter. Measured peaks (VmHWM of a worker, scale 0.001, one thread)
+stayed under the estimate: RMC1 at batch 250,000 3.2 GB (fused) and 4.5 GB
 (static) against 7.9; DIN at 4,096 2.2 GB (static) against 3.9; DIEN at 4,096 1.8 GB
 (static, whose memory planner keeps every step's intermediates) against 2.3. The plan
 checks every point against the memory available less :func:`memory_margin`, before anything
 runs; the worker checks its point again before it builds anything (memory may have gone to
-something else since).
+something else since). Building a model checks the model alone (:func:`require_memory`),
+whoever builds it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from recstack import footprint as sizes
+from recstack.batch_work import stage_work
 from recstack.errors import RecstackError
 from recstack.layout import table_layout
 from recstack.specs import ModelSpec
@@ -41,6 +43,43 @@ LOCALITY_BYTES_PER_ACCESS = 64
 """Working memory of the locality analysis per access (ids, sort keys, stack distances)."""
 
 
+def available_memory_bytes() -> int:
+    """Memory the OS can give this process now without swapping."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def scale_that_fits(spec: ModelSpec, available_bytes: int) -> float | None:
+    """The largest ``row_scale`` (2 significant digits, rounded down) whose build fits in
+    ``available_bytes``.
+
+    None when even the dense part alone does not fit.
+    """
+    dense = sizes.footprint(spec.scaled(1.0)).dense_bytes
+    return sizes.row_scale_for_budget(spec, available_bytes / sizes.BUILD_MEMORY_FACTOR - dense)
+
+
+def require_memory(spec: ModelSpec, available_bytes: int | None = None) -> None:
+    """Refuses, before allocation, a spec whose build would not fit in memory.
+
+    The error gives the estimate, what is available and the ``--row-scale`` that would fit.
+    """
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    cost = sizes.footprint(spec)
+    need = cost.build_memory_bytes
+    if need <= available:
+        return
+    fits = scale_that_fits(spec, available)
+    advice = (f"use --row-scale {fits:g} or smaller" if fits is not None
+              else "its dense layers alone do not fit")
+    raise RecstackError(
+        f"{spec.name} at row_scale {spec.row_scale:g} needs about {need / 1e9:.2f} GB to build "
+        f"({cost.model_bytes / 1e9:.2f} GB of parameters) but "
+        f"{available / 1e9:.2f} GB is available; {advice}"
+    )
+
+
 def memory_margin(available_bytes: int) -> int:
     """What admission leaves free of ``available_bytes``."""
     return int(max(MARGIN_FRACTION * available_bytes, MARGIN_MIN_BYTES))
@@ -48,7 +87,7 @@ def memory_margin(available_bytes: int) -> int:
 
 def usable_memory(available_bytes: int | None = None) -> int:
     """The memory a point may use: what is available now, less the margin."""
-    available = sizes.available_memory_bytes() if available_bytes is None else available_bytes
+    available = available_memory_bytes() if available_bytes is None else available_bytes
     return max(0, available - memory_margin(available))
 
 
@@ -95,7 +134,7 @@ def point_memory(spec: ModelSpec, batch_size: int, distinct_batches: int = 4,
     per_batch = input_bytes_per_batch(spec, batch_size)
     kept = max(1, min(distinct_batches, max_input_bytes // max(1, per_batch)))
     activations = ACTIVATION_FACTOR * sum(stage.activation_bytes
-                                          for stage in sizes.stage_work(spec, batch_size))
+                                          for stage in stage_work(spec, batch_size))
     return PointMemory(model=sizes.footprint(spec).build_memory_bytes,
                        inputs=(kept + TRANSIENT_BATCHES) * per_batch,
                        activations=int(activations))
@@ -103,7 +142,7 @@ def point_memory(spec: ModelSpec, batch_size: int, distinct_batches: int = 4,
 
 def _advice(spec: ModelSpec, batch_size: int, need: PointMemory) -> str:
     if need.model >= need.inputs + need.activations:
-        return "use a smaller --scale"
+        return "use a smaller --row-scale"
     if spec.sequence_length and spec.model_type in ("din", "dien"):
         return "use smaller --batch-sizes or a shorter sequence_length"
     return "use smaller --batch-sizes"
@@ -115,7 +154,7 @@ def require_point_memory(spec: ModelSpec, batch_size: int, label: str,
     """Refuses, before anything is allocated, a point that would not fit; returns its
     estimate otherwise."""
     need = point_memory(spec, batch_size, distinct_batches, max_input_bytes)
-    available = sizes.available_memory_bytes() if available_bytes is None else available_bytes
+    available = available_memory_bytes() if available_bytes is None else available_bytes
     if need.total > usable_memory(available):
         raise RecstackError(f"{label}: needs about {need.describe()} but only "
                             f"{describe_usable(available)} may be used; "

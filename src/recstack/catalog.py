@@ -28,6 +28,7 @@ def model_summary(spec: ModelSpec, available_bytes: int | None = None) -> dict[s
         "sequence_length": layout.sequence_length,
         "dense_features": spec.dense_features,
         "bottom_mlp": list(spec.bottom_mlp),
+        "attention_mlp": list(spec.attention_mlp),
         "top_mlp": list(spec.top_mlp),
         "task_mlp": list(spec.task_mlp),
         "num_tasks": spec.num_tasks,

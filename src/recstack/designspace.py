@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from recstack.errors import RecstackError, SpecError
-from recstack.footprint import footprint, round_down
+from recstack.footprint import row_scale_for_budget
 from recstack.limits import SEED_MAX, check_int, check_number, is_number
-from recstack.specs import MODEL_TYPES, ModelSpec, canonical_name, zoo_names, zoo_spec
+from recstack.spec_format import MODEL_TYPES
+from recstack.specs import ModelSpec, canonical_name, zoo_names, zoo_spec
 
 SAMPLERS: tuple[str, ...] = ("lhs", "grid")
 FACTOR_KINDS: tuple[str, ...] = ("ratio", "choice", "delta")
@@ -288,6 +289,7 @@ def apply_factors(base: ModelSpec, draw: Mapping[str, Any], name: str,
     kind = base.model_type
     rows = list(base.table_rows)
     bottom, top, tasks = list(base.bottom_mlp), list(base.top_mlp), list(base.task_mlp)
+    attention = list(base.attention_mlp)
     changes: dict[str, Any] = {"name": name}
 
     if "num_tables" in draw:
@@ -320,7 +322,7 @@ def apply_factors(base: ModelSpec, draw: Mapping[str, Any], name: str,
             hidden = hidden[:max(1, len(hidden) + depth)]
         top = hidden + output
     if kind in ("din", "dien") and "attention_width" in draw:
-        bottom = [_scaled_width(w, draw["attention_width"]) for w in bottom]
+        attention = [_scaled_width(w, draw["attention_width"]) for w in attention]
     interaction = draw.get("interaction", base.interaction)
     if kind == "dlrm" and interaction == "dot":
         bottom[-1] = dim  # the dot interaction needs the bottom MLP to end at the dim
@@ -335,21 +337,16 @@ def apply_factors(base: ModelSpec, draw: Mapping[str, Any], name: str,
         changes["num_tasks"] = int(draw["num_tasks"])
 
     spec = dataclasses.replace(base, table_rows=tuple(rows), bottom_mlp=tuple(bottom),
-                               top_mlp=tuple(top), task_mlp=tuple(tasks), **changes)
+                               top_mlp=tuple(top), task_mlp=tuple(tasks),
+                               attention_mlp=tuple(attention), **changes)
     return _within_budget(spec, embedding_budget_mib)
 
 
 def _within_budget(spec: ModelSpec, budget_mib: float) -> ModelSpec:
     """The spec with ``row_scale`` set so its embedding tables fit the budget."""
-    budget = budget_mib * 2**20
-    scaled = spec.scaled(1.0)
-    # Rows are rounded per table (and never below one), so the first guess can overshoot.
-    for _ in range(8):
-        size = footprint(scaled).embedding_bytes
-        if size <= budget:
-            return scaled
-        scaled = spec.scaled(round_down(scaled.row_scale * budget / size * 0.999,
-                                        significant=3))
+    scale = row_scale_for_budget(spec, budget_mib * 2**20, significant=3)
+    if scale is not None:
+        return spec.scaled(scale)
     raise SpecError("embedding_budget_mib", budget_mib,
                     f"{spec.name}: cannot fit its tables at one row each; raise the budget")
 

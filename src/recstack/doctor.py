@@ -86,7 +86,7 @@ def probe_paranoid() -> Capability:
 
 def probe_pmu() -> Capability:
     """Do hardware counters actually count? ``perf stat -e cycles,instructions true``."""
-    from recstack.collect.perfstat import pmu_available
+    from recstack.collect.perf_parse import pmu_available
 
     if shutil.which("perf") is None:
         return Capability("hardware counters (PMU)", False, "perf is not installed",
@@ -132,21 +132,32 @@ def probe_toplev() -> Capability:
 
 
 def probe_valgrind() -> Capability:
-    if shutil.which("valgrind") is None:
+    """Can the hardware level be simulated: valgrind runs, its callgrind.h is where the
+    helper's build finds it, and there is a C compiler (the probe the simulation uses)."""
+    from recstack.collect import valgrind_probe
+    from recstack.collect.native import find_compiler
+    from recstack.errors import RecstackError
+
+    found = valgrind_probe.probe_valgrind()
+    if found.path is None:
         return Capability("valgrind", False, "valgrind is not installed",
                           "no simulated counters: the hardware level cannot run without a PMU",
-                          "apt-get install valgrind")
-    result = _run(["valgrind", "--version"])
-    version = result[1].strip() if result else "valgrind"
-    header = Path("/usr/include/valgrind/callgrind.h").is_file()
-    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not header or compiler is None:
-        missing = "callgrind.h" if not header else "a C compiler"
-        return Capability("valgrind", False, f"{version}, but {missing} is missing",
+                          valgrind_probe.INSTALL_HINT)
+    if not found.runs:
+        return Capability("valgrind", False, found.problem or "valgrind does not run",
+                          "no simulated counters: the hardware level cannot run without a PMU",
+                          valgrind_probe.INSTALL_HINT)
+    try:
+        compiler = find_compiler("CC", ("cc", "gcc", "clang"), "C", "simulation")[0]
+    except RecstackError:
+        compiler = None
+    if found.header is None or compiler is None:
+        missing = "callgrind.h" if found.header is None else "a C compiler"
+        return Capability("valgrind", False, f"{found.version}, but {missing} is missing",
                           "simulation needs a small compiled helper to start and stop "
                           "collection around the forward passes",
                           "apt-get install valgrind gcc")
-    return Capability("valgrind", True, f"{version} (callgrind.h, {Path(compiler).name})",
+    return Capability("valgrind", True, f"{found.version} (callgrind.h, {Path(compiler).name})",
                       "simulated caches and branches (AVX2 code path under valgrind)")
 
 

@@ -62,7 +62,7 @@ def _mlp_layers(spec: ModelSpec) -> list[int]:
     elif kind == "mtwnd":
         layers += spec.num_tasks * [*spec.task_mlp, 1]
     elif kind in ("din", "dien"):
-        layers += [*spec.bottom_mlp, 1]  # the attention unit's MLP
+        layers += [*spec.attention_mlp, 1]  # the attention unit's MLP
     return layers
 
 
@@ -95,7 +95,7 @@ def spec_features(spec: ModelSpec) -> dict[str, Any]:
         "mlp_depth": len(layers),
         "widest_layer": max(layers),
         "has_attention": int(attention),
-        "attention_width": sum(spec.bottom_mlp) if attention else 0,
+        "attention_width": sum(spec.attention_mlp) if attention else 0,
         "has_recurrence": int(recurrence),
         "recurrence_length": sequence if recurrence else 0,
         "sequence_length": sequence,

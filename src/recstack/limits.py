@@ -55,7 +55,7 @@ def check_number(field: str, value: Any, low: float, high: float,
     return float(value)
 
 
-def check_scale(scale: object, option: str = "--scale") -> None:
+def check_scale(scale: object, option: str = "--row-scale") -> None:
     """A row scale must be a finite number greater than 0 (how large it may be is the
     spec's and memory's question); None is no scale."""
     if scale is not None and (not is_number(scale) or not math.isfinite(scale)

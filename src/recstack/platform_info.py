@@ -6,10 +6,9 @@ fail over a missing ``/proc`` file, a sandboxed ``sysctl`` or an absent ``nvidia
 :func:`platform_id` digests the fields that identify hardware and software stack;
 :func:`describe_platform` writes one line for people.
 
-The parsers (:func:`parse_cpuinfo`, :func:`parse_size`, :func:`parse_cpu_list`,
-:func:`parse_torch_config`, :func:`parse_sysctl_caches`, :func:`read_caches`) are pure so
-tests can feed them recorded text; unlike :func:`collect_platform` they may raise
-``ValueError`` on malformed input.
+What the text of ``/proc/cpuinfo``, ``sysctl`` and torch's build settings means is read by
+the pure parsers of :mod:`recstack.platform_parsers`; the cores this process may use and
+cpu0's caches come from :mod:`recstack.host`, which other parts of recstack read too.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -27,19 +25,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from recstack.host import CPU0_CACHE, read_caches, usable_cores
+from recstack.platform_parsers import (SYSCTL_CACHES, parse_cpuinfo, parse_darwin_flags,
+                                       parse_sysctl_caches, parse_torch_config)
+
 T = TypeVar("T")
 
 CPUINFO = Path("/proc/cpuinfo")
 SYSFS_CPU = Path("/sys/devices/system/cpu")
 SYSFS_NODE = Path("/sys/devices/system/node")
-CPU0_CACHE = SYSFS_CPU / "cpu0" / "cache"
 CPU0_GOVERNOR = SYSFS_CPU / "cpu0" / "cpufreq" / "scaling_governor"
 
 # External commands can hang on broken drivers or sandboxes; a platform probe must not.
 COMMAND_TIMEOUT_S = 2.0
-
-FLAGS_OF_INTEREST: frozenset[str] = frozenset(
-    {"avx", "avx2", "avx512f", "avx512_bf16", "amx_tile", "fma", "sse4_2", "neon", "asimd"})
 
 # The first six are the ones every OpenMP/BLAS build honours; the others change latency
 # (blocking time, placement) or thread counts of macOS Accelerate.
@@ -48,33 +46,6 @@ THREAD_ENV_VARS: tuple[str, ...] = (
     "GOMP_CPU_AFFINITY", "OMP_PROC_BIND", "OMP_PLACES", "KMP_BLOCKTIME",
     "VECLIB_MAXIMUM_THREADS",
 )
-
-# ARM /proc/cpuinfo usually has no "model name"; these codes name the common server and
-# laptop cores so that the platform is still told apart.
-_ARM_IMPLEMENTERS = {
-    "0x41": "ARM", "0x42": "Broadcom", "0x43": "Cavium", "0x46": "Fujitsu", "0x48": "HiSilicon",
-    "0x4e": "NVIDIA", "0x50": "APM", "0x51": "Qualcomm", "0x61": "Apple", "0xc0": "Ampere",
-}
-_ARM_PARTS = {
-    ("0x41", "0xd03"): "Cortex-A53", ("0x41", "0xd05"): "Cortex-A55",
-    ("0x41", "0xd07"): "Cortex-A57", ("0x41", "0xd08"): "Cortex-A72",
-    ("0x41", "0xd0b"): "Cortex-A76", ("0x41", "0xd0c"): "Neoverse-N1",
-    ("0x41", "0xd40"): "Neoverse-V1", ("0x41", "0xd49"): "Neoverse-N2",
-    ("0x41", "0xd4f"): "Neoverse-V2", ("0xc0", "0xac3"): "Ampere-1",
-}
-
-# macOS x86 spells some features differently from Linux.
-_DARWIN_FLAG_NAMES = {"avx1.0": "avx", "sse4.2": "sse4_2"}
-
-_SYSCTL_CACHES = {
-    "hw.l1dcachesize": (1, "Data"),
-    "hw.l1icachesize": (1, "Instruction"),
-    "hw.l2cachesize": (2, "Unified"),
-    "hw.l3cachesize": (3, "Unified"),
-}
-
-_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_ON = {"ON", "1", "TRUE", "YES"}
 
 KEYS: tuple[str, ...] = (
     "hostname", "os", "kernel", "machine",
@@ -85,164 +56,6 @@ KEYS: tuple[str, ...] = (
     "torch_parallel_info", "torch_cpu_capability", "torch_threads", "torch_interop_threads",
     "thread_env", "gpus", "gpu_driver",
 )
-
-
-# --------------------------------------------------------------------------- pure parsers
-
-
-def parse_size(text: str) -> int:
-    """Bytes in a size: ``"32K"``, ``"1024K"``, ``"32M"``, ``"1G"``, ``"64 KiB"``, ``"65536"``."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:I?B)?\s*", text, flags=re.IGNORECASE)
-    if match is None:
-        raise ValueError(f"not a size: {text!r}")
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
-
-
-def parse_cpu_list(text: str) -> int:
-    """Number of CPUs in a kernel cpu list such as ``"0-3,8-11"`` (8); ``""`` is 0."""
-    count = 0
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        first, sep, last = part.partition("-")
-        if sep:
-            low, high = int(first), int(last)
-            if high < low:
-                raise ValueError(f"not a cpu list: {text!r}")
-            count += high - low + 1
-        else:
-            int(first)
-            count += 1
-    return count
-
-
-def parse_cpuinfo(text: str) -> dict[str, Any]:
-    """Model, vendor, flags of interest, hypervisor flag and socket count from ``/proc/cpuinfo``.
-
-    Returns ``{"model", "vendor", "flags_of_interest", "hypervisor", "sockets", "processors"}``;
-    ``hypervisor`` is ``None`` where the text has no x86 ``flags`` line (ARM has none), and
-    ``flags_of_interest`` is ``None`` where it has neither ``flags`` nor ``Features``.
-    """
-    first: dict[str, str] = {}
-    physical_ids: set[str] = set()
-    processors = 0
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key, value = key.strip(), value.strip()
-        if key == "processor":
-            processors += 1
-        elif key == "physical id":
-            physical_ids.add(value)
-        first.setdefault(key, value)
-
-    implementer = first.get("CPU implementer", "").lower() or None
-    part = first.get("CPU part", "").lower() or None
-    model = next((first[k] for k in ("model name", "Processor", "cpu model", "cpu")
-                  if first.get(k)), None)
-    if model is None and implementer is not None:
-        vendor_name = _ARM_IMPLEMENTERS.get(implementer, implementer)
-        part_name = _ARM_PARTS.get((implementer, part or ""), f"part {part}" if part else None)
-        model = f"{vendor_name} {part_name}" if part_name else vendor_name
-
-    vendor = first.get("vendor_id") or None
-    if vendor is None and implementer is not None:
-        vendor = _ARM_IMPLEMENTERS.get(implementer, implementer)
-
-    x86_flags = first.get("flags")
-    flag_line = x86_flags if x86_flags is not None else first.get("Features")
-    flags = set(flag_line.split()) if flag_line is not None else None
-    return {
-        "model": model,
-        "vendor": vendor,
-        "flags_of_interest": sorted(flags & FLAGS_OF_INTEREST) if flags is not None else None,
-        "hypervisor": ("hypervisor" in flags) if x86_flags is not None and flags is not None
-        else None,
-        "sockets": len(physical_ids) or None,
-        "processors": processors,
-    }
-
-
-def parse_torch_config(text: str) -> dict[str, Any]:
-    """BLAS, LAPACK, oneDNN and OpenMP of a torch build, from ``torch.__config__.show()``.
-
-    Reads ``KEY=value`` settings both from the ``Build settings:`` line and from lines of their
-    own; where a build does not print ``USE_MKLDNN``/``USE_OPENMP`` the banner lines for
-    oneDNN/OpenMP decide. Returns ``{"blas", "lapack", "mkldnn", "openmp", "mkl"}``.
-    """
-    settings: dict[str, str] = {}
-    banner_mkldnn = banner_openmp = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("- "):
-            line = line[2:].strip()
-        if line.startswith("Build settings:"):
-            line = line[len("Build settings:"):]
-        else:
-            banner_mkldnn |= "MKL-DNN" in line or "oneDNN" in line
-            banner_openmp |= line.startswith("OpenMP")
-        for token in line.split(","):
-            match = re.fullmatch(r"\s*([A-Z][A-Z0-9_]*)=(.*)", token)
-            if match:
-                settings.setdefault(match.group(1), match.group(2).strip())
-
-    def flag(key: str, fallback: bool) -> bool:
-        return settings[key].upper() in _ON if key in settings else fallback
-
-    return {
-        "blas": settings.get("BLAS_INFO") or None,
-        "lapack": settings.get("LAPACK_INFO") or None,
-        "mkldnn": flag("USE_MKLDNN", banner_mkldnn),
-        "openmp": flag("USE_OPENMP", banner_openmp),
-        "mkl": flag("USE_MKL", False),
-    }
-
-
-def read_caches(root: Path) -> list[dict[str, Any]]:
-    """cpu0's caches from a sysfs cache directory (``.../cpu0/cache``), in index order.
-
-    An ``index*`` entry whose ``level``, ``type`` or ``size`` is missing or unreadable is
-    skipped (a cache without them cannot be described); a missing ``coherency_line_size``,
-    ``ways_of_associativity`` or ``shared_cpu_list`` leaves that field ``None``.
-    """
-    root = Path(root)
-    try:
-        entries = [p for p in root.iterdir() if re.fullmatch(r"index\d+", p.name)]
-    except OSError:
-        return []
-    caches = []
-    for entry in sorted(entries, key=lambda p: int(p.name[len("index"):])):
-        level = _attempt(lambda: int(_read(entry / "level")))
-        kind = _read(entry / "type")
-        size = _attempt(lambda: parse_size(_read(entry / "size")))
-        if level is None or not kind or size is None:
-            continue
-        caches.append({
-            "level": level,
-            "type": kind,
-            "size_bytes": size,
-            "line_bytes": _attempt(lambda: int(_read(entry / "coherency_line_size"))),
-            "ways": _attempt(lambda: int(_read(entry / "ways_of_associativity"))),
-            "shared_by_cpus": _attempt(lambda: parse_cpu_list(_read(entry / "shared_cpu_list"))),
-        })
-    return caches
-
-
-def parse_sysctl_caches(text: str) -> list[dict[str, Any]]:
-    """Caches from macOS ``sysctl hw.l1dcachesize ... hw.cachelinesize`` (``name: value`` lines)."""
-    values: dict[str, int] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and value.strip().isdigit():
-            values[key.strip()] = int(value.strip())
-    line_bytes = values.get("hw.cachelinesize") or None
-    return [
-        {"level": level, "type": kind, "size_bytes": values[key], "line_bytes": line_bytes,
-         "ways": None, "shared_by_cpus": None}
-        for key, (level, kind) in _SYSCTL_CACHES.items() if values.get(key)
-    ]
 
 
 # --------------------------------------------------------------------------- probes
@@ -317,20 +130,14 @@ def _sysfs_sockets() -> int | None:
 def _darwin_flags() -> list[str] | None:
     x86 = _run(["sysctl", "-n", "machdep.cpu.features", "machdep.cpu.leaf7_features"],
                any_exit_code=True)
-    neon = _run(["sysctl", "-n", "hw.optional.neon"])
-    if x86 is None and neon is None:
-        return None
-    flags = {_DARWIN_FLAG_NAMES.get(f, f) for f in (x86 or "").lower().split()}
-    if neon == "1":
-        flags.add("neon")
-    return sorted(flags & FLAGS_OF_INTEREST)
+    return parse_darwin_flags(x86, _run(["sysctl", "-n", "hw.optional.neon"]))
 
 
 def _caches() -> list[dict[str, Any]]:
     if _is_linux():
         return read_caches(CPU0_CACHE)
     if _is_macos():
-        out = _run(["sysctl", *_SYSCTL_CACHES, "hw.cachelinesize"], any_exit_code=True)
+        out = _run(["sysctl", *SYSCTL_CACHES, "hw.cachelinesize"], any_exit_code=True)
         return parse_sysctl_caches(out) if out else []
     return []
 
@@ -338,11 +145,6 @@ def _caches() -> list[dict[str, Any]]:
 def _virtualization() -> str | None:
     # Exit code 1 with "none" is its answer on bare metal, not a failure.
     return _run(["systemd-detect-virt"], any_exit_code=True)
-
-
-def _usable_cores() -> int | None:
-    getaffinity = getattr(os, "sched_getaffinity", None)
-    return len(getaffinity(0)) if getaffinity is not None else None
 
 
 def _numa_nodes() -> int | None:
@@ -456,7 +258,7 @@ def collect_platform() -> dict[str, Any]:
         "virtualization": _attempt(_virtualization),
         "logical_cores": _attempt(_logical_cores),
         "physical_cores": _attempt(_physical_cores),
-        "usable_cores": _attempt(_usable_cores),
+        "usable_cores": _attempt(usable_cores),
         "sockets": cpu.get("sockets"),
         "numa_nodes": _attempt(_numa_nodes),
         "caches": _attempt(_caches) or [],

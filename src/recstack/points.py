@@ -9,30 +9,30 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from recstack.backends import AUTO, BACKENDS, resolve_backend
+from recstack.backends import AUTO, BACKENDS
 from recstack.errors import SpecError
 from recstack.inputs import QuerySpec
+from recstack.levels import LEVEL_NAMES, LEVELS
 from recstack.limits import INT32_MAX, SEED_MAX, THREADS_MAX, check_int
 from recstack.specs import ModelSpec
 
 # Execution backends a point can run on (see recstack.backends); each gives the same outputs
-# as "eager". BACKEND_CHOICES adds "auto", which a point resolves when it is made.
+# as "eager". BACKEND_CHOICES adds "auto", which planning resolves before a point is made.
 BACKEND_CHOICES: tuple[str, ...] = (*BACKENDS, AUTO)
-__all__ = ["AUTO", "BACKENDS", "BACKEND_CHOICES", "COLLECTORS", "Point"]
-# What a point measures: its collector. Timing and operator profiles of the same configuration
-# are separate points, measured in separate workers: profiled runs never time anything.
-COLLECTORS: tuple[str, ...] = ("timing", "operators", "hardware")
+__all__ = ["BACKEND_CHOICES", "LEVEL_NAMES", "Point"]
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
 class Point:
     """One thing to measure: a model spec at a batch size, on a device, with a number of
-    intra-op threads and an execution backend, fed queries drawn as ``query`` says.
+    intra-op threads and an execution backend, fed queries drawn as ``query`` says, at one
+    level of the stack. A value: making one reads nothing and probes nothing.
 
-    ``backend="auto"`` is replaced, when the point is made, by the backend measured fastest
-    for the model at that batch size (:func:`recstack.backends.resolve_backend`): a point
-    always names the backend that runs, and its key and label say so."""
+    The backend is one that runs (``auto`` is resolved while planning, by
+    :func:`recstack.backends.resolve_backend`): a point's key and label name it. Timing and
+    operator profiles of one configuration are separate points, measured in separate
+    workers: profiled runs never time anything."""
 
     spec: ModelSpec
     batch_size: int
@@ -41,7 +41,7 @@ class Point:
     backend: str = "eager"
     query: QuerySpec = field(default_factory=QuerySpec)
     seed: int = 0
-    collector: str = "timing"
+    level: str = "timing"
 
     def __post_init__(self) -> None:
         check_int("batch_size", self.batch_size, 1, INT32_MAX)
@@ -50,14 +50,13 @@ class Point:
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise SpecError("device", self.device, "expected cpu, cuda or cuda:N")
         if self.backend == AUTO:
-            object.__setattr__(self, "backend", resolve_backend(AUTO, self.spec, self.device,
-                                                                self.batch_size))
+            raise SpecError("backend", self.backend, "a point runs one backend; resolve auto "
+                            "while planning (recstack.backends.resolve_backend)")
         if self.backend not in BACKENDS:
             raise SpecError("backend", self.backend,
                             f"expected one of {', '.join(BACKEND_CHOICES)}")
-        if self.collector not in COLLECTORS:
-            raise SpecError("collector", self.collector,
-                            f"expected one of {', '.join(COLLECTORS)}")
+        if self.level not in LEVELS:
+            raise SpecError("level", self.level, f"expected one of {', '.join(LEVEL_NAMES)}")
 
     def configuration(self) -> dict[str, Any]:
         """What runs (model, inputs, deployment), without what measures it."""
@@ -76,14 +75,20 @@ class Point:
         configuration (its timing and its operator profile)."""
         return _digest(self.configuration())
 
+    @property
+    def method_version(self) -> int:
+        return LEVELS[self.level].method_version
+
     def key(self) -> str:
-        """A stable digest of the configuration and the collector: the point's id in a run."""
-        return _digest({**self.configuration(), "collector": self.collector})
+        """A stable digest of the configuration, the level and its method version: the
+        point's id in a run (a new method measures again what an old one measured)."""
+        return _digest({**self.configuration(), "level": self.level,
+                        "method_version": self.method_version})
 
     @property
     def label(self) -> str:
         scale = "" if self.spec.is_full_size else f"@{self.spec.row_scale:g}"
-        what = "" if self.collector == "timing" else f" [{self.collector}]"
+        what = "" if self.level == "timing" else f" [{self.level}]"
         return (f"{self.spec.name}{scale} b{self.batch_size} {self.device} "
                 f"t{self.threads} {self.backend}{what}")
 

@@ -4,8 +4,8 @@ Static Runtime is PyTorch's C++ inference runtime for TorchScript graphs, built 
 recommendation models served at small batch: it runs a frozen graph's operators from C++
 (most through out-variants that reuse their buffers from call to call) with no Python between
 them. At batch 1 the Python forward spends about 0.7 us per operator call outside the
-operators (argument parsing, dispatch, result wrapping: PyTorch's own cost per call on the
-2-core VM); RMC1's 16 calls then cost a quarter of its latency. The same operators run from
+operators (argument parsing, dispatch, result wrapping: PyTorch's own cost per call); RMC1's
+16 calls then cost a quarter of its latency. The same operators run from
 Static Runtime leave about a sixth of that outside them.
 
 How a model gets there: the fused model (:mod:`recstack.models`, fused layout) is traced on a

@@ -13,7 +13,7 @@ from recstack.inputs import QuerySpec
 from recstack.limits import INT32_MAX, SEED_MAX, THREADS_MAX, check_int, check_scale
 from recstack.text import shown
 
-SWEEP_FILE_KEYS = ("models", "batch_sizes", "threads", "devices", "backends", "levels", "scale",
+SWEEP_FILE_KEYS = ("models", "batch_sizes", "threads", "devices", "backends", "levels", "row_scale",
                    "query", "seed", "oversubscribe")
 
 
@@ -54,9 +54,9 @@ def _sweep_options(data: Any, path: Path) -> dict[str, Any]:
                 raise SpecError(key, value, "expected a list of names")
             else:
                 options[key] = value
-    if "scale" in data:
-        check_scale(data["scale"], f"{path.name}: scale")
-        options["scale"] = data["scale"]
+    if "row_scale" in data:
+        check_scale(data["row_scale"], f"{path.name}: row_scale")
+        options["row_scale"] = data["row_scale"]
     if "seed" in data:
         options["seed"] = check_int("seed", data["seed"], 0, SEED_MAX)
     if "oversubscribe" in data:

@@ -27,6 +27,9 @@ MESSAGE_LIMIT = 600
 """Characters of an error line before it is cut (a 50 MB name stays one readable line)."""
 VALUE_LIMIT = 80
 """Characters of a value quoted inside a message."""
+MISSING = "n/a"
+"""How every table (CLI and report) shows a value not measured or not applicable: never a
+zero, never blank."""
 
 
 def _visible(match: re.Match[str]) -> str:

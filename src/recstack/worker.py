@@ -5,18 +5,34 @@ previous model, and a crash (or the OOM killer) ends only that process. The work
 its parent on Linux, so killing a sweep leaves no orphan measuring in the background. It
 ignores Ctrl-C (which the terminal sends to the whole process group): the parent alone
 decides, kills the worker on its way out, and no worker prints a traceback.
+
+Two ways, one for each kind of child:
+
+- :func:`run_isolated`: a spawned ``multiprocessing`` process that answers through a pipe;
+- a child exec'd under a tool (``perf stat ... -- CHILD``, ``valgrind ... CHILD``), which must
+  be a command line, not a forked interpreter, since the tool starts it:
+  :func:`tool_child_command` builds it (``python -m recstack.worker ENTRY REQUEST STATUS``),
+  :func:`run_under_tool` runs the tool, and the child's entry function (one of
+  :data:`TOOL_CHILD_ENTRIES`) gets the JSON request; what it returns, or its error, comes back
+  in a small JSON status file (:func:`tool_child_outcome`), because the tool owns the
+  child's output.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import multiprocessing
+import os
 import pickle
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 from recstack.errors import RecstackError
 
@@ -141,3 +157,98 @@ def run_isolated(function: Callable[..., Result], *args: object,
     if status == "ok":
         return payload
     raise payload
+
+
+# ---- a child exec'd under a tool ---------------------------------------------------------------
+
+
+class ToolChildEntry(NamedTuple):
+    module: str
+    function: str
+    what: str
+    """Completes "... failed" in the error of an unexpected exception."""
+
+
+TOOL_CHILD_ENTRIES: dict[str, ToolChildEntry] = {
+    "simulated-forwards": ToolChildEntry("recstack.collect.cachesim", "simulated_forwards",
+                                         "the simulated run"),
+    "counted-loop": ToolChildEntry("recstack.collect.perfcounters", "counted_loop",
+                                   "the counted run"),
+}
+"""What a tool's child may run, by name. A fixed table, so that a command line can only start
+code recstack means to run this way; each function takes the request (a JSON object) and
+returns a JSON value."""
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def tool_child_command(entry: str, request: dict[str, Any], status_path: Path | str
+                       ) -> list[str]:
+    """The argv of a child that runs ``entry`` with ``request`` and writes the outcome to
+    ``status_path``; it goes at the end of a tool's own argv."""
+    if entry not in TOOL_CHILD_ENTRIES:
+        raise RecstackError(f"tool child {entry!r} is unknown; expected one of "
+                            f"{', '.join(TOOL_CHILD_ENTRIES)}")
+    return [sys.executable, "-m", "recstack.worker", entry,
+            json.dumps(request, separators=(",", ":")), os.fspath(status_path)]
+
+
+def tool_child_env(**settings: str) -> dict[str, str]:
+    """This process's environment with ``settings``, and this recstack first on the
+    ``PYTHONPATH``, so that the child imports the same recstack, installed or not."""
+    env = dict(os.environ, **settings)
+    existing = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + existing if existing else "")
+    return env
+
+
+def run_under_tool(argv: list[str], *, timeout_s: float, env: dict[str, str],
+                   cwd: Path | str | None = None, what: str = "the tool"
+                   ) -> subprocess.CompletedProcess[str]:
+    """Runs a tool's argv (ending in a :func:`tool_child_command`) to its end, output
+    captured; the tool dies with this process. :class:`WorkerTimedOut` naming ``what`` when
+    it runs past ``timeout_s`` (it is then killed)."""
+    try:
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout_s, check=False, preexec_fn=die_with_parent_hook())
+    except subprocess.TimeoutExpired:
+        raise WorkerTimedOut(f"{what} took longer than {timeout_s:g} s and was killed") from None
+
+
+def tool_child_outcome(status_path: Path | str) -> tuple[bool, Any]:
+    """``(True, what the entry returned)``, or ``(False, None)`` when the child wrote no
+    outcome (it died first, or never started). The child's error is raised here, as a
+    :class:`~recstack.errors.RecstackError`."""
+    try:
+        outcome = json.loads(Path(status_path).read_text())
+    except (OSError, ValueError):
+        return False, None
+    if "error" in outcome:
+        raise RecstackError(outcome["error"])
+    return True, outcome.get("ok")
+
+
+def tool_child_main(argv: list[str]) -> int:
+    """``python -m recstack.worker ENTRY REQUEST STATUS``: runs the entry on the request and
+    writes ``{"ok": result}`` or ``{"error": message}`` to STATUS. Prints nothing; exits 0 when
+    the entry returned, 1 when it failed, 2 when the command line is not one of
+    :func:`tool_child_command`'s."""
+    if len(argv) != 3 or argv[0] not in TOOL_CHILD_ENTRIES:
+        return 2
+    name, request, status = argv
+    die_with_parent()  # under perf the tool is the parent: when it is killed, nothing measures on
+    entry = TOOL_CHILD_ENTRIES[name]
+    try:
+        function = getattr(importlib.import_module(entry.module), entry.function)
+        outcome: dict[str, Any] = {"ok": function(json.loads(request))}
+        code = 0
+    except RecstackError as error:
+        outcome, code = {"error": str(error)}, 1
+    except Exception as error:  # noqa: BLE001 - every failure goes back to the parent
+        outcome, code = {"error": f"{entry.what} failed: {type(error).__name__}: {error}"}, 1
+    Path(status).write_text(json.dumps(outcome))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(tool_child_main(sys.argv[1:]))

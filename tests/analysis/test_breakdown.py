@@ -30,8 +30,8 @@ def profiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd
     point of RMC3 (the profiler-overhead reference)."""
     specs = [zoo_spec("rmc2").scaled(0.05), zoo_spec("rmc3").scaled(0.01),
              zoo_spec("din").scaled(0.001), zoo_spec("dien").scaled(0.001)]
-    points = [Point(spec, 256, threads=2, collector="operators") for spec in specs]
-    points.append(Point(specs[1], 256, threads=2, collector="timing"))
+    points = [Point(spec, 256, threads=2, level="operators") for spec in specs]
+    points.append(Point(specs[1], 256, threads=2, level="timing"))
     store = ResultStore(tmp_path_factory.mktemp("breakdown") / "r.duckdb")
     run_id = store.create_run("test", SETTINGS.to_dict(), {}, "p", "test machine")
     outcome = run_sweep(SweepPlan(points=tuple(points)), store, run_id, SETTINGS)

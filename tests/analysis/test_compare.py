@@ -9,24 +9,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recstack.analysis.compare import (COMPARISON_COLUMNS, compare_runs, run_platforms,
-                                       settings_differences)
+from recstack.analysis.compare import (COMPARISON_COLUMNS, compare_runs, method_differences,
+                                       run_platforms, settings_differences)
 from recstack.collect.timing import timing_stats
 from recstack.errors import RecstackError
+from recstack.records import TimingRecord
 from recstack.store import ResultStore
+from tests import fill
 
 
 def record(store: ResultStore, run_id: str, model: str, batch: int, median_ms: float,
-           seed: int) -> None:
+           seed: int, method_version: int = 1) -> None:
     # Skewed, noisy latencies like real ones: a log-normal around the median.
     latency = median_ms * 1e6 * np.random.default_rng(seed).lognormal(0.0, 0.05, 200)
     samples = pd.DataFrame({"iteration": range(200), "latency_ns": latency.astype(np.int64)})
-    point = {"point_key": f"{run_id}-{model}-{batch}", "config_key": f"{model}-{batch}",
-             "collector": "timing", "model": model, "model_type": "dlrm", "row_scale": 1.0,
-             "batch_size": batch, "device": "cpu", "threads": 1, "backend": "eager",
-             "status": "ok"}
-    store.record_point(run_id, point, samples,
-                       timing_stats(list(samples.latency_ns), batch).to_dict())
+    point = fill.point(config_key=f"{model}-{batch}", level="timing", model=model,
+                       model_type="dlrm", row_scale=1.0, batch_size=batch, device="cpu",
+                       threads=1, backend="eager", method_version=method_version)
+    store.record_point(run_id, f"{run_id}-{model}-{batch}", point, TimingRecord(
+        samples=samples, stats=timing_stats(list(samples.latency_ns), batch)))
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_points_in_one_run_only(two_runs: tuple[ResultStore, str, str]) -> None:
     table = compare_runs(store, a, b).set_index("model")
     assert table.present["din"] == "only A" and table.present["ncf"] == "only B"
     assert np.isnan(table.p_value["din"]) and not bool(table.significant["din"])
-    assert table.change["ncf"] == "-"
+    assert table.change["ncf"] == "n/a"
 
 
 def test_settings_and_platforms(two_runs: tuple[ResultStore, str, str]) -> None:
@@ -83,3 +84,18 @@ def test_bad_runs_and_alpha(two_runs: tuple[ResultStore, str, str]) -> None:
         compare_runs(store, a, "nope")
     with pytest.raises(RecstackError, match="--alpha: 1.5 is not allowed"):
         compare_runs(store, a, a, alpha=1.5)
+
+
+def test_runs_of_different_method_versions_are_told_apart(tmp_path: Path) -> None:
+    from recstack import api
+
+    store = ResultStore(tmp_path / "r.duckdb")
+    a = store.create_run("a", {}, {}, "p", "machine")
+    b = store.create_run("b", {}, {}, "p", "machine")
+    record(store, a, "rmc1", 1, 1.0, seed=1)
+    record(store, b, "rmc1", 1, 1.0, seed=2, method_version=2)
+    assert method_differences(store, a, b) == {"timing": ("1", "2")}
+    assert method_differences(store, a, a) == {}
+    warnings = api.compare(a, b, store.path).warnings
+    assert any("different method versions (timing 1 vs 2)" in w for w in warnings)
+

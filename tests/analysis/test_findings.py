@@ -14,8 +14,11 @@ from recstack.analysis.findings import (DOES_NOT_HOLD, FINDING_COLUMNS, HOLDS, N
                                         load_evidence)
 from recstack.collect.timing import TimingSettings, timing_stats
 from recstack.points import Point
+from recstack.records import Record, TimingRecord
 from recstack.store import ResultStore
 from recstack.sweep import SweepPlan, run_sweep
+from recstack.text import MISSING
+from tests import fill
 from tests.conftest import small_spec
 
 SETTINGS = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.05,
@@ -30,7 +33,7 @@ def test_findings_from_a_real_run(tmp_path: Path) -> None:
     store = ResultStore(tmp_path / "r.duckdb")
     run_id = store.create_run("test", SETTINGS.to_dict(), {}, "p", "test machine")
     spec = small_spec("rmc1")
-    points = [Point(spec, b) for b in (1, 16)] + [Point(spec, 16, collector="operators")]
+    points = [Point(spec, b) for b in (1, 16)] + [Point(spec, 16, level="operators")]
     assert not run_sweep(SweepPlan(points=tuple(points)), store, run_id, SETTINGS).failed
     table = check_findings(load_evidence(store, [run_id]))
     assert list(table.columns) == FINDING_COLUMNS
@@ -46,16 +49,16 @@ def test_findings_from_a_real_run(tmp_path: Path) -> None:
                     "frontend_bound_small_batch", "memory_bound_embeddings",
                     "no_single_dominant_feature"):
         assert status[finding] == NOT_MEASURED, finding
-        assert table.set_index("id").loc[finding, "measured"] == "-"
+        assert table.set_index("id").loc[finding, "measured"] == MISSING
 
 
 # ---- a constructed store whose answers are known -------------------------------------------
 
-def _point(model: str, batch: int, device: str, collector: str) -> dict[str, object]:
-    key = f"{model}-{batch}-{device}-{collector}"
-    return {"point_key": key, "config_key": f"{model}-{batch}-{device}", "collector": collector,
-            "model": model, "model_type": "dlrm", "row_scale": 1.0, "batch_size": batch,
-            "device": device, "threads": 1, "backend": "eager", "status": "ok"}
+def _record(store: ResultStore, run_id: str, model: str, batch: int, device: str,
+            level: str, record: Record) -> None:
+    store.record_point(run_id, f"{model}-{batch}-{device}-{level}", fill.point(
+        config_key=f"{model}-{batch}-{device}", level=level, model=model, model_type="dlrm",
+        row_scale=1.0, batch_size=batch, device=device, threads=1, backend="eager"), record)
 
 
 def record_timing(store: ResultStore, run_id: str, model: str, batch: int, device: str,
@@ -63,8 +66,7 @@ def record_timing(store: ResultStore, run_id: str, model: str, batch: int, devic
     latency = np.random.default_rng(batch).normal(median_ms * 1e6, median_ms * 1e4, 50)
     samples = pd.DataFrame({"iteration": range(50), "latency_ns": latency.astype(np.int64)})
     stats = timing_stats(list(samples.latency_ns), batch)
-    store.record_point(run_id, _point(model, batch, device, "timing"), samples,
-                       stats.to_dict())
+    _record(store, run_id, model, batch, device, "timing", TimingRecord(samples, stats))
 
 
 def record_profile(store: ResultStore, run_id: str, model: str, batch: int,
@@ -73,20 +75,17 @@ def record_profile(store: ResultStore, run_id: str, model: str, batch: int,
     operators = pd.DataFrame([{"part": part, "op": op, "calls": 1.0, "time_us": us}
                               for (part, op), us in parts.items()])
     covered = sum(parts.values())
-    store.record_point(run_id, _point(model, batch, "cpu", "operators"), operators=operators,
-                       profile={"iterations": 5, "time_basis": "wall", "wall_us": covered * 1.1,
-                                "operator_us": covered, "uncovered_us": covered * 0.1,
-                                "profiled_median_us": covered * 1.2,
-                                "unprofiled_median_us": covered * 1.1,
-                                "profiler_overhead": 0.09, "trace_path": None})
+    _record(store, run_id, model, batch, "cpu", "operators", fill.profile(
+        operators, iterations=5, time_basis="wall", wall_us=covered * 1.1,
+        operator_us=covered, uncovered_us=covered * 0.1, profiled_median_us=covered * 1.2,
+        unprofiled_median_us=covered * 1.1, profiler_overhead=0.09, trace_path=None))
 
 
 def record_topdown(store: ResultStore, run_id: str, model: str, batch: int, frontend: float,
                    backend: float) -> None:
-    store.record_point(run_id, _point(model, batch, "cpu", "hardware"), hardware={
-        "source": "simulated (valgrind)", "hierarchy": "host", "retiring": 0.2,
-        "bad_speculation": 0.05, "frontend_bound": frontend, "backend_bound": backend,
-        "caveats": "[]"})
+    _record(store, run_id, model, batch, "cpu", "hardware", fill.hardware(
+        source="simulated (valgrind)", hierarchy="host", retiring=0.2, bad_speculation=0.05,
+        frontend_bound=frontend, backend_bound=backend, caveats=[]))
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,14 @@ from recstack.analysis.roofline import (Ceilings, clocked_overhead_shares, gathe
                                         nearest_ceiling_sets, overhead_shares, point_bound,
                                         roofline_table, stage_bounds)
 from recstack.errors import RecstackError
-from recstack.footprint import Gemm, footprint, stage_work, table_gathers
+from recstack.batch_work import Gemm, stage_work, table_gathers
+from recstack.footprint import footprint
 from recstack.inputs import QuerySpec, expected_distinct_rows
 from recstack.points import Point
+from recstack.records import Build, Record, TimingRecord
 from recstack.specs import ZOO_NAMES, spec_from_config, zoo_spec
 from recstack.store import ResultStore
+from tests import fill
 
 TINY = spec_from_config({
     "model_name": "tiny", "model_type": "dlrm", "arch_mlp_bot": "4-3", "arch_mlp_top": "2-1",
@@ -188,7 +191,7 @@ def test_overhead_bracket():
     # least 0.6 - 0.2, the high end falls from 0.9 to 0.6; the low end does not move.
     assert overhead_shares(1.0, 0.6, 0.5, 0.3) == (pytest.approx(0.4), pytest.approx(0.6))
     # A bound above the added time itself (measurement noise) counts as all of it, no more;
-    # unknown (NaN, profiles before schema 6) counts as nothing.
+    # unknown (NaN: not stored) counts as nothing.
     assert overhead_shares(1.0, 0.6, 0.5, 0.9)[1] == pytest.approx(0.4)
     assert overhead_shares(1.0, 0.6, 0.5, float("nan"))[1] == pytest.approx(0.9)
 
@@ -204,7 +207,7 @@ def test_clocked_overhead_bracket():
         low, high = clocked_overhead_shares(*missing)
         assert low != low and high != high
     # 4 top-level operators, each costing the clock at least 0.2 us outside itself: 0.8 us of
-    # the 3 us outside is the clock's. Unknown (profiles before schema 9) counts as nothing.
+    # the 3 us outside is the clock's. Unknown (not stored) counts as nothing.
     assert clocked_overhead_shares(10.0, 8.0, 3.0, 4.0, 0.2) == (pytest.approx(0.2),
                                                                   pytest.approx(0.22))
     assert clocked_overhead_shares(10.0, 8.0, 3.0, 4.0, float("nan"))[1] == pytest.approx(0.3)
@@ -226,37 +229,43 @@ def test_roofline_prefers_the_operator_clock(tmp_path):
 
 def _record_profiled(store: ResultStore, run_id: str, **profile: float) -> None:
     """A 1 us timing point and its profile: one linear layer (2 calls, 0.6 us)."""
-    _record(store, run_id, "timing",
-            timing={"iterations": 10, "median_ms": 0.001, "p5_ms": 0.0009, "p95_ms": 0.002})
-    _record(store, run_id, "operators",
-            operators=pd.DataFrame({"part": ["dense"], "op": ["aten::linear"],
-                                    "calls": [2.0], "time_us": [0.6]}),
-            profile={"iterations": 3, "time_basis": "cpu", "wall_us": 1.4, "operator_us": 0.6,
-                     "uncovered_us": 0.8, "profiled_median_us": 1.5,
-                     "unprofiled_median_us": 1.0, "profiler_overhead": 0.5, **profile})
+    _record_timing(store, run_id)
+    _record(store, run_id, "operators", fill.profile(
+        pd.DataFrame({"part": ["dense"], "op": ["aten::linear"], "calls": [2.0],
+                      "time_us": [0.6]}), **PROFILE, **profile))
 
 
-def _record(store: ResultStore, run_id: str, collector: str, **tables) -> None:
-    from recstack.sweep import _point_row
+PROFILE = {"iterations": 3, "time_basis": "cpu", "wall_us": 1.4, "operator_us": 0.6,
+           "uncovered_us": 0.8, "profiled_median_us": 1.5, "unprofiled_median_us": 1.0,
+           "profiler_overhead": 0.5}
 
-    point = Point(spec=TINY, batch_size=2, threads=1, collector=collector)
-    row = _point_row(point, "ok", None, datetime.now(timezone.utc), None)
-    row.update(build_seconds=0.5, peak_memory_growth_bytes=1000)
-    store.record_point(run_id, row, **tables)
+
+def _record_timing(store: ResultStore, run_id: str) -> None:
+    """A 1 us timing point of TINY at batch 2, built in 0.5 s."""
+    build = Build(build_seconds=0.5, peak_memory_growth_bytes=1000, input_bytes_per_batch=None,
+                  distinct_batches=None, threads_used=None, device_name=None,
+                  warmup_iterations=None)
+    _record(store, run_id, "timing", TimingRecord(
+        pd.DataFrame({"iteration": [], "latency_ns": []}),
+        fill.stats(iterations=10, median_ms=0.001, p5_ms=0.0009, p95_ms=0.002), build))
+
+
+def _record(store: ResultStore, run_id: str, level: str, record: Record) -> None:
+    from recstack.sweep import point_row
+
+    point = Point(spec=TINY, batch_size=2, threads=1, level=level)
+    store.record_point(run_id, point.key(), point_row(point, "ok", datetime.now(timezone.utc)),
+                       record)
 
 
 def test_roofline_table_joins_points_and_ceilings(tmp_path):
     store = ResultStore(tmp_path / "r.duckdb")
     run_id = store.create_run("test", {}, {}, "p1", "test platform")
-    _record(store, run_id, "timing",
-            timing={"iterations": 10, "median_ms": 0.001, "p5_ms": 0.0009, "p95_ms": 0.002})
-    _record(store, run_id, "operators",
-            operators=pd.DataFrame({"part": ["dense", "sparse"], "op": ["aten::linear",
-                                    "aten::embedding_bag"], "calls": [2.0, 2.0],
-                                    "time_us": [0.2, 0.4]}),
-            profile={"iterations": 3, "time_basis": "cpu", "wall_us": 1.4, "operator_us": 0.6,
-                     "uncovered_us": 0.8, "profiled_median_us": 1.5,
-                     "unprofiled_median_us": 1.0, "profiler_overhead": 0.5})
+    _record_timing(store, run_id)
+    _record(store, run_id, "operators", fill.profile(
+        pd.DataFrame({"part": ["dense", "sparse"], "op": ["aten::linear",
+                      "aten::embedding_bag"], "calls": [2.0, 2.0], "time_us": [0.2, 0.4]}),
+        **PROFILE))
     with pytest.raises(RecstackError, match="ceilings"):
         roofline_table(store, run_id)
     store.write_ceilings(ceilings_frame(), {}, "test platform")

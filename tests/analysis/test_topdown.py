@@ -26,8 +26,8 @@ SETTINGS = TimingSettings(warmup_iterations=1, warmup_seconds=0.0, min_seconds=0
 
 @pytest.fixture(scope="module")
 def hardware(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    plan = plan_sweep(["rmc1"], [4], [1], ["cpu"], scale=1e-4, levels=["hardware"])
-    assert plan.hardware_mode == "simulated"
+    plan = plan_sweep(["rmc1"], [4], [1], ["cpu"], row_scale=1e-4, levels=["hardware"])
+    assert plan.options.hardware_mode == "simulated"
     assert any(note.startswith("hardware level: simulated (no hardware counters")
                for note in plan.notes)
     store = ResultStore(tmp_path_factory.mktemp("hw") / "r.duckdb")

@@ -46,7 +46,7 @@ def test_correlate_measures_stores_analyses_and_draws(tmp_path: Path) -> None:
     store = tmp_path / "store.duckdb"
     result = recstack("correlate", "--design-file", str(design), "--batch-sizes", "16",
                       "--levels", "operators", "--threads", "1", "--min-time", "0.05",
-                      "--out", str(store), "--json")
+                      "--store", str(store), "--json")
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
     assert {row["bottleneck"] for row in output["dominance"]} >= {"share_embedding",

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recstack.limits import INT32_MAX, SEED_MAX
-from recstack.sweep import usable_cores
+from recstack.host import usable_cores
 from tests.test_userfiles import ALIAS_BOMB
 
-BASE = ["--batch-sizes", "1", "--threads", "1", "--min-time", "0.01", "--scale", "0.001"]
+BASE = ["--batch-sizes", "1", "--threads", "1", "--min-time", "0.01", "--row-scale", "0.001"]
 EXAMPLES = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -95,7 +95,7 @@ BAD_OPTIONS = st.one_of(
     st.tuples(st.just("--threads"), st.one_of(
         st.integers(max_value=0).map(str), st.integers(usable_cores() + 1, 10**20).map(str),
         NOT_NUMBERS)),
-    st.tuples(st.just("--scale"), st.one_of(
+    st.tuples(st.just("--row-scale"), st.one_of(
         st.floats(max_value=0.0).map(str), st.sampled_from(["nan", "inf", "-inf", "1e300",
                                                             "1e9"]), NOT_NUMBERS)),
     st.tuples(st.just("--min-time"), st.one_of(
@@ -238,11 +238,11 @@ def test_hostile_files_are_refused_quickly(work: Path, tmp_path: Path) -> None:
      "--threads: 1000 is not allowed"),
     (["sweep", "-m", "ncf", *BASE, "--min-time", "1e9"], "--min-time: 1000000000.0 is not "
                                                          "allowed; expected seconds from 0"),
-    (["sweep", "-m", "din", "--batch-sizes", "4096", "--threads", "1", "--scale", "0.001",
+    (["sweep", "-m", "din", "--batch-sizes", "4096", "--threads", "1", "--row-scale", "0.001",
       "--sweep-file", "/nonexistent.yaml"], "--sweep-file: '/nonexistent.yaml' does not"),
-    (["check", "rmc1", "--scale", "inf"], "--scale: inf is not allowed"),
-    (["models", "--scale", "1e300"], "gives tables of more than 1099511627776 rows"),
-    (["locality", "rmc1", "--scale", "nan"], "--scale: nan is not allowed"),
+    (["check", "rmc1", "--row-scale", "inf"], "--row-scale: inf is not allowed"),
+    (["models", "--row-scale", "1e300"], "gives tables of more than 1099511627776 rows"),
+    (["locality", "rmc1", "--row-scale", "nan"], "--row-scale: nan is not allowed"),
     (["sweep", "-m", "ncf", *BASE, "--min-time", "abc"], "Invalid value for '--min-time'"),
     (["sweep", "-m", "ncf", "--no-such-option"], "No such option: --no-such-option"),
 ])
@@ -256,7 +256,7 @@ def test_a_long_behaviour_sequence_is_refused_by_memory_admission(work: Path,
     path = tmp_path / "din_long.json"
     path.write_text(json.dumps({**din, "sequence_length": 200_000}))
     assert_refused(cli("sweep", "-m", str(path), "--batch-sizes", "4096", "--threads", "1",
-                       "--scale", "0.001"), work, "din at batch 4096: needs about")
+                       "--row-scale", "0.001"), work, "din at batch 4096: needs about")
 
 
 def test_measured_counters_on_a_machine_without_them(work: Path) -> None:
@@ -264,7 +264,7 @@ def test_measured_counters_on_a_machine_without_them(work: Path) -> None:
 
     if probe_pmu().available:
         pytest.skip("this machine has working hardware counters")
-    assert_refused(cli("hardware", "-m", "ncf", "--mode", "measured", "--scale", "0.001",
+    assert_refused(cli("hardware", "-m", "ncf", "--mode", "measured", "--row-scale", "0.001",
                        "--batch-sizes", "1"), work, "--mode: 'measured' is not allowed here")
 
 
@@ -278,12 +278,12 @@ def test_destinations_that_cannot_be_written(work: Path, tmp_path: Path) -> None
         db.execute("CREATE TABLE customers (name VARCHAR)")
     before = files_under(outside)
     for args, text in (
-            (["sweep", "-m", "ncf", *BASE, "--out", str(outside / "afile" / "s.duckdb")],
+            (["sweep", "-m", "ncf", *BASE, "--store", str(outside / "afile" / "s.duckdb")],
              "its folder cannot be created"),
-            (["sweep", "-m", "ncf", *BASE, "--out", str(store)],
+            (["sweep", "-m", "ncf", *BASE, "--store", str(store)],
              "a DuckDB database that is not a recstack store (it holds 'customers')"),
             (["results", "--store", str(store)], "not a recstack store"),
-            (["report", "--out", str(store)], "not a recstack store"),
+            (["report", "--store", str(store)], "not a recstack store"),
             (["design", "--quick", "--write", str(outside / "afile" / "specs")],
              "afile' is a file, so nothing can be written under it")):
         assert_refused(cli(*args), work, text)
@@ -294,15 +294,15 @@ def test_destinations_that_cannot_be_written(work: Path, tmp_path: Path) -> None
 def test_report_and_export_destinations_are_checked_before_writing(work: Path,
                                                                     tmp_path: Path) -> None:
     store = tmp_path / "r.duckdb"
-    code, _, err = cli("sweep", "-m", "ncf", *BASE, "--out", str(store))
+    code, _, err = cli("sweep", "-m", "ncf", *BASE, "--store", str(store))
     assert code == 0, err
     (tmp_path / "afile").write_text("user data")
     (tmp_path / "adir").mkdir()
     run_id = json.loads(cli("results", "--store", str(store), "--json")[1])[0]["run_id"]
     for args, text in (
-            (["report", "--out", str(store), "--html", str(tmp_path / "adir")],
+            (["report", "--store", str(store), "--html", str(tmp_path / "adir")],
              "--html: "),
-            (["report", "--out", str(store), "--markdown", str(tmp_path / "afile" / "x.md")],
+            (["report", "--store", str(store), "--markdown", str(tmp_path / "afile" / "x.md")],
              "afile' is a file"),
             (["results", "export", run_id, "--store", str(store), "--to",
               str(tmp_path / "afile")], "--to: ")):
@@ -318,8 +318,8 @@ def test_ctrl_c_prints_the_documented_line_and_the_run_says_it_was_interrupted(
         tmp_path: Path) -> None:
     store = tmp_path / "s.duckdb"
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "recstack", "sweep", "-m", "ncf", "--scale", "0.001",
-         "--batch-sizes", "1,2,4", "--threads", "1", "--min-time", "1.5", "--out", str(store)],
+        [sys.executable, "-m", "recstack", "sweep", "-m", "ncf", "--row-scale", "0.001",
+         "--batch-sizes", "1,2,4", "--threads", "1", "--min-time", "1.5", "--store", str(store)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while "[1/3]" not in (line := sweep.stdout.readline()):  # the first point is measured
@@ -354,8 +354,8 @@ def test_a_full_disk_is_one_line_and_the_finished_points_are_kept(tmp_path: Path
                     "handling is tested with a file-size limit in tests/test_store.py")
     try:
         store = disk / "s.duckdb"
-        command = [sys.executable, "-m", "recstack", "sweep", "-m", "ncf", "--scale",
-                   "0.001", "--threads", "1", "--min-time", "0.3", "--out", str(store)]
+        command = [sys.executable, "-m", "recstack", "sweep", "-m", "ncf", "--row-scale",
+                   "0.001", "--threads", "1", "--min-time", "0.3", "--store", str(store)]
         first = subprocess.run([*command, "--batch-sizes", "1"], capture_output=True,
                                text=True, timeout=300)
         assert first.returncode == 0, first.stderr

@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from recstack.collect.ceilings import (CEILING_COLUMNS, CeilingSettings, covers, distinct_ids,
-                                       ensure_ceilings, gemm_shapes, llc_bytes,
-                                       measure_table_gathers, parse_table_gather_shape,
-                                       row_sizes, summarize, table_gather_points,
+from recstack.ceiling_shapes import parse_table_gather_shape
+from recstack.collect.ceiling_kernels import (CeilingSettings, distinct_ids,
+                                              measure_table_gathers, summarize)
+from recstack.collect.ceilings import (CEILING_COLUMNS, covers, ensure_ceilings, gemm_shapes,
+                                       llc_bytes, row_sizes, table_gather_points,
                                        triad_working_set, working_sets)
 from recstack.errors import RecstackError
 from recstack.store import ResultStore
@@ -141,7 +142,7 @@ def _recstack(*args: str) -> subprocess.CompletedProcess[str]:
     (["--threads", "many"], "error: --threads: 'many' is not allowed"),
 ])
 def test_cli_rejects_bad_options(arguments, message, tmp_path):
-    result = _recstack("ceilings", *arguments, "--out", str(tmp_path / "r.duckdb"))
+    result = _recstack("ceilings", *arguments, "--store", str(tmp_path / "r.duckdb"))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -149,7 +150,7 @@ def test_cli_rejects_bad_options(arguments, message, tmp_path):
 
 
 def test_cli_quick_json(tmp_path):
-    result = _recstack("ceilings", "--quick", "--threads", "1", "--json", "--out",
+    result = _recstack("ceilings", "--quick", "--threads", "1", "--json", "--store",
                        str(tmp_path / "r.duckdb"))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -158,8 +159,8 @@ def test_cli_quick_json(tmp_path):
 
 
 def test_gather_table_is_as_large_as_a_models_tables_unless_fixed() -> None:
-    from recstack.collect.ceilings import (MODEL_TABLE_BYTES, CeilingSettings,
-                                           gather_working_set)
+    from recstack.collect.ceiling_kernels import CeilingSettings
+    from recstack.collect.ceilings import MODEL_TABLE_BYTES, gather_working_set
 
     default = CeilingSettings()
     assert gather_working_set(default, 256 << 20, 24 << 30) == MODEL_TABLE_BYTES
@@ -171,10 +172,10 @@ def test_gather_table_is_as_large_as_a_models_tables_unless_fixed() -> None:
 
 def test_cli_summarizes_table_sizes_unless_asked(tmp_path):
     store = str(tmp_path / "r.duckdb")
-    summary = _recstack("ceilings", "--quick", "--threads", "1", "--out", store)
+    summary = _recstack("ceilings", "--quick", "--threads", "1", "--store", store)
     assert summary.returncode == 0, summary.stderr
     assert "gather by table size" in summary.stdout and "--all-tables" in summary.stdout
     assert "gather_table" not in summary.stdout
-    listed = _recstack("ceilings", "--quick", "--threads", "1", "--out", store, "--all-tables")
+    listed = _recstack("ceilings", "--quick", "--threads", "1", "--store", store, "--all-tables")
     assert listed.returncode == 0, listed.stderr
     assert "reused" in listed.stdout and "gather_table" in listed.stdout

@@ -117,7 +117,7 @@ def test_auto_resolves_to_a_measured_backend() -> None:
 def test_auto_resolves_per_batch_size_at_the_nearest_measured(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from recstack import backends
-    from recstack.points import Point
+    from recstack.sweep import plan_specs
 
     document = {"choices": {"cpu": {"rmc1": "fused", "dlrm": "eager"}},
                 "by_batch_size": {"cpu": {"rmc1": {1: "static", 16: "static", 256: "eager"},
@@ -130,8 +130,8 @@ def test_auto_resolves_per_batch_size_at_the_nearest_measured(
     sizes = (1, 3, 4, 16, 63, 64, 4096)
     assert [resolve_backend(AUTO, spec, batch_size=b) for b in sizes] == [
         "static", "static", "static", "static", "static", "eager", "eager"]
-    assert Point(spec, 64, backend=AUTO).backend == "eager"
-    assert Point(spec, 2, backend=AUTO).backend == "static"
+    planned = plan_specs([spec], [64, 2], [1], ["cpu"], [AUTO]).points
+    assert [point.backend for point in planned] == ["eager", "static"]
     # Models the file has no sizes for fall back to their choice, then their type's.
     assert resolve_backend(AUTO, small_spec("rmc2"), batch_size=1) == "eager"
     assert resolve_backend(AUTO, small_spec("ncf"), batch_size=300) == "fused"  # keys as text

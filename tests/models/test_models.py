@@ -83,8 +83,16 @@ def test_dot_interaction_model_runs() -> None:
     assert output.shape == (8, 1)
 
 
+@pytest.fixture
+def tiny_memory(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Pretend the machine has 1 GB available."""
+    available = 1_000_000_000
+    monkeypatch.setattr("recstack.admission.available_memory_bytes", lambda: available)
+    return available
+
+
 def test_build_refuses_before_allocating(tiny_memory: int) -> None:
-    with pytest.raises(RecstackError, match="use --scale 0.2 or smaller"):
+    with pytest.raises(RecstackError, match="use --row-scale 0.2 or smaller"):
         build_model(zoo_spec("rmc1"))
 
 

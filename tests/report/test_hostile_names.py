@@ -8,17 +8,32 @@ import warnings
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
 import pytest
 
+from recstack.collect.timing import timing_stats
 from recstack.errors import RecstackError
+from recstack.records import TimingRecord
 from recstack.report.html import (FIGURES_MANIFEST, build_report, default_report_paths,
                                   write_report)
 from recstack.store import ResultStore
-from tests.analysis.test_compare import record
+from tests import fill
 
 MATHTEXT = r"$\frac{1}{0}$ \badcommand"
 REMOTE_IMAGE = "![x](http://remote.invalid/x.png)"
 TERMINAL = "\x1b[31mRED\x1b[0m\x00"
+
+
+def record(store: ResultStore, run_id: str, model: str, batch: int, median_ms: float,
+           seed: int) -> None:
+    """A CPU timing point of ``model``: 50 log-normal latencies around ``median_ms``."""
+    latency = median_ms * 1e6 * np.random.default_rng(seed).lognormal(0.0, 0.05, 50)
+    samples = pd.DataFrame({"iteration": range(50), "latency_ns": latency.astype(np.int64)})
+    store.record_point(run_id, f"{run_id}-{model}-{batch}", fill.point(
+        config_key=f"{model}-{batch}", model=model, model_type="dlrm", row_scale=1.0,
+        batch_size=batch, device="cpu", threads=1, backend="eager"),
+        TimingRecord(samples, timing_stats(list(samples.latency_ns), batch)))
 
 
 def hostile_store(directory: Path, run_id: str) -> ResultStore:

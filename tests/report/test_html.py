@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import matplotlib.image
+import pandas as pd
 import pytest
 
 from recstack.collect.timing import TimingSettings
@@ -18,6 +19,7 @@ from recstack.report.html import (Report, build_report, default_run_ids, markdow
 from recstack.report.sections import NOT_MEASURED
 from recstack.store import ResultStore
 from recstack.sweep import SweepPlan, run_sweep
+from tests import fill
 from tests.conftest import small_spec
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -44,7 +46,7 @@ def report_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, Path
                               {"hostname": "<b>host</b>", "torch": "2.x"}, "platform-1",
                               MARKUP_PLATFORM)
     specs = [small_spec("rmc1"), dataclasses.replace(small_spec("din"), name=MARKUP_MODEL)]
-    points = [Point(spec, batch, collector=level) for spec in specs for batch in (1, 8)
+    points = [Point(spec, batch, level=level) for spec in specs for batch in (1, 8)
               for level in ("timing", "operators")]
     outcome = run_sweep(SweepPlan(points=tuple(points)), store, run_id, SETTINGS)
     assert not outcome.failed
@@ -160,12 +162,45 @@ def test_markdown_text_escapes_markup_and_pipes() -> None:
 def test_default_runs_add_the_newest_run_of_each_missing_level(tmp_path: Path) -> None:
     store = ResultStore(tmp_path / "r.duckdb")
     older = store.create_run("hardware", {}, {}, "p", "machine")
-    store.record_point(older, {"point_key": "h", "collector": "hardware", "model": "rmc1",
-                               "status": "ok"}, hardware={"source": "simulated"})
+    store.record_point(older, "h", fill.point(level="hardware", model="rmc1"),
+                       fill.hardware(source="simulated"))
     newer = store.create_run("timing", {}, {}, "p", "machine")
-    store.record_point(newer, {"point_key": "t", "collector": "timing", "model": "rmc1",
-                               "status": "ok"})
+    store.record_point(newer, "t", fill.point(level="timing", model="rmc1"))
     assert default_run_ids(store) == [newer, older]
     assert default_run_ids(store, older) == [older, newer]
     page = render_html(build_report(store, [older]))
     assert "Systems level" in page and NOT_MEASURED in page
+
+
+def test_a_report_joining_method_versions_or_platforms_says_so(tmp_path: Path) -> None:
+    from recstack.records import TimingRecord
+    from tests import fill
+
+    store = ResultStore(tmp_path / "r.duckdb")
+    here = store.create_run("timing", {}, {}, "p1", "this machine")
+    other = store.create_run("timing", {}, {}, "p2", "another machine")
+    for run, version in ((here, 1), (other, 2)):
+        store.record_point(run, "t", fill.point(level="timing", model="rmc1",
+                                                model_type="dlrm", row_scale=1.0,
+                                                batch_size=1, device="cpu", threads=1,
+                                                backend="eager", method_version=version),
+                           TimingRecord(samples=pd.DataFrame({"iteration": [0],
+                                                              "latency_ns": [10**6]}),
+                                        stats=fill.stats(iterations=1, median_ms=1.0,
+                                                         p95_ms=1.0, throughput_per_s=1e3)))
+    hardware_here = store.create_run("hardware", {}, {}, "p1", "this machine")
+    store.record_point(hardware_here, "h", fill.point(level="hardware", model="rmc1"),
+                       fill.hardware(source="simulated"))
+    hardware_elsewhere = store.create_run("hardware", {}, {}, "p2", "another machine")
+    store.record_point(hardware_elsewhere, "h", fill.point(level="hardware", model="rmc1"),
+                       fill.hardware(source="simulated"))
+    newest = store.create_run("timing", {}, {}, "p1", "this machine")
+    store.record_point(newest, "t", fill.point(level="timing", model="rmc1"),
+                       fill.timing(iterations=1, median_ms=1.0, p95_ms=1.0))
+    # The default selection takes a missing level from this machine before a newer run of
+    # another machine.
+    assert default_run_ids(store) == [newest, hardware_here]
+    page = render_html(build_report(store, [here, other]))
+    assert "several platforms" in page
+    assert "different method versions" in page
+    assert f"version 1 in run {here}" in page and f"version 2 in run {other}" in page

@@ -36,7 +36,7 @@ HARDWARE_BOTTLENECKS = ("retiring", "bad_speculation", "frontend_bound", "backen
 def load_specs(store: ResultStore, run_ids: list[str] | None = None) -> pd.DataFrame:
     """The features of every model measured (timing or operator points), one row per model
     name. Columns: ``FEATURE_COLUMNS``."""
-    where, parameters = "status = 'ok' AND collector IN ('timing', 'operators')", []
+    where, parameters = "status = 'ok' AND level IN ('timing', 'operators')", []
     if run_ids:
         where += f" AND run_id IN ({', '.join('?' * len(run_ids))})"
         parameters = list(run_ids)

@@ -19,8 +19,7 @@ from recstack.store import ResultStore
 
 OVERHEAD = "overhead"
 OTHER = "other"
-POINT_COLUMNS = ["run_id", "point_key", "model", "model_type", "row_scale", "batch_size",
-                 "device", "threads", "backend"]
+from recstack.analysis.select import POINT_COLUMNS  # noqa: E402
 SHARE_COLUMNS = [*POINT_COLUMNS, "view", "category", "time_us", "share"]
 
 
@@ -62,19 +61,20 @@ def load_operators(store: ResultStore, run_ids: list[str] | None = None
     profiled_median_us, unprofiled_median_us, profiler_overhead, trace_path,
     timing_median_us (the same configuration's timing point in the run, or NaN).
     """
-    where, parameters = "pt.status = 'ok' AND pt.collector = 'operators'", []
-    if run_ids:
-        where += f" AND pt.run_id IN ({', '.join('?' * len(run_ids))})"
-        parameters = list(run_ids)
-    point = ", ".join(f"pt.{c}" for c in POINT_COLUMNS)
+    from recstack.analysis.select import point_columns, run_filter, table_columns
+
+    runs, parameters = run_filter(run_ids)
+    where = f"pt.status = 'ok' AND pt.level = 'operators'{runs}"
+    point = ", ".join(point_columns())
     operators = store.query(f"""
-        SELECT {point}, o.part, o.op, o.calls, o.time_us
+        SELECT {point}, {', '.join(table_columns(store, 'operators', 'o'))}
         FROM points pt JOIN operators o USING (run_id, point_key) WHERE {where}
     """, parameters)
     # The unprofiled reference for the profiler's overhead: the same configuration's timing
     # point in the same run when there is one (many more iterations than the profile's own).
     profiles = store.query(f"""
-        SELECT {point}, p.* EXCLUDE (run_id, point_key), tm.median_ms * 1000 AS timing_median_us
+        SELECT {point}, {', '.join(table_columns(store, 'profiles', 'p'))},
+               tm.median_ms * 1000 AS timing_median_us
         FROM points pt JOIN profiles p USING (run_id, point_key)
         LEFT JOIN (SELECT t_pt.run_id, t_pt.config_key, t.median_ms
                    FROM points t_pt JOIN timing t USING (run_id, point_key)

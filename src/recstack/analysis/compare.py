@@ -19,7 +19,7 @@ import pandas as pd
 
 from recstack.errors import RecstackError
 from recstack.store import ResultStore
-from recstack.text import shown
+from recstack.text import MISSING, shown
 
 COMPARISON_COLUMNS = ["config_key", "model", "row_scale", "batch_size", "device", "threads",
                       "backend", "present", "samples_a", "samples_b", "median_a_ms",
@@ -34,9 +34,9 @@ when not significant). Statistics are NaN for points present in one run only."""
 def _timing_points(store: ResultStore, run_id: str) -> pd.DataFrame:
     return store.query("""
         SELECT pt.point_key, pt.config_key, pt.model, pt.row_scale, pt.batch_size, pt.device,
-               pt.threads, pt.backend, t.median_ms
+               pt.threads, pt.backend, pt.method_version, t.median_ms
         FROM points pt JOIN timing t USING (run_id, point_key)
-        WHERE pt.run_id = ? AND pt.status = 'ok' AND pt.collector = 'timing'
+        WHERE pt.run_id = ? AND pt.status = 'ok' AND pt.level = 'timing'
     """, [run_id])
 
 
@@ -98,7 +98,7 @@ def compare_runs(store: ResultStore, run_a: str, run_b: str, alpha: float = 0.05
                                                         method="holm")[1]
     frame["significant"] = frame.p_adjusted < alpha
     frame["change"] = np.select([~tested, ~frame.significant, frame.ratio > 1],
-                                ["-", "same", "slower"], "faster")
+                                [MISSING, "same", "slower"], "faster")
     frame = frame.assign(_both=frame.present != "both").sort_values(
         ["_both", "device", "threads", "backend", "batch_size"]).drop(columns="_both")
     return order_models(frame)[COMPARISON_COLUMNS]
@@ -113,6 +113,22 @@ def settings_differences(store: ResultStore, run_a: str, run_b: str) -> dict[str
     b = json.loads(store.run_info(run_b)["settings"] or "{}")
     return {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b))
             if a.get(key) != b.get(key)}
+
+
+def method_differences(store: ResultStore, run_a: str, run_b: str
+                       ) -> dict[str, tuple[str, str]]:
+    """Levels whose method versions differ between the runs: {level: (A's, B's)}, each side
+    the versions its points were measured with."""
+    frame = store.query("""
+        SELECT run_id, level, string_agg(DISTINCT coalesce(CAST(method_version AS VARCHAR),
+                                                           'unversioned'), ', ') AS versions
+        FROM points WHERE run_id IN (?, ?) AND status = 'ok' GROUP BY run_id, level
+    """, [run_a, run_b])
+    found: dict[str, dict[str, str]] = {}
+    for row in frame.itertuples():
+        found.setdefault(row.level, {})[row.run_id] = row.versions
+    return {level: (sides[run_a], sides[run_b]) for level, sides in sorted(found.items())
+            if run_a in sides and run_b in sides and sides[run_a] != sides[run_b]}
 
 
 def run_platforms(store: ResultStore, run_a: str, run_b: str) -> pd.DataFrame:

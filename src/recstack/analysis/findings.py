@@ -11,7 +11,7 @@ analyses return. Every finding gets a status:
 :func:`check_findings` returns one row per finding, columns ``FINDING_COLUMNS``:
 ``id``, ``level`` (systems, software, hardware, cross-stack), ``statement``, ``paper`` (the
 paper's number or wording), ``status``, ``measured`` (the number measured here, as text, or
-"-"), ``detail`` (how it was decided, one line).
+:data:`recstack.text.MISSING`), ``detail`` (how it was decided, one line).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from recstack.errors import RecstackError
+from recstack.text import MISSING
 
 HOLDS, DOES_NOT_HOLD, NOT_MEASURED = "holds", "does not hold", "not measured"
 STATUSES = (HOLDS, DOES_NOT_HOLD, NOT_MEASURED)
@@ -100,19 +101,22 @@ def check_findings(evidence: Evidence, findings: Findings | None = None) -> pd.D
     return pd.DataFrame(rows, columns=FINDING_COLUMNS)
 
 
+def status_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """How many findings of :func:`check_findings`' table have each status: columns status,
+    count, one row per status of STATUSES in that order."""
+    counts = table.status.value_counts()
+    return pd.DataFrame({"status": list(STATUSES),
+                         "count": [int(counts.get(status, 0)) for status in STATUSES]})
+
+
 def load_evidence(store: Any, run_ids: list[str] | None = None,
                   dominance: pd.DataFrame | None = None) -> Evidence:
     """The frames the rules read, from the store's runs ``run_ids`` (all runs when None)."""
-    from recstack.analysis.breakdown import breakdown, load_operators
     from recstack.analysis.systems import load_timings
     from recstack.analysis.topdown import load_hardware
+    from recstack.analysis.views import software_frames
 
-    operators, profiles = load_operators(store, run_ids)
-    # One breakdown per run: a point's key is the same in every run that measured it.
-    shares = pd.concat([breakdown(operators[operators.run_id == run],
-                                  profiles[profiles.run_id == run])
-                        for run in profiles.run_id.unique()], ignore_index=True) \
-        if not profiles.empty else pd.DataFrame()
+    _, _, shares = software_frames(store, run_ids)
     return Evidence(timings=load_timings(store, run_ids), shares=shares,
                     hardware=load_hardware(store, run_ids), dominance=dominance)
 
@@ -127,7 +131,7 @@ def _deployment_spread(evidence: Evidence, thresholds: dict[str, float]) -> Outc
 
     timings = evidence.timings
     if timings.empty:
-        return NOT_MEASURED, "-", "no timing points"
+        return NOT_MEASURED, MISSING, "no timing points"
     targets = evidence.targets or default_targets()
     # Only deployments that meet the model's p95 target are choices a service could make;
     # without any, the spread over every measured deployment is shown instead.
@@ -137,7 +141,7 @@ def _deployment_spread(evidence: Evidence, thresholds: dict[str, float]) -> Outc
         spread, scope = deployment_spread(timings), "over all deployments (none met targets)"
     spread = spread[spread.deployments >= 2]
     if spread.empty:
-        return NOT_MEASURED, "-", "fewer than two deployments of any model"
+        return NOT_MEASURED, MISSING, "fewer than two deployments of any model"
     top = spread.loc[spread.ratio.idxmax()]
     status = HOLDS if top.ratio >= thresholds["deployment_spread_min"] else DOES_NOT_HOLD
     return (status, f"{top.ratio:.1f}x",
@@ -150,11 +154,11 @@ def _crossover(evidence: Evidence, thresholds: dict[str, float]) -> Outcome:
 
     timings = evidence.timings
     if timings.empty or not (timings.device != "cpu").any():
-        return NOT_MEASURED, "-", "no GPU measured (needs CPU and GPU points of one model)"
+        return NOT_MEASURED, MISSING, "no GPU measured (needs CPU and GPU points of one model)"
     speedups = speedup_over_cpu(timings)
     speedups = speedups[speedups.device != "cpu"]
     if speedups.empty:
-        return NOT_MEASURED, "-", "no model measured on both the CPU and a GPU"
+        return NOT_MEASURED, MISSING, "no model measured on both the CPU and a GPU"
     crossovers, failures = {}, []
     for (model, device), group in speedups.groupby(["model", "device"], sort=False):
         group = group.sort_values("batch_size")
@@ -199,7 +203,7 @@ def _dominates(evidence: Evidence, thresholds: dict[str, float], model: str, vie
                category: str) -> Outcome:
     shares = evidence.shares
     if shares.empty or model not in set(shares.model):
-        return NOT_MEASURED, "-", f"no operator profile of {model}"
+        return NOT_MEASURED, MISSING, f"no operator profile of {model}"
     threshold = thresholds["dominant_min_share"]
     top = _dominant_points(shares, view, threshold)
     top = top[top.model == model]
@@ -238,7 +242,7 @@ def _sources(rows: pd.DataFrame) -> str:
 def _frontend_small_batch(evidence: Evidence, thresholds: dict[str, float]) -> Outcome:
     rows = _stalls(evidence.hardware)
     if rows.empty:
-        return NOT_MEASURED, "-", "no top-down points (hardware level not measured)"
+        return NOT_MEASURED, MISSING, "no top-down points (hardware level not measured)"
     smallest = rows[rows.batch_size == rows.groupby("model").batch_size.transform("min")]
     per_model = smallest.groupby("model", sort=False).agg(
         batch_size=("batch_size", "first"), frontend=("frontend_bound", "mean"),
@@ -255,7 +259,7 @@ def _frontend_small_batch(evidence: Evidence, thresholds: dict[str, float]) -> O
 def _backend_where_embeddings(evidence: Evidence, thresholds: dict[str, float]) -> Outcome:
     rows = _stalls(evidence.hardware)
     if rows.empty:
-        return NOT_MEASURED, "-", "no top-down points (hardware level not measured)"
+        return NOT_MEASURED, MISSING, "no top-down points (hardware level not measured)"
     if not evidence.shares.empty:
         top = _dominant_points(evidence.shares, "operator", thresholds["dominant_min_share"])
         wins = top.assign(win=(top.category == "embedding") & top.dominant).groupby(
@@ -268,7 +272,7 @@ def _backend_where_embeddings(evidence: Evidence, thresholds: dict[str, float]) 
         basis = "the paper's embedding-dominated models (no operator profiles here)"
     rows = rows[rows.model.isin(models)]
     if not models or rows.empty:
-        return (NOT_MEASURED, "-", "no hardware points of an embedding-dominated model "
+        return (NOT_MEASURED, MISSING, "no hardware points of an embedding-dominated model "
                 f"({basis}: {', '.join(models) or 'none'})")
     backend = rows[rows.bottleneck == "backend_bound"]
     fraction = len(backend) / len(rows)
@@ -282,7 +286,8 @@ def _backend_where_embeddings(evidence: Evidence, thresholds: dict[str, float]) 
 def _no_single_feature(evidence: Evidence, thresholds: dict[str, float]) -> Outcome:
     dominance = evidence.dominance
     if dominance is None or dominance.empty:
-        return NOT_MEASURED, "-", "no feature-bottleneck correlation (needs a design-space run)"
+        return (NOT_MEASURED, MISSING,
+                "no feature-bottleneck correlation (needs a design-space run)")
     missing = [c for c in DOMINANCE_COLUMNS if c not in dominance.columns]
     if missing:
         raise RecstackError(f"dominance: lacks columns {missing}; expected "

@@ -27,18 +27,18 @@ DEPLOYMENT = ["device", "threads", "backend", "batch_size"]
 
 
 def load_timings(store: ResultStore, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """Measured points with their statistics (failed points excluded), columns TIMING_COLUMNS."""
-    where = "pt.status = 'ok'"
-    parameters: list[object] = []
-    if run_ids:
-        where += f" AND pt.run_id IN ({', '.join('?' * len(run_ids))})"
-        parameters = list(run_ids)
+    """Measured points with their statistics (failed points excluded): at least
+    TIMING_COLUMNS, then every other declared column of ``timing`` and the level's method
+    version."""
+    from recstack.analysis.select import point_columns, run_filter, table_columns
+
+    runs, parameters = run_filter(run_ids)
+    selected = ["pt.run_id", "r.platform_id", *point_columns(names=TIMING_COLUMNS[2:9]),
+                "pt.method_version", *table_columns(store, "timing", "t")]
     frame = store.query(f"""
-        SELECT pt.run_id, r.platform_id, pt.model, pt.model_type, pt.row_scale, pt.batch_size,
-               pt.device, pt.threads, pt.backend, t.iterations, t.median_ms, t.p5_ms, t.p95_ms,
-               t.p99_ms, t.mean_ms, t.cv, t.throughput_per_s, t.copy_median_ms, t.unstable
+        SELECT {', '.join(selected)}
         FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
-        WHERE {where}
+        WHERE pt.status = 'ok'{runs}
         ORDER BY pt.model, pt.device, pt.threads, pt.backend, pt.batch_size
     """, parameters)
     return order_models(frame)

@@ -7,29 +7,36 @@ import pandas as pd
 
 from recstack.store import ResultStore
 
-HARDWARE_COLUMNS = ["run_id", "point_key", "model", "model_type", "row_scale", "batch_size",
-                    "device", "threads", "backend", "source", "hierarchy", "instructions",
-                    "ipc", "l1i_mpki", "l1d_mpki", "llc_mpki", "branch_mpki", "dtlb_mpki",
-                    "itlb_mpki", "retiring", "bad_speculation", "frontend_bound",
-                    "backend_bound", "multiplexing", "caveats"]
-LEVEL1 = ["retiring", "bad_speculation", "frontend_bound", "backend_bound"]
+from recstack.analysis.select import POINT_COLUMNS
+from recstack.records.hardware import TOPDOWN_LEVEL1
+
+# The raw blobs stay in the store; every other declared column of ``hardware`` is loaded.
+RAW_COLUMNS = ("topdown", "raw")
+LEVEL1 = list(TOPDOWN_LEVEL1)
 
 
 def load_hardware(store: ResultStore, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """Hardware points of the store (columns HARDWARE_COLUMNS), in the zoo's model order."""
+    """Hardware points of the store, in the zoo's model order. Columns: POINT_COLUMNS, then
+    every declared column of ``hardware`` but the raw blobs (:func:`hardware_columns`)."""
+    from recstack.analysis.select import point_columns, run_filter, table_columns
     from recstack.analysis.systems import order_models
 
-    where, parameters = "pt.status = 'ok' AND pt.collector = 'hardware'", []
-    if run_ids:
-        where += f" AND pt.run_id IN ({', '.join('?' * len(run_ids))})"
-        parameters = list(run_ids)
+    runs, parameters = run_filter(run_ids)
+    selected = [*point_columns(), *table_columns(store, "hardware", "h", RAW_COLUMNS)]
     frame = store.query(f"""
-        SELECT pt.run_id, pt.point_key, pt.model, pt.model_type, pt.row_scale, pt.batch_size,
-               pt.device, pt.threads, pt.backend, h.* EXCLUDE (run_id, point_key, topdown, raw)
-        FROM points pt JOIN hardware h USING (run_id, point_key) WHERE {where}
+        SELECT {', '.join(selected)}
+        FROM points pt JOIN hardware h USING (run_id, point_key)
+        WHERE pt.status = 'ok' AND pt.level = 'hardware'{runs}
         ORDER BY pt.model, pt.batch_size
     """, parameters)
-    return order_models(frame)[HARDWARE_COLUMNS]
+    return order_models(frame)
+
+
+def hardware_columns(store: ResultStore) -> list[str]:
+    """The columns :func:`load_hardware` returns."""
+    from recstack.analysis.select import declared_names
+
+    return [*POINT_COLUMNS, *declared_names(store, "hardware", RAW_COLUMNS)]
 
 
 def topdown_table(hardware: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console
-from recstack.cli.options import DEFAULT_STORE, JsonOption
+from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption
 from recstack.errors import RecstackError
 from recstack.text import shown
 
@@ -27,7 +27,7 @@ def _thread_count(text: str, cores: int) -> int:
 
 @app.command()
 def ceilings(
-    out: Annotated[str, typer.Option("--out", help="The results database file.")] = DEFAULT_STORE,
+    store: StoreOption = DEFAULT_STORE,
     threads: Annotated[str | None, typer.Option(
         "--threads", help="Intra-op threads. Default: all usable cores.")] = None,
     refresh: Annotated[bool, typer.Option(
@@ -45,15 +45,11 @@ def ceilings(
 ) -> None:
     """Measure (or reuse from the store) the machine's ceilings for the roofline: triad and
     random-gather bandwidth, GEMM throughput at the models' layer shapes, dispatch cost."""
-    from recstack.collect.ceilings import CeilingSettings, ensure_ceilings
-    from recstack.store import ResultStore
-    from recstack.sweep import usable_cores
+    from recstack import api
+    from recstack.host import usable_cores
 
     count = usable_cores() if threads is None else _thread_count(threads, usable_cores())
-    settings = CeilingSettings.quick() if quick else CeilingSettings()
-    store = ResultStore(out)
-    store.check_writable()  # before minutes of measuring, not after
-    frame, measured = ensure_ceilings(store, count, refresh=refresh, settings=settings)
+    frame, measured = api.ceilings(store, count, refresh=refresh, quick=quick)
     if as_json:
         records = frame.drop(columns=["samples"]).assign(
             measured_at=frame.measured_at.astype(str)).to_dict(orient="records")
@@ -62,7 +58,7 @@ def ceilings(
     when = frame.measured_at.iloc[0]
     console.print(f"{'measured' if measured else 'reused'}: ceilings at {count} thread(s), "
                   f"platform {frame.platform_id.iloc[0]}, measured {when:%Y-%m-%d %H:%M} UTC, "
-                  f"stored in {out}", highlight=False)
+                  f"stored in {store}", highlight=False)
     table = Table(header_style="bold")
     for column in ("kind", "shape", "median", "p5", "p95", "unit", "repeats"):
         table.add_column(column, justify="right" if column in ("median", "p5", "p95",
@@ -86,7 +82,7 @@ def ceilings(
 def _table_summary(tables: object) -> str:
     """One line per row size: the gather from the smallest and from the largest table
     measured (each at its longest measured run)."""
-    from recstack.collect.ceilings import parse_table_gather_shape
+    from recstack.ceiling_shapes import parse_table_gather_shape
 
     sizes = tables.assign(parsed=tables["shape"].map(parse_table_gather_shape)).dropna(
         subset=["parsed"])

@@ -12,11 +12,11 @@ from rich.table import Table
 
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console, make_console
-from recstack.cli.measure import (OutOption, ResumeOption, RunIdOption,
-                                  _finish, _levels, _measure,
-                                  _report_outcome, _settings)
-from recstack.cli.options import JsonOption, int_list
+from recstack.cli.options import (DEFAULT_STORE, JsonOption, ResumeOption, RunIdOption,
+                                  StoreOption, int_list, levels_list)
+from recstack.cli.progress import finish, measure_with_progress, report_outcome
 from recstack.errors import RecstackError
+from recstack.text import MISSING
 
 DesignFileOption = Annotated[str | None, typer.Option(
     "--design-file", help="YAML design space (default: the shipped design_space.yaml).")]
@@ -142,7 +142,7 @@ def correlate(
         "--threads", help="Comma-separated intra-op thread counts. Default 1: variants are "
                           "compared with each other, and one thread is far less disturbed "
                           "by other work on the machine than all cores.")] = "1",
-    out: OutOption = "results/recstack.duckdb",
+    store: StoreOption = DEFAULT_STORE,
     resume: ResumeOption = False,
     run_id: RunIdOption = None,
     min_time: Annotated[float, typer.Option(
@@ -152,56 +152,32 @@ def correlate(
     """Cross-stack correlation: measure a design space of model variants around the
     canonical models and relate their features to their bottlenecks (correlations,
     regressions, tree importance, and whether one feature dominates each bottleneck)."""
-    from recstack.designspace import generate_variants, variants_frame
-    from recstack.sweep import check_options, plan_specs
+    from recstack import api
 
     space = _space(design_file, variants, models, sampler, quick)
-    generated = _option_errors(generate_variants, space, seed)
     sizes = int_list("--batch-sizes", batch_sizes) if batch_sizes is not None else \
         ([16] if quick else [1, 64])
-    thread_counts = int_list("--threads", threads)
-    wanted = _levels(levels)
-    check_options([v.name for v in generated], sizes, thread_counts, ["cpu"], ["eager"],
-                  wanted)
-    plan = plan_specs([v.spec for v in generated], sizes, thread_counts, ["cpu"], ["eager"],
-                      seed=seed, levels=wanted,
-                      notes=[f"design space: {len(generated)} variants of "
-                             f"{', '.join(space.models)} ({space.sampler}, seed {seed}, "
-                             f"from {space.source})"])
-    design_rows = variants_frame(generated, space, seed)
-
-    def record_design(store: Any, run: str) -> None:
-        store.record_design_space(run, design_rows)
-
     display = make_console(stderr=True) if as_json else console
-    store, outcome = _measure(plan, out, _settings(min_time), resume, run_id, display=display,
-                              before=record_design)
-    result, figures = _analyse(store, outcome.run_id)
+    measured = measure_with_progress(
+        lambda **options: _option_errors(api.correlate, space, **options), display=display,
+        seed=seed, batch_sizes=sizes, levels=levels_list(levels),
+        threads=int_list("--threads", threads), store=store, min_time=min_time,
+        resume=resume, run_id=run_id)
+    result, analysis = measured.run, measured.analysis
     if as_json:
-        fmt.print_json({"run_id": outcome.run_id, "store": str(store.path),
-                        "failed": outcome.failed, "notes": result.notes,
-                        "dominance": result.dominance.to_dict("records"),
-                        "fits": result.fits.to_dict("records"),
-                        "correlations": result.correlations.to_dict("records"),
-                        "importance": result.importance.to_dict("records"),
-                        "figures": [str(p) for p in figures]})
-        _report_outcome(outcome, display)
-        if outcome.failed:
+        fmt.print_json({"run_id": result.run_id, "store": str(result.store.path),
+                        "failed": result.failed, "notes": analysis.notes,
+                        "dominance": analysis.dominance.to_dict("records"),
+                        "fits": analysis.fits.to_dict("records"),
+                        "correlations": analysis.correlations.to_dict("records"),
+                        "importance": analysis.importance.to_dict("records"),
+                        "figures": [str(p) for p in result.figures]})
+        report_outcome(result.outcome, display)
+        if result.failed:
             raise typer.Exit(1)
         return
-    _print_result(result)
-    _finish(store, outcome, figures)
-
-
-def _analyse(store: Any, run_id: str) -> tuple[Any, list[Path]]:
-    from recstack.analysis.bottlenecks import load_bottlenecks
-    from recstack.analysis.correlation import DOMINANCE_THRESHOLD, correlate as analyse
-    from recstack.report.correlation import write_correlation_figures
-
-    table = load_bottlenecks(store, [run_id])
-    result = analyse(table)
-    directory = store.path.parent / "figures" / run_id
-    return result, write_correlation_figures(result, directory, DOMINANCE_THRESHOLD)
+    _print_result(analysis)
+    finish(result)
 
 
 def _print_result(result: Any) -> None:
@@ -229,12 +205,12 @@ def _print_result(result: Any) -> None:
                                     & (spearman.backend == backend)].dropna(subset=["r"])
             best = correlations.loc[correlations.r.abs().idxmax()] if len(correlations) \
                 else None
-            strongest_r = "-" if best is None else f"{best.r:+.2f} ({best.feature})"
-            share = "-" if row.strongest_share != row.strongest_share \
+            strongest_r = MISSING if best is None else f"{best.r:+.2f} ({best.feature})"
+            share = MISSING if row.strongest_share != row.strongest_share \
                 else f"{row.strongest_share:.0%}"
             table.add_row(row.bottleneck, row.strongest_feature, share,
                           "yes" if row.dominated else "no", f"{fit.r2:.2f}",
-                          "-" if fit.cv_r2 != fit.cv_r2 else f"{fit.cv_r2:.2f}", strongest_r)
+                          MISSING if fit.cv_r2 != fit.cv_r2 else f"{fit.cv_r2:.2f}", strongest_r)
         console.print(table)
         dominated = int(rows.dominated.sum())
         console.print(f"{dominated} of {len(rows)} bottlenecks have one feature carrying at "

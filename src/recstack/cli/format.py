@@ -7,6 +7,9 @@ import math
 import sys
 from typing import Any
 
+from recstack.text import MISSING
+from recstack.units import human_bytes
+
 
 def count(n: float) -> str:
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
@@ -15,21 +18,17 @@ def count(n: float) -> str:
     return f"{n:g}"
 
 
-def nbytes(n: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n:.0f} B"
+nbytes = human_bytes
 
 
 def ms(value: float | None) -> str:
     if value is None or value != value:
-        return "-"
+        return MISSING
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
 def rate(value: float | None) -> str:
-    return "-" if value is None or value != value else count(value)
+    return MISSING if value is None or value != value else count(value)
 
 
 def rows(table_rows: list[int]) -> str:
@@ -49,7 +48,7 @@ def widths(values: list[int]) -> str:
 def mlp(summary: dict[str, Any]) -> str:
     kind = summary["model_type"]
     if kind in ("din", "dien"):
-        return f"att {widths(summary['bottom_mlp'])}, top {widths(summary['top_mlp'])}"
+        return f"att {widths(summary['attention_mlp'])}, top {widths(summary['top_mlp'])}"
     parts = []
     if kind == "dlrm":
         parts.append(f"bot {widths(summary['bottom_mlp'])}")

@@ -7,19 +7,29 @@ from typing import Annotated, Any
 import typer
 
 from recstack.errors import RecstackError
+from recstack.store import DEFAULT_STORE  # noqa: F401 - the one default, for every command
 from recstack.text import shown
 
-ScaleOption = Annotated[
+RowScaleOption = Annotated[
     float | None,
-    typer.Option("--scale", help="Table rows relative to full size (e.g. 0.1). "
-                                 "Default: full size wherever it fits in memory."),
+    typer.Option("--row-scale", help="Table rows relative to full size (e.g. 0.1). "
+                                     "Default: full size wherever it fits in memory."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 StoreOption = Annotated[str, typer.Option("--store", help="The results database file.")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Continue the latest run in the store (or --run-id): points it already "
+                     "measured are skipped, failed ones are measured again.")]
+RunIdOption = Annotated[str | None, typer.Option(
+    "--run-id", help="Name of the run to create, or with --resume the run to continue.")]
 OversubscribeOption = Annotated[bool, typer.Option(
     "--oversubscribe", help="Allow more intra-op threads than the cores this process may use "
                             "(each operator then also measures waiting for a core).")]
-DEFAULT_STORE = "results/recstack.duckdb"
+
+
+def levels_list(text: str) -> list[str]:
+    """``"timing,operators"`` -> ``["timing", "operators"]`` (checked by planning)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def int_list(option: str, text: str) -> list[int]:
@@ -34,15 +44,15 @@ def int_list(option: str, text: str) -> list[int]:
     return values
 
 
-def scaled(spec: Any, scale: float | None) -> Any:
-    """``spec`` at ``--scale`` (checked: finite, > 0, tables within the spec's limits)."""
+def scaled(spec: Any, row_scale: float | None) -> Any:
+    """``spec`` at ``--row-scale`` (checked: finite, > 0, tables within the spec's limits)."""
     from recstack.errors import SpecError
     from recstack.limits import check_scale
 
-    if scale is None:
+    if row_scale is None:
         return spec
-    check_scale(scale)
+    check_scale(row_scale, "--row-scale")
     try:
-        return spec.scaled(scale)
+        return spec.scaled(row_scale)
     except SpecError as error:
-        raise error.for_option("--scale") from None
+        raise error.for_option("--row-scale") from None

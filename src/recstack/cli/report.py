@@ -3,7 +3,6 @@ compare`` (two runs side by side, with a significance test per point)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,14 +10,12 @@ from rich.table import Table
 
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console, make_console
-from recstack.cli.options import DEFAULT_STORE, JsonOption
-
-OutOption = Annotated[str, typer.Option("--out", help="The results database file.")]
+from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption
 
 
 @app.command()
 def report(
-    out: OutOption = DEFAULT_STORE,
+    store: StoreOption = DEFAULT_STORE,
     run: Annotated[list[str] | None, typer.Option(
         "--run", help="A run to include (repeatable). Default: the latest run, plus the "
                       "newest run of each level it did not measure.")] = None,
@@ -32,14 +29,9 @@ def report(
     """One self-contained HTML page (figures embedded, nothing loaded from the network) and a
     Markdown summary of stored runs: platforms, the three levels, methodology, and the
     paper's findings checked on this data."""
-    from recstack.report.html import build_report, default_report_paths, write_report
-    from recstack.store import ResultStore
+    from recstack import api
 
-    store = ResultStore(out)
-    built = build_report(store, run or None)
-    default_html, default_markdown = default_report_paths(store, built.run_ids[0])
-    for path in write_report(built, Path(html) if html else default_html,
-                             Path(markdown) if markdown else default_markdown):
+    for path in api.report(store, run or None, html, markdown):
         console.print(f"report: {path}", highlight=False, markup=False)
 
 
@@ -47,28 +39,17 @@ def report(
 def compare(
     run_a: Annotated[str, typer.Argument(help="The reference run (A).")],
     run_b: Annotated[str, typer.Argument(help="The run compared with it (B).")],
-    out: OutOption = DEFAULT_STORE,
+    store: StoreOption = DEFAULT_STORE,
     alpha: Annotated[float, typer.Option(
         "--alpha", help="Significance level after Holm's correction.")] = 0.05,
     as_json: JsonOption = False,
 ) -> None:
     """Two runs (or platforms) point by point: median latency ratio B/A and a Mann-Whitney U
     test on the raw samples, Holm-corrected; only significant differences are highlighted."""
-    from recstack.analysis.compare import compare_runs, run_platforms, settings_differences
-    from recstack.analysis.runs import runs_with_status
-    from recstack.store import ResultStore
+    from recstack import api
 
-    store = ResultStore(out)
-    table = compare_runs(store, run_a, run_b, alpha)
-    changed = settings_differences(store, run_a, run_b)
-    platforms = run_platforms(store, run_a, run_b)
-    warnings = ["the runs were measured with different timing settings: "
-                + ", ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in changed.items())
-                + "; differences may come from the settings"] if changed else []
-    warnings += [f"run {run.run_id} did not finish ({run.status}): points it did not "
-                 "measure are listed as in one run only"
-                 for run in runs_with_status(store.runs()).itertuples()
-                 if run.run_id in (run_a, run_b) and not run.complete]
+    comparison = api.compare(run_a, run_b, store, alpha)
+    table, platforms, warnings = comparison.points, comparison.platforms, comparison.warnings
     if as_json:
         fmt.print_json({"run_a": run_a, "run_b": run_b, "alpha": alpha,
                         "platforms": platforms.to_dict("records"), "warnings": warnings,

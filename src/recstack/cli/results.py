@@ -10,7 +10,7 @@ from rich.table import Table
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console
 from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption
-from recstack.text import shown
+from recstack.text import MISSING, shown
 
 results_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=False,
                           invoke_without_command=True)
@@ -43,10 +43,9 @@ def results(ctx: typer.Context, store: StoreOption = DEFAULT_STORE,
 def show(run_id: Annotated[str, typer.Argument(help="The run to show.")],
          store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
     """The points of one run, with their statistics or errors."""
+    from recstack.analysis.runs import run_points, runs_with_status
     from recstack.errors import RecstackError
     from recstack.store import ResultStore
-
-    from recstack.analysis.runs import runs_with_status
 
     results_store = ResultStore(store)
     runs = runs_with_status(results_store.runs())
@@ -54,14 +53,7 @@ def show(run_id: Annotated[str, typer.Argument(help="The run to show.")],
     if runs.empty:
         raise RecstackError(f"run: {shown(run_id)} is not in {store}; `recstack results` "
                             "lists the runs")
-    frame = results_store.query("""
-        SELECT pt.label, pt.collector, pt.status, pt.error, t.median_ms, t.p95_ms, t.p99_ms,
-               t.throughput_per_s, t.cv, coalesce(t.unstable, false) AS unstable,
-               pr.wall_us, pr.iterations AS profiled_iterations
-        FROM points pt LEFT JOIN timing t USING (run_id, point_key)
-        LEFT JOIN profiles pr USING (run_id, point_key)
-        WHERE pt.run_id = ? ORDER BY pt.model, pt.device, pt.threads, pt.batch_size
-    """, [run_id])
+    frame = run_points(results_store, run_id)
     if as_json:
         fmt.print_json(frame.to_dict("records"))
         return
@@ -72,14 +64,14 @@ def show(run_id: Annotated[str, typer.Argument(help="The run to show.")],
     for row in frame.itertuples():
         if row.status == "failed":
             note = row.error
-        elif row.collector == "operators":
+        elif row.level == "operators":
             note = (f"operator profile: {row.profiled_iterations} iterations, mean wall "
                     f"{fmt.ms(row.wall_us / 1e3)} ms")
         else:
             note = "unstable" if row.unstable else ""
         table.add_row(row.label, row.status, fmt.ms(row.median_ms), fmt.ms(row.p95_ms),
                       fmt.ms(row.p99_ms), fmt.rate(row.throughput_per_s),
-                      "-" if row.cv != row.cv else f"{row.cv:.0%}", str(note or ""))
+                      MISSING if row.cv != row.cv else f"{row.cv:.0%}", str(note or ""))
     console.print(table)
 
 

@@ -9,12 +9,12 @@ from rich.table import Table
 
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console
-from recstack.cli.options import JsonOption, ScaleOption, scaled
+from recstack.cli.options import JsonOption, RowScaleOption, scaled
 
 
 def _summaries_table(summaries: list[dict[str, Any]]) -> Table:
     table = Table(title="recstack model zoo", header_style="bold")
-    for column in ("model", "type", "scale", "tables", "rows", "dim", "lookups/table", "MLP",
+    for column in ("model", "type", "row scale", "tables", "rows", "dim", "lookups/table", "MLP",
                    "params", "FLOPs/sample", "gathered/sample", "embeddings", "memory",
                    "fits here"):
         justify = "left" if column in ("model", "type", "rows", "MLP", "lookups/table") \
@@ -67,15 +67,15 @@ def models(
     names: Annotated[list[str] | None, typer.Argument(
         help="Zoo names (or DeepRecSys aliases) or spec files; default: the eight models.")
     ] = None,
-    scale: ScaleOption = None,
+    row_scale: RowScaleOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The model zoo: structure, parameters, FLOPs and memory of each model."""
+    from recstack.admission import available_memory_bytes
     from recstack.catalog import model_summary
-    from recstack.footprint import available_memory_bytes
     from recstack.specs import ZOO_NAMES, resolve_spec
 
-    specs = [scaled(resolve_spec(name), scale) for name in (names or ZOO_NAMES)]
+    specs = [scaled(resolve_spec(name), row_scale) for name in (names or ZOO_NAMES)]
     available = available_memory_bytes()
     summaries = [model_summary(spec, available) for spec in specs]
     if as_json:
@@ -89,20 +89,20 @@ def models(
 @app.command()
 def check(
     file: Annotated[str, typer.Argument(help="A spec file (.json, .yaml) or a zoo name.")],
-    scale: ScaleOption = None,
+    row_scale: RowScaleOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Validate a spec file and print its footprint (or the error, exit status 2)."""
+    from recstack.admission import available_memory_bytes, scale_that_fits
     from recstack.catalog import model_summary
-    from recstack.footprint import available_memory_bytes, scale_that_fits
     from recstack.specs import resolve_spec
 
-    spec = scaled(resolve_spec(file), scale)
+    spec = scaled(resolve_spec(file), row_scale)
     available = available_memory_bytes()
     summary = model_summary(spec, available)
     summary["unused_keys"] = list(spec.unused_keys())
     if not summary["fits"]:
-        summary["scale_that_fits"] = scale_that_fits(spec, available)
+        summary["row_scale_that_fits"] = scale_that_fits(spec, available)
     if as_json:
         fmt.print_json(summary)
         return
@@ -112,26 +112,12 @@ def check(
     for key in summary["unused_keys"]:
         console.print(f"note: {key} is accepted but not used by model_type {spec.model_type}")
     if not summary["fits"]:
-        fits = summary["scale_that_fits"]
-        advice = f"--scale {fits:g} would fit" if fits else "its dense layers alone do not fit"
+        fits = summary["row_scale_that_fits"]
+        advice = (f"--row-scale {fits:g} would fit" if fits
+                  else "its dense layers alone do not fit")
         console.print(f"does not fit here: building needs about "
                       f"{fmt.nbytes(summary['build_memory_bytes'])}, {fmt.nbytes(available)} "
                       f"available; {advice}")
-
-
-def _parse_size(option: str, text: str) -> int:
-    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9,
-             "b": 1}
-    lowered = text.strip().lower()
-    for unit, factor in units.items():
-        if lowered.endswith(unit) and lowered[:-len(unit)].replace(".", "", 1).isdigit():
-            return int(float(lowered[:-len(unit)]) * factor)
-    if lowered.isdigit():
-        return int(lowered)
-    from recstack.errors import RecstackError
-
-    raise RecstackError(f"{option}: {text!r} is not allowed; expected sizes like 512KiB, "
-                        "32MiB or 1GiB, separated by commas")
 
 
 @app.command()
@@ -146,7 +132,7 @@ def locality(
     zipf_exponent: Annotated[float, typer.Option("--zipf-exponent")] = 1.05,
     cache_sizes: Annotated[str, typer.Option(
         "--cache-sizes", help="LRU row-cache sizes, comma-separated.")] = "1MiB,32MiB,1GiB",
-    scale: ScaleOption = None,
+    row_scale: RowScaleOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the queries.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
@@ -154,16 +140,19 @@ def locality(
     distances, and the hit rate of an idealized LRU row cache of each size. From the access
     streams alone: nothing is simulated or measured."""
     from recstack.analysis.locality import locality_profile
+    from recstack.admission import require_stream_memory
     from recstack.errors import RecstackError, SpecError
     from recstack.inputs import QuerySpec, generate_batches
-    from recstack.specs import resolve_spec
-
-    from recstack.admission import require_stream_memory
     from recstack.limits import INT32_MAX
+    from recstack.specs import resolve_spec
+    from recstack.units import SIZE_EXAMPLES, parse_size
 
-    spec = scaled(resolve_spec(model), scale)
-    sizes = [_parse_size("--cache-sizes", part) for part in cache_sizes.split(",")
-             if part.strip()]
+    spec = scaled(resolve_spec(model), row_scale)
+    try:
+        sizes = [parse_size(part, "cache_sizes", SIZE_EXAMPLES + ", separated by commas")
+                 for part in cache_sizes.split(",") if part.strip()]
+    except SpecError as error:
+        raise error.for_option() from None
     for option, value in (("--batch-size", batch_size), ("--batches", batches)):
         if not 1 <= value <= INT32_MAX:
             raise RecstackError(f"{option}: {value} is not allowed; expected an integer from 1 "

@@ -13,16 +13,16 @@ from typing import Any
 
 from recstack.collect.timing import TimingSettings
 from recstack.errors import RecstackError
+from recstack.levels import LevelOptions
 from recstack.points import Point
+from recstack.records import Hardware, HardwareRecord
+from recstack.records.hardware import RATES, TOPDOWN_LEVEL1
 from recstack.specs import ModelSpec
 
 SIMULATED = "simulated"
 MEASURED = "measured"
 # Simulation is for scaled models; a sweep scales the others down to about this much.
 SIMULATION_EMBEDDING_BYTES = 32 * 2**20
-RATE_NAMES = ("ipc", "l1i_mpki", "l1d_mpki", "llc_mpki", "branch_mpki", "dtlb_mpki",
-              "itlb_mpki")
-TOPDOWN_NAMES = ("retiring", "bad_speculation", "frontend_bound", "backend_bound")
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,15 @@ def scaled_for_simulation(spec: ModelSpec,
                           budget_bytes: int = SIMULATION_EMBEDDING_BYTES) -> tuple[ModelSpec, str]:
     """The spec with rows scaled so its embeddings fit ``budget_bytes`` (unchanged if they
     already do), and a note saying so."""
-    from recstack.footprint import footprint, round_down
+    from recstack.footprint import footprint, row_scale_for_budget
 
     size = footprint(spec).embedding_bytes
     if size <= budget_bytes:
         return spec, ""
-    full = footprint(spec.scaled(1.0)).embedding_bytes
-    scale = round_down(budget_bytes / full)
+    scale = row_scale_for_budget(spec, budget_bytes)
+    if scale is None:
+        raise RecstackError(f"{spec.name}: its tables do not fit "
+                            f"{budget_bytes / 2**20:.0f} MiB even at one row each")
     return spec.scaled(scale), (f"{spec.name}: simulated at row_scale {scale:g} (simulation "
                                 f"under valgrind is for models with at most "
                                 f"{budget_bytes / 2**20:.0f} MiB of embeddings)")
@@ -97,3 +99,24 @@ def hardware_point(point: Point, settings: TimingSettings, mode: str,
         return measured_result(point, settings, no_multiplex=no_multiplex)
     raise RecstackError(f"hardware level: mode {mode!r} is not allowed; expected measured or "
                         "simulated (`recstack doctor` says which this machine supports)")
+
+
+def collect_hardware(point: Point, settings: TimingSettings,
+                     options: LevelOptions | None = None) -> HardwareRecord:
+    """The hardware level's collector: the point's counters or simulation (in a fresh
+    worker) as its record; the mode was decided once for the plan."""
+    options = options or LevelOptions()
+    result = hardware_point(point, settings, options.hardware_mode or "", options.hierarchy,
+                            options.no_multiplex)
+    return hardware_record(result)
+
+
+def hardware_record(result: HardwareResult) -> HardwareRecord:
+    topdown = result.topdown or {}
+    return HardwareRecord(Hardware(
+        source=result.source, hierarchy=result.hierarchy,
+        instructions=result.instructions_per_iteration,
+        **{name: result.rates.get(name) for name in RATES},
+        **{name: topdown.get(name) for name in TOPDOWN_LEVEL1},
+        topdown=topdown, multiplexing=result.multiplexing, caveats=list(result.caveats),
+        raw=result.raw))

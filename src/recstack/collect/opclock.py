@@ -2,7 +2,7 @@
 profiler's cost.
 
 The PyTorch profiler adds about a microsecond to every operator it records (and about 65 us to
-a 41 us batch-1 RMC1 iteration here), mostly inside the operators it times, so at small batch
+a 41 us batch-1 RMC1 iteration), mostly inside the operators it times, so at small batch
 its operator times cannot say how much of the *unprofiled* latency lies outside operators. The
 operator clock is a thread-local RecordFunction callback (``opclock.cpp``, compiled once with
 the installed torch's headers and loaded with ctypes) that only counts operators and reads the
@@ -17,8 +17,8 @@ clock cannot see. So the time outside operators in a plain iteration lies in
 :func:`recstack.analysis.roofline.clocked_overhead_shares`). The upper end is then narrowed
 by what the clock is measured to cost outside each top-level operator at least
 (:meth:`OperatorClock.calibrate`: empty scopes of the same kind, timed around the callbacks'
-own clock reads; about 0.07 us for dispatcher operators and 0.09 us for Static Runtime nodes
-on the 2-core VM, against about 0.3 us per node that the callbacks cost in all).
+own clock reads; about 0.07 us for dispatcher operators and 0.09 us for Static Runtime nodes,
+against about 0.3 us per node that the callbacks cost in all).
 
 A model run by PyTorch's Static Runtime (the ``static`` backend) has its operators called
 from C++, not through Python: the clock then watches the runtime's nodes instead of dispatcher

@@ -38,8 +38,10 @@ from torch._C._profiler import RecordScope
 
 from recstack.collect.timing import TimingSettings
 from recstack.errors import RecstackError
+from recstack.levels import LevelOptions
 from recstack.models.layers import PART_SCOPE_PREFIX
 from recstack.points import Point
+from recstack.records import Profile, ProfileRecord
 
 ITERATION_SCOPE = PART_SCOPE_PREFIX + "iteration"
 INPUT_PART = "input"
@@ -280,3 +282,44 @@ def profile_point(point: Point, settings: TimingSettings,
                            profiler_outside_us=scopes * scope_us, trace_path=trace_path,
                            clock=clock_reading, clock_note=clock_note,
                            extra={"scope_cost_us": scope_us, "scopes_per_iteration": scopes})
+
+
+def collect_profile(point: Point, settings: TimingSettings,
+                    options: LevelOptions | None = None) -> ProfileRecord:
+    """The operators level's collector: profiles ``point`` (in a fresh worker) and returns
+    its record."""
+    options = options or LevelOptions()
+    return profile_record(profile_point(point, settings, options.trace_dir))
+
+
+def profile_record(profile: OperatorProfile) -> ProfileRecord:
+    """The stored form of a profile: operators per part, and the iteration's times (mean
+    profiled wall time, the time no operator covers, the profiler's overhead against the
+    unprofiled median) with the operator clock's medians."""
+    import pandas as pd
+
+    operators = pd.DataFrame(profile.operators, columns=["part", "op", "calls", "time_us"])
+    wall = statistics.fmean(profile.iteration_wall_us)
+    covered = float(operators.time_us.sum())
+    profiled = statistics.median(profile.profiled_us)
+    unprofiled = statistics.median(profile.unprofiled_us)
+    clock: dict[str, Any] = {}
+    if profile.clock is not None:
+        from recstack.collect.opclock import ClockReading
+
+        medians = ClockReading(**profile.clock).medians()
+        clock = {"clock_plain_us": medians["plain_us"],
+                 "clock_clocked_us": medians["clocked_us"],
+                 "clock_inside_us": medians["inside_us"],
+                 "clock_outside_us": medians["outside_us"],
+                 "clock_operators": profile.clock["operators"],
+                 "clock_observed": profile.clock["observed"],
+                 "clock_callback_outside_us": profile.clock.get("callback_outside_us"),
+                 "clock": profile.clock}
+    return ProfileRecord(operators=operators, profile=Profile(
+        iterations=len(profile.iteration_wall_us), time_basis=profile.time_basis,
+        wall_us=wall, operator_us=covered, uncovered_us=wall - covered,
+        profiled_median_us=profiled, unprofiled_median_us=unprofiled,
+        profiler_overhead=profiled / unprofiled - 1.0, trace_path=profile.trace_path,
+        profiler_outside_us=profile.profiler_outside_us, clock_note=profile.clock_note,
+        **clock))

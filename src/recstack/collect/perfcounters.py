@@ -3,24 +3,21 @@
 The worker is started under ``perf stat --control fifo:CTL,ACK -D -1``: counting starts
 disabled, so interpreter start-up, imports, model building and warm-up are not counted. The
 worker enables counting right before its timed loop and disables it right after, through the
-control fifo (:class:`recstack.collect.perfstat.PerfControl`). perf writes JSON (``-j``) to a
-file that is parsed with :func:`recstack.collect.perfstat.parse_perf_json`.
+control fifo (:class:`recstack.collect.perf_control.PerfControl`). perf writes JSON (``-j``)
+to a file that is parsed with :func:`recstack.collect.perf_parse.parse_perf_json`.
 
 Events: perf's generic events for IPC and misses per kilo-instruction, and the ``TopdownL1``
 and ``TopdownL2`` metric groups. Where perf has no such metric group for the CPU, the run is
 repeated without them (and a caveat says so). With ``no_multiplex`` the loop is run once per
 group of events small enough to need no multiplexing.
 
-Only the parent side and the worker side live here; ``python -m recstack.collect.perfcounters
---worker REQUEST STATUS CTL ACK`` is the worker's entry point.
+Only the parent side and the worker side live here; the worker is a child of perf, started
+as :func:`recstack.worker.tool_child_command` says, and :func:`counted_loop` is its entry.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -28,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from recstack.collect.hardware import MEASURED, HardwareResult
-from recstack.collect.perfstat import (GENERIC_EVENTS, TOPDOWN_METRIC_GROUPS, PerfControl,
-                                       derived_rates, multiplexing_share, parse_perf_json,
-                                       perf_command, topdown_from_readings)
+from recstack.collect.perf_control import PerfControl
+from recstack.collect.perf_events import GENERIC_EVENTS, TOPDOWN_METRIC_GROUPS, perf_command
+from recstack.collect.perf_parse import derived_rates, multiplexing_share, parse_perf_json
+from recstack.collect.perf_topdown import topdown_from_readings
 from recstack.collect.timing import TimingSettings
 from recstack.errors import RecstackError
 from recstack.points import Point
+from recstack.worker import run_under_tool, tool_child_command, tool_child_env, tool_child_outcome
 
 SOURCE = "measured (perf stat)"
 PERF_TIMEOUT_S = 900
@@ -44,19 +43,6 @@ def _request(point: Point, settings: TimingSettings) -> dict[str, Any]:
             "threads": point.threads, "seed": point.seed, "query": point.query.to_dict(),
             "min_seconds": settings.min_seconds, "warmup": settings.warmup_iterations,
             "distinct_batches": settings.distinct_batches}
-
-
-def _run_perf(argv: list[str], status_path: Path, env: dict[str, str]
-              ) -> subprocess.CompletedProcess[str]:
-    from recstack.worker import die_with_parent_hook
-
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=PERF_TIMEOUT_S,
-                          env=env, preexec_fn=die_with_parent_hook())
-    if status_path.is_file():
-        status = json.loads(status_path.read_text())
-        if status.get("error"):
-            raise RecstackError(status["error"])
-    return done
 
 
 def measured_result(point: Point, settings: TimingSettings, no_multiplex: bool = False,
@@ -72,10 +58,9 @@ def measured_result(point: Point, settings: TimingSettings, no_multiplex: bool =
         os.mkfifo(control)
         os.mkfifo(ack)
         output, status = directory / "perf.json", directory / "status.json"
-        worker = [sys.executable, "-m", "recstack.collect.perfcounters", "--worker",
-                  json.dumps(_request(point, settings)), str(status), str(control), str(ack)]
-        env = dict(os.environ, OMP_NUM_THREADS=str(point.threads),
-                   OPENBLAS_NUM_THREADS="1")
+        request = dict(_request(point, settings), control=str(control), ack=str(ack))
+        worker = tool_child_command("counted-loop", request, status)
+        env = tool_child_env(OMP_NUM_THREADS=str(point.threads), OPENBLAS_NUM_THREADS="1")
         groups = list(TOPDOWN_METRIC_GROUPS.values())
         for attempt in ("with top-down groups", "without"):
             argvs = perf_command(worker, events=GENERIC_EVENTS, metric_groups=groups,
@@ -85,7 +70,9 @@ def measured_result(point: Point, settings: TimingSettings, no_multiplex: bool =
             output.unlink(missing_ok=True)
             failed = None
             for argv in runs:
-                done = _run_perf(list(argv), status, env)
+                done = run_under_tool(list(argv), timeout_s=PERF_TIMEOUT_S, env=env,
+                                      what=f"{point.label}: perf stat")
+                tool_child_outcome(status)  # the worker's error, if it failed
                 if done.returncode != 0:
                     failed = done.stderr.strip().splitlines()[-1:] or ["no output"]
                     break
@@ -98,8 +85,7 @@ def measured_result(point: Point, settings: TimingSettings, no_multiplex: bool =
                 continue
             raise RecstackError(f"{point.label}: perf stat failed: {failed[0]}")
         readings = parse_perf_json(output.read_text() if output.is_file() else "")
-        iterations = json.loads(status.read_text()).get("iterations") if status.is_file() \
-            else None
+        _, iterations = tool_child_outcome(status)
     if not readings:
         raise RecstackError(f"{point.label}: perf stat wrote no counts")
     rates = derived_rates(readings)
@@ -127,8 +113,10 @@ def measured_result(point: Point, settings: TimingSettings, no_multiplex: bool =
 # ---- the worker, under perf ------------------------------------------------------------------
 
 
-def _worker(request: dict[str, Any], control: str, ack: str) -> int:
-    """Builds the model, warms up, then counts only the timed loop. Returns iterations."""
+def counted_loop(request: dict[str, Any]) -> int:
+    """The worker's entry (a child of perf): builds the model, warms up, then counts only the
+    timed loop, enabling perf through the ``control`` and ``ack`` fifos of the request.
+    Returns the iterations counted."""
     import torch
 
     from recstack.inputs import QuerySpec, generate_batches
@@ -146,7 +134,7 @@ def _worker(request: dict[str, Any], control: str, ack: str) -> int:
             model(batches[index % count])
         iterations = 0
         deadline_ns = int(float(request["min_seconds"]) * 1e9)
-        with PerfControl(control, ack) as perf:
+        with PerfControl(request["control"], request["ack"]) as perf:
             perf.enable()
             start = time.perf_counter_ns()
             while iterations < 3 or time.perf_counter_ns() - start < deadline_ns:
@@ -154,25 +142,3 @@ def _worker(request: dict[str, Any], control: str, ack: str) -> int:
                 iterations += 1
             perf.disable()
     return iterations
-
-
-def _worker_main(argv: list[str]) -> int:
-    if len(argv) != 5 or argv[0] != "--worker":
-        print("usage: python -m recstack.collect.perfcounters --worker REQUEST STATUS CTL ACK",
-              file=sys.stderr)
-        return 2
-    _, request, status, control, ack = argv
-    from recstack.worker import die_with_parent
-
-    die_with_parent()  # perf is the parent: when it is killed, nothing measures on
-    try:
-        iterations = _worker(json.loads(request), control, ack)
-        Path(status).write_text(json.dumps({"iterations": iterations}))
-        return 0
-    except Exception as error:  # noqa: BLE001 - reported to the parent through the status
-        Path(status).write_text(json.dumps({"error": f"{type(error).__name__}: {error}"}))
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))

@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from recstack.errors import RecstackError, SpecError
+from recstack.levels import LevelOptions
 from recstack.limits import INT32_MAX, SECONDS_MAX, SEED_MAX, check_int, check_number
 from recstack.points import Point
+from recstack.records import Build, TimingRecord, TimingStats
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,32 @@ def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
     )
 
 
+def collect_timing(point: Point, settings: TimingSettings,
+                   options: LevelOptions | None = None) -> TimingRecord:
+    """The timing level's collector: measures ``point`` (in a fresh worker) and returns its
+    record, the samples' statistics derived once the timed loop is over."""
+    return timing_record(measure_point(point, settings), point, settings)
+
+
+def timing_record(result: TimingResult, point: Point, settings: TimingSettings
+                  ) -> TimingRecord:
+    count = len(result.latency_ns)
+    copy = result.copy_ns if result.copy_ns is not None else [None] * count
+    import pandas as pd
+
+    samples = pd.DataFrame({"iteration": range(count), "latency_ns": result.latency_ns,
+                            "copy_ns": pd.array(copy, dtype="Int64")})
+    build = Build(build_seconds=result.build_seconds,
+                  peak_memory_growth_bytes=result.peak_memory_growth_bytes,
+                  input_bytes_per_batch=result.input_bytes_per_batch,
+                  distinct_batches=result.distinct_batches, threads_used=result.threads_used,
+                  device_name=result.device_name, warmup_iterations=result.warmup_iterations,
+                  compile_seconds=result.extra.get("compile_seconds"))
+    stats = timing_stats(result.latency_ns, point.batch_size, result.copy_ns,
+                         settings.spread_threshold, point.label)
+    return TimingRecord(build=build, samples=samples, stats=stats)
+
+
 def pinned_batch(batch: Any) -> Any:
     """Page-locked host memory, as a serving system would stage queries for the GPU."""
     return batch.map_tensors(lambda tensor: tensor.pin_memory())
@@ -282,30 +310,6 @@ def _time_cuda(model: Any, batches: list[Any], device: str, settings: TimingSett
 # ---- statistics (pure; used by the sweep before storing) -----------------------------------
 
 
-@dataclass(frozen=True)
-class TimingStats:
-    """Statistics derived from a point's raw samples. Times in milliseconds."""
-
-    iterations: int
-    median_ms: float
-    p5_ms: float
-    p95_ms: float
-    p99_ms: float
-    mean_ms: float
-    std_ms: float
-    cv: float
-    relative_spread: float
-    """(p95 - p5) / median: the width of the middle 90% of iterations, relative."""
-    throughput_per_s: float
-    """Samples per second at the median latency: batch_size / median."""
-    copy_median_ms: float | None
-    unstable: bool
-    warning: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def timing_stats(latency_ns: list[int], batch_size: int, copy_ns: list[int] | None = None,
                  spread_threshold: float = 0.5, label: str = "point") -> TimingStats:
     """Median, percentiles, mean, spread and throughput of raw latencies."""
@@ -327,7 +331,8 @@ def timing_stats(latency_ns: list[int], batch_size: int, copy_ns: list[int] | No
                    "the thread count (--threads)")
     return TimingStats(
         iterations=int(ms.size), median_ms=median, p5_ms=p5, p95_ms=p95, p99_ms=p99,
-        mean_ms=mean, std_ms=std, cv=cv, relative_spread=spread, throughput_per_s=batch_size / (median / 1e3),
+        mean_ms=mean, std_ms=std, cv=cv, relative_spread=spread,
+        throughput_per_s=batch_size / (median / 1e3),
         copy_median_ms=(float(np.median(copy_ns)) / 1e6 if copy_ns else None),
         unstable=unstable, warning=warning,
     )

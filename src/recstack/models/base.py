@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recstack.admission import require_memory
 from recstack.batch import Batch
-from recstack.footprint import require_memory
 from recstack.layout import TableLayout, table_layout
 from recstack.specs import ModelSpec
 
@@ -23,7 +23,7 @@ class RecModel(nn.Module):
     hooks on the parts therefore do not fire; the model's own call keeps them. For the same
     reason forwards read their parts from ``self._modules`` (a dict lookup) rather than as
     attributes: ``self.part`` misses the instance dict and goes through
-    ``nn.Module.__getattr__``, about 0.65 us per access on the 2-core VM.
+    ``nn.Module.__getattr__``, about 0.65 us per access.
     """
 
     def __init__(self, spec: ModelSpec, fused: bool = False):
@@ -46,7 +46,7 @@ def build_model(spec: ModelSpec, seed: int = 0, device: torch.device | str = "cp
     directly: no per-table copy exists at any time. The values are the eager layout's.
 
     The memory check runs before any allocation and raises RecstackError with the
-    ``--scale`` that would fit. Weights are built on the CPU, then moved to ``device`` and
+    ``--row-scale`` that would fit. Weights are built on the CPU, then moved to ``device`` and
     ``dtype`` when those differ (a dtype change copies the tables once).
     """
     if check_memory:

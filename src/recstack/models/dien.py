@@ -26,7 +26,7 @@ class DIEN(BehaviourModel):
         hidden = int(spec.gru_hidden_size)  # present for dien: spec validation requires it
         self.extractor = nn.GRU(spec.embedding_dim, hidden, batch_first=True)
         self.query = nn.Linear(spec.embedding_dim, hidden)
-        self.attention = LocalActivationUnit(hidden, spec.bottom_mlp)
+        self.attention = LocalActivationUnit(hidden, spec.attention_mlp)
         self.evolution = AUGRU(hidden, hidden)
         self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
         self.output = OutputActivation()

@@ -20,7 +20,7 @@ class DIN(BehaviourModel):
 
     def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
         super().__init__(spec, seed, fused)
-        self.attention = LocalActivationUnit(spec.embedding_dim, spec.bottom_mlp)
+        self.attention = LocalActivationUnit(spec.embedding_dim, spec.attention_mlp)
         self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
         self.output = OutputActivation()
 

@@ -2,7 +2,7 @@
 all tables at once (fused).
 
 A full-size model holds 2.5 to 4 GB of embeddings. torch's default generator fills on one
-thread (about 3 s per GiB measured on a 2-core VM); numpy's PCG64, filling fixed-size chunks
+thread (about 3 s per GiB); numpy's PCG64, filling fixed-size chunks
 from a thread pool, fills the same GiB in about 0.3 s. Each chunk has its own seed derived from
 (model seed, table, chunk), so the values do not depend on the number of threads nor on where
 the table lives: a table filled on its own and the same table filled as a slice of a fused
@@ -12,7 +12,7 @@ second copy of any table.
 Large tables live in memory the kernel may back with 2 MiB transparent huge pages
 (``madvise(MADV_HUGEPAGE)``; Linux's default THP mode, "madvise", applies huge pages only
 where asked). A random gather from gigabytes of 4 KiB pages misses the TLB on nearly every
-row, and the page walk itself misses the caches: on the 2-core VM a 4 GB table's
+row, and the page walk itself misses the caches: a 4 GB table's
 sum-pooled gather of 128-byte rows ran at 3.0 GB/s with 4 KiB pages and 4.3 GB/s with huge
 pages (one thread, 655k lookups). Where the OS offers no huge pages the allocation is
 ordinary memory; values and outputs are the same either way.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import mmap
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 
 from recstack.batch import Batch, run_starts
+from recstack.host import usable_cores
 
 CHUNK_ELEMENTS = 1 << 24  # 64 MiB of float32: large enough to amortize, small enough to spread
 _SUM = 0  # torch.embedding_bag's mode code for sum pooling
@@ -44,10 +44,8 @@ _NO_PADDING = None  # as F.embedding_bag passes it: no padding row (-1 would mea
 
 
 def _fill_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    """Threads that fill a table: one per core this process may use."""
+    return usable_cores()
 
 
 def fill_table(table: torch.Tensor, seed: int, table_index: int) -> torch.Tensor:

@@ -87,7 +87,7 @@ class MLP(nn.Sequential):
             if activation != "none":
                 layers.append(_ACTIVATIONS[activation]())
             # The layer's own parameter dict, read at call time: `linear.weight` goes through
-            # nn.Module.__getattr__ (about 0.4 us per access here), the dict does not, and it
+            # nn.Module.__getattr__ (about 0.4 us per access), the dict does not, and it
             # stays the layer's (moves and dtype changes update it in place).
             steps.append((linear._parameters, _IN_PLACE[activation]))
             fan_in = width

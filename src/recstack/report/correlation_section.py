@@ -4,8 +4,6 @@ context for the findings section."""
 
 from __future__ import annotations
 
-import pandas as pd
-
 from recstack.errors import RecstackError
 from recstack.report.sections import (ReportContext, Section, figures_from, not_measured,
                                       table_from_frame)
@@ -15,25 +13,14 @@ TITLE = "Cross-stack correlation: model features vs bottlenecks"
 TOP_CORRELATIONS = 10
 
 
-def design_runs(context: ReportContext) -> list[str]:
-    """The design-space runs among the report's runs, else the newest one in the store."""
-    runs = context.store.query("""
-        SELECT d.run_id, max(r.started_at) AS started
-        FROM design_space d JOIN runs r USING (run_id)
-        GROUP BY d.run_id ORDER BY started DESC
-    """)
-    among = [run for run in context.run_ids if run in set(runs.run_id)]
-    if among:
-        return among
-    return list(runs.run_id.iloc[:1])
-
-
 def correlation_section(context: ReportContext) -> Section:
     from recstack.analysis.bottlenecks import load_bottlenecks
     from recstack.analysis.correlation import DOMINANCE_THRESHOLD, correlate
+    from recstack.analysis.runs import design_runs
+    from recstack.analysis.views import dominated_bottlenecks, strongest_correlations
     from recstack.report.correlation import write_correlation_figures
 
-    runs = design_runs(context)
+    runs = design_runs(context.store, context.run_ids)
     if not runs:
         return not_measured("correlation", TITLE, "Measure a design space of model variants "
                             "with `recstack correlate` (`--quick` for a first look).")
@@ -45,10 +32,10 @@ def correlation_section(context: ReportContext) -> Section:
     context.dominance = result.dominance
     design = context.store.design_space(run_id)
     section = Section("correlation", TITLE)
-    dominated = int(result.dominance.dominated.sum())
-    section.headline = (f"{dominated} of {len(result.dominance)} bottlenecks (per batch size) "
-                        f"have one feature carrying at least {DOMINANCE_THRESHOLD:.0%} of the "
-                        "variance the features explain")
+    counts = dominated_bottlenecks(result.dominance).iloc[0]
+    section.headline = (f"{counts.dominated} of {counts.bottlenecks} bottlenecks (per batch "
+                        "size) have one feature carrying at least "
+                        f"{DOMINANCE_THRESHOLD:.0%} of the variance the features explain")
     section.figures += figures_from(
         lambda directory: write_correlation_figures(result, directory, DOMINANCE_THRESHOLD),
         f"Design-space run {run_id}: {len(design)} variants of "
@@ -70,7 +57,8 @@ def correlation_section(context: ReportContext) -> Section:
          "r2": "R²", "adj_r2": "adj. R²", "cv_r2": "R² cross-validated", "n": "variants"},
         {"r2": "num", "adj_r2": "num", "cv_r2": "num"}))
     section.tables.append(table_from_frame(
-        _strongest(result.correlations), "Strongest Spearman correlations",
+        strongest_correlations(result.correlations, TOP_CORRELATIONS),
+        "Strongest Spearman correlations",
         {"batch_size": "batch", "feature": "feature", "bottleneck": "bottleneck", "r": "r",
          "p_value": "p", "significant": "significant (FDR 5%)"},
         {"r": "num", "p_value": "num"}))
@@ -79,9 +67,3 @@ def correlation_section(context: ReportContext) -> Section:
                          "with the points; `recstack design` lists them.")
     return section
 
-
-def _strongest(correlations: pd.DataFrame) -> pd.DataFrame:
-    spearman = correlations[correlations.method == "spearman"].dropna(subset=["r"])
-    ranked = spearman.assign(strength=spearman.r.abs()).sort_values(
-        ["batch_size", "strength"], ascending=[True, False])
-    return ranked.groupby("batch_size").head(TOP_CORRELATIONS)

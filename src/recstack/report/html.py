@@ -19,18 +19,20 @@ from urllib.parse import quote
 import pandas as pd
 
 from recstack import __version__
+from recstack.analysis.runs import default_run_ids
 from recstack.errors import RecstackError
 from recstack.paths import check_file_destination, file_part, write_atomically
 from recstack.report.correlation_section import correlation_section
+from recstack.report.level_sections import hardware_section, software_section, systems_section
 from recstack.report.roofline_section import roofline_section
-from recstack.report.sections import (Section, SectionSpec, findings_section, hardware_section,
-                                      load_context, methodology_section, platform_section,
-                                      software_section, systems_section)
+from recstack.report.run_sections import findings_section, methodology_section, platform_section
+from recstack.report.sections import Section, SectionSpec, load_context
 from recstack.store import ResultStore
 from recstack.text import markdown_text, printable, shown
 
-# The levels whose newest run the default report adds when the anchor run lacks them.
-LEVEL_COLLECTORS = ("timing", "operators", "hardware")
+__all__ = ["DEFAULT_SECTIONS", "FIGURES_MANIFEST", "Report", "build_report",
+           "default_report_paths", "default_run_ids", "figures_folder", "markdown_text",
+           "render_html", "render_markdown", "report_run", "write_figures", "write_report"]
 
 
 # The page, in order. Builders share one context: the correlation section leaves the
@@ -58,47 +60,11 @@ class Report:
     version: str = __version__
 
 
-def _latest_characterization(store: ResultStore) -> str | None:
-    """The newest run that is not a design-space run (whose variants are not the zoo), else
-    the newest run: the correlation section finds design-space runs itself."""
-    rows = store.query("""
-        SELECT run_id FROM runs WHERE run_id NOT IN (SELECT run_id FROM design_space)
-        ORDER BY started_at DESC LIMIT 1
-    """)
-    return rows.run_id.iloc[0] if not rows.empty else store.latest_run_id()
-
-
-def default_run_ids(store: ResultStore, anchor: str | None = None) -> list[str]:
-    """The anchor run (default: the latest that is not a design-space run), then for every
-    level it did not measure, the newest such run of the store that did: a report of a
-    timing run still shows a hardware run made separately."""
-    anchor = anchor or _latest_characterization(store)
-    if anchor is None:
-        raise RecstackError(f"store: {store.path} holds no run; run `recstack run` first")
-    if store.run_info(anchor) is None:
-        raise RecstackError(f"--run: {shown(anchor)} is not in {store.path}; `recstack results` "
-                            "lists the runs")
-    newest = store.query("""
-        SELECT pt.collector, pt.run_id, max(r.started_at) AS started
-        FROM points pt JOIN runs r USING (run_id) WHERE pt.status = 'ok'
-          AND pt.run_id NOT IN (SELECT run_id FROM design_space)
-        GROUP BY pt.collector, pt.run_id ORDER BY started DESC
-    """)
-    chosen = [anchor]
-    has = set(newest[newest.run_id == anchor].collector)
-    for collector in LEVEL_COLLECTORS:
-        if collector in has:
-            continue
-        runs = newest[newest.collector == collector].run_id
-        if not runs.empty and runs.iloc[0] not in chosen:
-            chosen.append(runs.iloc[0])
-    return chosen
-
-
 def build_report(store: ResultStore, run_ids: Sequence[str] | None = None,
                  sections: Sequence[SectionSpec] | None = None,
                  dominance: pd.DataFrame | None = None) -> Report:
-    """Every section of the runs ``run_ids`` (default: :func:`default_run_ids`)."""
+    """Every section of the runs ``run_ids`` (default: :func:`analysis.runs.default_run_ids`:
+    the latest run, plus the newest run of each level it did not measure)."""
     if run_ids:
         for run_id in run_ids:
             if store.run_info(run_id) is None:

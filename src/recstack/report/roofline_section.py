@@ -3,46 +3,33 @@ ceilings, with its efficiency (roofline bound / measured latency)."""
 
 from __future__ import annotations
 
-from recstack.errors import RecstackError
 from recstack.report.sections import (ReportContext, Section, by_run, figures_from,
                                       not_measured, table_from_frame)
 
 TITLE = "Efficiency: measured latency against the roofline bound"
 DRIFT_WARNING_MINUTES = 60
+# The batch sizes from which the headline quotes each model's best efficiency.
+LARGE_BATCH = 1024
 
 
 def roofline_section(context: ReportContext) -> Section:
-    import pandas as pd
-
-    from recstack.analysis.roofline import nearest_ceiling_sets, roofline_table
+    from recstack.analysis.roofline import roofline_view
+    from recstack.analysis.views import best_efficiency
     from recstack.report.roofline import plot_roofline
 
     how = ("Measure the machine's ceilings with `recstack ceilings` (per thread count); the "
            "report then sets every CPU timing point against them.")
     if context.timings.empty:
         return not_measured("roofline", TITLE, how)
-    stored = context.store.load_ceilings(every_set=True)
-    tables, notes, roofs_of_run = [], [], {}
-    for run_id in context.run_ids:
-        # The run is set against the ceilings measured nearest to it; its figure draws them.
-        ceilings, chosen = nearest_ceiling_sets(stored, *context.store.run_span(run_id))
-        roofs_of_run[run_id] = ceilings
-        try:
-            table = roofline_table(context.store, run_id, ceilings)
-        except RecstackError as error:
-            notes.append(f"run {run_id}: {error}")
-            continue
-        tables.append(table)
-        measured = set(zip(table.platform_id, table.threads))
-        notes += [_ceilings_note(run_id, choice) for choice in chosen.itertuples(index=False)
-                  if (choice.platform_id, choice.threads) in measured]
-    tables = [t for t in tables if t.bound_ms.notna().any()]
-    if not tables:
-        return not_measured("roofline", TITLE, how + (" " + "; ".join(notes) if notes else ""))
-    table = pd.concat(tables, ignore_index=True)
+    # Each run is set against the ceilings measured nearest to it; its figures draw them.
+    view = roofline_view(context.store, context.run_ids)
+    if view.table.empty:
+        return not_measured("roofline", TITLE,
+                            " ".join([how, "; ".join(view.problems)]).strip())
+    table = view.table
     section = Section("roofline", TITLE)
     for label, rows in by_run(context, table):
-        ceilings = roofs_of_run[rows.run_id.iloc[0]]
+        ceilings = view.ceilings[rows.run_id.iloc[0]]
         for (platform, threads), group in rows.groupby(["platform_id", "threads"]):
             roofs = ceilings[(ceilings.platform_id == platform) & (ceilings.threads == threads)]
             section.figures += figures_from(
@@ -50,11 +37,10 @@ def roofline_section(context: ReportContext) -> Section:
                     group, roofs, directory / "roofline.png"),
                 f"Operational intensity vs attained GFLOP/s, {threads} threads, under the "
                 "measured roofs", " ".join(filter(None, [label, f"{threads} threads"])))
-    large = table[table.batch_size >= 1024]
-    if not large.empty and large.efficiency.notna().any():
-        best = large.groupby("model").efficiency.max()
-        section.headline = ("best efficiency at batch >= 1024: " + ", ".join(
-            f"{model} {value:.0%}" for model, value in best.items()))
+    best = best_efficiency(table, LARGE_BATCH)
+    if not best.empty:
+        section.headline = (f"best efficiency at batch >= {LARGE_BATCH}: " + ", ".join(
+            f"{model} {value:.0%}" for model, value in zip(best.model, best.efficiency)))
     section.tables.append(table_from_frame(
         table, "Roofline bound and efficiency per point",
         {"model": "model", "batch_size": "batch", "threads": "threads", "backend": "backend",
@@ -74,7 +60,9 @@ def roofline_section(context: ReportContext) -> Section:
         "tool's own cost cannot be split between inside and outside operators: the "
         "operator clock (about 0.1 us per operator) where it ran, else the profiler "
         "(docs/performance.md)."))
-    section.notes += notes
+    section.notes += [_ceilings_note(choice.run_id, choice)
+                      for choice in view.chosen.itertuples(index=False)]
+    section.notes += view.problems
     return section
 
 

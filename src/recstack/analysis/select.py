@@ -1,0 +1,34 @@
+"""SELECT lists built from the declared records (:mod:`recstack.records`): a loader asks for
+a table's columns by name, so a column declared once reaches every frame that loads its
+table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+# What identifies a measured point in every loaded frame (from ``points``).
+POINT_COLUMNS: list[str] = ["run_id", "point_key", "model", "model_type", "row_scale",
+                            "batch_size", "device", "threads", "backend"]
+
+
+def table_columns(store: object, table: str, alias: str, exclude: Iterable[str] = ()
+                  ) -> list[str]:
+    """``alias.column`` for every declared column of ``table`` but its key and ``exclude``."""
+    declared = store.schema.table(table)  # type: ignore[attr-defined]
+    skip = {c.name for c in declared.key} | set(exclude)
+    return [f"{alias}.{name}" for name in declared.names if name not in skip]
+
+
+def declared_names(store: object, table: str, exclude: Iterable[str] = ()) -> list[str]:
+    return [name.split(".", 1)[1] for name in table_columns(store, table, "x", exclude)]
+
+
+def point_columns(alias: str = "pt", names: Sequence[str] = POINT_COLUMNS) -> list[str]:
+    return [f"{alias}.{name}" for name in names]
+
+
+def run_filter(run_ids: Sequence[str] | None, alias: str = "pt") -> tuple[str, list[object]]:
+    """`` AND alias.run_id IN (...)`` with its parameters, or nothing for every run."""
+    if not run_ids:
+        return "", []
+    return f" AND {alias}.run_id IN ({', '.join('?' * len(run_ids))})", list(run_ids)

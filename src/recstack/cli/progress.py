@@ -1,0 +1,130 @@
+"""What every measuring command shows: notes before it starts, progress while it runs, and
+where things went and what failed when it ends (presentation only: the API measures)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
+
+from recstack.cli import format as fmt
+from recstack.cli.app import console
+from recstack.text import printable
+
+
+def command_line() -> str:
+    """The command as typed, stored with the run."""
+    return "recstack " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def announce(display: Console = console) -> Callable[[Any], None]:
+    """What prints a run's notes and first line when it starts (the API's ``on_start``)."""
+
+    def started(start: Any) -> None:
+        for note in start.notes:
+            display.print(f"note: {note}", highlight=False)
+        display.print(f"run {start.run_id}: {start.points} points into {start.store.path}",
+                      highlight=False)
+
+    return started
+
+
+@contextmanager
+def progress_display(display: Console = console) -> Iterator[Callable[[Any], None]]:
+    """A callback for the API's progress events: a bar on a terminal (sized by the event
+    that starts the run), one line per point otherwise (logs, CI)."""
+    if display.is_terminal:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=display) as progress:
+            task = progress.add_task("starting", total=None)
+
+            def update(event: Any) -> None:
+                if event.kind == "run":
+                    progress.update(task, total=event.total)
+                elif event.kind == "start":
+                    progress.update(task, description=escape(printable(event.point.label)))
+                else:
+                    progress.advance(task)
+                    if event.kind == "failed":
+                        progress.console.print(f"failed: {event.point.label}: {event.error}",
+                                               highlight=False, markup=False)
+
+            yield update
+        return
+
+    def log(event: Any) -> None:
+        if event.kind == "run":
+            return
+        where = f"[{event.index + 1}/{event.total}] {event.point.label}"
+        if event.kind == "done" and event.median_ms is None:
+            line = f"{where}: {event.point.level} collected"
+        elif event.kind == "done":
+            line = f"{where}: median {fmt.ms(event.median_ms)} ms"
+        elif event.kind == "failed":
+            line = f"{where}: failed: {event.error}"
+        elif event.kind == "skipped":
+            line = f"{where}: already measured"
+        else:
+            return
+        display.print(line, highlight=False, markup=False)
+
+    yield log
+
+
+@dataclass(frozen=True)
+class _RunStarted:
+    kind: str
+    total: int
+
+
+def measure_with_progress(measure: Callable[..., Any], *arguments: Any,
+                          display: Console = console, **options: Any) -> Any:
+    """Calls an API function that measures, with this display's notes and progress."""
+    with progress_display(display) as update:
+        def started(start: Any) -> None:
+            announce(display)(start)
+            update(_RunStarted("run", start.points))
+
+        return measure(*arguments, progress=update, on_start=started,
+                       command=command_line(), **options)
+
+
+def report_outcome(outcome: Any, display: Console = console) -> None:
+    if outcome.skipped:
+        display.print(f"{outcome.skipped} points were already measured in this run (skipped)")
+    if outcome.warnings:
+        display.print(Text.assemble(
+            (f"{len(outcome.warnings)} points had a high spread", "yellow"),
+            " (p5-p95 range over half the median); they are flagged `unstable` in the store. "
+            "The machine may be busy or changing frequency: close other work, measure longer "
+            "(--min-time) or fix the thread count (--threads)."))
+    for label, error in outcome.failed:
+        display.print(f"failed: {label}: {error}", highlight=False, markup=False)
+
+
+def finish(result: Any, display: Console = console) -> None:
+    """What every measuring command ends with: where things went, what went wrong, and a
+    non-zero exit status when a point failed."""
+    for path in result.figures:
+        display.print(f"figure: {path}", highlight=False)
+    for path in result.reports:
+        display.print(f"report: {path}", highlight=False, markup=False)
+    if result.traces is not None:
+        display.print(f"traces: {result.traces}", highlight=False)
+    display.print(f"store: {result.store.path} (run {result.run_id}; `recstack results` lists "
+                  "runs)", highlight=False)
+    report_outcome(result.outcome, display)
+    if result.failed:
+        raise typer.Exit(1)

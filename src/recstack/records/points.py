@@ -1,0 +1,60 @@
+"""The row every point has, whatever its level: what was measured, and how it ended; and the
+columns of it that the timing level fills (how the model was built)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from recstack.records.declare import column, point_key_columns, table
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointRow:
+    """One measured (or failed) point of a run."""
+
+    config_key: str = column("VARCHAR", "digest of what runs: joins the levels of one "
+                                        "configuration", since=2)
+    level: str = column("VARCHAR", "timing, operators or hardware", since=2)
+    method_version: int | None = column(
+        "INTEGER", "the version of the level's method of measuring (results of different "
+                   "versions are not mixed silently)", since=11, default=None)
+    label: str = column("VARCHAR", "the point in one line")
+    model: str = column("VARCHAR", "the model's name")
+    model_type: str = column("VARCHAR", "dlrm, ncf, wnd, mtwnd, din or dien")
+    spec_digest: str = column("VARCHAR", "digest of the model spec")
+    spec: dict[str, Any] = column("JSON", "the model spec as a config file")
+    row_scale: float = column("DOUBLE", "table rows relative to full size")
+    batch_size: int = column("INTEGER", "samples per batch", "samples")
+    device: str = column("VARCHAR", "cpu, cuda or cuda:N")
+    threads: int = column("INTEGER", "intra-op threads", "threads")
+    backend: str = column("VARCHAR", "the execution backend that ran")
+    query: dict[str, Any] = column("JSON", "how the query ids were drawn")
+    seed: int = column("BIGINT", "seed of weights and queries")
+    status: str = column("VARCHAR", "ok or failed")
+    error: str | None = column("VARCHAR", "why it failed", default=None)
+    started_at: datetime = column("TIMESTAMPTZ", "when its worker started")
+    finished_at: datetime = column("TIMESTAMPTZ", "when its result came back")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Build:
+    """How a timing point's model and queries were made (not timed)."""
+
+    build_seconds: float = column("DOUBLE", "building the model", "s")
+    peak_memory_growth_bytes: int = column("BIGINT", "peak resident memory growth while "
+                                                     "building", "B")
+    input_bytes_per_batch: int = column("BIGINT", "memory of one query batch", "B")
+    distinct_batches: int = column("INTEGER", "distinct batches cycled through the timed loop")
+    threads_used: int = column("INTEGER", "intra-op threads torch reported")
+    device_name: str = column("VARCHAR", "the device's name")
+    warmup_iterations: int = column("INTEGER", "warm-up iterations before timing")
+    compile_seconds: float | None = column("DOUBLE", "what the backend did before running: "
+                                                     "compiling, tracing", "s", since=5,
+                                           default=None)
+
+
+POINTS = table("points", PointRow, Build, key=point_key_columns(),
+               primary_key=("run_id", "point_key"),
+               meaning="one row per measured or failed point of a run")

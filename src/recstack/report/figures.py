@@ -1,0 +1,27 @@
+"""A run's figures as files: what ``recstack run``, ``profile`` and ``hardware`` leave beside
+the store. Writing them is apart from printing the summaries (``cli/summaries.py``), so that
+the library API writes the same files without a console."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def write_run_figures(store: Any, run_id: str, directory: Path) -> list[Path]:
+    """The figures of every level the run measured, written into ``directory``: systems
+    (latency vs batch, speedup heatmap), software (operator-class and model-part
+    breakdowns) and hardware (top-down). Returns the paths written; none for a level the
+    run did not measure."""
+    from recstack.analysis.systems import load_timings
+    from recstack.analysis.topdown import load_hardware
+    from recstack.analysis.views import software_frames
+    from recstack.report.plots import plot_topdown, write_software_figures, write_systems_figures
+
+    directory = Path(directory)
+    written = write_systems_figures(load_timings(store, [run_id]), directory)
+    written += write_software_figures(software_frames(store, [run_id])[2], directory)
+    hardware = load_hardware(store, [run_id])
+    if not hardware.empty:
+        written.append(plot_topdown(hardware, directory / "topdown.png"))
+    return written

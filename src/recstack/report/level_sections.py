@@ -1,0 +1,126 @@
+"""The report's sections of the three levels: systems (latency, throughput, deployment),
+software (operator breakdown) and hardware (top-down, miss rates). Each renders the view
+frames of :mod:`recstack.analysis.views` and the figures of ``report/plots.py``."""
+
+from __future__ import annotations
+
+from recstack.report.sections import (ReportContext, Section, by_run, figures_from,
+                                      not_measured, table_from_frame)
+from recstack.text import MISSING
+
+HARDWARE_RATES = {"ipc": "IPC", "l1i_mpki": "L1i MPKI", "l1d_mpki": "L1d MPKI",
+                  "llc_mpki": "LLC MPKI", "branch_mpki": "branch MPKI",
+                  "dtlb_mpki": "dTLB MPKI", "itlb_mpki": "iTLB MPKI"}
+LEVEL1 = {"retiring": "retiring", "bad_speculation": "bad spec.",
+          "frontend_bound": "frontend", "backend_bound": "backend"}
+
+
+def systems_section(context: ReportContext) -> Section:
+    from recstack.analysis.systems import best_deployment
+    from recstack.analysis.views import deployment_choice, spread_extremes
+    from recstack.report.plots import write_systems_figures
+
+    title = "Systems level: latency, throughput and deployment"
+    timings = context.timings
+    if timings.empty:
+        return not_measured("systems", title, "Measure it with `recstack run` (timing level).")
+    section = Section("systems", title)
+    for label, rows in by_run(context, timings):
+        section.figures += figures_from(
+            lambda directory, rows=rows: write_systems_figures(rows, directory),
+            "Median latency per batch size (p5-p95 band shaded); speedup heatmap.", label)
+    best = best_deployment(timings, context.targets)
+    section.tables.append(table_from_frame(
+        best, "Best deployment per model (highest throughput meeting the p95 target)",
+        {"model": "model", "target_ms": "p95 target ms", "device": "device",
+         "threads": "threads", "backend": "backend", "batch_size": "batch",
+         "p95_ms": "p95 ms", "throughput_per_s": "samples/s", "meets_target": "meets target"},
+        {"p95_ms": "ms", "throughput_per_s": "rate"}, f"targets: {context.targets.source}",
+        ["" if meets else "flag" for meets in best.meets_target]))
+    choice = deployment_choice(timings, context.targets)
+    section.tables.append(table_from_frame(
+        choice, "Deployment choice: best over worst throughput",
+        {"model": "model", "deployments": "deployments", "best": "best", "worst": "worst",
+         "ratio": "best/worst", "ratio_within_target": "best/worst within target"},
+        {"ratio": "x", "ratio_within_target": "x"},
+        f"{MISSING} within target: no deployment of the model meets its target."))
+    extremes = spread_extremes(choice)
+    if extremes is not None:
+        headline = (f"Deployment choice: the best configuration beats the worst by up to "
+                    f"{extremes.ratio:.1f}x in throughput ({extremes.model}: {extremes.best} "
+                    f"over {extremes.worst})")
+        if extremes.within_model is not None:
+            headline += (f"; within the latency targets by up to {extremes.within_ratio:.1f}x "
+                         f"({extremes.within_model})")
+        section.headline = headline + ". The paper reports up to 15x."
+    if (timings.device == "cpu").all():
+        section.notes.append("No GPU was measured: the heatmap shows the CPU's throughput "
+                             "gain over its smallest batch instead of a GPU-over-CPU speedup.")
+    return section
+
+
+def software_section(context: ReportContext) -> Section:
+    from recstack.analysis.breakdown import unclassified_operators
+    from recstack.analysis.views import software_summary
+    from recstack.report.plots import write_software_figures
+
+    title = "Software level: operator breakdown"
+    if context.shares.empty:
+        return not_measured("software", title, "Measure it with `recstack run` (operators "
+                            "level) or `recstack profile`.")
+    section = Section("software", title)
+    for label, rows in by_run(context, context.shares):
+        section.figures += figures_from(
+            lambda directory, rows=rows: write_software_figures(rows, directory),
+            "Share of inference time by operator class and by model part (profiled runs).",
+            label)
+    section.tables.append(table_from_frame(
+        software_summary(context.shares, context.profiles),
+        "Dominant operator class and model part per point",
+        {"run_id": "run", "model": "model", "device": "device", "threads": "threads",
+         "batch_size": "batch", "top_class": "top class", "top_class_share": "share",
+         "top_part": "top part", "top_part_share": "share (part)",
+         "overhead_share": "overhead", "profiler_overhead": "profiler +"},
+        {"top_class_share": "pct", "top_part_share": "pct", "overhead_share": "pct",
+         "profiler_overhead": "+pct"},
+        "overhead: time no operator covers; profiler +: the profiler's added latency."))
+    unknown = unclassified_operators(context.operators)
+    if not unknown.empty:
+        section.notes.append("Operators not in the class table (counted as 'other'): "
+                             + ", ".join(unknown.op))
+    return section
+
+
+def hardware_section(context: ReportContext) -> Section:
+    from recstack.analysis.views import hardware_notes, hardware_summary
+    from recstack.report.plots import plot_topdown
+
+    title = "Hardware level: top-down and miss rates"
+    if context.hardware.empty:
+        return not_measured("hardware", title, "Measure it with `recstack hardware` or "
+                            "`recstack run --levels timing,operators,hardware` (simulated "
+                            "with valgrind where the CPU exposes no counters).")
+    section = Section("hardware", title)
+    hardware = hardware_summary(context.hardware)
+    for label, rows in by_run(context, hardware):
+        # Measured and simulated figures are never drawn in one chart.
+        for kind, group in rows.groupby("kind"):
+            if group[list(LEVEL1)].notna().all(axis=1).any():
+                name = f"{kind} {label}".strip()
+                section.figures += figures_from(
+                    lambda directory, group=group: plot_topdown(
+                        group, directory / "topdown.png"),
+                    f"Top-down level 1, {kind.upper()}: "
+                    + "; ".join(sorted(set(group.source))), name)
+    section.tables.append(table_from_frame(
+        hardware.assign(top_stall=hardware.top_stall.str.replace("_", " ")),
+        "Miss rates and top-down per point (each labelled measured or simulated)",
+        {"model": "model", "row_scale": "rows x", "batch_size": "batch", "kind": "source",
+         **HARDWARE_RATES, **LEVEL1, "top_stall": "top stall"},
+        {**dict.fromkeys(HARDWARE_RATES, "num"), **dict.fromkeys(LEVEL1, "pct"),
+         "row_scale": "num"},
+        f"{MISSING}: not measured (never shown as zero).",
+        ["simulated" if kind == "simulated" else "" for kind in hardware.kind]))
+    notes = hardware_notes(hardware)
+    section.notes += [f"Source: {text}" for text in notes[notes.kind == "source"].text]
+    return section

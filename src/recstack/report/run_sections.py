@@ -1,0 +1,128 @@
+"""The report's sections about the runs themselves: the platform(s) and runs shown, the
+methodology (settings, how steady the measurements were, what each level's figures come
+from) and the paper's findings checked on the data. Each renders analysis frames."""
+
+from __future__ import annotations
+
+from recstack.report.sections import NOT_MEASURED, ReportContext, Section, table_from_frame
+
+
+def platform_section(context: ReportContext) -> Section:
+    from recstack.analysis.runs import method_versions, mixed_methods, platforms
+
+    section = Section("platform", "Platform(s)")
+    runs = context.runs
+    section.tables.append(table_from_frame(
+        runs.assign(started=runs.started_at.astype(str).str[:19],
+                    levels=runs.levels.fillna("none")),
+        "Runs in this report",
+        {"run_id": "run", "started": "started (UTC)", "status": "status",
+         "levels": "levels measured", "platform_id": "platform", "command": "command",
+         "recstack_version": "recstack", "git_revision": "git revision"}))
+    for run in runs[~runs.complete.astype(bool)].itertuples():
+        section.notes.append(f"Run {run.run_id} did not finish ({run.status}): every "
+                             "section shows only the points it measured.")
+    machines = platforms(runs)
+    section.tables.append(table_from_frame(
+        machines, "Platforms",
+        {"platform_id": "platform", "description": "description", "hostname": "host",
+         "os": "OS", "python": "Python", "torch": "torch"}))
+    if len(machines) > 1:
+        section.notes.append("This report holds runs from several platforms: every figure "
+                             "is drawn per run.")
+    for line in mixed_methods(method_versions(context.store, list(runs.run_id))):
+        section.notes.append("These runs measured a level with different method versions, "
+                             f"so its numbers may differ by method, not by machine: {line}.")
+    return section
+
+
+def methodology_section(context: ReportContext) -> Section:
+    from recstack.analysis.runs import settings_by_run
+
+    section = Section("methodology", "Methodology: what was measured, and how")
+    settings = settings_by_run(context.runs)
+    if not settings.empty:
+        section.tables.append(table_from_frame(
+            settings, "Timing settings per run",
+            {"setting": "setting", **{run: run for run in settings.columns[1:]}},
+            caption="Warm-up iterations are never timed; every iteration's latency is kept "
+                    "(table samples); statistics are derived from those samples."))
+    _timing_notes(context, section)
+    _profile_notes(context, section)
+    _hardware_notes(context, section)
+    return section
+
+
+def _timing_notes(context: ReportContext, section: Section) -> None:
+    from recstack.analysis.views import timing_quality, unstable_points
+
+    quality = timing_quality(context.timings)
+    if quality.empty:
+        section.notes.append(f"Timing (systems level): {NOT_MEASURED}.")
+        return
+    q = quality.iloc[0]
+    section.notes.append(
+        f"Timing (systems level): {q.points:.0f} points; {q.min_iterations:.0f} to "
+        f"{q.max_iterations:.0f} timed iterations per point (median "
+        f"{q.median_iterations:.0f}); p5-p95 spread relative to the median: median "
+        f"{q.spread_median:.0%}, largest {q.spread_max:.0%}; {q.unstable:.0f} point(s) "
+        "flagged unstable.")
+    unstable = unstable_points(context.timings)
+    if not unstable.empty:
+        section.tables.append(table_from_frame(
+            unstable, "Unstable points (p5-p95 spread over the threshold)",
+            {"run_id": "run", "model": "model", "device": "device", "threads": "threads",
+             "batch_size": "batch", "median_ms": "median ms", "spread": "p5-p95 / median",
+             "cv": "CV"}, {"median_ms": "ms", "spread": "pct", "cv": "pct"},
+            row_classes=["flag"] * len(unstable)))
+
+
+def _profile_notes(context: ReportContext, section: Section) -> None:
+    from recstack.analysis.views import profile_quality
+
+    quality = profile_quality(context.profiles)
+    if quality.empty:
+        section.notes.append(f"Operator profiles (software level): {NOT_MEASURED}.")
+        return
+    q = quality.iloc[0]
+    section.notes.append(
+        f"Operator profiles (software level): {q.points:.0f} points, profiled in their own "
+        "workers (no reported latency comes from a profiled run); the profiler's overhead: "
+        f"median {q.overhead_median:+.0%} (from {q.overhead_min:+.0%} to "
+        f"{q.overhead_max:+.0%}); operators cover a median {q.coverage_median:.0%} of the "
+        "iteration wall time (the rest is shown as overhead).")
+
+
+def _hardware_notes(context: ReportContext, section: Section) -> None:
+    from recstack.analysis.views import hardware_notes, hardware_summary
+
+    if context.hardware.empty:
+        section.notes.append(f"Hardware level: {NOT_MEASURED}.")
+        return
+    kinds = sorted(set(hardware_summary(context.hardware).kind))
+    notes = hardware_notes(context.hardware)
+    sources = notes[notes.kind == "source"].text
+    section.notes.append(f"Hardware level: {', '.join(kinds)}; sources: "
+                         + "; ".join(sources) + ".")
+    section.notes += [f"Caveat: {text}" for text in notes[notes.kind == "caveat"].text]
+
+
+def findings_section(context: ReportContext) -> Section:
+    from recstack.analysis.findings import (Evidence, check_findings, default_findings,
+                                            status_counts)
+
+    findings = default_findings()
+    table = check_findings(Evidence(timings=context.timings, shares=context.shares,
+                                    hardware=context.hardware, dominance=context.dominance,
+                                    targets=context.targets), findings)
+    section = Section("findings", "The paper's findings, checked on this data")
+    section.tables.append(table_from_frame(
+        table, "Findings", {"statement": "finding", "paper": "paper", "status": "status",
+                            "measured": "measured here", "detail": "how it was decided"},
+        row_classes=[status.replace(" ", "-") for status in table.status]))
+    counts = status_counts(table)
+    section.headline = ", ".join(f"{count} {status}"
+                                 for status, count in zip(counts.status, counts["count"]))
+    section.notes.append("Thresholds (analysis/findings.yaml): " + ", ".join(
+        f"{k} = {v:g}" for k, v in findings.thresholds.items()))
+    return section

@@ -1,0 +1,264 @@
+"""Planning a sweep: every option checked, every point resolved (its backend chosen) and
+admitted to memory, before anything runs. ``plan_sweep`` and ``plan_specs`` are the only
+places a list of points is made."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from recstack.admission import (available_memory_bytes, describe_usable, point_memory,
+                                require_point_memory, scale_that_fits, usable_memory)
+from recstack.backends import resolve_backend
+from recstack.collect.hardware import scaled_for_simulation
+from recstack.doctor import hardware_mode
+from recstack.errors import RecstackError, SpecError
+from recstack.host import usable_cores
+from recstack.inputs import QuerySpec
+from recstack.levels import LEVEL_NAMES, LevelOptions
+from recstack.limits import (INT32_MAX, SEED_MAX, THREADS_MAX, check_int, check_scale,
+                             is_integer)
+from recstack.points import BACKEND_CHOICES, Point
+from recstack.specs import ModelSpec, resolve_spec
+from recstack.text import shown
+
+DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 4, 16, 64, 256, 1024, 4096)
+
+
+def available_devices() -> list[str]:
+    """``cpu``, plus ``cuda`` when torch sees a CUDA GPU."""
+    import torch
+
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def check_devices(devices: Sequence[str]) -> None:
+    """Refuses a GPU device on a machine without one, before anything runs."""
+    if any(device.startswith("cuda") for device in devices):
+        import torch
+
+        if not torch.cuda.is_available():
+            wanted = next(d for d in devices if d.startswith("cuda"))
+            raise RecstackError(f"--device: {wanted!r} is not allowed; this machine has no "
+                                "CUDA GPU that torch can use (available: cpu)")
+
+
+# ---- planning ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The points to measure, and what people should know about how they were chosen."""
+
+    points: tuple[Point, ...]
+    notes: tuple[str, ...] = ()
+    options: LevelOptions = LevelOptions()
+    """What the levels' collectors need beyond the point (hardware mode, hierarchy...)."""
+
+
+def fit_spec(spec: ModelSpec, row_scale: float | None, available_bytes: int,
+             batch_sizes: Sequence[int] = (1,)) -> tuple[ModelSpec, str]:
+    """The spec at ``row_scale`` if given, else at full size if it fits, else with its tables
+    scaled to fit in the available memory less admission's margin (left to the rest of the
+    machine), beside what the largest batch that can fit needs besides the model (query
+    batches, activations, the worker): one scale for every batch size of the sweep."""
+    if row_scale is not None:
+        try:
+            return spec.scaled(row_scale), ""
+        except SpecError as error:
+            raise error.for_option("--row-scale") from None
+    usable = usable_memory(available_bytes)
+    margin = describe_usable(available_bytes)
+    for batch in sorted(set(batch_sizes), reverse=True):
+        need = point_memory(spec, batch)
+        fits = scale_that_fits(spec, usable - (need.total - need.model))
+        if fits is not None:
+            break
+    else:
+        raise RecstackError(f"{spec.name}: does not fit in {margin} with tables of any size "
+                            f"(at batch {batch}, its dense layers, query batches and "
+                            f"activations alone need {(need.total - need.model) / 1e9:.2f} GB)")
+    if fits < 1.0:
+        return spec.scaled(fits), (f"{spec.name}: scaled to row_scale {fits:g} to fit "
+                                   f"{margin} up to batch {batch}; full size does not")
+    return spec, ""
+
+
+def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
+               threads: Sequence[int] | None = None, devices: Sequence[str] | None = None,
+               backends: Sequence[str] = ("eager",), row_scale: float | None = None,
+               query: QuerySpec | None = None, seed: int = 0,
+               available_bytes: int | None = None,
+               levels: Sequence[str] = ("timing",), hardware_mode: str | None = None,
+               hierarchy: str = "host", no_multiplex: bool = False,
+               oversubscribe: bool = False) -> SweepPlan:
+    """Every combination of the options, ordered model, device, threads, backend, batch,
+    then level (``timing``, ``operators``, ``hardware``: each level of a configuration is
+    its own point); ``auto`` backends resolved per point.
+    Every option is checked, and every point admitted to memory
+    (:mod:`recstack.admission`), before the plan exists.
+
+    Defaults: batch sizes 1 to 4096 in powers of 4, all usable cores, every device present.
+    """
+    defaulted = batch_sizes is None
+    batch_sizes = list(DEFAULT_BATCH_SIZES) if defaulted else batch_sizes
+    threads = [usable_cores()] if threads is None else threads
+    devices = available_devices() if devices is None else devices
+    check_options(models, batch_sizes, threads, devices, backends, levels, row_scale,
+                  oversubscribe)
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    specs, notes = [], []
+    for name in models:
+        spec, note = fit_spec(resolve_spec(name), row_scale, available, batch_sizes)
+        specs.append(spec)
+        if note:
+            notes.append(note)
+    # Default batch sizes that do not fit this machine are left out with a note; sizes the
+    # user asked for are measured or refused.
+    return plan_specs(specs, batch_sizes, threads, devices, backends, query, seed, levels,
+                      hardware_mode, hierarchy, no_multiplex, notes, available,
+                      drop_unfit=defaulted)
+
+
+def check_options(models: Sequence[object], batch_sizes: Sequence[int], threads: Sequence[int],
+                  devices: Sequence[str], backends: Sequence[str], levels: Sequence[str],
+                  row_scale: float | None = None, oversubscribe: bool = False) -> None:
+    """Refuses, with a one-line error naming the option, what no sweep can run: values the
+    store cannot hold, and more intra-op threads than this process may use (unless
+    ``oversubscribe``: a thread waiting for a core at every operator measures the wait)."""
+    for name, values in (("--model", models), ("--batch-sizes", batch_sizes),
+                         ("--threads", threads), ("--device", devices),
+                         ("--backend", backends)):
+        if not values:
+            raise RecstackError(f"{name}: nothing given; expected at least one value")
+    cores = usable_cores()
+    most_threads = THREADS_MAX if oversubscribe else cores
+    for name, values, high, rule in (
+            ("--batch-sizes", batch_sizes, INT32_MAX, "integers from 1"),
+            ("--threads", threads, most_threads, "integers from 1")):
+        for value in values:
+            if not is_integer(value) or not 1 <= value <= high:
+                why = "" if oversubscribe or name != "--threads" else \
+                    (f" (the cores this process may use; --oversubscribe allows up to "
+                     f"{THREADS_MAX})")
+                raise RecstackError(f"{name}: {shown(value)} is not allowed; expected {rule} "
+                                    f"to {high}{why}")
+    for level in levels:
+        if level not in LEVEL_NAMES:
+            raise RecstackError(f"--levels: {shown(level)} is not allowed; expected one of "
+                                f"{', '.join(LEVEL_NAMES)}")
+    if not levels:
+        raise RecstackError("--levels: nothing given; expected at least one level")
+    for backend in backends:
+        if backend not in BACKEND_CHOICES:
+            raise RecstackError(f"--backend: {shown(backend)} is not allowed; expected one of "
+                                f"{', '.join(BACKEND_CHOICES)}")
+    check_scale(row_scale, "--row-scale")
+    check_devices(devices)
+
+
+def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: Sequence[int],
+               devices: Sequence[str], backends: Sequence[str], query: QuerySpec | None = None,
+               seed: int = 0, levels: Sequence[str] = ("timing",),
+               hardware_mode: str | None = None, hierarchy: str = "host",
+               no_multiplex: bool = False, notes: Sequence[str] = (),
+               available_bytes: int | None = None, drop_unfit: bool = False) -> SweepPlan:
+    """The points of already resolved specs (options checked by :func:`plan_sweep`), in the
+    same order: spec, device, threads, backend, batch, level; each admitted to memory (a
+    point that does not fit is refused, or with ``drop_unfit`` left out with a note)."""
+    query = query or QuerySpec()
+    seed = check_int("--seed", seed, 0, SEED_MAX)
+    notes = list(notes)
+    if "hardware" in levels:
+        hardware_mode, why = _hardware_mode(hardware_mode)
+        notes.append(f"hardware level: {hardware_mode} ({why})")
+    points = []
+    for spec, device, count, backend, batch, level in itertools.product(
+            specs, devices, threads, backends, batch_sizes, levels):
+        if level == "hardware":
+            if device != "cpu":
+                continue  # top-down and cache misses are a CPU level
+            # The counter and simulation workers build the eager model: say so in the point.
+            backend = "eager"
+            if hardware_mode == "simulated":
+                spec, note = scaled_for_simulation(spec)
+                if note and note not in notes:
+                    notes.append(note)
+        backend = resolve_backend(backend, spec, device, batch)
+        points.append(Point(spec=spec, batch_size=batch, device=device, threads=count,
+                            backend=backend, query=query, seed=seed, level=level))
+    # With several backends the (eager) hardware points of a configuration repeat: once each.
+    unique: dict[str, Point] = {}
+    for point in points:
+        unique.setdefault(point.key(), point)
+    points = _admitted(list(unique.values()), notes, drop_unfit, available_bytes)
+    return SweepPlan(points=tuple(points), notes=tuple(notes),
+                     options=LevelOptions(hardware_mode=hardware_mode, hierarchy=hierarchy,
+                                          no_multiplex=no_multiplex))
+
+
+def _admitted(points: list[Point], notes: list[str], drop_unfit: bool,
+              available_bytes: int | None) -> list[Point]:
+    """The points whose whole footprint fits in memory (:mod:`recstack.admission`)."""
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    unfit: set[tuple[ModelSpec, int]] = set()
+    first: RecstackError | None = None
+    for spec, batch in dict.fromkeys((point.spec, point.batch_size) for point in points):
+        try:
+            require_point_memory(spec, batch, f"{spec.name} at batch {batch}",
+                                 available_bytes=available)
+        except RecstackError as error:
+            if not drop_unfit:
+                raise
+            unfit.add((spec, batch))
+            notes.append(f"left out: {error}")
+            first = first or error
+    kept = [point for point in points if (point.spec, point.batch_size) not in unfit]
+    if points and not kept:
+        raise RecstackError(f"no point fits in memory: {first}")
+    return kept
+
+
+def _hardware_mode(requested: str | None) -> tuple[str, str]:
+    """The hardware level's mode: the requested one where this machine can give it, or
+    what it supports. Measuring without working counters is refused: it would store
+    points whose every value is n/a."""
+    from recstack.doctor import probe_pmu, probe_valgrind
+
+    if requested == "simulated":
+        return requested, "as requested"
+    if requested == "measured":
+        pmu = probe_pmu()
+        if not pmu.available:
+            raise RecstackError(f"--mode: 'measured' is not allowed here; this machine has no "
+                                f"working hardware counters ({pmu.detail}); use --mode "
+                                "simulated, or leave --mode out")
+        return requested, "as requested"
+    if requested is not None:
+        raise RecstackError(f"--mode: {shown(requested)} is not allowed; expected measured "
+                            "or simulated (default: what `recstack doctor` finds)")
+    mode, reason = hardware_mode([probe_pmu(), probe_valgrind()])
+    if mode == "unavailable":
+        raise RecstackError(f"hardware level: {reason}; `recstack doctor` says how to get "
+                            "either")
+    return mode, reason
+
+
+def busy_machine_note(plan: SweepPlan) -> str | None:
+    """A warning when other work already occupies the cores the plan's multi-threaded points
+    need: a point whose intra-op threads wait for a busy core at every operator's barrier can
+    run 10 to 100 times slower (1.9 ms with one thread against 199 ms with two while another
+    process took one of two cores)."""
+    import os
+
+    threads = max((point.threads for point in plan.points), default=1)
+    if threads < 2 or not hasattr(os, "getloadavg"):
+        return None
+    load = os.getloadavg()[0]
+    cores = usable_cores()
+    if load + threads <= cores + 1.0:  # a load average under 1 is residue, not a rival
+        return None
+    return (f"the machine is busy (load average {load:.1f} on {cores} usable cores) and points "
+            f"use up to {threads} threads: multi-threaded points may be slowed many times over "
+            "by waiting for busy cores. Close other work, or measure with --threads 1.")

@@ -1,0 +1,163 @@
+"""Running a plan into the store: the run it measures into, each point through an executor,
+each result (or failure) stored as it comes back, and whether the run finished.
+
+Runs are resumable: points a run already holds as measured are skipped; failed points are
+measured again. A point that fails or whose worker dies is stored as failed with its error,
+and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from recstack.errors import Interrupted, RecstackError, StoreError
+from recstack.executors import Executor, LocalExecutor
+from recstack.levels import LevelOptions
+from recstack.points import Point
+from recstack.records import PointRow, Record, TimingRecord
+from recstack.store import ResultStore
+from recstack.sweep.plan import SweepPlan
+from recstack.text import one_line, shown
+
+
+def open_run(store: ResultStore, settings: object, command: str, resume: bool = False,
+             run_id: str | None = None) -> str:
+    """The run to measure into: a new one (with this machine's platform), or with ``resume``
+    the given or latest run of the store, which must have used the same settings."""
+    from recstack.paths import check_run_id
+    from recstack.platform_info import collect_platform, describe_platform, platform_id
+
+    if run_id is not None:
+        check_run_id(run_id)
+    if resume:
+        run_id = run_id or store.latest_run_id()
+        info = store.run_info(run_id) if run_id else None
+        if info is None:
+            which = f"run {shown(run_id)}" if run_id else "run"
+            raise RecstackError(f"--resume: no {which} to resume in {store.path}")
+        stored, wanted = json.loads(info["settings"]), settings.to_dict()
+        if stored != wanted:
+            changed = sorted(k for k in set(stored) | set(wanted)
+                             if stored.get(k) != wanted.get(k))
+            raise RecstackError(f"--resume: run {run_id} was measured with other settings "
+                                f"({', '.join(changed)}); resume with the same options or "
+                                "start a new run")
+        return run_id
+    if run_id and store.run_info(run_id) is not None:
+        raise RecstackError(f"--run-id: {run_id!r} already exists in {store.path}; add "
+                            "--resume to continue it")
+    platform = collect_platform()
+    return store.create_run(command, settings.to_dict(), platform, platform_id(platform),
+                            describe_platform(platform), run_id=run_id)
+
+
+@dataclass(frozen=True)
+class SweepEvent:
+    """What happened to a point, for progress displays."""
+
+    kind: str  # "skipped" | "start" | "done" | "failed"
+    point: Point
+    index: int
+    total: int
+    median_ms: float | None = None
+    error: str | None = None
+    warning: str | None = None
+
+
+@dataclass
+class SweepOutcome:
+    run_id: str
+    measured: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def point_row(point: Point, status: str, started: datetime,
+              error: str | None = None) -> PointRow:
+    """The ``points`` row of a point: what it was and how it ended."""
+    return PointRow(
+        config_key=point.config_key(), level=point.level,
+        method_version=point.method_version, label=point.label, model=point.spec.name,
+        model_type=point.spec.model_type, spec_digest=point.spec.digest(),
+        spec=point.spec.to_config(), row_scale=point.spec.row_scale,
+        batch_size=point.batch_size, device=point.device, threads=point.threads,
+        backend=point.backend, query=point.query.to_dict(), seed=point.seed, status=status,
+        error=error, started_at=started, finished_at=datetime.now(timezone.utc))
+
+
+def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: object,
+              progress: Callable[[SweepEvent], None] | None = None,
+              executor: Executor | None = None,
+              options: LevelOptions | None = None) -> SweepOutcome:
+    """Measures every point of ``plan`` the run does not hold yet, through ``executor``
+    (default: each point in a fresh local worker), storing each result as it comes back.
+    ``options`` replace the plan's level options (e.g. a trace folder for profiles)."""
+    notify = progress or (lambda event: None)
+    executor = executor or LocalExecutor()
+    options = options or plan.options
+    outcome = SweepOutcome(run_id=run_id)
+    finished = store.finished_point_keys(run_id)
+    total = len(plan.points)
+    store.start_run_pass(run_id, total)
+    index = 0
+    try:
+        for index, point in enumerate(plan.points):
+            if point.key() in finished:
+                outcome.skipped += 1
+                notify(SweepEvent("skipped", point, index, total))
+                continue
+            store.mark_in_flight(run_id, point.label)
+            notify(SweepEvent("start", point, index, total))
+            notify(_measure_point(store, run_id, settings, point, executor, options, outcome,
+                                  index, total))
+    except StoreError as error:
+        _end_early(store, run_id, error, index, total)
+        raise StoreError(f"{error}; run {run_id} stopped at point {index + 1} of {total}: once "
+                         "the store can be written, --resume continues it") from None
+    except BaseException as error:
+        _end_early(store, run_id, error, index, total)
+        raise
+    store.end_run(run_id, "complete")
+    return outcome
+
+
+def _end_early(store: ResultStore, run_id: str, error: BaseException, index: int,
+               total: int) -> None:
+    """Records why a pass stopped before its last point, where the store can still take
+    it; an interruption learns where the run stopped, for the line the CLI prints."""
+    interrupted = isinstance(error, (Interrupted, KeyboardInterrupt))
+    try:
+        store.end_run(run_id, "interrupted" if interrupted else "failed",
+                      None if interrupted else one_line(error, 200))
+    except RecstackError:
+        pass  # the store is what failed (a full disk): the run reads as killed
+    if isinstance(error, Interrupted):
+        error.run_id, error.progress = run_id, f"point {index + 1} of {total}"
+
+
+def _measure_point(store: ResultStore, run_id: str, settings: object, point: Point,
+                   executor: Executor, options: LevelOptions, outcome: SweepOutcome,
+                   index: int, total: int) -> SweepEvent:
+    """Measures the ``index``-th point of ``total`` and stores it (or its failure); returns
+    what happened."""
+    started = datetime.now(timezone.utc)
+    try:
+        record: Record = executor.measure(point, settings, options)
+    except Exception as error:  # noqa: BLE001 - any failure of a point is its result
+        message = one_line(error) if isinstance(error, RecstackError) \
+            else one_line(f"{type(error).__name__}: {error}")
+        store.record_point(run_id, point.key(), point_row(point, "failed", started, message))
+        outcome.failed.append((point.label, message))
+        return SweepEvent("failed", point, index, total, error=message)
+    store.record_point(run_id, point.key(), point_row(point, "ok", started), record)
+    outcome.measured += 1
+    stats = record.stats if isinstance(record, TimingRecord) else None
+    if stats is not None and stats.warning:
+        outcome.warnings.append(stats.warning)
+    return SweepEvent("done", point, index, total,
+                      median_ms=None if stats is None else stats.median_ms,
+                      warning=None if stats is None else stats.warning)

@@ -1,0 +1,124 @@
+"""The view frames the CLI and the report render, on constructed frames whose answers are
+known."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from recstack.analysis.breakdown import POINT_COLUMNS, breakdown
+from recstack.analysis.systems import LatencyTargets
+from recstack.analysis.views import (SOFTWARE_SUMMARY_COLUMNS, SYSTEMS_SUMMARY_COLUMNS,
+                                     best_efficiency, deployment_choice, hardware_notes,
+                                     hardware_summary, software_summary, spread_extremes,
+                                     systems_summary, timing_quality, unstable_points)
+from tests.analysis.test_systems import timing
+
+TARGETS = LatencyTargets({"a": 5.0, "b": 1.0}, default_ms=25.0, source="test")
+
+
+@pytest.fixture
+def timings() -> pd.DataFrame:
+    return pd.DataFrame([
+        timing("a", "cpu", 1, 1, 1.0), timing("a", "cpu", 2, 1, 0.8),
+        timing("a", "cpu", 1, 256, 40.0), timing("a", "cpu", 2, 256, 25.6),
+        timing("a", "cuda", 1, 1, 2.0), timing("a", "cuda", 1, 256, 3.2),
+        timing("b", "cpu", 2, 1, 5.0), timing("b", "cpu", 2, 256, 500.0, p95_ms=600.0),
+    ])
+
+
+def test_systems_summary_per_model(timings: pd.DataFrame) -> None:
+    summary = systems_summary(timings, TARGETS)
+    assert list(summary.columns) == SYSTEMS_SUMMARY_COLUMNS
+    a, b = (row for _, row in summary.iterrows())
+    assert a.model == "a" and a.smallest_batch == 1
+    assert a.smallest_batch_median_ms == pytest.approx(0.8)
+    assert (a.peak_device, a.peak_batch_size) == ("cuda", 256)
+    assert a.peak_throughput_per_s == pytest.approx(80_000)
+    assert (a.best_device, a.best_batch_size, a.meets_target) == ("cuda", 256, True)
+    # a: the GPU at 256 (80,000/s) over the GPU at 1 (500/s), all within the 5 ms target
+    assert a.spread_ratio == pytest.approx(160) == a.spread_ratio_within_target
+    # b: nothing meets 1 ms: the lowest p95 shown, and no spread within the target
+    assert not b.meets_target and b.best_batch_size == 1
+    assert b.spread_ratio == pytest.approx(512 / 200)
+    assert math.isnan(b.spread_ratio_within_target)
+
+
+def test_deployment_choice_and_its_headline(timings: pd.DataFrame) -> None:
+    choice = deployment_choice(timings, TARGETS).set_index("model")
+    assert choice.ratio_within_target.isna().tolist() == [False, True]
+    extremes = spread_extremes(choice.reset_index())
+    assert (extremes.model, extremes.within_model) == ("a", "a")
+    assert extremes.ratio == pytest.approx(160) and extremes.best == "cuda t1 eager b256"
+    nothing_meets = LatencyTargets({}, default_ms=0.1, source="test")
+    extremes = spread_extremes(deployment_choice(timings, nothing_meets))
+    assert extremes.within_model is None and math.isnan(extremes.within_ratio)
+    assert spread_extremes(deployment_choice(timings.iloc[:0], TARGETS)) is None
+
+
+def test_timing_quality_and_unstable_points(timings: pd.DataFrame) -> None:
+    # One flagged, one not recorded (not flagged), the rest steady.
+    timings["unstable"] = pd.Series([True, None, *[False] * 6], dtype=object)
+    quality = timing_quality(timings).iloc[0]
+    assert quality.points == 8 and quality.unstable == 1
+    assert quality.spread_median == pytest.approx(0.2)  # p5 0.9x, p95 1.1x the median
+    unstable = unstable_points(timings)
+    assert len(unstable) == 1 and unstable.spread.iloc[0] == pytest.approx(0.2)
+    assert timing_quality(timings.iloc[:0]).empty
+
+
+def _point(key: str, model: str, batch: int) -> dict[str, object]:
+    return dict.fromkeys(POINT_COLUMNS, 1) | {"run_id": "r", "point_key": key, "model": model,
+                                               "device": "cpu", "batch_size": batch}
+
+
+def test_software_summary_per_point() -> None:
+    din, rmc1 = _point("k1", "din", 1), _point("k2", "rmc1", 64)
+    operators = pd.DataFrame([
+        din | {"part": "attention", "op": "aten::linear", "calls": 1, "time_us": 50.0},
+        din | {"part": "over", "op": "aten::relu", "calls": 1, "time_us": 30.0},
+        rmc1 | {"part": "sparse", "op": "aten::embedding_bag", "calls": 1, "time_us": 70.0},
+        rmc1 | {"part": "dense", "op": "aten::linear", "calls": 1, "time_us": 20.0}])
+    profiles = pd.DataFrame([
+        din | {"uncovered_us": 20.0, "wall_us": 100.0, "operator_us": 80.0,
+               "profiled_median_us": 150.0, "unprofiled_median_us": 100.0},
+        rmc1 | {"uncovered_us": 10.0, "wall_us": 100.0, "operator_us": 90.0,
+                "profiled_median_us": 110.0, "unprofiled_median_us": 100.0}])
+    summary = software_summary(breakdown(operators, profiles), profiles)
+    assert list(summary.columns) == SOFTWARE_SUMMARY_COLUMNS
+    assert list(summary.model) == ["rmc1", "din"]  # the zoo's order
+    rmc1_row, din_row = (row for _, row in summary.iterrows())
+    assert (rmc1_row.top_class, rmc1_row.top_part) == ("embedding", "sparse")
+    assert rmc1_row.top_class_share == pytest.approx(0.7)
+    assert rmc1_row.overhead_share == pytest.approx(0.1)
+    assert rmc1_row.profiler_overhead == pytest.approx(0.1)
+    assert (din_row.top_class, din_row.top_part) == ("fc", "attention")
+    assert din_row.profiler_overhead == pytest.approx(0.5)
+
+
+def test_hardware_summary_labels_and_top_stall() -> None:
+    hardware = pd.DataFrame([
+        {"model": "rmc1", "batch_size": 1, "source": "simulated (valgrind, host)",
+         "retiring": 0.2, "bad_speculation": 0.1, "frontend_bound": 0.4,
+         "backend_bound": 0.3, "caveats": json.dumps(["b", "a"])},
+        {"model": "rmc1", "batch_size": 64, "source": "measured (perf stat)",
+         "retiring": None, "bad_speculation": None, "frontend_bound": None,
+         "backend_bound": None, "caveats": None}])
+    summary = hardware_summary(hardware)
+    assert list(summary.kind) == ["simulated", "measured"]
+    assert summary.top_stall.iloc[0] == "frontend_bound" and summary.top_stall.iloc[1] is None
+    notes = hardware_notes(hardware)
+    assert list(zip(notes.kind, notes.text)) == [
+        ("source", "measured (perf stat)"), ("source", "simulated (valgrind, host)"),
+        ("caveat", "a"), ("caveat", "b")]
+
+
+def test_best_efficiency_at_large_batch() -> None:
+    table = pd.DataFrame({"model": ["din", "rmc1", "rmc1", "rmc2"],
+                          "batch_size": [1024, 1024, 4096, 64],
+                          "efficiency": [0.1, 0.2, 0.3, 0.9]})
+    best = best_efficiency(table, 1024)
+    assert list(zip(best.model, best.efficiency)) == [("rmc1", 0.3), ("din", 0.1)]

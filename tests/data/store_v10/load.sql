@@ -1,0 +1,11 @@
+COPY ceilings FROM 'tests/data/store_v10/ceilings.parquet' (FORMAT 'parquet');
+COPY design_space FROM 'tests/data/store_v10/design_space.parquet' (FORMAT 'parquet');
+COPY hardware FROM 'tests/data/store_v10/hardware.parquet' (FORMAT 'parquet');
+COPY meta FROM 'tests/data/store_v10/meta.parquet' (FORMAT 'parquet');
+COPY operators FROM 'tests/data/store_v10/operators.parquet' (FORMAT 'parquet');
+COPY platforms FROM 'tests/data/store_v10/platforms.parquet' (FORMAT 'parquet');
+COPY points FROM 'tests/data/store_v10/points.parquet' (FORMAT 'parquet');
+COPY profiles FROM 'tests/data/store_v10/profiles.parquet' (FORMAT 'parquet');
+COPY runs FROM 'tests/data/store_v10/runs.parquet' (FORMAT 'parquet');
+COPY samples FROM 'tests/data/store_v10/samples.parquet' (FORMAT 'parquet');
+COPY timing FROM 'tests/data/store_v10/timing.parquet' (FORMAT 'parquet');
