@@ -38,8 +38,10 @@ TraceOption = Annotated[bool, typer.Option(
 
 
 def _sizes(batch_sizes: str | None, threads: str | None) -> dict[str, object]:
-    return {"batch_sizes": int_list("--batch-sizes", batch_sizes) if batch_sizes else None,
-            "threads": int_list("--threads", threads) if threads else None}
+    """The sizes given (an empty value is refused, not taken as the default)."""
+    return {"batch_sizes": None if batch_sizes is None else int_list("--batch-sizes",
+                                                                     batch_sizes),
+            "threads": None if threads is None else int_list("--threads", threads)}
 
 
 @app.command()
