@@ -4,9 +4,10 @@ progress and renders what they return); a notebook or another program calls them
 
     from recstack import api
 
-    result = api.sweep(["rmc1"], batch_sizes=[1, 64], row_scale=0.01, min_time=0.2,
-                       store="results/example.duckdb")
-    frame = result.timings()   # one row per measured point: median_ms, p95_ms, ...
+    if __name__ == "__main__":  # each point runs in a spawned process importing this file
+        result = api.sweep(["rmc1"], batch_sizes=[1, 64], row_scale=0.01, min_time=0.2,
+                           store="results/example.duckdb")
+        frame = result.timings()   # one row per measured point: median_ms, p95_ms, ...
 
 Nothing here prints. Errors a user can fix are :class:`recstack.errors.RecstackError`.
 """

@@ -23,14 +23,14 @@ from recstack.analysis.systems import load_timings
 from recstack.analysis.topdown import load_hardware
 from recstack.errors import RecstackError
 from recstack.features import FEATURE_COLUMNS, feature_table
+from recstack.records.hardware import RATES, TOPDOWN_LEVEL1
 from recstack.specs import spec_from_config
 from recstack.store import ResultStore
 
+
 GROUP_COLUMNS = ["batch_size", "device", "threads", "backend"]
 KEY_COLUMNS = ["model", *GROUP_COLUMNS]
-HARDWARE_BOTTLENECKS = ("retiring", "bad_speculation", "frontend_bound", "backend_bound",
-                        "ipc", "l1i_mpki", "l1d_mpki", "llc_mpki", "branch_mpki", "dtlb_mpki",
-                        "itlb_mpki")
+HARDWARE_BOTTLENECKS = (*TOPDOWN_LEVEL1, *RATES)
 
 
 def load_specs(store: ResultStore, run_ids: list[str] | None = None) -> pd.DataFrame:

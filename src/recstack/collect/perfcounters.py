@@ -32,6 +32,7 @@ from recstack.collect.perf_topdown import topdown_from_readings
 from recstack.collect.timing import TimingSettings
 from recstack.errors import RecstackError
 from recstack.points import Point
+from recstack.records.hardware import RATES
 from recstack.worker import run_under_tool, tool_child_command, tool_child_env, tool_child_outcome
 
 SOURCE = "measured (perf stat)"
@@ -100,8 +101,7 @@ def measured_result(point: Point, settings: TimingSettings, no_multiplex: bool =
         source=SOURCE,
         instructions_per_iteration=(instructions / iterations
                                     if instructions is not None and iterations else None),
-        rates={name: rates.get(name) for name in ("ipc", "l1i_mpki", "l1d_mpki", "llc_mpki",
-                                                  "branch_mpki", "dtlb_mpki", "itlb_mpki")},
+        rates={name: rates.get(name) for name in RATES},
         topdown=topdown_from_readings(readings),
         multiplexing=multiplexed,
         caveats=caveats,
