@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from recstack.limits import INT32_MAX, SEED_MAX
 from recstack.host import usable_cores
+from recstack.paths import RUN_ID_PATTERN
 from tests.test_userfiles import ALIAS_BOMB
 
 BASE = ["--batch-sizes", "1", "--threads", "1", "--min-time", "0.01", "--row-scale", "0.001"]
@@ -106,7 +107,9 @@ BAD_OPTIONS = st.one_of(
         NOT_NUMBERS)),
     st.tuples(st.just("--run-id"), st.one_of(
         st.sampled_from(["../../outside/RUNPWN", "/tmp/abs", "a/b", "..", ".x", "x" * 65]),
-        st.text(min_size=1).filter(lambda t: not t.isalnum() and not t.startswith("-")))),
+        # Any text a run id may not be ("0_" may: letters, digits, ".", "_", "-").
+        st.text(min_size=1).filter(lambda t: not RUN_ID_PATTERN.fullmatch(t)
+                                   and not t.startswith("-")))),
 )
 
 
