@@ -3,7 +3,7 @@
 
 Not a test: it times things. Usage::
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/backend_choice.py [--scale 0.01]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/backend_choice.py [--row-scale 0.01]
         [--batch-sizes 1,16,256,2048] [--threads N] [--models rmc1,...]
         [--no-compile dien] [--out src/recstack/backend_choice.yaml]
 
@@ -187,7 +187,7 @@ def rechoose(path: Path, margin: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(ZOO_NAMES))
-    parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--row-scale", type=float, default=0.01)
     parser.add_argument("--batch-sizes", default="1,16,256,2048")
     parser.add_argument("--threads", type=int, default=usable_cores())
     parser.add_argument("--backends", default=",".join(BACKENDS))
@@ -216,7 +216,7 @@ def main() -> None:
 
     measurements = {}
     for name in models:
-        measurements[name] = measure_model(name, args.scale, batch_sizes, backends, settings,
+        measurements[name] = measure_model(name, args.row_scale, batch_sizes, backends, settings,
                                            args.rounds, no_compile)
         chosen, ratios = choose(measurements[name], backends, args.margin)
         print(f"{name}: {chosen} {ratios}", file=sys.stderr, flush=True)
@@ -228,8 +228,8 @@ def main() -> None:
         "measured_on": describe_platform(collect_platform()),
         "torch": str(torch.__version__),
         "date": datetime.date.today().isoformat(),
-        "settings": {"scale": args.scale, "batch_sizes": batch_sizes, "threads": args.threads,
-                     "seconds_per_round": args.min_time, "rounds": args.rounds,
+        "settings": {"row_scale": args.row_scale, "batch_sizes": batch_sizes,
+                     "threads": args.threads, "seconds_per_round": args.min_time, "rounds": args.rounds,
                      "margin": args.margin,
                      "rule": RULE},
         **derive_choices(measurements, backends, args.margin),

@@ -4,7 +4,7 @@ of it spent outside any operator (Python, module calls, dispatch between operato
 Not a test: it times things. Usage::
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/framework_overhead.py [--model rmc1]
-        [--scale 0.01] [--batch-sizes 1,16] [--threads 2] [--backends eager,fused]
+        [--row-scale 0.01] [--batch-sizes 1,16] [--threads 2] [--backends eager,fused]
 
 For each backend and batch size it prints the median unprofiled latency over many iterations
 (with p5-p95); from the PyTorch profiler the share of each iteration's wall time that no
@@ -134,7 +134,7 @@ def profiled_outside_share(model, batches) -> float:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="rmc1")
-    parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--row-scale", type=float, default=0.01)
     parser.add_argument("--batch-sizes", default="1,16")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backends", default="eager")
@@ -142,8 +142,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    spec = resolve_spec(args.model).scaled(args.scale)
-    print(f"{spec.name}@{args.scale:g}, {args.threads} threads, torch {torch.__version__}, "
+    spec = resolve_spec(args.model).scaled(args.row_scale)
+    print(f"{spec.name}@{args.row_scale:g}, {args.threads} threads, torch {torch.__version__}, "
           f"{args.rounds} alternating rounds")
     print(f"{'backend':<8} {'batch':>5} {'median us':>10} {'p5-p95 us':>16} "
           f"{'outside ops (profiled)':>24} {'replayed us':>12} {'outside (replay)':>17} "

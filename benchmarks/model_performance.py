@@ -74,7 +74,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--compile-batch-sizes", default=None,
                         help="batch sizes of the compile backend (default: --batch-sizes); "
                              "compiling takes 10 to 60 s per point here")
-    parser.add_argument("--scale", type=float, default=None,
+    parser.add_argument("--row-scale", type=float, default=None,
                         help="table rows relative to full size (default: full size; only "
                              "for smoke tests, the targets are about full-size models)")
     parser.add_argument("--store", default="results/model_performance.duckdb")
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
              if group_backends for model in models]
     for model, group_backends, sizes in plans:
         plan = plan_sweep([model], sizes, threads=[threads], devices=["cpu"],
-                          backends=group_backends, row_scale=args.scale,
+                          backends=group_backends, row_scale=args.row_scale,
                           levels=("timing", "operators"))
         for note in plan.notes:
             print(f"note: {note}")
