@@ -73,30 +73,32 @@ def read_caches(root: Path | str = CPU0_CACHE) -> list[dict[str, Any]]:
         return []
     caches = []
     for entry in sorted(entries, key=lambda p: int(p.name[len("index"):])):
-        level = _attempt(lambda: int(_read(entry / "level")))
-        kind = _read(entry / "type")
-        size = _attempt(lambda: parse_sysfs_size(_read(entry / "size")))
+        level = attempt(lambda: int(read_stripped(entry / "level")))
+        kind = read_stripped(entry / "type")
+        size = attempt(lambda: parse_sysfs_size(read_stripped(entry / "size")))
         if level is None or not kind or size is None:
             continue
         caches.append({
             "level": level,
             "type": kind,
             "size_bytes": size,
-            "line_bytes": _attempt(lambda: int(_read(entry / "coherency_line_size"))),
-            "ways": _attempt(lambda: int(_read(entry / "ways_of_associativity"))),
-            "shared_by_cpus": _attempt(lambda: parse_cpu_list(_read(entry / "shared_cpu_list"))),
+            "line_bytes": attempt(lambda: int(read_stripped(entry / "coherency_line_size"))),
+            "ways": attempt(lambda: int(read_stripped(entry / "ways_of_associativity"))),
+            "shared_by_cpus": attempt(lambda: parse_cpu_list(read_stripped(entry / "shared_cpu_list"))),
         })
     return caches
 
 
-def _attempt(fn: Callable[[], T]) -> T | None:
+def attempt(fn: Callable[[], T]) -> T | None:
+    """``fn()``, or None when it raises: a fact the machine does not give is absent."""
     try:
         return fn()
     except Exception:
         return None
 
 
-def _read(path: Path) -> str | None:
+def read_stripped(path: Path) -> str | None:
+    """A small system file's text, stripped; None when it cannot be read."""
     try:
         return path.read_text().strip()
     except Exception:

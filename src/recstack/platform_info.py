@@ -21,15 +21,13 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from recstack.host import CPU0_CACHE, read_caches, usable_cores
+from recstack.host import CPU0_CACHE, attempt, read_caches, read_stripped, usable_cores
 from recstack.platform_parsers import (SYSCTL_CACHES, parse_cpuinfo, parse_darwin_flags,
                                        parse_sysctl_caches, parse_torch_config)
 
-T = TypeVar("T")
 
 CPUINFO = Path("/proc/cpuinfo")
 SYSFS_CPU = Path("/sys/devices/system/cpu")
@@ -61,20 +59,6 @@ KEYS: tuple[str, ...] = (
 # --------------------------------------------------------------------------- probes
 
 
-def _attempt(fn: Callable[[], T]) -> T | None:
-    try:
-        return fn()
-    except Exception:
-        return None
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except Exception:
-        return None
-
-
 def _run(args: list[str], *, any_exit_code: bool = False) -> str | None:
     """Stripped stdout of a command, or None if it is absent, fails, hangs or prints nothing."""
     try:
@@ -103,9 +87,9 @@ def _cpu_facts() -> dict[str, Any]:
     facts: dict[str, Any] = {"model": None, "vendor": None, "flags_of_interest": None,
                              "hypervisor": None, "sockets": None}
     if _is_linux():
-        text = _read(CPUINFO)
+        text = read_stripped(CPUINFO)
         if text:
-            facts.update(_attempt(lambda: parse_cpuinfo(text)) or {})
+            facts.update(attempt(lambda: parse_cpuinfo(text)) or {})
         if facts["sockets"] is None:
             facts["sockets"] = _sysfs_sockets()
     elif _is_macos():
@@ -116,13 +100,13 @@ def _cpu_facts() -> dict[str, Any]:
         vmm = _run(["sysctl", "-n", "kern.hv_vmm_present"])
         facts["hypervisor"] = vmm == "1" if vmm in ("0", "1") else None
     else:
-        facts["model"] = _attempt(platform.processor) or None
+        facts["model"] = attempt(platform.processor) or None
     return facts
 
 
 def _sysfs_sockets() -> int | None:
     # ARM cpuinfo has no "physical id"; the topology directory does (-1 means unknown).
-    ids = {_read(p) for p in SYSFS_CPU.glob("cpu[0-9]*/topology/physical_package_id")}
+    ids = {read_stripped(p) for p in SYSFS_CPU.glob("cpu[0-9]*/topology/physical_package_id")}
     ids -= {None, "-1"}
     return len(ids) or None
 
@@ -196,14 +180,14 @@ def _torch_facts() -> dict[str, Any]:
         import torch
     except Exception:
         return facts
-    facts["torch"] = _attempt(lambda: str(torch.__version__))
-    facts["torch_cuda"] = _attempt(lambda: torch.version.cuda)
-    facts["torch_blas"] = _attempt(lambda: parse_torch_config(torch.__config__.show()))
-    facts["torch_parallel_info"] = _attempt(lambda: str(torch.__config__.parallel_info()))
-    facts["torch_cpu_capability"] = _attempt(lambda: str(torch.backends.cpu.get_cpu_capability()))
-    facts["torch_threads"] = _attempt(torch.get_num_threads)
-    facts["torch_interop_threads"] = _attempt(torch.get_num_interop_threads)
-    facts["gpus"] = _attempt(lambda: _gpus(torch)) or []
+    facts["torch"] = attempt(lambda: str(torch.__version__))
+    facts["torch_cuda"] = attempt(lambda: torch.version.cuda)
+    facts["torch_blas"] = attempt(lambda: parse_torch_config(torch.__config__.show()))
+    facts["torch_parallel_info"] = attempt(lambda: str(torch.__config__.parallel_info()))
+    facts["torch_cpu_capability"] = attempt(lambda: str(torch.backends.cpu.get_cpu_capability()))
+    facts["torch_threads"] = attempt(torch.get_num_threads)
+    facts["torch_interop_threads"] = attempt(torch.get_num_interop_threads)
+    facts["gpus"] = attempt(lambda: _gpus(torch)) or []
     return facts
 
 
@@ -213,7 +197,7 @@ def _gpus(torch: Any) -> list[dict[str, Any]]:
         return []
     gpus = []
     for index in range(torch.cuda.device_count()):
-        props = _attempt(lambda: torch.cuda.get_device_properties(index))
+        props = attempt(lambda: torch.cuda.get_device_properties(index))
         if props is None:
             gpus.append({"index": index, "name": None, "total_memory_bytes": None,
                          "capability": None, "multiprocessors": None})
@@ -244,33 +228,33 @@ def _huge_pages_mode() -> str:
 
 def collect_platform() -> dict[str, Any]:
     """Describe this machine and software stack (keys in :data:`KEYS`); never raises."""
-    cpu = _attempt(_cpu_facts) or {}
-    torch_facts = _attempt(_torch_facts) or {}
+    cpu = attempt(_cpu_facts) or {}
+    torch_facts = attempt(_torch_facts) or {}
     info: dict[str, Any] = {
-        "hostname": _attempt(socket.gethostname) or _attempt(platform.node) or None,
-        "os": _attempt(platform.platform) or None,
-        "kernel": _attempt(platform.release) or None,
-        "machine": _attempt(platform.machine) or None,
+        "hostname": attempt(socket.gethostname) or attempt(platform.node) or None,
+        "os": attempt(platform.platform) or None,
+        "kernel": attempt(platform.release) or None,
+        "machine": attempt(platform.machine) or None,
         "cpu_model": cpu.get("model"),
         "cpu_vendor": cpu.get("vendor"),
         "cpu_flags_of_interest": cpu.get("flags_of_interest"),
         "hypervisor": cpu.get("hypervisor"),
-        "virtualization": _attempt(_virtualization),
-        "logical_cores": _attempt(_logical_cores),
-        "physical_cores": _attempt(_physical_cores),
-        "usable_cores": _attempt(usable_cores),
+        "virtualization": attempt(_virtualization),
+        "logical_cores": attempt(_logical_cores),
+        "physical_cores": attempt(_physical_cores),
+        "usable_cores": attempt(usable_cores),
         "sockets": cpu.get("sockets"),
-        "numa_nodes": _attempt(_numa_nodes),
-        "caches": _attempt(_caches) or [],
-        "memory_bytes": _attempt(_memory_bytes),
-        "cpu_freq_mhz": _attempt(_cpu_freq),
-        "cpu_governor": (_read(CPU0_GOVERNOR) or None) if _is_linux() else None,
+        "numa_nodes": attempt(_numa_nodes),
+        "caches": attempt(_caches) or [],
+        "memory_bytes": attempt(_memory_bytes),
+        "cpu_freq_mhz": attempt(_cpu_freq),
+        "cpu_governor": (read_stripped(CPU0_GOVERNOR) or None) if _is_linux() else None,
         # Large embedding tables ask for huge pages (models/embeddings.py): whether they get
         # them changes gather speed.
-        "transparent_hugepages": _attempt(_huge_pages_mode),
-        "python": _attempt(platform.python_version),
-        "python_implementation": _attempt(platform.python_implementation),
-        "numpy": _attempt(_numpy_version),
+        "transparent_hugepages": attempt(_huge_pages_mode),
+        "python": attempt(platform.python_version),
+        "python_implementation": attempt(platform.python_implementation),
+        "numpy": attempt(_numpy_version),
         "torch": torch_facts.get("torch"),
         "torch_cuda": torch_facts.get("torch_cuda"),
         "torch_blas": torch_facts.get("torch_blas"),
@@ -280,7 +264,7 @@ def collect_platform() -> dict[str, Any]:
         "torch_interop_threads": torch_facts.get("torch_interop_threads"),
         "thread_env": {name: os.environ.get(name) for name in THREAD_ENV_VARS},
         "gpus": torch_facts.get("gpus") or [],
-        "gpu_driver": _attempt(_gpu_driver),
+        "gpu_driver": attempt(_gpu_driver),
     }
     return info
 
@@ -390,11 +374,11 @@ def describe_platform(info: dict[str, Any]) -> str:
     memory = info.get("memory_bytes")
     parts = [
         info.get("cpu_model") or info.get("machine") or "unknown CPU",
-        _attempt(lambda: _describe_cores(info)),
+        attempt(lambda: _describe_cores(info)),
         f"{memory / (1 << 30):.1f} GiB" if isinstance(memory, (int, float)) else None,
-        _attempt(lambda: _describe_caches(info)),
-        _attempt(lambda: _describe_torch(info)),
-        _attempt(lambda: _describe_gpus(info)),
-        _attempt(lambda: _describe_virtualization(info)),
+        attempt(lambda: _describe_caches(info)),
+        attempt(lambda: _describe_torch(info)),
+        attempt(lambda: _describe_gpus(info)),
+        attempt(lambda: _describe_virtualization(info)),
     ]
     return " · ".join(str(p) for p in parts if p)

@@ -26,16 +26,19 @@ def timing(model: str, device: str, threads: int, batch: int, median_ms: float,
     return row
 
 
-@pytest.fixture
-def timings() -> pd.DataFrame:
+def two_models() -> pd.DataFrame:
+    """Model a: the CPU wins at batch 1, the GPU at batch 256; model b: CPU only."""
     return pd.DataFrame([
-        # model a: the CPU wins at batch 1, the GPU at batch 256
         timing("a", "cpu", 1, 1, 1.0), timing("a", "cpu", 2, 1, 0.8),
         timing("a", "cpu", 1, 256, 40.0), timing("a", "cpu", 2, 256, 25.6),
         timing("a", "cuda", 1, 1, 2.0), timing("a", "cuda", 1, 256, 3.2),
-        # model b: CPU only
         timing("b", "cpu", 2, 1, 5.0), timing("b", "cpu", 2, 256, 500.0, p95_ms=600.0),
     ])
+
+
+@pytest.fixture
+def timings() -> pd.DataFrame:
+    return two_models()
 
 
 def test_speedup_over_cpu(timings: pd.DataFrame) -> None:

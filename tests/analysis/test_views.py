@@ -15,19 +15,14 @@ from recstack.analysis.views import (SOFTWARE_SUMMARY_COLUMNS, SYSTEMS_SUMMARY_C
                                      best_efficiency, deployment_choice, hardware_notes,
                                      hardware_summary, software_summary, spread_extremes,
                                      systems_summary, timing_quality, unstable_points)
-from tests.analysis.test_systems import timing
+from tests.analysis.test_systems import two_models
 
 TARGETS = LatencyTargets({"a": 5.0, "b": 1.0}, default_ms=25.0, source="test")
 
 
 @pytest.fixture
 def timings() -> pd.DataFrame:
-    return pd.DataFrame([
-        timing("a", "cpu", 1, 1, 1.0), timing("a", "cpu", 2, 1, 0.8),
-        timing("a", "cpu", 1, 256, 40.0), timing("a", "cpu", 2, 256, 25.6),
-        timing("a", "cuda", 1, 1, 2.0), timing("a", "cuda", 1, 256, 3.2),
-        timing("b", "cpu", 2, 1, 5.0), timing("b", "cpu", 2, 256, 500.0, p95_ms=600.0),
-    ])
+    return two_models()
 
 
 def test_systems_summary_per_model(timings: pd.DataFrame) -> None:

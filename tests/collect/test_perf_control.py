@@ -19,22 +19,13 @@ from recstack.collect.perf_events import (
     perf_command,
 )
 from recstack.collect.perf_parse import (
-    CounterReading,
     derived_rates,
     parse_perf_csv,
     pmu_available,
 )
 from recstack.errors import RecstackError
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "perf"
-
-
-def fixture(name: str) -> str:
-    return (DATA / name).read_text()
-
-
-def by_event(readings: list[CounterReading]) -> dict[str, CounterReading]:
-    return {r.event: r for r in readings if r.event}
+from tests.collect.perf_data import DATA, by_event, fixture  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------- control fifos

@@ -11,7 +11,6 @@ true`` on a machine with a PMU. ``stat_cycles_vm.txt``, ``stat_interval_vm.csv``
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,6 @@ from recstack.collect.perf_events import (
     normalize_event,
 )
 from recstack.collect.perf_parse import (
-    CounterReading,
     derived_rates,
     multiplexing_share,
     parse_perf_csv,
@@ -28,15 +26,7 @@ from recstack.collect.perf_parse import (
 )
 from recstack.errors import RecstackError
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "perf"
-
-
-def fixture(name: str) -> str:
-    return (DATA / name).read_text()
-
-
-def by_event(readings: list[CounterReading]) -> dict[str, CounterReading]:
-    return {r.event: r for r in readings if r.event}
+from tests.collect.perf_data import DATA, by_event, fixture  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------- perf -x,

@@ -7,12 +7,10 @@ Fixtures: ``stat_x.csv`` and ``stat_j.json`` (the same run with ``-M TopdownL1,T
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from recstack.collect.perf_parse import (
-    CounterReading,
     parse_perf_csv,
     parse_perf_json,
 )
@@ -24,15 +22,7 @@ from recstack.collect.perf_topdown import (
     topdown_from_toplev,
 )
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "perf"
-
-
-def fixture(name: str) -> str:
-    return (DATA / name).read_text()
-
-
-def by_event(readings: list[CounterReading]) -> dict[str, CounterReading]:
-    return {r.event: r for r in readings if r.event}
+from tests.collect.perf_data import DATA, by_event, fixture  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------- top-down
