@@ -269,13 +269,25 @@ def test_busy_machine_note_only_when_other_work_takes_the_cores_threads_need(
     two = SweepPlan(points=(Point(spec=spec, batch_size=1, threads=2),))
     one = SweepPlan(points=(Point(spec=spec, batch_size=1, threads=1),))
     monkeypatch.setattr("recstack.sweep.plan.usable_cores", lambda: 2)
-    monkeypatch.setattr("os.getloadavg", lambda: (1.5, 1.0, 1.0))
-    note = busy_machine_note(two)
-    assert note is not None and "load average 1.5 on 2 usable cores" in note
+    note = busy_machine_note(two, busy=0.9)
+    assert note is not None and "other work keeps 0.9 of 2 usable cores busy right now" in note
     assert "--threads 1" in note
-    assert busy_machine_note(one) is None  # one thread fits beside the other work
-    monkeypatch.setattr("os.getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert busy_machine_note(one, busy=0.9) is None  # one thread fits beside the other work
+    assert busy_machine_note(two, busy=0.3) is None  # residue, not a rival
+    # What the note measures is now, not the last minutes: a quiet machine reads as quiet.
+    monkeypatch.setattr("recstack.host.busy_cores", lambda: 0.05)
     assert busy_machine_note(two) is None
+
+
+def test_busy_cores_from_proc_stat() -> None:
+    from recstack.host import busy_cores, cpu_time_totals
+
+    stat = ("cpu  100 0 50 800 50 0 0 0 0 0\n"
+            "cpu0 50 0 25 400 25 0 0 0 0 0\ncpu1 50 0 25 400 25 0 0 0 0 0\nintr 5\n")
+    assert cpu_time_totals(stat) == (150, 1000, 2)
+    assert cpu_time_totals("intr 5\n") is None
+    measured = busy_cores(0.05)
+    assert measured is None or 0.0 <= measured <= (os.cpu_count() or 1) + 0.01
 
 
 def test_hardware_points_run_eager_once_whatever_the_backends() -> None:

@@ -103,3 +103,35 @@ def read_stripped(path: Path) -> str | None:
         return path.read_text().strip()
     except Exception:
         return None
+
+
+PROC_STAT = Path("/proc/stat")
+
+
+def cpu_time_totals(stat_text: str) -> tuple[int, int, int] | None:
+    """From ``/proc/stat``: (busy, total) clock ticks of all CPUs together, and how many CPUs
+    the file lists. Idle and I/O wait are not busy; guest time is already inside user time,
+    so only the first eight fields are summed. None when the text has no ``cpu`` line."""
+    cpus = sum(1 for line in stat_text.splitlines() if re.match(r"cpu\d+\s", line))
+    for line in stat_text.splitlines():
+        if line.startswith("cpu "):
+            values = [int(v) for v in line.split()[1:9]]
+            idle = sum(values[3:5])
+            return sum(values) - idle, sum(values), cpus
+    return None
+
+
+def busy_cores(sample_s: float = 0.25) -> float | None:
+    """How many cores other work keeps busy right now: the machine's non-idle CPU time over
+    a short sample, in cores (this process sleeps through the sample). A current measure,
+    unlike the load average, which lags by minutes: it still counts a command that ended a
+    minute ago. None where ``/proc/stat`` cannot be read."""
+    import time
+
+    first = cpu_time_totals(read_stripped(PROC_STAT) or "")
+    time.sleep(sample_s)
+    second = cpu_time_totals(read_stripped(PROC_STAT) or "")
+    if first is None or second is None or second[1] <= first[1] or not second[2]:
+        return None
+    share = (second[0] - first[0]) / (second[1] - first[1])
+    return share * second[2]

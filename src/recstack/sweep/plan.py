@@ -245,20 +245,22 @@ def _hardware_mode(requested: str | None) -> tuple[str, str]:
     return mode, reason
 
 
-def busy_machine_note(plan: SweepPlan) -> str | None:
-    """A warning when other work already occupies the cores the plan's multi-threaded points
-    need: a point whose intra-op threads wait for a busy core at every operator's barrier can
-    run 10 to 100 times slower (1.9 ms with one thread against 199 ms with two while another
-    process took one of two cores)."""
-    import os
+def busy_machine_note(plan: SweepPlan, busy: float | None = None) -> str | None:
+    """A warning when other work occupies, right now, the cores the plan's multi-threaded
+    points need (``busy``: cores kept busy, default :func:`recstack.host.busy_cores`): a point
+    whose intra-op threads wait for a busy core at every operator's barrier can run 10 to 100
+    times slower (1.9 ms with one thread against 199 ms with two while another process took
+    one of two cores)."""
+    from recstack.host import busy_cores
 
     threads = max((point.threads for point in plan.points), default=1)
-    if threads < 2 or not hasattr(os, "getloadavg"):
+    if threads < 2:
         return None
-    load = os.getloadavg()[0]
+    busy = busy_cores() if busy is None else busy
     cores = usable_cores()
-    if load + threads <= cores + 1.0:  # a load average under 1 is residue, not a rival
+    if busy is None or busy + threads <= cores + 0.5:  # half a core of residue is no rival
         return None
-    return (f"the machine is busy (load average {load:.1f} on {cores} usable cores) and points "
-            f"use up to {threads} threads: multi-threaded points may be slowed many times over "
-            "by waiting for busy cores. Close other work, or measure with --threads 1.")
+    return (f"the machine is busy (other work keeps {busy:.1f} of {cores} usable cores busy "
+            f"right now) and points use up to {threads} threads: multi-threaded points may be "
+            "slowed many times over by waiting for busy cores. Close other work, or measure "
+            "with --threads 1.")
