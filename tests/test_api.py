@@ -40,7 +40,6 @@ class ConstantExecutor:
     """An executor that measures nothing: every point takes 2 ms (what a remote executor's
     results look like to the run)."""
 
-    name: str = "constant"
     seen: list[str] = field(default_factory=list)
 
     def measure(self, point: Point, settings: object, options: object) -> TimingRecord:

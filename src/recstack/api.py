@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -32,12 +32,14 @@ ZOO = "zoo"
 
 @dataclass(frozen=True)
 class RunStart:
-    """What a front end shows when a run starts: its notes, its id, its size, its store."""
+    """What a front end shows when a run starts: its notes, its id, its size, its store (the
+    event before a run's first :class:`SweepEvent`, hence its ``kind``)."""
 
     run_id: str
     store: ResultStore
     points: int
     notes: tuple[str, ...]
+    kind: ClassVar[str] = "run"
 
 
 @dataclass
@@ -135,15 +137,15 @@ def measure(planned: SweepPlan, store: str | Path = DEFAULT_STORE, settings: Any
     run = open_run(results, settings, command, resume, run_id)
     if before is not None:
         before(results, run)
+    notes = tuple(plan_notes(planned))  # measured once: the busy-machine note samples the CPU
     if on_start is not None:
-        on_start(RunStart(run, results, len(planned.points), tuple(plan_notes(planned))))
+        on_start(RunStart(run, results, len(planned.points), notes))
     traces = run_folder(results, "traces", run) if trace else None
     options = dataclasses.replace(planned.options,
                                   trace_dir=None if traces is None else str(traces))
     outcome = run_sweep(planned, results, run, settings, progress=progress,
                         executor=executor, options=options)
-    return RunResult(run_id=run, store=results, outcome=outcome,
-                     notes=tuple(plan_notes(planned)), traces=traces)
+    return RunResult(run_id=run, store=results, outcome=outcome, notes=notes, traces=traces)
 
 
 # ---- the commands -------------------------------------------------------------------------
@@ -193,23 +195,18 @@ def characterize(models: Sequence[str] | None = None, store: str | Path = DEFAUL
                  progress: Callable[[SweepEvent], None] | None = None,
                  executor: Executor | None = None, command: str = "recstack api",
                  on_start: Callable[[RunStart], None] | None = None,
-                 **plan_options: Any) -> RunResult:
+                 planned: SweepPlan | None = None, **plan_options: Any) -> RunResult:
     """The main job: the canonical models (full size where they fit) on every device
-    present over batch sizes 1 to 4096, at ``levels``; figures and the report written
-    beside the store."""
-    result = sweep(models or [], store, min_time, resume, run_id, trace, progress, executor,
-                   command, on_start, levels=levels, **plan_options)
+    present over batch sizes 1 to 4096, at ``levels`` (or the points of ``planned``);
+    figures and the report written beside the store."""
+    from recstack.report.html import report_run
+
+    planned = planned or plan(models, levels=levels, **plan_options)
+    result = measure(planned, store, timing_settings(min_time), resume, run_id, trace,
+                     progress, executor, command, on_start)
     write_figures(result)
-    result.reports.extend(report_run(result))
+    result.reports.extend(report_run(result.store, result.run_id))
     return result
-
-
-def report_run(result: RunResult) -> list[Path]:
-    """The report of a run just measured (with the newest runs of the levels it did not
-    measure), in ``reports/`` beside the store."""
-    from recstack.report.html import report_run as write
-
-    return write(result.store, result.run_id)
 
 
 def profile(models: Sequence[str] | None = None, store: str | Path = DEFAULT_STORE,

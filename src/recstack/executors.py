@@ -39,8 +39,6 @@ def collector_for(level: str) -> Collector:
 class Executor(Protocol):
     """Runs one point's collector somewhere and returns its record (or raises)."""
 
-    name: str
-
     def measure(self, point: Point, settings: Any, options: LevelOptions) -> Record: ...
 
 
@@ -54,7 +52,6 @@ class LocalExecutor:
     """A point still running after this long is killed and stored as failed."""
     collector: Collector | None = None
     """Replaces every level's collector (tests inject failures with it)."""
-    name: str = "local"
 
     def measure(self, point: Point, settings: Any, options: LevelOptions) -> Record:
         from recstack.worker import run_isolated

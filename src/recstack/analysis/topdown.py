@@ -7,7 +7,6 @@ import pandas as pd
 
 from recstack.store import ResultStore
 
-from recstack.analysis.select import POINT_COLUMNS
 from recstack.records.hardware import TOPDOWN_LEVEL1
 
 # The raw blobs stay in the store; every other declared column of ``hardware`` is loaded.
@@ -16,8 +15,8 @@ LEVEL1 = list(TOPDOWN_LEVEL1)
 
 
 def load_hardware(store: ResultStore, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """Hardware points of the store, in the zoo's model order. Columns: POINT_COLUMNS, then
-    every declared column of ``hardware`` but the raw blobs (:func:`hardware_columns`)."""
+    """Hardware points of the store, in the zoo's model order. Columns: ``select.POINT_COLUMNS``, then
+    every declared column of ``hardware`` but the raw blobs (``RAW_COLUMNS``)."""
     from recstack.analysis.select import point_columns, run_filter, table_columns
     from recstack.analysis.systems import order_models
 
@@ -30,13 +29,6 @@ def load_hardware(store: ResultStore, run_ids: list[str] | None = None) -> pd.Da
         ORDER BY pt.model, pt.batch_size
     """, parameters)
     return order_models(frame)
-
-
-def hardware_columns(store: ResultStore) -> list[str]:
-    """The columns :func:`load_hardware` returns."""
-    from recstack.analysis.select import declared_names
-
-    return [*POINT_COLUMNS, *declared_names(store, "hardware", RAW_COLUMNS)]
 
 
 def topdown_table(hardware: pd.DataFrame) -> pd.DataFrame:

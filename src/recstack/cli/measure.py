@@ -130,24 +130,21 @@ def run(
     every device present over batch sizes 1 to 4096, store everything, print a summary and
     write figures next to the store."""
     from recstack.analysis.systems import default_targets, load_targets, with_overrides
-    from recstack.specs import ZOO_NAMES
-
     targets = load_targets(targets_file) if targets_file else default_targets()
-    settings = api.timing_settings(min_time)
-    planned = api.plan(model or list(ZOO_NAMES), devices=device or None, backends=backend,
+    api.timing_settings(min_time)  # a bad --min-time is refused before planning
+    planned = api.plan(model or None, devices=device or None, backends=backend,
                        row_scale=row_scale, levels=levels_list(levels),
                        oversubscribe=oversubscribe, **_sizes(batch_sizes, threads))
+    # Targets name models of the plan: checked before anything is measured.
     targets = with_overrides(targets, target or [],
                              {point.spec.name for point in planned.points})
-    result = measure_with_progress(api.measure, planned, store, settings, resume, run_id,
-                                   trace)
-    api.write_figures(result)
+    result = measure_with_progress(api.characterize, store=store, min_time=min_time,
+                                   resume=resume, run_id=run_id, trace=trace, planned=planned)
     timings = result.timings()
     if not timings.empty:
         summaries.print_summary(timings, targets)
     summaries.print_software_level(result.store, result.run_id)
     summaries.print_hardware_level(result.store, result.run_id)
-    result.reports.extend(api.report_run(result))
     finish(result)
 
 

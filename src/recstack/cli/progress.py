@@ -7,7 +7,6 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import typer
@@ -27,22 +26,18 @@ def command_line() -> str:
     return "recstack " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def announce(display: Console = console) -> Callable[[Any], None]:
-    """What prints a run's notes and first line when it starts (the API's ``on_start``)."""
-
-    def started(start: Any) -> None:
-        for note in start.notes:
-            display.print(f"note: {note}", highlight=False)
-        display.print(f"run {start.run_id}: {start.points} points into {start.store.path}",
-                      highlight=False)
-
-    return started
+def _announce(start: Any, display: Console) -> None:
+    for note in start.notes:
+        display.print(f"note: {note}", highlight=False)
+    display.print(f"run {start.run_id}: {start.points} points into {start.store.path}",
+                  highlight=False)
 
 
 @contextmanager
 def progress_display(display: Console = console) -> Iterator[Callable[[Any], None]]:
-    """A callback for the API's progress events: a bar on a terminal (sized by the event
-    that starts the run), one line per point otherwise (logs, CI)."""
+    """A callback for the API's ``on_start`` and progress events: the run's notes and first
+    line, then a bar on a terminal (sized when the run starts), one line per point otherwise
+    (logs, CI)."""
     if display.is_terminal:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                    MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"),
@@ -52,7 +47,8 @@ def progress_display(display: Console = console) -> Iterator[Callable[[Any], Non
 
             def update(event: Any) -> None:
                 if event.kind == "run":
-                    progress.update(task, total=event.total)
+                    _announce(event, progress.console)
+                    progress.update(task, total=event.points)
                 elif event.kind == "start":
                     progress.update(task, description=escape(printable(event.point.label)))
                 else:
@@ -66,6 +62,7 @@ def progress_display(display: Console = console) -> Iterator[Callable[[Any], Non
 
     def log(event: Any) -> None:
         if event.kind == "run":
+            _announce(event, display)
             return
         where = f"[{event.index + 1}/{event.total}] {event.point.label}"
         if event.kind == "done" and event.median_ms is None:
@@ -83,21 +80,11 @@ def progress_display(display: Console = console) -> Iterator[Callable[[Any], Non
     yield log
 
 
-@dataclass(frozen=True)
-class _RunStarted:
-    kind: str
-    total: int
-
-
 def measure_with_progress(measure: Callable[..., Any], *arguments: Any,
                           display: Console = console, **options: Any) -> Any:
     """Calls an API function that measures, with this display's notes and progress."""
     with progress_display(display) as update:
-        def started(start: Any) -> None:
-            announce(display)(start)
-            update(_RunStarted("run", start.points))
-
-        return measure(*arguments, progress=update, on_start=started,
+        return measure(*arguments, progress=update, on_start=update,
                        command=command_line(), **options)
 
 

@@ -12,6 +12,7 @@ is one :func:`column` field on a row class plus the code that fills it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
@@ -53,8 +54,9 @@ def column(sql_type: str, meaning: str, unit: str = "", since: int = 1,
     return dataclasses.field(default=default, metadata=metadata)
 
 
+@functools.cache
 def columns_of(row_class: type) -> tuple[Column, ...]:
-    """The columns a row class declares, in field order."""
+    """The columns a row class declares, in field order (read once per class)."""
     found = []
     for item in dataclasses.fields(row_class):
         if _COLUMN not in item.metadata:
@@ -148,7 +150,7 @@ class Schema:
     oldest: int
     """The oldest version that can still be upgraded."""
 
-    @property
+    @functools.cached_property
     def version(self) -> int:
         declared = max(c.since for t in self.tables for c in t.columns)
         return max(declared, max(self.rewrites, default=0) + 1)
@@ -169,10 +171,6 @@ class Schema:
                 return candidate
         raise KeyError(f"{part.__name__} fills no table of this schema")
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.tables)
-
     def replacing(self, *parts: type) -> Schema:
         """This schema with each row class in place of the declared class it derives from:
         how a new column is added (a test declares one on a subclass)."""
@@ -183,7 +181,9 @@ class Schema:
             tables.append(dataclasses.replace(declared, parts=new_parts))
         return dataclasses.replace(self, tables=tuple(tables))
 
+    @functools.cached_property
     def ddl(self) -> str:
+        """Every table's CREATE IF NOT EXISTS (run at each write: a new store gets them)."""
         return ";\n".join(t.ddl() for t in self.tables) + ";"
 
     def added_in(self, version: int) -> Iterator[tuple[Table, Column]]:

@@ -41,9 +41,6 @@ class TimingStats:
     unstable: bool = column("BOOLEAN", "relative spread over the run's threshold")
     warning: str | None = column("VARCHAR", "why it is unstable")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
 
 @dataclass(frozen=True)
 class TimingRecord:

@@ -49,7 +49,7 @@ class StoreFile:
             # The version first: an older store is upgraded before CREATE IF NOT EXISTS
             # could add tables of the new version beside it.
             new = self._check_schema(connection)
-            connection.execute(self.schema.ddl())
+            connection.execute(self.schema.ddl)
             if new:
                 connection.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, "
                                    "value VARCHAR)")
