@@ -12,8 +12,8 @@ from recstack.records.declare import Column, Schema, Table, column
 from recstack.records.hardware import HARDWARE, Hardware, HardwareRecord
 from recstack.records.points import POINTS, Build, PointRow
 from recstack.records.profile import OPERATORS, PROFILES, OperatorTime, Profile, ProfileRecord
-from recstack.records.runs import (CEILINGS, DESIGN_SPACE, PLATFORMS, RUNS, Ceiling,
-                                   DesignVariant, Platform, Run)
+from recstack.records.runs import (BACKEND_CHOICES, CEILINGS, DESIGN_SPACE, PLATFORMS, RUNS,
+                                   BackendChoice, Ceiling, DesignVariant, Platform, Run)
 from recstack.records.timing import SAMPLES, TIMING, Sample, TimingRecord, TimingStats
 
 Record = TimingRecord | ProfileRecord | HardwareRecord
@@ -40,12 +40,12 @@ REWRITES: dict[int, tuple[str, ...]] = {
 
 SCHEMA = Schema(
     tables=(PLATFORMS, RUNS, POINTS, SAMPLES, TIMING, OPERATORS, PROFILES, HARDWARE,
-            DESIGN_SPACE, CEILINGS),
+            DESIGN_SPACE, CEILINGS, BACKEND_CHOICES),
     rewrites=REWRITES,
     oldest=4,
 )
 
-__all__ = ["SCHEMA", "Build", "Ceiling", "Column", "DesignVariant", "Hardware",
+__all__ = ["SCHEMA", "BackendChoice", "Build", "Ceiling", "Column", "DesignVariant", "Hardware",
            "HardwareRecord", "OperatorTime", "Platform", "PointRow", "Profile", "ProfileRecord",
            "Record", "Run", "Sample", "Schema", "Table", "TimingRecord", "TimingStats",
            "column"]

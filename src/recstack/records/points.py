@@ -30,12 +30,28 @@ class PointRow:
     device: str = column("VARCHAR", "cpu, cuda or cuda:N")
     threads: int = column("INTEGER", "intra-op threads", "threads")
     backend: str = column("VARCHAR", "the execution backend that ran")
+    backend_basis: str | None = column(
+        "VARCHAR", "what chose the backend: 'as given', 'race SET_ID' (raced on this "
+                   "platform), or 'shipped file' (the fallback measured elsewhere)", since=12,
+        default=None)
+    cache_state: str | None = column(
+        "VARCHAR", "cold (the cycled batches touch more distinct embedding rows than a "
+                   "stated multiple of the last-level cache) or warm (a few batches cycled)",
+        since=12, default=None)
+    working_set_bytes: int | None = column(
+        "BIGINT", "expected distinct embedding bytes the cycled batches touch", "B",
+        since=12, default=None)
+    llc_bytes: int | None = column("BIGINT", "the last-level cache the working set was "
+                                             "sized against", "B", since=12, default=None)
     query: dict[str, Any] = column("JSON", "how the query ids were drawn")
     seed: int = column("BIGINT", "seed of weights and queries")
     status: str = column("VARCHAR", "ok or failed")
     error: str | None = column("VARCHAR", "why it failed", default=None)
     started_at: datetime = column("TIMESTAMPTZ", "when its worker started")
     finished_at: datetime = column("TIMESTAMPTZ", "when its result came back")
+    attempts: int | None = column("INTEGER", "workers that measured it (more than one when an "
+                                             "unstable point was measured again)", since=12,
+                                  default=None)
 
 
 @dataclass(frozen=True, kw_only=True)

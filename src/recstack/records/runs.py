@@ -78,6 +78,30 @@ class Ceiling:
     set_id: str = column("VARCHAR", "one measurement of the whole set", since=8)
 
 
+@dataclass(frozen=True, kw_only=True)
+class BackendChoice:
+    """The backend a race chose for one model at one batch size on a machine (what ``auto``
+    runs there), with every candidate's measured latency."""
+
+    platform_id: str = column("VARCHAR", "the machine", since=12)
+    threads: int = column("INTEGER", "intra-op threads the race ran with", since=12)
+    set_id: str = column("VARCHAR", "one race of every model and batch size", since=12)
+    model: str = column("VARCHAR", "the model's name (a scaled zoo model keeps its name)",
+                        since=12)
+    model_type: str = column("VARCHAR", "its model type (the choice for unraced models of "
+                                        "that type)", since=12)
+    row_scale: float = column("DOUBLE", "table rows relative to full size, as raced",
+                              since=12)
+    batch_size: int = column("INTEGER", "samples per batch", "samples", since=12)
+    backend: str = column("VARCHAR", "the chosen backend", since=12)
+    candidates: dict[str, Any] = column("JSON", "each raced backend's median latency in "
+                                                "microseconds, or why it could not run",
+                                        since=12)
+    measured_at: datetime = column("TIMESTAMPTZ", "when", since=12)
+    recstack_version: str = column("VARCHAR", "recstack's version", since=12)
+    torch_version: str = column("VARCHAR", "torch's version", since=12)
+
+
 PLATFORMS = table("platforms", Platform, primary_key=("platform_id",),
                   meaning="one row per distinct machine and software stack")
 RUNS = table("runs", Run, primary_key=("run_id",),
@@ -89,3 +113,8 @@ DESIGN_SPACE = table("design_space", DesignVariant,
 CEILINGS = table("ceilings", Ceiling, primary_key=("platform_id", "threads", "set_id", "kind",
                                                     "shape"),
                  meaning="the machine's measured ceilings, every set kept (newest few)")
+BACKEND_CHOICES = table("backend_choices", BackendChoice,
+                        primary_key=("platform_id", "threads", "set_id", "model",
+                                     "batch_size"),
+                        meaning="the backend auto runs per model and batch size on a machine, "
+                                "as raced there (newest few races kept)")
