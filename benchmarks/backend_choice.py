@@ -1,5 +1,6 @@
-"""Measures every execution backend on every canonical model and writes the choice that
-``--backend auto`` reads (src/recstack/backend_choice.yaml).
+"""Measures every execution backend on every canonical model and writes the shipped choice
+that ``--backend auto`` falls back to (src/recstack/backend_choice.yaml) on a machine where no
+race of its own is stored (``recstack backends``: :mod:`recstack.backend_race`).
 
 Not a test: it times things. Usage::
 
@@ -10,7 +11,8 @@ Not a test: it times things. Usage::
 For each model and backend: build it, prepare it (``compile``: compiled once per batch size;
 ``static``: its Static Runtime graphs; both outside the timed loop), check its outputs
 against eager's on the same batches (a backend that differs or fails is not eligible), then
-time it with the timing collector's own loop (warm-up, calibrated iterations), the backends
+time it as the race on a user's machine does (:func:`recstack.backend_race.race_batch`:
+warm-up, every call timed, ``--min-time`` seconds per backend per round), the backends
 taking turns so that a shared machine's load falls on all alike; the median over all turns
 is the backend's latency. The choice per model is the eligible backend with the lowest
 geometric mean over batch sizes of its median latency relative to eager's; a backend must
@@ -26,25 +28,24 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 import yaml
 
-from recstack.backends import BACKENDS, CHOICE_FILE, build_for_backend, prepare_backend
-from recstack.collect.timing import TimingSettings, time_cpu_iterations
-from recstack.errors import RecstackError
+from recstack.backend_race import CANDIDATES, RaceSettings, pick, race_batch
+from recstack.backends import BACKENDS, CHOICE_FILE, build_for_backend
+from recstack.host import usable_cores
 from recstack.inputs import QuerySpec, generate_batches
 from recstack.platform_info import collect_platform, describe_platform
 from recstack.specs import ZOO_NAMES, zoo_spec
-from recstack.host import usable_cores
 
-AUTO_CANDIDATES = ("eager", "fused", "static")
-"""What auto may pick. compile is measured (``fastest`` records where it would win) but not a
-candidate: a compiled model's operator profile has no aten operators in model parts to
-classify, so the software level of an auto sweep would lose its meaning, and every point
+AUTO_CANDIDATES = CANDIDATES
+"""What auto may pick (the race's candidates, :data:`recstack.backend_race.CANDIDATES`).
+compile is measured (``fastest`` records where it would win) but not a candidate: a
+compiled model's operator profile has no aten operators in model parts to classify, so the
+software level of an auto sweep would lose its meaning, and every point
 pays its compilation (cold: about 20 s for DIN, 100 s for DIEN, per batch size) before
 measuring. ``--backend compile`` selects it explicitly. static keeps its operators and parts
 (its profiled graphs carry the part scopes) and prepares in well under a second."""
@@ -57,12 +58,13 @@ RULE = ("among eager, fused and static (outputs checked equal to eager's): 'choi
 
 
 def measure_model(name: str, scale: float, batch_sizes: list[int], backends: list[str],
-                  settings: TimingSettings, rounds: int, no_compile: set[str]) -> dict:
+                  settings: RaceSettings, no_compile: set[str]) -> dict:
     """``{backend: {"median_us": {batch: us}, "compile_s": {batch: s}, "error": str}}``.
 
-    At each batch size the backends are timed in turns, ``rounds`` times each, and each
-    backend's median is over all its rounds' samples: a load that comes and goes on a shared
-    machine then falls on every backend alike."""
+    At each batch size the backends are checked against eager and timed in turns by
+    :func:`recstack.backend_race.race_batch` (the race ``auto`` runs on a user's machine),
+    ``settings.rounds`` times each: a load that comes and goes on a shared machine then
+    falls on every backend alike."""
     spec = zoo_spec(name).scaled(scale)
     results: dict = {backend: {"median_us": {}} for backend in backends}
     models: dict = {}
@@ -72,32 +74,20 @@ def measure_model(name: str, scale: float, batch_sizes: list[int], backends: lis
             continue
         models[backend] = build_for_backend(spec, backend)
     for batch_size in batch_sizes:
-        batches = generate_batches(spec, QuerySpec(), batch_size, 4)
-        with torch.inference_mode():
-            expected = [models["eager"](batch) for batch in batches]
-        for backend in list(models):
-            try:
-                seconds = prepare_backend(models[backend], backend, batches)
-                if seconds is not None:
-                    results[backend].setdefault("compile_s", {})[batch_size] = round(
-                        seconds, 2)
-                with torch.inference_mode():
-                    for batch, reference in zip(batches, expected):
-                        torch.testing.assert_close(models[backend](batch), reference)
-            except (RecstackError, AssertionError, RuntimeError) as error:
-                results[backend]["error"] = str(error).splitlines()[0][:200]
+        batches = generate_batches(spec, QuerySpec(), batch_size, settings.num_batches)
+        raced = race_batch(models, batches, settings)
+        for backend, outcome in raced.items():
+            if "error" in outcome:
+                results[backend]["error"] = outcome["error"][:200]
                 print(f"{name} {backend}: {results[backend]['error']}", file=sys.stderr)
                 del models[backend]
-        samples: dict[str, list[int]] = {backend: [] for backend in models}
-        with torch.inference_mode():
-            for _ in range(rounds):
-                for backend, model in models.items():
-                    samples[backend] += time_cpu_iterations(model, batches, settings)[0]
-        for backend, values in samples.items():
-            results[backend]["median_us"][batch_size] = round(statistics.median(values) / 1e3,
-                                                              1)
+                continue
+            results[backend]["median_us"][batch_size] = round(outcome["median_us"], 1)
+            if outcome.get("prepare_s") is not None:
+                results[backend].setdefault("compile_s", {})[batch_size] = round(
+                    outcome["prepare_s"], 2)
         print(f"{name} b{batch_size}: " + ", ".join(
-            f"{b} {results[b]['median_us'][batch_size]} us" for b in samples),
+            f"{b} {results[b]['median_us'][batch_size]} us" for b in models),
             file=sys.stderr, flush=True)
     torch._dynamo.reset()  # compiled graphs of one model are no use to the next
     return results
@@ -106,7 +96,7 @@ def measure_model(name: str, scale: float, batch_sizes: list[int], backends: lis
 def choose(results: dict, backends: list[str], margin: float,
            candidates: tuple[str, ...] = AUTO_CANDIDATES) -> tuple[str, dict[str, float]]:
     """The chosen backend among ``candidates`` and each eligible backend's geometric-mean
-    ratio to eager."""
+    ratio to eager (chosen by :func:`recstack.backend_race.pick` on the ratios)."""
     reference = results["eager"]["median_us"]
     ratios = {}
     for backend in backends:
@@ -115,29 +105,23 @@ def choose(results: dict, backends: list[str], margin: float,
             continue
         logs = [math.log(entry["median_us"][b] / reference[b]) for b in reference]
         ratios[backend] = round(math.exp(sum(logs) / len(logs)), 3)
-    chosen = "eager"
-    for backend in backends:  # simplest first: a later one must beat it by the margin
-        if (backend in candidates and backend in ratios
-                and ratios[backend] < ratios[chosen] * (1 - margin)):
-            chosen = backend
-    return chosen, ratios
+    order = [backend for backend in backends if backend in candidates]
+    return pick(ratios, order, margin), ratios
 
 
 def choose_per_batch_size(results: dict, backends: list[str], margin: float,
                           candidates: tuple[str, ...] = AUTO_CANDIDATES) -> dict[int, str]:
     """At each measured batch size, the chosen backend among ``candidates`` by the same rule
-    on that batch size's medians alone: one backend is seldom the fastest at every size
-    (static ran DIN@0.01 in 0.73x eager's time at batch 1 and 1.37x at batch 256 here)."""
+    on that batch size's medians alone (:func:`recstack.backend_race.pick`, as the race on a
+    user's machine chooses): one backend is seldom the fastest at every size (static ran
+    DIN@0.01 in 0.73x eager's time at batch 1 and 1.37x at batch 256 here)."""
+    order = [backend for backend in backends if backend in candidates]
     chosen_at = {}
-    for batch_size, reference in results["eager"]["median_us"].items():
-        chosen = "eager"
-        for backend in backends:
-            entry = results.get(backend, {})
-            median = entry.get("median_us", {}).get(batch_size)
-            if (backend in candidates and not entry.get("error") and median is not None
-                    and median < results[chosen]["median_us"][batch_size] * (1 - margin)):
-                chosen = backend
-        chosen_at[int(batch_size)] = chosen
+    for batch_size in results["eager"]["median_us"]:
+        medians = {backend: results[backend]["median_us"][batch_size] for backend in order
+                   if not results.get(backend, {}).get("error")
+                   and batch_size in results[backend]["median_us"]}
+        chosen_at[int(batch_size)] = pick(medians, order, margin)
     return chosen_at
 
 
@@ -210,14 +194,14 @@ def main() -> None:
     if backends[0] != "eager":
         parser.error("--backends must start with eager (the reference)")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    settings = TimingSettings(warmup_seconds=0.05, min_seconds=args.min_time,
-                              min_iterations=5)
+    settings = RaceSettings(rounds=args.rounds, round_seconds=args.min_time,
+                            warmup_seconds=0.05, margin=args.margin)
     no_compile = set(filter(None, args.no_compile.split(",")))
 
     measurements = {}
     for name in models:
         measurements[name] = measure_model(name, args.row_scale, batch_sizes, backends, settings,
-                                           args.rounds, no_compile)
+                                           no_compile)
         chosen, ratios = choose(measurements[name], backends, args.margin)
         print(f"{name}: {chosen} {ratios}", file=sys.stderr, flush=True)
     document = {

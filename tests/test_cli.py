@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,9 @@ from recstack.specs import zoo_spec
 DATA = Path(__file__).parent / "data"
 
 
-def recstack(*args: str) -> subprocess.CompletedProcess[str]:
+def recstack(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "recstack", *args], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=timeout)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
@@ -92,6 +93,9 @@ def test_bad_arguments(args: list[str], text: str) -> None:
     (["sweep", "-m", "ncf", "--distribution", "normal"], "--distribution: 'normal' is not "
                                                          "allowed; expected one of uniform"),
     (["sweep"], "--model: nothing given"),
+    (["run", "-m", "ncf", "--budget", "0"], "--budget: 0.0 is not allowed; expected minutes"),
+    (["sweep", "-m", "ncf", "--cache", "lukewarm"], "--cache: 'lukewarm' is not allowed; "
+                                                    "expected one of cold, warm"),
     (["results", "--store", "/nonexistent/x.duckdb"], "does not exist"),
 ])
 def test_bad_measurement_arguments(args: list[str], text: str) -> None:
@@ -103,33 +107,51 @@ def test_bad_measurement_arguments(args: list[str], text: str) -> None:
 
 
 @pytest.mark.slow
-def test_run_results_and_export(tmp_path: Path) -> None:
+def test_main_job_runs_every_stage_then_results_and_export(tmp_path: Path) -> None:
     store = tmp_path / "results" / "r.duckdb"
+    # Ceilings stored first (quick ones): the job measures them only where none are stored.
+    assert recstack("ceilings", "--quick", "--threads", "1", "--store", str(store)
+                    ).returncode == 0
     result = recstack("run", "-m", "rmc1", "-m", "din", "--row-scale", "0.001", "--batch-sizes",
-                      "1,16", "--threads", "1", "--min-time", "0.05", "--store", str(store))
+                      "1,16", "--threads", "1", "--min-time", "0.05", "--store", str(store),
+                      timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "systems level: latency, throughput and deployment choice" in result.stdout
-    assert "deployment choice: the best configuration beats the worst by up to" in result.stdout
-    assert "targets: DeepRecSys" in result.stdout
-    assert "software level: dominant operator class and model part" in result.stdout
-    figures = list((store.parent / "figures").glob("*/*.png"))
-    assert sorted(p.name for p in figures) == ["latency_vs_batch.png", "operator_breakdown.png",
-                                               "part_breakdown.png", "speedup_heatmap.png"]
+    out = result.stdout
+    assert "plan (full): estimated" in out and "of a 30.0 min budget" in out
+    assert "stage ceilings: skipped (stored for this machine)" in out
+    for stage in ("backend race", "characterization", "hardware", "correlation"):
+        assert f"stage {stage}: done" in out, out
+    assert "auto: backends raced on this machine" in out
+    assert "systems level: latency, throughput and deployment choice" in out
+    assert "targets: DeepRecSys" in out
+    assert "software level: dominant operator class and model part" in out
+    assert "hardware level: top-down and miss rates" in out
+    figures = {p.name for p in (store.parent / "figures").glob("*/*.png")}
+    assert {"latency_vs_batch.png", "operator_breakdown.png", "part_breakdown.png",
+            "speedup_heatmap.png", "cache_cold_vs_warm.png", "topdown.png"} <= figures
+    assert any(name.startswith("correlation-") for name in figures)
 
     listing = recstack("results", "--store", str(store), "--json")
     assert listing.returncode == 0, listing.stderr
-    (run,) = json.loads(listing.stdout)
-    assert run["points_ok"] == 8 and run["points_failed"] == 0  # timing + operators
-    assert "Xeon" in run["platform"] or run["platform"]
+    runs = json.loads(listing.stdout)
+    assert len(runs) == 2  # the characterization and the correlation design
+    run = min(runs, key=lambda run: run["started_at"])  # the design run comes after it
+    # timing and operators of 2 models x 2 batch sizes, RMC1 warm at both, 3 hardware points
+    assert run["points_ok"] == 8 + 2 + 3 and run["points_failed"] == 0, runs
+    assert "AMD" in run["platform"] or "Xeon" in run["platform"] or run["platform"]
 
     shown = recstack("results", "show", run["run_id"], "--store", str(store))
-    din_backend = resolve_backend("auto", zoo_spec("din"), batch_size=16)  # run's default
-    assert shown.returncode == 0 and f"din@0.001 b16 cpu t1 {din_backend}" in shown.stdout
+    assert shown.returncode == 0
+    assert re.search(r"din@0\.001 b16 cpu t1 (eager|fused|static)\b", shown.stdout)
+    assert re.search(r"rmc1@0\.001 b1 cpu t1 \w+ warm", shown.stdout)
 
     exported = recstack("results", "export", run["run_id"], "--store", str(store), "--format",
                         "csv", "--to", str(tmp_path / "csv"))
     assert exported.returncode == 0, exported.stderr
-    assert len(list((tmp_path / "csv").glob("*.csv"))) == 9  # every table of the store
+    assert (tmp_path / "csv" / "points.csv").is_file()
+    report = next((store.parent / "reports").glob(f"{run['run_id']}.md")).read_text()
+    assert "Cache state: cold against warm" in report
+    assert "| No single algorithmic feature" in report
 
 
 @pytest.mark.slow

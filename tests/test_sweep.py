@@ -20,6 +20,7 @@ from recstack.points import Point
 from recstack.store import ResultStore
 from recstack.sweep import plan_sweep, run_sweep
 from recstack.sweepfile import load_sweep_file
+from tests.conftest import small_spec
 
 QUICK = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.02,
                        min_iterations=5)
@@ -217,17 +218,21 @@ def test_plan_scales_what_does_not_fit_leaving_a_margin() -> None:
 
 
 def test_default_batch_sizes_that_cannot_fit_are_left_out_and_asked_ones_refused() -> None:
-    # 4 GB: DIN's tables scale to fit up to batch 1024; its activations at 4096 alone are
-    # 3.3 GB, so that default size is left out, with the reason.
+    # 4 GB: DIN's tables scale to fit up to batch 1024 (with a warm set's 4 batches); its
+    # activations at 4096 alone are 3.3 GB, so that default size is left out, with the reason.
     plan = plan_sweep(["din"], None, [1], ["cpu"], backends=["eager"],
-                      available_bytes=4_000_000_000)
+                      available_bytes=4_000_000_000, cache="warm")
     assert sorted({p.batch_size for p in plan.points}) == [1, 4, 16, 64, 256, 1024]
+    # A cold set keeps more batches in memory: at 1024, more than the scale left room for.
+    cold = plan_sweep(["din"], None, [1], ["cpu"], backends=["eager"],
+                      available_bytes=4_000_000_000)
+    assert max(p.batch_size for p in cold.points) < 1024
     assert plan.notes[0].startswith("din: scaled to row_scale 0.64")
     assert plan.notes[1].startswith("left out: din at batch 4096: needs about 5.95 GB")
     with pytest.raises(RecstackError, match="din at batch 4096: needs about .* use smaller "
                                             "--batch-sizes or a shorter sequence_length"):
         plan_sweep(["din"], [1, 4096], [1], ["cpu"], backends=["eager"],
-                   available_bytes=4_000_000_000)
+                   available_bytes=4_000_000_000, cache="warm")
 
 
 def test_sweep_file(tmp_path: Path) -> None:
@@ -299,3 +304,48 @@ def test_hardware_points_run_eager_once_whatever_the_backends() -> None:
     assert len(hardware) == 1 and hardware[0].backend == "eager"
     assert sorted(p.backend for p in plan.points if p.level == "timing") == ["eager",
                                                                                "fused"]
+
+
+class _Scripted:
+    """An executor whose timing records have the given p5-p95 spreads, in turn."""
+
+    def __init__(self, spreads: list[float]) -> None:
+        self.spreads = list(spreads)
+        self.calls = 0
+
+    def measure(self, point: Point, settings: object, options: object) -> object:
+        from tests import fill
+
+        spread = self.spreads[self.calls]
+        self.calls += 1
+        return fill.timing(relative_spread=spread, unstable=spread > 0.5,
+                           warning=f"spread {spread}" if spread > 0.5 else None)
+
+
+def test_an_unstable_point_is_measured_again_until_steady() -> None:
+    from recstack.levels import LevelOptions
+    from recstack.sweep.run import measure_steadily
+
+    point = Point(small_spec("rmc1"), 1)
+    executor = _Scripted([0.9, 0.2, 0.8])
+    record, attempts = measure_steadily(point, replace(QUICK, remeasure_attempts=2),
+                                        LevelOptions(), executor)
+    assert attempts == 2 and executor.calls == 2  # stopped at the first steady worker
+    assert record.stats.relative_spread == 0.2 and not record.stats.unstable
+
+
+def test_the_remeasurement_stops_at_its_budget_and_keeps_the_flag() -> None:
+    from recstack.levels import LevelOptions
+    from recstack.sweep.run import measure_steadily
+
+    point = Point(small_spec("rmc1"), 1)
+    executor = _Scripted([0.9, 0.7, 0.8, 0.6, 0.6])
+    record, attempts = measure_steadily(point, replace(QUICK, remeasure_attempts=2),
+                                        LevelOptions(), executor)
+    assert attempts == 3 and executor.calls == 3
+    assert record.stats.relative_spread == 0.7 and record.stats.unstable  # the steadiest
+    assert "unstable in each of 3 workers" in record.stats.warning
+    none = _Scripted([0.9])
+    _, attempts = measure_steadily(point, replace(QUICK, remeasure_attempts=0),
+                                   LevelOptions(), none)
+    assert attempts == 1 and none.calls == 1

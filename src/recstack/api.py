@@ -85,9 +85,13 @@ def plan(models: Sequence[str] | None = None, batch_sizes: Sequence[int] | None 
          backends: Sequence[str] | None = None, row_scale: float | None = None,
          distribution: str = "uniform", seed: int = 0, levels: Sequence[str] = ("timing",),
          hardware_mode: str | None = None, hierarchy: str = "host", no_multiplex: bool = False,
-         oversubscribe: bool = False) -> SweepPlan:
-    """The points to measure (every option checked, every point admitted to memory).
-    ``models`` default to the zoo; ``backends`` to ``auto``."""
+         oversubscribe: bool = False, store: str | Path | None = None,
+         cache: str = "cold") -> SweepPlan:
+    """The points to measure (every option checked, every point admitted to memory), each
+    with queries of the ``cache`` state (:mod:`recstack.working_set`).
+    ``models`` default to the zoo; ``backends`` to ``auto``, which reads the races stored
+    in ``store`` for this machine at each thread count (``recstack backends``), where the
+    file exists and holds one, else the shipped choices."""
     from recstack.errors import SpecError
     from recstack.inputs import QuerySpec
     from recstack.specs import ZOO_NAMES
@@ -97,11 +101,23 @@ def plan(models: Sequence[str] | None = None, batch_sizes: Sequence[int] | None 
         query = QuerySpec(distribution=distribution, seed=seed)
     except SpecError as error:
         raise error.for_option() from None
+    choices = None
+    if store is not None and Path(store).is_file():
+        from recstack.backend_race import stored_choices
+        from recstack.host import usable_cores
+        from recstack.limits import is_integer
+        from recstack.platform_info import collect_platform, platform_id
+
+        identity = platform_id(collect_platform())
+        # Only counts a race can exist for; planning refuses the others with their message.
+        counts = [t for t in (threads or [usable_cores()]) if is_integer(t) and t >= 1]
+        choices = {t: stored_choices(ResultStore(store), identity, t) for t in counts}
     return plan_sweep(models=list(models or ZOO_NAMES), batch_sizes=batch_sizes,
                       threads=threads, devices=devices, backends=list(backends or ["auto"]),
                       row_scale=row_scale, query=query, seed=seed, levels=levels,
                       hardware_mode=hardware_mode, hierarchy=hierarchy,
-                      no_multiplex=no_multiplex, oversubscribe=oversubscribe)
+                      no_multiplex=no_multiplex, oversubscribe=oversubscribe,
+                      backend_choices=choices, cache=cache)
 
 
 def plan_notes(planned: SweepPlan) -> list[str]:
@@ -159,7 +175,7 @@ def sweep(models: Sequence[str], store: str | Path = DEFAULT_STORE, min_time: fl
           **plan_options: Any) -> RunResult:
     """A custom sweep (models x batch sizes x threads x devices x backends x levels);
     ``plan_options`` are :func:`plan`'s."""
-    planned = plan(models, **plan_options)
+    planned = plan(models, store=store, **plan_options)
     return measure(planned, store, timing_settings(min_time), resume, run_id, trace,
                    progress, executor, command, on_start)
 
@@ -190,23 +206,14 @@ def write_figures(result: RunResult) -> list[Path]:
 
 
 def characterize(models: Sequence[str] | None = None, store: str | Path = DEFAULT_STORE,
-                 levels: Sequence[str] = ("timing", "operators"), min_time: float = 1.0,
-                 resume: bool = False, run_id: str | None = None, trace: bool = False,
-                 progress: Callable[[SweepEvent], None] | None = None,
-                 executor: Executor | None = None, command: str = "recstack api",
-                 on_start: Callable[[RunStart], None] | None = None,
-                 planned: SweepPlan | None = None, **plan_options: Any) -> RunResult:
-    """The main job: the canonical models (full size where they fit) on every device
-    present over batch sizes 1 to 4096, at ``levels`` (or the points of ``planned``);
-    figures and the report written beside the store."""
-    from recstack.report.html import report_run
+                 **options: Any) -> RunResult:
+    """The main job: the paper on this machine within a time budget (ceilings and a backend
+    race where none are stored, timing and operator profiles cold and warm, the hardware
+    level, a small correlation design, figures and the report); ``options`` are
+    :func:`recstack.main_job.run_main_job`'s (``budget_minutes``, ``quick``, ``levels``...)."""
+    from recstack.main_job import run_main_job
 
-    planned = planned or plan(models, levels=levels, **plan_options)
-    result = measure(planned, store, timing_settings(min_time), resume, run_id, trace,
-                     progress, executor, command, on_start)
-    write_figures(result)
-    result.reports.extend(report_run(result.store, result.run_id))
-    return result
+    return run_main_job(models, store, **options)
 
 
 def profile(models: Sequence[str] | None = None, store: str | Path = DEFAULT_STORE,
@@ -344,3 +351,44 @@ def correlate(space: Any, seed: int = 0, batch_sizes: Sequence[int] = (1, 64),
     result.figures.extend(write_correlation_figures(
         analysis, run_folder(result.store, "figures", result.run_id), DOMINANCE_THRESHOLD))
     return CorrelationRun(result, analysis)
+
+
+# ---- backend races ------------------------------------------------------------------------
+
+
+def backends(store: str | Path = DEFAULT_STORE, threads: int | None = None,
+             refresh: bool = False, models: Sequence[str] | None = None,
+             batch_sizes: Sequence[int] = (1, 16, 256),
+             row_scale: float = 0.01) -> tuple[pd.DataFrame, bool]:
+    """The backends ``auto`` runs on this machine at ``threads`` (default: every usable
+    core): the newest race stored for it when it covers ``models`` (default: the zoo) at
+    ``batch_sizes`` and ``row_scale``, else raced now (about a minute for the zoo) and
+    stored. Returns (rows of ``backend_choices``: one per model and batch size with the
+    chosen backend and every candidate's median, whether it was raced now)."""
+    from recstack.backend_race import ensure_backend_choices
+    from recstack.errors import RecstackError
+    from recstack.host import usable_cores
+    from recstack.limits import check_scale, is_integer
+    from recstack.specs import ZOO_NAMES
+    from recstack.text import shown
+
+    cores = usable_cores()
+    count = cores if threads is None else threads
+    if not is_integer(count) or not 1 <= count <= cores:
+        raise RecstackError(f"--threads: {shown(count)} is not allowed; expected one integer "
+                            f"from 1 to {cores} (the cores this process may use)")
+    sizes = list(batch_sizes)
+    if not sizes or any(not is_integer(size) or size < 1 for size in sizes):
+        raise RecstackError(f"--batch-sizes: {shown(batch_sizes)} is not allowed; expected "
+                            "positive integers")
+    check_scale(row_scale, "--row-scale")
+    if row_scale is None:
+        raise RecstackError("--row-scale: None is not allowed; expected a finite number "
+                            "greater than 0 (1 is full size)")
+    names = [name for name in (models or [ZOO]) if name]
+    names = list(dict.fromkeys(n for name in names
+                               for n in (ZOO_NAMES if name == ZOO else [name])))
+    results = ResultStore(store)
+    results.check_writable()  # before a minute of racing, not after
+    return ensure_backend_choices(results, int(count), names, sizes, refresh=refresh,
+                                  row_scale=float(row_scale))

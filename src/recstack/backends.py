@@ -12,10 +12,14 @@
   Its graphs are made by :func:`prepare_backend`, one per batch signature, before any timing.
 
 ``auto`` is not a backend but a choice: the fastest correct backend of the model among eager,
-fused and static at the point's batch size (the measured batch size nearest to it), read from
-``backend_choice.yaml``, a data file of measurements made on the
-machine named in it by ``benchmarks/backend_choice.py``. compile is measured there too (the
-file's ``fastest`` says where it would win) but auto does not pick it: a compiled model's
+fused and static at the point's batch size (the raced batch size nearest to it). The choice
+is a measurement of the machine, like its ceilings: :mod:`recstack.backend_race` races the
+backends here and stores the outcome per platform and thread count (``backend_choices``);
+planning reads it as a :class:`BackendChoices`. Where no race of this machine and thread
+count is stored, auto reads ``backend_choice.yaml``, the shipped fallback measured on the
+machine named in it by ``benchmarks/backend_choice.py``; :func:`resolve_with_basis` says
+which of the two chose. compile is measured by the benchmark too (the file's ``fastest``
+says where it would win) but auto does not pick it: a compiled model's
 operator profile has no aten operators in model parts, so the software level of an auto sweep
 would lose its meaning, and every point pays its compilation before measuring. (A static
 model keeps its operators and parts: its profiled graphs carry the part scopes.) Points
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +68,84 @@ def nearest_measured(batch_size: int, measured: list[int]) -> int:
     return min(measured, key=lambda m: (abs(math.log(m / batch_size)), -m))
 
 
+@dataclass(frozen=True)
+class BackendChoices:
+    """The backends a stored race chose on one machine at one thread count: rows of
+    ``(model, model_type, batch_size, backend)``. Built by :meth:`from_frame` from rows of
+    the ``backend_choices`` table of one race (:func:`recstack.backend_race.stored_choices`)."""
+
+    set_id: str
+    platform_id: str
+    threads: int
+    row_scale: float
+    rows: tuple[tuple[str, str, int, str], ...]
+
+    @classmethod
+    def from_frame(cls, frame: Any) -> BackendChoices:
+        if frame.empty or frame.set_id.nunique() != 1:
+            raise ValueError("BackendChoices: expected the rows of one stored race")
+        first = frame.iloc[0]
+        rows = tuple((str(r.model), str(r.model_type), int(r.batch_size), str(r.backend))
+                     for r in frame.itertuples(index=False))
+        return cls(set_id=str(first.set_id), platform_id=str(first.platform_id),
+                   threads=int(first.threads), row_scale=float(first.row_scale), rows=rows)
+
+    @property
+    def basis(self) -> str:
+        return f"race {self.set_id}"
+
+    def choice(self, spec: ModelSpec, batch_size: int | None = None) -> str | None:
+        """The raced choice for ``spec`` (by model name, else by model type: its models'
+        most frequent choice, ties to the simpler backend) at the raced batch size nearest
+        ``batch_size`` (without one: the most frequent over batch sizes); None when neither
+        the model nor its type was raced."""
+        mine = [row for row in self.rows if row[0] == spec.name] or \
+            [row for row in self.rows if row[1] == spec.model_type]
+        if not mine:
+            return None
+        if batch_size is not None:
+            nearest = nearest_measured(batch_size, sorted({row[2] for row in mine}))
+            mine = [row for row in mine if row[2] == nearest]
+        picked = [row[3] for row in mine]
+        order = list(BACKENDS)
+        return min(set(picked), key=lambda b: (-picked.count(b),
+                                               order.index(b) if b in order else len(order)))
+
+
 def resolve_backend(backend: str, spec: ModelSpec, device: str = "cpu",
-                    batch_size: int | None = None) -> str:
-    """``backend`` itself, or for ``auto`` the measured choice for ``spec``: by model name
-    (a scaled zoo model keeps its name), else by model type; at ``batch_size``, the choice
-    measured at the nearest batch size where the file has one per batch size, else the
-    model's choice over all batch sizes; else the reference (eager) on devices or models
-    that were never measured."""
+                    batch_size: int | None = None,
+                    choices: BackendChoices | None = None) -> str:
+    """``backend`` itself, or for ``auto`` the chosen backend (:func:`resolve_with_basis`)."""
+    return resolve_with_basis(backend, spec, device, batch_size, choices)[0]
+
+
+def resolve_with_basis(backend: str, spec: ModelSpec, device: str = "cpu",
+                       batch_size: int | None = None,
+                       choices: BackendChoices | None = None) -> tuple[str, str]:
+    """(the backend, what chose it). An explicit backend is itself (``"as given"``). For
+    ``auto`` on the CPU: the choice of ``choices``, a race stored for this machine and the
+    point's thread count (``"race <set_id>"``; the caller passes only such a race), where it
+    raced the model or its type; else the shipped file (``"shipped file"``), by model name,
+    else model type, at the nearest batch size it measured, else the model's choice over
+    all batch sizes; else the reference (eager) on devices or models never measured. Where
+    static is chosen but cannot run, fused (the layout static runs, without the runtime)."""
     if backend != AUTO:
-        return backend
+        return backend, "as given"
+    chosen = choices.choice(spec, batch_size) if choices is not None and device == "cpu" \
+        else None
+    if chosen is not None:
+        basis = choices.basis
+    else:
+        chosen, basis = _shipped_choice(spec, device, batch_size), "shipped file"
+    if chosen == "static":
+        from recstack.static_runtime import unavailable_reason
+
+        if unavailable_reason(device) is not None:
+            chosen = "fused"  # the layout static runs, without the runtime
+    return (chosen if chosen in BACKENDS else REFERENCE), basis
+
+
+def _shipped_choice(spec: ModelSpec, device: str, batch_size: int | None) -> str:
     kind = "cuda" if device.startswith("cuda") else device
     document = backend_choices()
     choices = document.get("choices", {}).get(kind, {})
@@ -81,12 +155,7 @@ def resolve_backend(backend: str, spec: ModelSpec, device: str = "cpu",
     if batch_size is not None and per_size:
         per_size = {int(size): name for size, name in per_size.items()}
         chosen = per_size[nearest_measured(batch_size, list(per_size))]
-    if chosen == "static":
-        from recstack.static_runtime import unavailable_reason
-
-        if unavailable_reason(device) is not None:
-            chosen = "fused"  # the layout static runs, without the runtime
-    return chosen if chosen in BACKENDS else REFERENCE
+    return chosen
 
 
 def build_for_backend(spec: ModelSpec, backend: str, seed: int = 0,

@@ -181,8 +181,13 @@ def _zipf_ids(rng: np.random.Generator, n: int, rows: int, exponent: float,
 
 
 def _locality_ids(rng: np.random.Generator, n: int, rows: int, reuse_probability: float,
-                  reuse_distance_max: int) -> np.ndarray:
-    """Ids of one access stream under the reuse model (see the module docstring)."""
+                  reuse_distance_max: int, segment_starts: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """Ids of one access stream under the reuse model (see the module docstring).
+
+    ``segment_starts``: sorted int64 positions in ``[0, n]``, the first 0, where a new
+    stream restarts (several streams drawn back to back, e.g. one per batch): no access
+    reuses a row from before the start of its own segment. None: one stream."""
     if n == 0:
         return np.empty(0, dtype=np.int64)
     fresh = rng.integers(0, rows, size=n, dtype=np.int64)
@@ -190,7 +195,17 @@ def _locality_ids(rng: np.random.Generator, n: int, rows: int, reuse_probability
     # Log-uniform on [1, dmax + 1), floored: integers 1..dmax, small distances most likely.
     distance = np.floor(np.exp(rng.random(n) * math.log(reuse_distance_max + 1.0)))
     position = np.arange(n, dtype=np.int64)
-    distance = np.minimum(distance.astype(np.int64), position)
+    reach = position
+    if segment_starts is not None:
+        # Each access's own segment start, by a running maximum of the starts placed at
+        # their positions (empty segments, repeated or trailing starts, change nothing).
+        starts = np.asarray(segment_starts, dtype=np.int64)
+        first = np.zeros(n, dtype=np.int64)
+        inside = starts[starts < n]
+        first[inside] = inside
+        np.maximum.accumulate(first, out=first)
+        reach = position - first
+    distance = np.minimum(distance.astype(np.int64), reach)
     # Each access points at the access it copies (itself when fresh); pointer jumping follows
     # the chains of copies to their fresh root in O(log chain length) vectorized passes.
     source = np.where(reuse, position - distance, position)

@@ -20,9 +20,12 @@ class Level:
 
 
 LEVELS: dict[str, Level] = {level.name: level for level in (
-    Level("timing", 1, "latency and throughput (the systems level)"),
-    Level("operators", 1, "operator and model-part breakdown (the software level)"),
-    Level("hardware", 1, "top-down fractions, IPC and misses (the hardware level)"),
+    # 2: a point's batches form the working set of its cache state (cold by default).
+    Level("timing", 2, "latency and throughput (the systems level)"),
+    # 2: cold working sets; the profiler's overhead from the same worker's plain iterations.
+    Level("operators", 2, "operator and model-part breakdown (the software level)"),
+    # 2: cold working sets.
+    Level("hardware", 2, "top-down fractions, IPC and misses (the hardware level)"),
 )}
 LEVEL_NAMES: tuple[str, ...] = tuple(LEVELS)
 
@@ -40,3 +43,6 @@ class LevelOptions:
     """Measured hardware points: one loop per small event group instead of multiplexing."""
     trace_dir: str | None = None
     """Where operator-profile points keep a Chrome trace (None: no trace)."""
+    llc_bytes: int | None = None
+    """The last-level cache cold working sets are sized against (None: this machine's,
+    read where the point runs)."""

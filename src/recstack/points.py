@@ -15,6 +15,7 @@ from recstack.inputs import QuerySpec
 from recstack.levels import LEVEL_NAMES, LEVELS
 from recstack.limits import INT32_MAX, SEED_MAX, THREADS_MAX, check_int
 from recstack.specs import ModelSpec
+from recstack.working_set import DEFAULT_CACHE, check_cache_state
 
 # Execution backends a point can run on (see recstack.backends); each gives the same outputs
 # as "eager". BACKEND_CHOICES adds "auto", which planning resolves before a point is made.
@@ -26,8 +27,9 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 @dataclass(frozen=True)
 class Point:
     """One thing to measure: a model spec at a batch size, on a device, with a number of
-    intra-op threads and an execution backend, fed queries drawn as ``query`` says, at one
-    level of the stack. A value: making one reads nothing and probes nothing.
+    intra-op threads and an execution backend, fed queries drawn as ``query`` says from a
+    working set of the ``cache`` state (:mod:`recstack.working_set`: ``cold`` or ``warm``),
+    at one level of the stack. A value: making one reads nothing and probes nothing.
 
     The backend is one that runs (``auto`` is resolved while planning, by
     :func:`recstack.backends.resolve_backend`): a point's key and label name it. Timing and
@@ -42,8 +44,10 @@ class Point:
     query: QuerySpec = field(default_factory=QuerySpec)
     seed: int = 0
     level: str = "timing"
+    cache: str = DEFAULT_CACHE
 
     def __post_init__(self) -> None:
+        check_cache_state(self.cache)
         check_int("batch_size", self.batch_size, 1, INT32_MAX)
         check_int("threads", self.threads, 1, THREADS_MAX)
         check_int("seed", self.seed, 0, SEED_MAX)
@@ -68,6 +72,7 @@ class Point:
             "backend": self.backend,
             "query": self.query.to_dict(),
             "seed": self.seed,
+            "cache": self.cache,
         }
 
     def config_key(self) -> str:
@@ -89,8 +94,9 @@ class Point:
     def label(self) -> str:
         scale = "" if self.spec.is_full_size else f"@{self.spec.row_scale:g}"
         what = "" if self.level == "timing" else f" [{self.level}]"
+        warm = " warm" if self.cache == "warm" else ""
         return (f"{self.spec.name}{scale} b{self.batch_size} {self.device} "
-                f"t{self.threads} {self.backend}{what}")
+                f"t{self.threads} {self.backend}{warm}{what}")
 
 
 def _digest(data: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from recstack.analysis.breakdown import (OTHER, OVERHEAD, POINT_COLUMNS, breakdo
                                          unclassified_operators)
 from recstack.collect.timing import TimingSettings
 from recstack.points import Point
+from recstack.records.profile import PLAIN_DRIFT_TOLERANCE
 from recstack.report.plots import write_software_figures
 from recstack.specs import zoo_spec
 from recstack.store import ResultStore
@@ -27,7 +28,7 @@ SETTINGS = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0
 def profiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Operator profiles at batch 256: an embedding-heavy DLRM (RMC2 with tables well beyond
     the caches: 32 x 25,000 rows x 64), an FC-heavy one (RMC3), DIN and DIEN; plus a timing
-    point of RMC3 (the profiler-overhead reference)."""
+    point of RMC3 (which the profiler's overhead must not use as its reference)."""
     specs = [zoo_spec("rmc2").scaled(0.05), zoo_spec("rmc3").scaled(0.01),
              zoo_spec("din").scaled(0.001), zoo_spec("dien").scaled(0.001)]
     points = [Point(spec, 256, threads=2, level="operators") for spec in specs]
@@ -92,11 +93,54 @@ def test_operators_plus_overhead_account_for_the_wall_time(
 
 
 def test_profiler_overhead_is_reported(profiled: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    profiles = profiled[1].set_index("model")
     overhead = profiler_overhead(profiled[1]).set_index("model")
-    assert set(overhead.reference) == {"timing point", "profile worker"}
-    assert overhead.loc["rmc3", "reference"] == "timing point"
-    assert (overhead.reference_us > 0).all() and overhead.profiler_overhead.notna().all()
+    assert set(overhead.reference) == {"same worker"}  # RMC3's timing point is not used
+    assert "timing_median_us" not in profiled[1].columns
+    assert (overhead.reference_us == profiles.unprofiled_median_us[overhead.index]).all()
+    assert (overhead.reference_us > 0).all()
+    for model, row in overhead.iterrows():
+        if row.plain_drift > PLAIN_DRIFT_TOLERANCE:  # the machine moved under this profile
+            assert pd.isna(row.profiler_overhead) and "drifted" in row.overhead_note
+        else:
+            assert row.profiler_overhead == pytest.approx(
+                row.profiled_median_us / row.reference_us - 1.0), model
+            assert pd.isna(row.overhead_note)
+            assert row.profiler_overhead == pytest.approx(profiles.profiler_overhead[model])
     assert ((overhead.coverage > 0.3) & (overhead.coverage <= 1.0)).all()
+
+
+def _profile(key: str, **values: object) -> dict[str, object]:
+    return dict.fromkeys(POINT_COLUMNS, 1) | {"point_key": key, "model": key, "wall_us": 100.0,
+                                              "operator_us": 80.0, "uncovered_us": 20.0,
+                                              "profiled_median_us": 150.0} | values
+
+
+def test_profiler_overhead_is_the_same_workers_never_a_timing_points() -> None:
+    """The profiled median over the same worker's plain median, whatever a timing point of
+    the configuration measured (in another worker, minutes apart); NaN with its reason when
+    the plain iterations before and after the profiler disagree."""
+    profiles = pd.DataFrame([
+        _profile("steady", unprofiled_median_us=100.0, plain_before_median_us=98.0,
+                 plain_after_median_us=102.0, timing_median_us=40.0),
+        _profile("drifted", unprofiled_median_us=115.0, plain_before_median_us=100.0,
+                 plain_after_median_us=130.0, timing_median_us=100.0),
+        _profile("older", unprofiled_median_us=120.0, plain_before_median_us=None,
+                 plain_after_median_us=None)])
+    overhead = profiler_overhead(profiles).set_index("point_key")
+    assert list(overhead.reference) == ["same worker"] * 3
+    assert overhead.reference_us.tolist() == [100.0, 115.0, 120.0]
+    assert overhead.profiler_overhead["steady"] == pytest.approx(0.5)
+    assert pd.isna(overhead.profiler_overhead["drifted"])
+    assert overhead.plain_drift["drifted"] == pytest.approx(0.3)
+    assert "drifted 30%" in overhead.overhead_note["drifted"]
+    # Stored before the plain-after iterations: the worker's own reference, flagged unchecked.
+    assert overhead.profiler_overhead["older"] == pytest.approx(0.25)
+    assert "no drift check" in overhead.overhead_note["older"]
+    assert pd.isna(overhead.overhead_note["steady"])
+    # Profiles loaded without the new columns at all read as the older rows.
+    bare = profiles.drop(columns=["plain_before_median_us", "plain_after_median_us"])
+    assert profiler_overhead(bare).profiler_overhead.notna().all()
 
 
 def test_unknown_operator_lands_in_other_and_is_reported() -> None:

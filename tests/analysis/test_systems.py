@@ -15,11 +15,11 @@ from recstack.errors import RecstackError
 
 
 def timing(model: str, device: str, threads: int, batch: int, median_ms: float,
-           p95_ms: float | None = None) -> dict[str, object]:
+           p95_ms: float | None = None, cache_state: str = "cold") -> dict[str, object]:
     row = dict.fromkeys(TIMING_COLUMNS)
     row.update(run_id="r", platform_id="p", model=model, model_type="dlrm", row_scale=1.0,
                batch_size=batch, device=device, threads=threads, backend="eager",
-               iterations=100, median_ms=median_ms, p5_ms=median_ms * 0.9,
+               cache_state=cache_state, iterations=100, median_ms=median_ms, p5_ms=median_ms * 0.9,
                p95_ms=p95_ms or median_ms * 1.1, p99_ms=median_ms * 1.2, mean_ms=median_ms,
                cv=0.01, throughput_per_s=batch / (median_ms / 1e3), copy_median_ms=None,
                unstable=False)
@@ -101,3 +101,21 @@ def test_targets_defaults_file_and_overrides(tmp_path: Path) -> None:
     path.write_text("targets_ms: {rmc1: -1}\n")
     with pytest.raises(RecstackError, match="t.yaml: rmc1: -1 is not allowed"):
         load_targets(path)
+
+
+def test_prefer_cold_keeps_one_point_per_configuration() -> None:
+    from recstack.analysis.systems import prefer_cold, sort_points
+
+    frame = pd.DataFrame([timing("rmc1", "cpu", 1, 1, 0.2, cache_state="cold"),
+                          timing("rmc1", "cpu", 1, 1, 0.1, cache_state="warm"),
+                          timing("rmc1", "cpu", 1, 4, 0.3, cache_state="warm"),
+                          timing("din", "cpu", 1, 1, 0.5, cache_state="cold")])
+    kept = prefer_cold(frame)
+    # the warm rmc1 b1 has a cold twin: dropped; the warm-only b4 stays (an older store)
+    assert sorted(zip(kept.model, kept.batch_size, kept.cache_state)) == [
+        ("din", 1, "cold"), ("rmc1", 1, "cold"), ("rmc1", 4, "warm")]
+    assert prefer_cold(frame.drop(columns="cache_state")).equals(
+        frame.drop(columns="cache_state"))
+    ordered = sort_points(frame)
+    assert list(zip(ordered.model, ordered.batch_size, ordered.cache_state)) == [
+        ("rmc1", 1, "cold"), ("rmc1", 1, "warm"), ("rmc1", 4, "warm"), ("din", 1, "cold")]

@@ -117,3 +117,93 @@ def test_best_efficiency_at_large_batch() -> None:
                           "efficiency": [0.1, 0.2, 0.3, 0.9]})
     best = best_efficiency(table, 1024)
     assert list(zip(best.model, best.efficiency)) == [("rmc1", 0.3), ("din", 0.1)]
+
+
+def _cold_and_warm() -> pd.DataFrame:
+    """rmc1 at batch 1 and 4 and rmc2 at batch 1 cold and warm; rmc2 at 64 cold only."""
+    from tests.analysis.test_systems import timing
+
+    rows = []
+    for model, batch, cold_ms, warm_ms in (("rmc2", 1, 0.2, 0.1), ("rmc1", 4, 0.3, 0.2),
+                                           ("rmc1", 1, 0.25, 0.1), ("rmc2", 64, 2.0, None)):
+        rows.append(timing(model, "cpu", 1, batch, cold_ms) | {
+            "working_set_bytes": (8 if model == "rmc1" else 2) * 2**20, "llc_bytes": 2**20})
+        if warm_ms is not None:
+            rows.append(timing(model, "cpu", 1, batch, warm_ms, cache_state="warm")
+                        | {"working_set_bytes": 2**18, "llc_bytes": 2**20})
+    return pd.DataFrame(rows)
+
+
+def test_cold_and_warm_stay_apart_in_the_summary_and_meet_in_the_comparison() -> None:
+    from recstack.analysis.views import CACHE_COMPARISON_COLUMNS, cache_comparison
+
+    timings = _cold_and_warm()
+    summary = systems_summary(timings, TARGETS).set_index("model")
+    # the summary reads the cold points only: rmc1's batch-1 latency is the cold 0.25 ms
+    assert summary.loc["rmc1", "smallest_batch_median_ms"] == pytest.approx(0.25)
+    assert summary.loc["rmc2", "smallest_batch_median_ms"] == pytest.approx(0.2)
+    choice = deployment_choice(timings, TARGETS).set_index("model")
+    assert choice.loc["rmc1", "deployments"] == 2 and choice.loc["rmc2", "deployments"] == 2
+    pairs = cache_comparison(timings)
+    assert list(pairs.columns) == CACHE_COMPARISON_COLUMNS
+    assert list(zip(pairs.model, pairs.batch_size)) == [("rmc1", 1), ("rmc1", 4), ("rmc2", 1)]
+    first = pairs.iloc[0]
+    assert (first.warm_ms, first.cold_ms) == pytest.approx((0.1, 0.25))
+    assert first.cold_over_warm == pytest.approx(2.5)
+    assert first.memory_share == pytest.approx(0.6)
+    assert (first.working_set_mib, first.llc_mib) == pytest.approx((8.0, 1.0))
+    # rmc2's cold set reached 2x the LLC only: short of the cold multiple (4x)
+    assert list(pairs.reached) == [True, True, False]
+    assert cache_comparison(timings[timings.cache_state == "warm"]).empty
+
+
+def test_warm_only_timings_are_kept_as_they_are(timings: pd.DataFrame) -> None:
+    from recstack.analysis.views import cache_comparison, cold_working_sets
+
+    warm = timings.assign(cache_state="warm")
+    assert systems_summary(warm, TARGETS).equals(systems_summary(timings, TARGETS))
+    assert cache_comparison(warm).empty and cold_working_sets(warm).empty
+
+
+def test_dominant_grid_one_row_per_model_batches_sorted() -> None:
+    from recstack.analysis.views import dominant_grid
+
+    points = [("dien", 64, "recurrent"), ("rmc1", 16, "embedding"), ("rmc1", 1, "fc"),
+              ("dien", 1, "recurrent"), ("rmc1", 64, "embedding")]
+    summary = pd.DataFrame([
+        {"run_id": "r", "point_key": f"{model}{batch}", "model": model, "device": "cpu",
+         "threads": 2, "backend": "eager", "cache_state": "cold", "batch_size": batch,
+         "top_class": top, "top_class_share": 0.6, "top_part": "sparse",
+         "top_part_share": 0.7} for model, batch, top in points])
+    grid = dominant_grid(summary)
+    assert list(grid.columns) == ["model", 1, 16, 64]
+    assert list(grid.model) == ["rmc1", "dien"]  # the zoo's order
+    assert grid.set_index("model").loc["rmc1", 1]["top_class"] == "fc"
+    assert grid.set_index("model").loc["dien", 16] is None  # not measured
+    # a second thread count of one model and batch: the rows say which
+    more = pd.concat([summary, summary.iloc[[2]].assign(threads=1, point_key="x")])
+    grid = dominant_grid(more)
+    assert list(grid.columns[:2]) == ["model", "threads"] and len(grid) == 3
+
+
+def test_latency_grid_marks_unstable_points() -> None:
+    from recstack.analysis.views import latency_grid
+
+    timings = _cold_and_warm()
+    timings.loc[timings.batch_size == 64, "unstable"] = True
+    grid = latency_grid(timings).set_index("model")
+    assert list(grid.columns) == [1, 4, 64]
+    assert grid.loc["rmc1", 1]["median_ms"] == pytest.approx(0.25)  # the cold point
+    assert grid.loc["rmc2", 64]["unstable"] and not grid.loc["rmc2", 1]["unstable"]
+
+
+def test_measurement_basis_counts_races_and_remeasured_points(timings: pd.DataFrame) -> None:
+    from recstack.analysis.views import measurement_basis
+
+    timings = timings.assign(
+        backend_basis=["race s1", "race s1", "shipped file", "as given", None, None, None,
+                       None], attempts=[1, 2, 1, 1, None, None, None, 3])
+    row = measurement_basis(timings).iloc[0]
+    assert (row.points, row.raced, row.shipped, row.as_given, row.unrecorded) == (8, 2, 1, 1, 4)
+    assert (row.attempts_recorded, row.remeasured, row.unstable) == (5, 2, 0)
+    assert measurement_basis(timings.iloc[:0]).empty

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
 
 from recstack.collect.operators import (STATIC_RUNTIME_MODEL_SCOPE, STATIC_RUNTIME_OP_SCOPE,
-                                        UNSCOPED_PART, _scopes_in, is_runtime_glue,
-                                        profile_point, summarize_iterations)
+                                        UNSCOPED_PART, OperatorProfile, _scopes_in,
+                                        is_runtime_glue, profile_point, profile_record,
+                                        summarize_iterations)
 from recstack.collect.timing import TimingSettings
 from recstack.points import Point
+from recstack.records.profile import PLAIN_DRIFT_TOLERANCE, plain_drift, profiler_overhead_of
+from recstack.specs import zoo_spec
 from tests.conftest import small_spec
 
 QUICK = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.02,
@@ -25,7 +30,9 @@ QUICK = TimingSettings(warmup_iterations=2, warmup_seconds=0.0, min_seconds=0.02
 def test_profile_attributes_operators_to_parts(name: str, parts: set[str]) -> None:
     profile = profile_point(Point(small_spec(name), batch_size=8, threads=1), QUICK)
     assert {row["part"] for row in profile.operators} == parts
-    assert len(profile.profiled_us) == len(profile.unprofiled_us) == 4
+    # As many plain iterations just before and just after the profiler as profiled ones.
+    assert len(profile.profiled_us) == len(profile.plain_before_us) == 4
+    assert len(profile.plain_after_us) == 4 and len(profile.unprofiled_us) == 8
     # Iterations slower than 1.5x the median (descheduled) are left out of the summary.
     assert 2 <= len(profile.iteration_wall_us) <= 4
     assert profile.time_basis == "cpu"
@@ -81,6 +88,52 @@ def test_embedding_bags_are_counted_once_per_table() -> None:
     profile = profile_point(Point(spec, batch_size=4, threads=1), QUICK)
     (bags,) = [row for row in profile.operators if row["op"] == "aten::embedding_bag"]
     assert bags["calls"] == spec.num_tables and bags["part"] == "sparse"
+
+
+def test_the_profilers_overhead_comes_from_the_same_workers_plain_iterations() -> None:
+    """rmc1 at a thousandth of its rows, batch 4: plain, profiled and plain iterations in one
+    worker; the overhead is the profiled median over both sides' plain median, and it is
+    stored with the samples it comes from."""
+    point = Point(zoo_spec("rmc1").scaled(0.001), batch_size=4, threads=1)
+    profile = profile_point(point, QUICK)
+    before, after = profile.plain_before_us, profile.plain_after_us
+    assert len(before) == len(after) == len(profile.profiled_us) == 4
+    overhead, note = profile.overhead()
+    drift = plain_drift(statistics.median(before), statistics.median(after))
+    stored = profile_record(profile).profile
+    assert stored.plain_before_median_us == statistics.median(before)
+    assert stored.plain_after_median_us == statistics.median(after)
+    assert stored.unprofiled_median_us == statistics.median(before + after)
+    assert stored.overhead_samples_us == {"plain_before": before, "plain_after": after,
+                                          "profiled": profile.profiled_us}
+    if drift > PLAIN_DRIFT_TOLERANCE:  # the machine moved under the profile: no number
+        assert math.isnan(overhead) and "drifted" in note
+        assert stored.profiler_overhead != stored.profiler_overhead
+        assert stored.overhead_note == note
+        return
+    assert note is None and stored.overhead_note is None
+    assert math.isfinite(overhead) and overhead > -0.5
+    assert overhead == pytest.approx(statistics.median(profile.profiled_us)
+                                     / statistics.median(before + after) - 1.0)
+    assert stored.profiler_overhead == overhead
+
+
+def test_plain_iterations_that_drift_across_the_profiler_give_no_overhead() -> None:
+    """Plain medians 100 us before and 130 us after: the machine slowed while profiling, so
+    how much of the profiled 150 us is the profiler is unknown."""
+    overhead, note = profiler_overhead_of(150.0, 115.0, 100.0, 130.0)
+    assert math.isnan(overhead) and "drifted 30%" in note
+    assert plain_drift(130.0, 100.0) == pytest.approx(0.3)  # either direction
+    # Within the tolerance the pooled plain median is the reference.
+    assert profiler_overhead_of(150.0, 104.0, 100.0, 108.0) == (pytest.approx(150 / 104 - 1),
+                                                                 None)
+    # Stored without the after side (an older profile): the worker's own reference, unchecked.
+    assert profiler_overhead_of(150.0, 100.0, None, None)[0] == pytest.approx(0.5)
+    drifted = OperatorProfile(operators=[], iteration_wall_us=[150.0], profiled_us=[150.0] * 3,
+                              plain_before_us=[100.0] * 3, plain_after_us=[130.0] * 3,
+                              time_basis="cpu")
+    stored = profile_record(drifted).profile
+    assert math.isnan(stored.profiler_overhead) and "drifted" in stored.overhead_note
 
 
 def test_trace_is_written_on_request(tmp_path: Path) -> None:

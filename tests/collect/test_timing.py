@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recstack.collect.timing import TimingSettings, measure_point, timing_stats
+from dataclasses import replace
+
+from recstack.collect.timing import (TimingSettings, measure_point, point_cycled_set,
+                                     timing_stats)
+from recstack.levels import LevelOptions
 from recstack.errors import RecstackError, SpecError
 from recstack.points import Point
 from recstack.specs import zoo_spec
@@ -46,7 +50,7 @@ def test_copy_times_are_summarised() -> None:
 
 
 def test_measure_point_in_process() -> None:
-    point = Point(small_spec("din"), batch_size=4, threads=1)
+    point = Point(small_spec("din"), batch_size=4, threads=1, cache="warm")
     result = measure_point(point, QUICK)
     assert len(result.latency_ns) >= 5
     assert all(sample > 0 for sample in result.latency_ns)
@@ -55,6 +59,18 @@ def test_measure_point_in_process() -> None:
     assert result.threads_used == 1
     assert result.distinct_batches == QUICK.distinct_batches
     assert result.input_bytes_per_batch > 0
+
+
+def test_a_cold_point_cycles_the_batches_of_its_working_set() -> None:
+    # This small RMC1 has 400 KB of tables; against a stated LLC of 88 KiB its cold set at
+    # batch 1 must touch 352 KiB of them, the warm one cycles the settings' four batches.
+    options = LevelOptions(llc_bytes=88 << 10)
+    cold = Point(small_spec("rmc1"), batch_size=1, threads=1)
+    expected = point_cycled_set(cold, QUICK, options)
+    assert expected.reached and expected.batches > 2 * QUICK.distinct_batches
+    assert measure_point(cold, QUICK, options).distinct_batches == expected.batches
+    warm = replace(cold, cache="warm")
+    assert measure_point(warm, QUICK, options).distinct_batches == QUICK.distinct_batches
 
 
 def test_iterations_are_calibrated_to_the_minimum_time() -> None:

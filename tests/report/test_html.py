@@ -60,8 +60,8 @@ def test_report_has_every_level_or_says_it_was_not_measured(
         report_files: tuple[Report, Path, Path]) -> None:
     report, html_path, markdown_path = report_files
     sections = {s.id: s for s in report.sections}
-    assert list(sections) == ["platform", "systems", "software", "hardware", "correlation",
-                              "roofline", "methodology", "findings"]
+    assert list(sections) == ["platform", "systems", "cache", "software", "hardware",
+                              "correlation", "roofline", "methodology", "findings"]
     assert len(sections["systems"].figures) == 2 and len(sections["software"].figures) == 2
     assert sections["systems"].headline.startswith("Deployment choice: the best")
     # no hardware points, design space or ceilings in this run: said so, never blank

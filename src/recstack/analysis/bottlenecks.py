@@ -1,7 +1,8 @@
 """Bottlenecks per model and configuration, gathered from every level of a store, joined with
 the models' features: the table the cross-stack correlation works on.
 
-One row per (model, batch size, device, threads, backend) measured. Bottleneck columns are
+One row per (model, batch size, device, threads, backend) measured; where a configuration
+was measured cold and warm, its cold points (``systems.prefer_cold``). Bottleneck columns are
 present only when their level was measured in the runs read:
 
 - systems: ``latency_ms`` (median), ``throughput_per_s``;
@@ -19,7 +20,7 @@ import json
 import pandas as pd
 
 from recstack.analysis.breakdown import breakdown, load_operators
-from recstack.analysis.systems import load_timings
+from recstack.analysis.systems import load_timings, prefer_cold
 from recstack.analysis.topdown import load_hardware
 from recstack.errors import RecstackError
 from recstack.features import FEATURE_COLUMNS, feature_table
@@ -56,20 +57,20 @@ def load_bottlenecks(store: ResultStore, run_ids: list[str] | None = None) -> pd
     joined with the model's features. Columns: ``KEY_COLUMNS``, the bottlenecks, then
     ``FEATURE_COLUMNS`` (less ``model``)."""
     frames = []
-    timings = load_timings(store, run_ids)
+    timings = prefer_cold(load_timings(store, run_ids))
     if not timings.empty:
         frames.append(timings[[*KEY_COLUMNS, "median_ms", "throughput_per_s"]]
                       .rename(columns={"median_ms": "latency_ms"}))
     operators, profiles = load_operators(store, run_ids)
     if not profiles.empty:
-        shares = breakdown(operators, profiles)
+        shares = prefer_cold(breakdown(operators, profiles))
         shares = shares[shares.view == "operator"]
         wide = (shares.pivot_table(index=KEY_COLUMNS, columns="category", values="share",
                                    aggfunc="mean", fill_value=0.0)
                 .add_prefix("share_").reset_index())
         wide.columns.name = None
         frames.append(wide)
-    hardware = load_hardware(store, run_ids)
+    hardware = prefer_cold(load_hardware(store, run_ids))
     if not hardware.empty:
         columns = [*KEY_COLUMNS, *HARDWARE_BOTTLENECKS, "source", "row_scale"]
         frames.append(hardware[columns].rename(columns={"source": "hardware_source",

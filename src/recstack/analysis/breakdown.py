@@ -14,12 +14,13 @@ from importlib import resources
 
 import pandas as pd
 
+from recstack.analysis.select import POINT_COLUMNS
 from recstack.errors import RecstackError
+from recstack.records.profile import plain_drift, profiler_overhead_of
 from recstack.store import ResultStore
 
 OVERHEAD = "overhead"
 OTHER = "other"
-from recstack.analysis.select import POINT_COLUMNS  # noqa: E402
 SHARE_COLUMNS = [*POINT_COLUMNS, "view", "category", "time_us", "share"]
 
 
@@ -58,8 +59,8 @@ def load_operators(store: ResultStore, run_ids: list[str] | None = None
 
     operators: POINT_COLUMNS + part, op, calls, time_us (per iteration).
     profiles: POINT_COLUMNS + iterations, time_basis, wall_us, operator_us, uncovered_us,
-    profiled_median_us, unprofiled_median_us, profiler_overhead, trace_path,
-    timing_median_us (the same configuration's timing point in the run, or NaN).
+    profiled_median_us, unprofiled_median_us, profiler_overhead, trace_path, ... (every
+    declared column of ``profiles``).
     """
     from recstack.analysis.select import point_columns, run_filter, table_columns
 
@@ -70,17 +71,9 @@ def load_operators(store: ResultStore, run_ids: list[str] | None = None
         SELECT {point}, {', '.join(table_columns(store, 'operators', 'o'))}
         FROM points pt JOIN operators o USING (run_id, point_key) WHERE {where}
     """, parameters)
-    # The unprofiled reference for the profiler's overhead: the same configuration's timing
-    # point in the same run when there is one (many more iterations than the profile's own).
     profiles = store.query(f"""
-        SELECT {point}, {', '.join(table_columns(store, 'profiles', 'p'))},
-               tm.median_ms * 1000 AS timing_median_us
-        FROM points pt JOIN profiles p USING (run_id, point_key)
-        LEFT JOIN (SELECT t_pt.run_id, t_pt.config_key, t.median_ms
-                   FROM points t_pt JOIN timing t USING (run_id, point_key)
-                   WHERE t_pt.status = 'ok') tm
-               ON tm.run_id = pt.run_id AND tm.config_key = pt.config_key
-        WHERE {where}
+        SELECT {point}, {', '.join(table_columns(store, 'profiles', 'p'))}
+        FROM points pt JOIN profiles p USING (run_id, point_key) WHERE {where}
     """, parameters)
     return operators, profiles
 
@@ -151,19 +144,33 @@ def share_trend(shares: pd.DataFrame, view: str = "operator") -> pd.DataFrame:
 
 
 def profiler_overhead(profiles: pd.DataFrame) -> pd.DataFrame:
-    """Per point, the profiler's overhead (profiled over unprofiled median latency, minus 1)
-    and how much of the wall time operators cover.
+    """Per point, the profiler's overhead (profiled over plain median latency, minus 1) and
+    how much of the wall time operators cover.
 
-    The unprofiled reference is the configuration's timing point when the run has one, else
-    the few unprofiled iterations the profile worker timed itself (``reference`` says which).
+    The reference is always the profile worker's own plain iterations, run just before and
+    just after the profiled ones (``unprofiled_median_us``, both sides pooled): never another
+    worker's timing, measured minutes apart on another process's caches. Where the plain
+    medians before and after disagree by more than
+    :data:`recstack.records.profile.PLAIN_DRIFT_TOLERANCE` the machine drifted under the
+    profile and the overhead is NaN, with the reason in ``overhead_note``. Rows stored before
+    the plain-after iterations existed (no ``plain_after_median_us``) keep the worker's
+    plain-before reference, unchecked (``overhead_note`` says so).
     Columns: POINT_COLUMNS + reference, reference_us, profiled_median_us, profiler_overhead,
-    wall_us, operator_us, uncovered_us, coverage."""
+    wall_us, operator_us, uncovered_us, coverage, plain_drift, overhead_note."""
     frame = profiles[[*POINT_COLUMNS, "profiled_median_us", "wall_us", "operator_us",
                       "uncovered_us"]].copy()
-    timed = profiles.get("timing_median_us", pd.Series(float("nan"), index=profiles.index))
-    has_timing = timed.notna()
-    frame["reference"] = has_timing.map({True: "timing point", False: "profile worker"})
-    frame["reference_us"] = timed.where(has_timing, profiles.unprofiled_median_us)
-    frame["profiler_overhead"] = frame.profiled_median_us / frame.reference_us - 1.0
+    missing = pd.Series(None, index=profiles.index, dtype=object)
+    before = profiles.get("plain_before_median_us", missing)
+    after = profiles.get("plain_after_median_us", missing)
+    frame["reference"] = "same worker"
+    frame["reference_us"] = profiles.unprofiled_median_us.astype(float)
+    measured = [profiler_overhead_of(profiled, plain, early, late) for profiled, plain, early,
+                late in zip(frame.profiled_median_us, frame.reference_us, before, after)]
+    frame["profiler_overhead"] = [overhead for overhead, _ in measured]
     frame["coverage"] = frame.operator_us / frame.wall_us
+    frame["plain_drift"] = [plain_drift(early, late) for early, late in zip(before, after)]
+    frame["overhead_note"] = [
+        note if note is not None or not pd.isna(drift)
+        else "no drift check: plain iterations were timed only before the profiler"
+        for (_, note), drift in zip(measured, frame.plain_drift)]
     return frame.reset_index(drop=True)

@@ -1,7 +1,8 @@
 """Two runs (or two platforms) side by side, point by point.
 
 Points are matched by ``config_key`` (the same model spec, batch, device, threads, backend,
-queries and seed), so runs on different machines compare configuration for configuration.
+queries and seed) and cache state (cold or warm; 'warm' for points stored before it was), so
+runs on different machines compare configuration for configuration.
 Per matched timing point: the ratio of median latencies (B over A: above 1 means B is
 slower), and a two-sided Mann-Whitney U test on the raw per-iteration latencies (it assumes
 no distribution, and latencies are skewed with long tails). With many points some would
@@ -22,7 +23,7 @@ from recstack.store import ResultStore
 from recstack.text import MISSING, shown
 
 COMPARISON_COLUMNS = ["config_key", "model", "row_scale", "batch_size", "device", "threads",
-                      "backend", "present", "samples_a", "samples_b", "median_a_ms",
+                      "backend", "cache_state", "present", "samples_a", "samples_b", "median_a_ms",
                       "median_b_ms", "ratio", "p_value", "p_adjusted", "significant",
                       "change"]
 """``present``: both, only A, only B. ``ratio``: median B / median A. ``p_value``: two-sided
@@ -32,9 +33,12 @@ when not significant). Statistics are NaN for points present in one run only."""
 
 
 def _timing_points(store: ResultStore, run_id: str) -> pd.DataFrame:
-    return store.query("""
+    from recstack.analysis.select import point_columns
+
+    return store.query(f"""
         SELECT pt.point_key, pt.config_key, pt.model, pt.row_scale, pt.batch_size, pt.device,
-               pt.threads, pt.backend, pt.method_version, t.median_ms
+               pt.threads, pt.backend, {point_columns(names=["cache_state"])[0]},
+               pt.method_version, t.median_ms
         FROM points pt JOIN timing t USING (run_id, point_key)
         WHERE pt.run_id = ? AND pt.status = 'ok' AND pt.level = 'timing'
     """, [run_id])
@@ -70,7 +74,8 @@ def compare_runs(store: ResultStore, run_a: str, run_b: str, alpha: float = 0.05
     a, b = _timing_points(store, run_a), _timing_points(store, run_b)
     descriptive = ["config_key", "model", "row_scale", "batch_size", "device", "threads",
                    "backend"]
-    merged = a.merge(b, on="config_key", how="outer", suffixes=("_a", "_b"), indicator=True)
+    merged = a.merge(b, on=["config_key", "cache_state"], how="outer", suffixes=("_a", "_b"),
+                     indicator=True)
     for column in descriptive[1:]:
         merged[column] = merged[f"{column}_a"].combine_first(merged[f"{column}_b"])
     # An outer merge turns integer columns with gaps into floats; every row has one side.
@@ -85,12 +90,13 @@ def compare_runs(store: ResultStore, run_a: str, run_b: str, alpha: float = 0.05
         p_value = np.nan
         if xs is not None and ys is not None and len(xs) and len(ys):
             p_value = float(mannwhitneyu(xs, ys, alternative="two-sided").pvalue)
-        rows.append({**{c: getattr(row, c) for c in descriptive}, "present": row.present,
+        rows.append({**{c: getattr(row, c) for c in descriptive},
+                     "cache_state": row.cache_state, "present": row.present,
                      "samples_a": 0 if xs is None else len(xs),
                      "samples_b": 0 if ys is None else len(ys),
                      "median_a_ms": row.median_ms_a, "median_b_ms": row.median_ms_b,
                      "ratio": row.median_ms_b / row.median_ms_a, "p_value": p_value})
-    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:14])
+    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:15])
     tested = frame.p_value.notna()
     frame["p_adjusted"] = np.nan
     if tested.any():
@@ -100,7 +106,8 @@ def compare_runs(store: ResultStore, run_a: str, run_b: str, alpha: float = 0.05
     frame["change"] = np.select([~tested, ~frame.significant, frame.ratio > 1],
                                 [MISSING, "same", "slower"], "faster")
     frame = frame.assign(_both=frame.present != "both").sort_values(
-        ["_both", "device", "threads", "backend", "batch_size"]).drop(columns="_both")
+        ["_both", "batch_size", "device", "threads", "backend", "cache_state"]).drop(
+        columns="_both")
     return order_models(frame)[COMPARISON_COLUMNS]
 
 

@@ -11,13 +11,15 @@ analyses return. Every finding gets a status:
 :func:`check_findings` returns one row per finding, columns ``FINDING_COLUMNS``:
 ``id``, ``level`` (systems, software, hardware, cross-stack), ``statement``, ``paper`` (the
 paper's number or wording), ``status``, ``measured`` (the number measured here, as text, or
-:data:`recstack.text.MISSING`), ``detail`` (how it was decided, one line).
+:data:`recstack.text.MISSING`), ``detail`` (how it was decided, one line), ``figure`` (the
+name of the report figure the finding rests on, from findings.yaml; empty when not
+measured). Where a configuration was measured cold and warm, the rules read its cold point.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -28,7 +30,8 @@ from recstack.text import MISSING
 
 HOLDS, DOES_NOT_HOLD, NOT_MEASURED = "holds", "does not hold", "not measured"
 STATUSES = (HOLDS, DOES_NOT_HOLD, NOT_MEASURED)
-FINDING_COLUMNS = ["id", "level", "statement", "paper", "status", "measured", "detail"]
+FINDING_COLUMNS = ["id", "level", "statement", "paper", "status", "measured", "detail",
+                   "figure"]
 DOMINANCE_COLUMNS = ["bottleneck", "strongest_feature", "strongest_share"]
 STALLS = ["bad_speculation", "frontend_bound", "backend_bound"]
 
@@ -41,6 +44,8 @@ class Finding:
     paper: str
     check: str
     args: dict[str, Any] = field(default_factory=dict)
+    figure: str = ""
+    """The report figure it rests on: a figure's file name, or the start of one."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,8 @@ def default_findings() -> Findings:
     try:
         findings = tuple(Finding(id=str(f["id"]), level=str(f["level"]),
                                  statement=str(f["statement"]), paper=str(f["paper"]),
-                                 check=str(f["check"]), args=dict(f.get("args") or {}))
+                                 check=str(f["check"]), args=dict(f.get("args") or {}),
+                                 figure=str(f.get("figure") or ""))
                          for f in data["findings"])
         thresholds = {str(k): float(v) for k, v in data["thresholds"].items()}
     except (KeyError, TypeError, ValueError) as error:
@@ -90,14 +96,20 @@ def default_findings() -> Findings:
 
 def check_findings(evidence: Evidence, findings: Findings | None = None) -> pd.DataFrame:
     """Every finding with its status and measured number (columns FINDING_COLUMNS)."""
+    from recstack.analysis.systems import prefer_cold
+
     findings = findings or default_findings()
+    evidence = replace(evidence, timings=prefer_cold(evidence.timings),
+                       shares=prefer_cold(evidence.shares),
+                       hardware=prefer_cold(evidence.hardware))
     rows = []
     for finding in findings.findings:
         status, measured, detail = RULES[finding.check](evidence, findings.thresholds,
                                                         **finding.args)
         rows.append({"id": finding.id, "level": finding.level, "statement": finding.statement,
                      "paper": finding.paper, "status": status, "measured": measured,
-                     "detail": detail})
+                     "detail": detail,
+                     "figure": "" if status == NOT_MEASURED else finding.figure})
     return pd.DataFrame(rows, columns=FINDING_COLUMNS)
 
 

@@ -23,6 +23,7 @@ from recstack.analysis.overhead_bracket import (INCONSISTENT_MARGIN, clocked_ove
                                                 overhead_shares)
 from recstack.analysis.roofline_bound import (STAGE_COLUMNS, GatherBound, gather_bound,
                                               point_bound, stage_bounds)
+from recstack.analysis.select import STORED_BEFORE_CACHE_STATE
 from recstack.errors import RecstackError
 from recstack.footprint import footprint
 from recstack.inputs import QuerySpec
@@ -36,7 +37,7 @@ __all__ = ["CEILING_SET_COLUMNS", "INCONSISTENT_MARGIN", "REQUIRED_KINDS", "ROOF
 
 ROOFLINE_COLUMNS = [
     "run_id", "platform_id", "model", "model_type", "row_scale", "batch_size", "device",
-    "threads", "backend", "measured_ms", "p5_ms", "p95_ms", "bound_ms", "efficiency", "flops",
+    "threads", "backend", "cache_state", "measured_ms", "p5_ms", "p95_ms", "bound_ms", "efficiency", "flops",
     "bytes", "operational_intensity", "attained_gflops", "attained_gbps", "limiting_stage",
     "limit", "compute_ms", "memory_ms", "cycled_rows_bytes", "rows_resident", "operator_ms",
     "operator_calls", "dispatch_floor_ms",
@@ -128,7 +129,9 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
         "run_id": point.run_id, "platform_id": point.platform_id, "model": point.model,
         "model_type": point.model_type, "row_scale": point.row_scale,
         "batch_size": int(point.batch_size), "device": point.device,
-        "threads": int(point.threads), "backend": point.backend, "measured_ms": measured,
+        "threads": int(point.threads), "backend": point.backend,
+        "cache_state": getattr(point, "cache_state", None) or STORED_BEFORE_CACHE_STATE,
+        "measured_ms": measured,
         "p5_ms": point.p5_ms, "p95_ms": point.p95_ms, "build_seconds": point.build_seconds,
         "compile_seconds": _number(point.compile_seconds),
         "peak_memory_growth_bytes": point.peak_memory_growth_bytes,
@@ -157,9 +160,19 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
         row["overhead_share_low"], row["overhead_share_high"] = clocked
         row["overhead_basis"] = "operator clock"
         return row
-    added_ms = (_number(point.profiled_median_us) - _number(point.unprofiled_median_us)) / 1e3
-    row["overhead_share_low"], row["overhead_share_high"] = overhead_shares(
-        measured, operator_ms, added_ms, _number(point.profiler_outside_us) / 1e3)
+    from recstack.records.profile import profiler_overhead_of
+
+    profiled_us, plain_us = _number(point.profiled_median_us), _number(point.unprofiled_median_us)
+    # The profiler's added time, against the same worker's plain iterations; unknown (no
+    # bracket) when they drifted across the profiler.
+    overhead, _ = profiler_overhead_of(profiled_us, plain_us,
+                                       getattr(point, "plain_before_median_us", None),
+                                       getattr(point, "plain_after_median_us", None))
+    unknown = math.isnan(overhead)
+    added_ms = math.nan if unknown else (profiled_us - plain_us) / 1e3
+    row["overhead_share_low"], row["overhead_share_high"] = (
+        (math.nan, math.nan) if unknown else
+        overhead_shares(measured, operator_ms, added_ms, _number(point.profiler_outside_us) / 1e3))
     row["overhead_basis"] = ("profiler" if row["overhead_share_low"] == row["overhead_share_low"]
                              else None)
     return row

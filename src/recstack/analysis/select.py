@@ -8,7 +8,12 @@ from collections.abc import Iterable, Sequence
 
 # What identifies a measured point in every loaded frame (from ``points``).
 POINT_COLUMNS: list[str] = ["run_id", "point_key", "model", "model_type", "row_scale",
-                            "batch_size", "device", "threads", "backend"]
+                            "batch_size", "device", "threads", "backend", "cache_state"]
+# Stores made before schema 12 left cache_state NULL: every point then cycled four batches,
+# whose rows stay cached at small batch, so it reads as warm. Read here, in one place.
+STORED_BEFORE_CACHE_STATE = "warm"
+_READ_AS = {"cache_state": f"COALESCE({{alias}}.cache_state, '{STORED_BEFORE_CACHE_STATE}') "
+                           "AS cache_state"}
 
 
 def table_columns(store: object, table: str, alias: str, exclude: Iterable[str] = ()
@@ -24,7 +29,10 @@ def declared_names(store: object, table: str, exclude: Iterable[str] = ()) -> li
 
 
 def point_columns(alias: str = "pt", names: Sequence[str] = POINT_COLUMNS) -> list[str]:
-    return [f"{alias}.{name}" for name in names]
+    """``alias.name`` per name (a column stored NULL before its schema, as ``cache_state``,
+    read with its meaning then)."""
+    return [_READ_AS[name].format(alias=alias) if name in _READ_AS else f"{alias}.{name}"
+            for name in names]
 
 
 def run_filter(run_ids: Sequence[str] | None, alias: str = "pt") -> tuple[str, list[object]]:

@@ -2,7 +2,10 @@
 deployment under a latency target; speedups over the CPU; and the spread between the best and
 the worst deployment choice (the paper's "up to 15x").
 
-Every function takes the frame :func:`load_timings` returns and returns a DataFrame.
+Every function takes the frame :func:`load_timings` returns and returns a DataFrame. A
+configuration measured both cold and warm (``cache_state``) counts once, by its cold point
+(:func:`prefer_cold`): cold is what a server sees; the pair is compared by
+``views.cache_comparison``.
 """
 
 from __future__ import annotations
@@ -21,27 +24,34 @@ from recstack.store import ResultStore
 from recstack.text import shown
 
 TIMING_COLUMNS = ["run_id", "platform_id", "model", "model_type", "row_scale", "batch_size",
-                  "device", "threads", "backend", "iterations", "median_ms", "p5_ms", "p95_ms",
+                  "device", "threads", "backend", "cache_state", "iterations", "median_ms", "p5_ms", "p95_ms",
                   "p99_ms", "mean_ms", "cv", "throughput_per_s", "copy_median_ms", "unstable"]
 DEPLOYMENT = ["device", "threads", "backend", "batch_size"]
+# What a configuration is, apart from its cache state: its cold and warm points share these.
+CONFIGURATION = ["run_id", "model", "row_scale", "batch_size", "device", "threads", "backend"]
+# How the points the timing level recorded were measured (schema 12; NULL in older stores).
+MEASUREMENT_COLUMNS = ["working_set_bytes", "llc_bytes", "backend_basis", "attempts"]
+POINT_ORDER = ["batch_size", "device", "threads", "backend", "cache_state"]
 
 
 def load_timings(store: ResultStore, run_ids: list[str] | None = None) -> pd.DataFrame:
     """Measured points with their statistics (failed points excluded): at least
-    TIMING_COLUMNS, then every other declared column of ``timing`` and the level's method
+    TIMING_COLUMNS (``cache_state`` 'warm' for points stored before it existed), then
+    MEASUREMENT_COLUMNS, every other declared column of ``timing`` and the level's method
     version."""
     from recstack.analysis.select import point_columns, run_filter, table_columns
 
     runs, parameters = run_filter(run_ids)
-    selected = ["pt.run_id", "r.platform_id", *point_columns(names=TIMING_COLUMNS[2:9]),
-                "pt.method_version", *table_columns(store, "timing", "t")]
+    point = [*TIMING_COLUMNS[2:10], *MEASUREMENT_COLUMNS, "method_version"]
+    selected = ["pt.run_id", "r.platform_id", *point_columns(names=point),
+                *table_columns(store, "timing", "t")]
     frame = store.query(f"""
         SELECT {', '.join(selected)}
         FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
         WHERE pt.status = 'ok'{runs}
-        ORDER BY pt.model, pt.device, pt.threads, pt.backend, pt.batch_size
+        ORDER BY pt.model, pt.batch_size, pt.device, pt.threads, pt.backend
     """, parameters)
-    return order_models(frame)
+    return sort_points(frame)
 
 
 def order_models(frame: pd.DataFrame) -> pd.DataFrame:
@@ -52,6 +62,26 @@ def order_models(frame: pd.DataFrame) -> pd.DataFrame:
     keys = frame.model.map(lambda name: (rank.get(name, len(rank)), name))
     return frame.iloc[sorted(range(len(frame)), key=lambda i: keys.iloc[i])].reset_index(
         drop=True)
+
+
+def sort_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows by model (the zoo's order), then batch size, device, threads, backend and cache
+    state (those of them ``frame`` has): the order of every table of points."""
+    by = [c for c in POINT_ORDER if c in frame.columns]
+    return order_models(frame.sort_values(by, kind="stable") if by else frame)
+
+
+def prefer_cold(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the warm rows of configurations (CONFIGURATION, those of its
+    columns ``frame`` has) that also have a cold row; a frame without ``cache_state``, or
+    whose configurations have one state each (a store made before cache states, all warm),
+    as it is."""
+    if "cache_state" not in frame.columns or frame.empty:
+        return frame
+    key = [c for c in CONFIGURATION if c in frame.columns]
+    cold = (frame.cache_state == "cold").to_numpy()
+    configurations = pd.MultiIndex.from_frame(frame[key])
+    return frame[cold | ~configurations.isin(configurations[cold])]
 
 
 def _require(timings: pd.DataFrame) -> None:
@@ -67,7 +97,8 @@ def latency_throughput(timings: pd.DataFrame) -> pd.DataFrame:
     _require(timings)
     columns = ["model", *DEPLOYMENT, "median_ms", "p95_ms", "p99_ms", "throughput_per_s", "cv",
                "unstable"]
-    return timings[columns].sort_values(["model", *DEPLOYMENT]).reset_index(drop=True)
+    return timings.pipe(prefer_cold)[columns].sort_values(["model", *DEPLOYMENT]).reset_index(
+        drop=True)
 
 
 def speedup_over_cpu(timings: pd.DataFrame) -> pd.DataFrame:
@@ -75,7 +106,7 @@ def speedup_over_cpu(timings: pd.DataFrame) -> pd.DataFrame:
     backends) over the CPU's best. Columns: model, batch_size, device, throughput_per_s,
     cpu_throughput_per_s, speedup."""
     _require(timings)
-    best = (timings.groupby(["model", "batch_size", "device"], as_index=False)
+    best = (prefer_cold(timings).groupby(["model", "batch_size", "device"], as_index=False)
             ["throughput_per_s"].max())
     cpu = best[best.device == "cpu"][["model", "batch_size", "throughput_per_s"]].rename(
         columns={"throughput_per_s": "cpu_throughput_per_s"})
@@ -88,7 +119,7 @@ def batching_gain(timings: pd.DataFrame) -> pd.DataFrame:
     """Per model, device and batch size: best throughput over the best at the smallest batch
     measured. Columns: model, device, batch_size, throughput_per_s, gain."""
     _require(timings)
-    best = (timings.groupby(["model", "device", "batch_size"], as_index=False)
+    best = (prefer_cold(timings).groupby(["model", "device", "batch_size"], as_index=False)
             ["throughput_per_s"].max())
     smallest = best.sort_values("batch_size").groupby(["model", "device"]).head(1)
     base = smallest[["model", "device", "throughput_per_s"]].rename(
@@ -173,7 +204,7 @@ def best_deployment(timings: pd.DataFrame, targets: LatencyTargets) -> pd.DataFr
     throughput_per_s, meets_target."""
     _require(timings)
     rows = []
-    for model, group in timings.groupby("model"):
+    for model, group in prefer_cold(timings).groupby("model"):
         target = targets.for_model(str(model))
         meeting = group[group.p95_ms <= target]
         if meeting.empty:
@@ -184,8 +215,9 @@ def best_deployment(timings: pd.DataFrame, targets: LatencyTargets) -> pd.DataFr
                      **{c: choice[c] for c in DEPLOYMENT},
                      "p95_ms": choice.p95_ms, "throughput_per_s": choice.throughput_per_s,
                      "meets_target": meets})
-    return pd.DataFrame(rows, columns=["model", "target_ms", *DEPLOYMENT, "p95_ms",
-                                       "throughput_per_s", "meets_target"])
+    return order_models(pd.DataFrame(rows, columns=["model", "target_ms", *DEPLOYMENT,
+                                                    "p95_ms", "throughput_per_s",
+                                                    "meets_target"]))
 
 
 def _deployment_label(row: pd.Series) -> str:
@@ -202,7 +234,7 @@ def deployment_spread(timings: pd.DataFrame, targets: LatencyTargets | None = No
     """
     _require(timings)
     rows = []
-    for model, group in timings.groupby("model"):
+    for model, group in prefer_cold(timings).groupby("model"):
         if targets is not None:
             group = group[group.p95_ms <= targets.for_model(str(model))]
         if group.empty:
@@ -215,6 +247,6 @@ def deployment_spread(timings: pd.DataFrame, targets: LatencyTargets | None = No
                      "worst_throughput_per_s": worst.throughput_per_s,
                      "ratio": best.throughput_per_s / worst.throughput_per_s,
                      "within_target": targets is not None})
-    return pd.DataFrame(rows, columns=["model", "deployments", "best", "worst",
-                                       "best_throughput_per_s", "worst_throughput_per_s",
-                                       "ratio", "within_target"])
+    return order_models(pd.DataFrame(rows, columns=[
+        "model", "deployments", "best", "worst", "best_throughput_per_s",
+        "worst_throughput_per_s", "ratio", "within_target"]))

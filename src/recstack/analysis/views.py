@@ -18,7 +18,8 @@ import pandas as pd
 
 from recstack.analysis.breakdown import (OVERHEAD, breakdown, dominant, load_operators,
                                          profiler_overhead)
-from recstack.analysis.systems import best_deployment, deployment_spread, order_models
+from recstack.analysis.systems import (CONFIGURATION, best_deployment, deployment_spread,
+                                       order_models, prefer_cold, sort_points)
 from recstack.analysis.topdown import LEVEL1
 
 POINT = ["run_id", "point_key"]
@@ -40,7 +41,9 @@ def systems_summary(timings: pd.DataFrame, targets: Any) -> pd.DataFrame:
     the deployment reaching it (``peak_*``), the best deployment under its p95 target
     (``best_*``, :func:`systems.best_deployment`; ``meets_target`` False when none meets it and
     the lowest p95 is shown), and how much its best deployment beats its worst in throughput,
-    over all deployments and over those meeting the target (NaN where none does)."""
+    over all deployments and over those meeting the target (NaN where none does). A
+    configuration measured cold and warm counts by its cold point (``systems.prefer_cold``)."""
+    timings = prefer_cold(timings)
     best = best_deployment(timings, targets).set_index("model")
     spread = deployment_spread(timings).set_index("model").ratio
     within = deployment_spread(timings, targets).set_index("model").ratio
@@ -68,7 +71,7 @@ def deployment_choice(timings: pd.DataFrame, targets: Any) -> pd.DataFrame:
     """Per model, the best and the worst deployment by throughput and their ratio
     (:func:`systems.deployment_spread`), with ``ratio_within_target``: the same ratio over
     the deployments meeting the model's p95 target (NaN where none does). Columns
-    DEPLOYMENT_CHOICE_COLUMNS."""
+    DEPLOYMENT_CHOICE_COLUMNS; cold points where a configuration has both."""
     spread = deployment_spread(timings)
     within = deployment_spread(timings, targets).set_index("model").ratio
     return spread.assign(ratio_within_target=spread.model.map(within).astype(float))[
@@ -122,7 +125,14 @@ def unstable_points(timings: pd.DataFrame) -> pd.DataFrame:
     """The timing points flagged unstable: the timings' columns plus ``spread`` (p5-p95 over
     the median latency)."""
     flagged = timings[_unstable(timings)]
-    return flagged.assign(spread=_relative_spread(flagged))
+    return sort_points(flagged.assign(spread=_relative_spread(flagged)))
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``frame[column]`` as floats (NaN where missing, or all NaN without the column)."""
+    if column not in frame.columns:
+        return pd.Series(math.nan, index=frame.index, dtype=float)
+    return pd.to_numeric(frame[column], errors="coerce").astype(float)
 
 
 def _relative_spread(timings: pd.DataFrame) -> pd.Series:
@@ -133,10 +143,122 @@ def _unstable(timings: pd.DataFrame) -> pd.Series:
     return timings.unstable.astype("boolean").fillna(False).astype(bool)
 
 
+def measurement_basis(timings: pd.DataFrame) -> pd.DataFrame:
+    """How the timing points' backends were chosen and how often points were measured
+    again, in one row (none without timings): points, raced (a race on this platform),
+    shipped (the shipped file measured elsewhere), as_given, unrecorded (stored before the
+    basis was), attempts_recorded (points that recorded their attempts), remeasured
+    (attempts > 1), unstable (flagged still)."""
+    columns = ["points", "raced", "shipped", "as_given", "unrecorded", "attempts_recorded",
+               "remeasured", "unstable"]
+    if timings.empty:
+        return pd.DataFrame(columns=columns)
+    basis = timings.get("backend_basis", pd.Series(None, index=timings.index)).astype(object)
+    attempts = _numbers(timings, "attempts")
+    raced = basis.str.startswith("race", na=False)
+    return pd.DataFrame([[len(timings), int(raced.sum()), int((basis == "shipped file").sum()),
+                          int((basis == "as given").sum()), int(basis.isna().sum()),
+                          int(attempts.notna().sum()), int((attempts > 1).sum()),
+                          int(_unstable(timings).sum())]],
+                        columns=columns)
+
+
+# ---- cache state ----------------------------------------------------------------------------
+
+CACHE_COMPARISON_COLUMNS = [
+    "model", "batch_size", "device", "threads", "backend", "warm_ms", "cold_ms",
+    "cold_over_warm", "memory_share", "working_set_mib", "llc_mib", "llc_multiple", "reached",
+    "run_id"]
+MIB = 2**20
+
+
+def cache_comparison(timings: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration measured both cold and warm (``systems.CONFIGURATION``),
+    columns CACHE_COMPARISON_COLUMNS: the median latencies, ``cold_over_warm``,
+    ``memory_share`` (1 - warm/cold: the share of the cold latency the warm cache hid), and
+    the cold point's working set, the LLC it was sized against (MiB), their ratio
+    (``llc_multiple``) and whether it ``reached`` the cold multiple
+    (:data:`recstack.working_set.COLD_LLC_MULTIPLE`). Sorted by model (the zoo's order) and
+    batch size."""
+    if timings.empty or "cache_state" not in timings.columns:
+        return pd.DataFrame(columns=CACHE_COMPARISON_COLUMNS)
+    timings = timings if "run_id" in timings.columns else timings.assign(run_id=None)
+    key = [c for c in CONFIGURATION if c in timings.columns]
+    warm = timings[timings.cache_state == "warm"][[*key, "median_ms"]]
+    pairs = cold_working_sets(timings).merge(warm.rename(columns={"median_ms": "warm_ms"}),
+                                             on=key)
+    pairs = pairs.assign(cold_over_warm=pairs.cold_ms / pairs.warm_ms,
+                         memory_share=1 - pairs.warm_ms / pairs.cold_ms)
+    return sort_points(pairs)[CACHE_COMPARISON_COLUMNS].reset_index(drop=True)
+
+
+def cold_working_sets(timings: pd.DataFrame) -> pd.DataFrame:
+    """The cold timing points: their configuration, ``cold_ms`` (median), the distinct
+    embedding bytes their batches touch and the LLC (MiB), ``llc_multiple`` (their ratio)
+    and ``reached`` (False where the tables are too small for the cold multiple, so every
+    row they have is touched instead; NaN ratio where not recorded)."""
+    from recstack.working_set import COLD_LLC_MULTIPLE
+
+    if timings.empty or "cache_state" not in timings.columns:
+        return pd.DataFrame(columns=[*CONFIGURATION, "cold_ms", "working_set_mib", "llc_mib",
+                                     "llc_multiple", "reached"])
+    cold = timings[timings.cache_state == "cold"]
+    working, llc = _numbers(cold, "working_set_bytes"), _numbers(cold, "llc_bytes")
+    multiple = working / llc.where(llc > 0)
+    key = [c for c in CONFIGURATION if c in timings.columns]
+    return sort_points(cold[key].assign(
+        cold_ms=cold.median_ms, working_set_mib=working / MIB, llc_mib=llc / MIB,
+        llc_multiple=multiple, reached=(multiple >= COLD_LLC_MULTIPLE).where(
+            multiple.notna())))
+
+
+# ---- model x batch grids ---------------------------------------------------------------------
+
+GRID_KEYS = ["run_id", "device", "threads", "backend", "cache_state"]
+
+
+def batch_grid(frame: pd.DataFrame, cells: list[str]) -> pd.DataFrame:
+    """``frame`` (one row per point) as one row per model and one column per batch size
+    (ascending ints), each cell a dict of the point's ``cells`` (None where not measured).
+    The rows' key is ``model`` and, of GRID_KEYS, only those needed to tell two points of one
+    model and batch apart (another run, device, thread count...), in the key's first
+    columns. Rows by model (the zoo's order), then the other keys."""
+    keys = ["model"]
+    for column in GRID_KEYS:
+        if column in frame.columns and frame.duplicated([*keys, "batch_size"]).any() and (
+                frame.groupby([*keys, "batch_size"])[column].nunique(dropna=False) > 1).any():
+            keys.append(column)
+    batches = sorted(int(b) for b in frame.batch_size.unique())
+    rows = []
+    for key, group in frame.groupby(keys, sort=False, dropna=False):
+        values = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        cell = {int(r.batch_size): {c: getattr(r, c) for c in cells}
+                for r in group.itertuples(index=False)}
+        rows.append({**values, **{b: cell.get(b) for b in batches}})
+    grid = pd.DataFrame(rows, columns=[*keys, *batches])
+    return order_models(grid.sort_values(keys[1:], kind="stable") if keys[1:] else grid)
+
+
+def latency_grid(timings: pd.DataFrame) -> pd.DataFrame:
+    """Median latency per model (rows) and batch size (columns): :func:`batch_grid` of the
+    timings, cold points where a configuration has both; cells median_ms, p95_ms,
+    unstable, backend."""
+    return batch_grid(prefer_cold(timings).assign(unstable=_unstable(timings)),
+                      ["median_ms", "p95_ms", "unstable", "backend"])
+
+
+def dominant_grid(summary: pd.DataFrame) -> pd.DataFrame:
+    """The dominant operator class and model part per model (rows) and batch size
+    (columns): :func:`batch_grid` of :func:`software_summary`'s frame; cells top_class,
+    top_class_share, top_part, top_part_share."""
+    return batch_grid(summary, ["top_class", "top_class_share", "top_part", "top_part_share"])
+
+
 # ---- software level -------------------------------------------------------------------------
 
 SOFTWARE_SUMMARY_COLUMNS = [
-    "run_id", "point_key", "model", "device", "threads", "backend", "batch_size", "top_class",
+    "run_id", "point_key", "model", "device", "threads", "backend", "cache_state", "batch_size",
+    "top_class",
     "top_class_share", "top_part", "top_part_share", "overhead_share", "profiler_overhead"]
 
 
@@ -160,8 +282,8 @@ def software_summary(shares: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFra
     """Per profiled point, columns SOFTWARE_SUMMARY_COLUMNS: the dominant operator class
     and model part with their shares of the iteration (:func:`breakdown.dominant`), the
     share no operator covers (``overhead_share``) and the profiler's overhead
-    (:func:`breakdown.profiler_overhead`). Sorted by model (the zoo's order), device and
-    batch size."""
+    (:func:`breakdown.profiler_overhead`). Sorted by model (the zoo's order), batch size,
+    device, threads and backend (``systems.sort_points``)."""
     if shares.empty:
         return pd.DataFrame(columns=SOFTWARE_SUMMARY_COLUMNS)
     by_class = dominant(shares, "operator").rename(
@@ -173,8 +295,9 @@ def software_summary(shares: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFra
     profiler = profiler_overhead(profiles)[[*POINT, "profiler_overhead"]]
     table = (by_class.merge(by_part, on=POINT, how="left").merge(overhead, on=POINT, how="left")
              .merge(profiler, on=POINT, how="left"))
-    table = table.sort_values(["device", "batch_size"], kind="stable")
-    return order_models(table)[SOFTWARE_SUMMARY_COLUMNS]
+    if "cache_state" not in table.columns:
+        table = table.assign(cache_state=None)
+    return sort_points(table)[SOFTWARE_SUMMARY_COLUMNS]
 
 
 def profile_quality(profiles: pd.DataFrame) -> pd.DataFrame:
@@ -247,7 +370,9 @@ def dominated_bottlenecks(dominance: pd.DataFrame) -> pd.DataFrame:
 
 def best_efficiency(roofline: pd.DataFrame, min_batch: int = 1024) -> pd.DataFrame:
     """Per model, the best roofline efficiency among its points of at least ``min_batch``
-    (``roofline.roofline_table``'s frame). Columns: model, efficiency; the zoo's order."""
+    (``roofline.roofline_table``'s frame; cold points where a configuration has both).
+    Columns: model, efficiency; the zoo's order."""
+    roofline = prefer_cold(roofline)
     large = roofline[(roofline.batch_size >= min_batch) & roofline.efficiency.notna()]
     best = large.groupby("model", sort=False, as_index=False).efficiency.max()
     return order_models(best)[["model", "efficiency"]]

@@ -18,7 +18,7 @@ from recstack.errors import Interrupted, RecstackError
 from recstack.text import one_line
 
 # Registering the commands (each module adds its own to `app`).
-from recstack.cli import ceilings, correlate, doctor, measure, report, results, zoo  # noqa: E402,F401
+from recstack.cli import backends, ceilings, correlate, doctor, measure, report, results, zoo  # noqa: E402,F401
 
 INTERRUPTED_STATUS = 130
 

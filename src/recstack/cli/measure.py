@@ -13,7 +13,8 @@ from recstack.cli.app import app, console, make_console
 from recstack.cli.options import (DEFAULT_STORE, JsonOption, OversubscribeOption,
                                   ResumeOption, RowScaleOption, RunIdOption, StoreOption,
                                   int_list, levels_list)
-from recstack.cli.progress import finish, measure_with_progress, report_outcome
+from recstack.cli.progress import (command_line, finish, measure_with_progress,
+                                   progress_display, report_outcome)
 
 ModelOption = Annotated[list[str] | None, typer.Option(
     "--model", "-m", help="Zoo name, DeepRecSys alias or spec file (repeatable).")]
@@ -29,9 +30,15 @@ DistributionOption = Annotated[str, typer.Option(
     "--distribution", help="Sparse id distribution: uniform, zipf or locality.")]
 BackendOption = Annotated[list[str] | None, typer.Option(
     "--backend", help="Execution backend: eager, fused, compile, static (Static Runtime, "
-                      "CPU), or auto (the fastest measured for each model and batch size: "
-                      "src/recstack/backend_choice.yaml). Repeatable: several backends are "
-                      "compared in one sweep. Default: auto.")]
+                      "CPU), or auto (the fastest for each model and batch size as raced on "
+                      "this machine by `recstack backends`, else the shipped choices). "
+                      "Repeatable: several backends are compared in one sweep. Default: "
+                      "auto.")]
+CacheOption = Annotated[str, typer.Option(
+    "--cache", help="Cache state of the queries: cold (the batches cycled touch at least 4x "
+                    "the last-level cache in distinct embedding rows, as a server sees "
+                    "them) or warm (4 batches cycled: their rows stay cached at small "
+                    "batch).")]
 TraceOption = Annotated[bool, typer.Option(
     "--trace", help="Keep a Chrome/Perfetto trace of every operator-profile point, next to "
                     "the store (traces/RUN_ID/).")]
@@ -65,6 +72,7 @@ def sweep(
     = "timing",
     trace: TraceOption = False,
     backend: BackendOption = None,
+    cache: CacheOption = "cold",
     oversubscribe: OversubscribeOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -75,7 +83,8 @@ def sweep(
     settings = api.timing_settings(min_time)
     if sweep_file:
         planned = plan_sweep(**api.sweep_file_options(
-            sweep_file, models=model, backends=backend, oversubscribe=oversubscribe))
+            sweep_file, models=model, backends=backend, oversubscribe=oversubscribe,
+            cache=cache))
     else:
         if not model:
             raise RecstackError("--model: nothing given; name at least one model (e.g. "
@@ -83,7 +92,7 @@ def sweep(
         planned = api.plan(model, devices=device or None, backends=backend,
                            row_scale=row_scale, distribution=distribution, seed=seed,
                            levels=levels_list(levels), oversubscribe=oversubscribe,
-                           **_sizes(batch_sizes, threads))
+                           store=store, cache=cache, **_sizes(batch_sizes, threads))
     # With --json, stdout is the JSON alone: progress and notes go to stderr.
     display = make_console(stderr=True) if as_json else console
     result = measure_with_progress(api.measure, planned, store, settings, resume, run_id,
@@ -111,7 +120,16 @@ def run(
     store: StoreOption = DEFAULT_STORE,
     resume: ResumeOption = False,
     run_id: RunIdOption = None,
-    min_time: MinTimeOption = 1.0,
+    budget: Annotated[float | None, typer.Option(
+        "--budget", help="Minutes the whole job may take (default 30; 5 with --quick): the "
+                         "richest plan whose estimate fits, stages that would overrun "
+                         "skipped.")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="A first look in about 5 minutes: 3 batch sizes, short timing, a "
+                        "small hardware subset and design.")] = False,
+    min_time: Annotated[float | None, typer.Option(
+        "--min-time", help="Seconds of timed iterations per point (default: the plan's).")]
+    = None,
     target: Annotated[list[str] | None, typer.Option(
         "--target", help="p95 latency target MODEL=MS (repeatable); overrides the defaults "
                          "(DeepRecSys's targets).")] = None,
@@ -120,26 +138,34 @@ def run(
     )] = None,
     levels: Annotated[str, typer.Option(
         "--levels", help="Levels to characterize: timing (systems), operators (software), "
-                         "hardware (top-down; simulated without counters: slow, opt-in).")]
-    = "timing,operators",
+                         "hardware (top-down: measured with counters, else simulated on a "
+                         "subset).")] = "timing,operators,hardware",
     trace: TraceOption = False,
     backend: BackendOption = None,
     oversubscribe: OversubscribeOption = False,
 ) -> None:
-    """The main job: characterize the eight canonical models (full size where they fit) on
-    every device present over batch sizes 1 to 4096, store everything, print a summary and
-    write figures next to the store."""
+    """The main job: the paper on this machine within a time budget. Ceilings and a backend
+    race where none are stored, timing and operator profiles of the eight canonical models
+    (full size where they fit, cold caches, warm too for the embedding-dominated ones at
+    small batch), the hardware level, a small correlation design; then a summary, figures
+    and the report next to the store."""
     from recstack.analysis.systems import default_targets, load_targets, with_overrides
+    from recstack.main_job import run_main_job
+    from recstack.specs import ZOO_NAMES
+
     targets = load_targets(targets_file) if targets_file else default_targets()
-    api.timing_settings(min_time)  # a bad --min-time is refused before planning
-    planned = api.plan(model or None, devices=device or None, backends=backend,
-                       row_scale=row_scale, levels=levels_list(levels),
-                       oversubscribe=oversubscribe, **_sizes(batch_sizes, threads))
-    # Targets name models of the plan: checked before anything is measured.
-    targets = with_overrides(targets, target or [],
-                             {point.spec.name for point in planned.points})
-    result = measure_with_progress(api.characterize, store=store, min_time=min_time,
-                                   resume=resume, run_id=run_id, trace=trace, planned=planned)
+    # Targets name models of the job: checked before anything is measured.
+    targets = with_overrides(targets, target or [], set(model or ZOO_NAMES))
+    sizes = _sizes(batch_sizes, threads)
+    # One display for the job's stages, its runs and their points.
+    with progress_display(console) as update:
+        result = run_main_job(
+            model or None, store, levels_list(levels), budget, quick, min_time,
+            sizes["batch_sizes"], sizes["threads"], device or None, backend, row_scale,
+            oversubscribe, trace, resume, run_id, progress=update, on_start=update,
+            on_stage=update, command=command_line())
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
     timings = result.timings()
     if not timings.empty:
         summaries.print_summary(timings, targets)
@@ -160,6 +186,7 @@ def profile(
     run_id: RunIdOption = None,
     trace: TraceOption = False,
     backend: BackendOption = None,
+    cache: CacheOption = "cold",
     oversubscribe: OversubscribeOption = False,
 ) -> None:
     """The software level alone: operator breakdown (PyTorch profiler) of every model, batch
@@ -167,7 +194,7 @@ def profile(
     result = measure_with_progress(
         api.profile, model or None, store, resume=resume, run_id=run_id, trace=trace,
         devices=device or None, backends=backend, row_scale=row_scale,
-        oversubscribe=oversubscribe, **_sizes(batch_sizes, threads))
+        oversubscribe=oversubscribe, cache=cache, **_sizes(batch_sizes, threads))
     summaries.print_software_level(result.store, result.run_id)
     finish(result)
 
@@ -191,6 +218,7 @@ def hardware(
     no_multiplex: Annotated[bool, typer.Option(
         "--no-multiplex", help="Measured counters: run the loop once per small event group "
                                "so no event is multiplexed.")] = False,
+    cache: CacheOption = "cold",
     oversubscribe: OversubscribeOption = False,
 ) -> None:
     """The hardware level alone: top-down fractions, IPC and miss rates per model and batch
@@ -198,7 +226,7 @@ def hardware(
     labelled so) where it does not."""
     result = measure_with_progress(
         api.hardware, model or None, store, resume=resume, run_id=run_id,
-        mode=mode, hierarchy=hierarchy, no_multiplex=no_multiplex,
+        mode=mode, hierarchy=hierarchy, no_multiplex=no_multiplex, cache=cache,
         row_scale=row_scale, oversubscribe=oversubscribe, **_sizes(batch_sizes, threads))
     summaries.print_hardware_level(result.store, result.run_id)
     finish(result)

@@ -33,6 +33,38 @@ def _announce(start: Any, display: Console) -> None:
                   highlight=False)
 
 
+def _minutes(seconds: float) -> str:
+    return f"{max(seconds, 0.0) / 60:.1f} min"
+
+
+def _stage(event: Any, display: Console) -> None:
+    """The main job's plan before its first point, then a line per stage with the budget
+    left."""
+    plan = event.plan
+    if event.what == "plan":
+        display.print(f"plan ({plan.tier.name}): estimated {_minutes(plan.estimate_s)} of a "
+                      f"{_minutes(plan.budget_s)} budget", highlight=False)
+        for stage in plan.stages:
+            what = (f"skipped: {stage.skipped}" if stage.skipped is not None else
+                    f"~{_minutes(stage.estimate_s)}"
+                    + (f", {stage.points} points" if stage.points else ""))
+            display.print(f"  {stage.name}: {stage.purpose} ({what})", highlight=False,
+                          markup=False)
+        for note in plan.notes:
+            display.print(f"note: {note}", highlight=False, markup=False)
+        return
+    name = event.stage.name
+    if event.what == "start":
+        line = (f"stage {name}: ~{_minutes(event.stage.estimate_s)} "
+                f"({_minutes(event.left_s)} of the budget left)")
+    elif event.what == "skipped":
+        line = f"stage {name}: skipped ({event.detail})"
+    else:
+        line = f"stage {name}: done, {_minutes(event.left_s)} of the budget left" + (
+            f"; {event.detail}" if event.detail else "")
+    display.print(line, highlight=False, markup=False)
+
+
 @contextmanager
 def progress_display(display: Console = console) -> Iterator[Callable[[Any], None]]:
     """A callback for the API's ``on_start`` and progress events: the run's notes and first
@@ -46,9 +78,11 @@ def progress_display(display: Console = console) -> Iterator[Callable[[Any], Non
             task = progress.add_task("starting", total=None)
 
             def update(event: Any) -> None:
-                if event.kind == "run":
+                if event.kind == "stage":
+                    _stage(event, progress.console)
+                elif event.kind == "run":
                     _announce(event, progress.console)
-                    progress.update(task, total=event.points)
+                    progress.reset(task, total=event.points, completed=0)
                 elif event.kind == "start":
                     progress.update(task, description=escape(printable(event.point.label)))
                 else:
@@ -61,6 +95,9 @@ def progress_display(display: Console = console) -> Iterator[Callable[[Any], Non
         return
 
     def log(event: Any) -> None:
+        if event.kind == "stage":
+            _stage(event, display)
+            return
         if event.kind == "run":
             _announce(event, display)
             return

@@ -52,7 +52,7 @@ _HELPER_FUNCTIONS = ("recstack_running_on_valgrind", "recstack_start_instrumenta
                      "recstack_zero_stats", "recstack_dump_stats_at")
 _COMPILE_FLAGS: tuple[str, ...] = ("-shared", "-fPIC", "-O2")
 _DUMP_REASON = "recstack forwards"
-_MAX_BATCHES = 4  # distinct query batches cycled through, as the timing collector does
+_MAX_BATCHES = 4  # the batches a warm point cycles, as the timing collector's warm set
 
 
 def build_helper(cache_dir: Path | str | None = None) -> Path:
@@ -121,7 +121,7 @@ def simulate_point(point: Point, hierarchy: CacheHierarchy | str = "host", itera
         request = {
             "spec": point.spec.to_config(), "batch_size": point.batch_size, "seed": point.seed,
             "query": point.query.to_dict(), "iterations": iterations, "warmup": warmup,
-            "helper": str(helper),
+            "helper": str(helper), "cache": point.cache,
         }
         command = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--branch-sim=yes",
                    "--instr-atstart=no", "--collect-atstart=no", *cache_args,
@@ -195,8 +195,15 @@ def simulated_forwards(request: dict[str, Any]) -> dict[str, Any]:
     batch_size, warmup, iterations = (request["batch_size"], request["warmup"],
                                       request["iterations"])
     model = build_model(spec, seed=request["seed"], device="cpu")
-    count = max(1, min(_MAX_BATCHES, warmup + iterations))
-    batches = generate_batches(spec, query, batch_size, count)
+    # The simulated caches start empty and see a handful of forwards. Cold: every forward a
+    # batch never seen (the streamed form of a working set beyond the LLC). Warm: the warm
+    # set's batches cycled, each seen once before collection starts.
+    if request.get("cache", "cold") == "warm":
+        count = _MAX_BATCHES
+        warmup = max(warmup, count)
+    else:
+        count = warmup + iterations
+    batches = generate_batches(spec, query, batch_size, max(1, count))
 
     gc.collect()
     gc.disable()

@@ -170,12 +170,15 @@ class ClockReading:
         return asdict(self)
 
 
-def clock_rounds(forward: Callable[[int], object], typical_s: float,
-                 clock: OperatorClock | None = None, rounds: int = ROUNDS) -> ClockReading:
+def clock_rounds(forward: Callable[[Any], object], typical_s: float,
+                 clock: OperatorClock | None = None, rounds: int = ROUNDS,
+                 batch_at: Callable[[int], Any] | None = None) -> ClockReading:
     """Alternated plain and clocked rounds of ``forward(i)`` (i counts iterations; the
-    caller cycles its batches with it), each about ``ROUND_SECONDS`` long at ``typical_s``
-    per iteration, ``rounds`` of each kind within ``BUDGET_SECONDS`` (at least
+    caller cycles its batches with it), or with ``batch_at`` of ``forward(batch_at(i))``,
+    the batch made before the clock starts; each round about ``ROUND_SECONDS`` long at
+    ``typical_s`` per iteration, ``rounds`` of each kind within ``BUDGET_SECONDS`` (at least
     ``MIN_ROUNDS``). The garbage collector is off during the rounds, as in the timing loop."""
+    fetch = batch_at if batch_at is not None else (lambda i: i)
     clock = clock if clock is not None else OperatorClock()
     typical_s = max(typical_s, 1e-7)
     per_round = int(min(MAX_ROUND_ITERATIONS, max(1, math.ceil(ROUND_SECONDS / typical_s))))
@@ -190,15 +193,18 @@ def clock_rounds(forward: Callable[[int], object], typical_s: float,
         for _ in range(rounds):
             plain = [0] * per_round
             for i in range(per_round):
+                item = fetch(i)
                 start = now()
-                forward(i)
+                forward(item)
                 plain[i] = now() - start
             clocked, inside = [0] * per_round, [0] * per_round
             with clock:
                 clock.take()
                 for i in range(per_round):
+                    item = fetch(i)
+                    clock.take()  # what making the batch cost is no operator's
                     start = now()
-                    forward(i)
+                    forward(item)
                     clocked[i] = now() - start
                     inside[i], top, seen = clock.take()
                     operators += top

@@ -4,18 +4,31 @@ Runs in its own worker, never in a timing worker: profiling slows inference, and
 recstack reports comes from a profiled run. Method:
 
 1. Build the model and the batches, warm up (as the timing collector does).
-2. Time a few unprofiled iterations (the reference for the profiler's own overhead).
-   On the CPU (not for compiled models), also run the operator clock's alternated rounds
+2. On the CPU (not for compiled models), run the operator clock's alternated rounds
    (:mod:`recstack.collect.opclock`): the time inside top-level operators at about a tenth
    of the profiler's cost per operator, which brackets the framework overhead far more
-   tightly than the profiler can at small batch.
-3. Under ``torch.profiler.profile`` run one unrecorded warm iteration, then ``n`` iterations
-   each wrapped in a ``recstack::iteration`` scope (on CUDA, the host-to-device copy of the
-   query is inside the iteration, in a ``recstack::input`` scope, and the iteration ends with
-   a synchronize).
+   tightly than the profiler can at small batch. Then measure what an empty part scope
+   costs under the profiler (:func:`scope_cost_us`).
+3. Three phases back to back, each of a few unrecorded iterations (``PHASE_WARMUP_SECONDS``:
+   the iterations just after a profiler stops run slow) then ``n`` timed iterations over the
+   same batches in the same order: *plain before* (no profiler), *profiled* (under
+   ``torch.profiler.profile``, each iteration wrapped in a ``recstack::iteration`` scope; on
+   CUDA the host-to-device copy of the query is inside the iteration, in a
+   ``recstack::input`` scope, and the iteration ends with a synchronize), *plain after*
+   (the profiler stopped). One profiler context, so its events summarize as one profile;
+   the garbage collector is off during the three phases, as in the timing loop.
 4. Walk each iteration's event tree: every *top-level* operator (the outermost aten call, not
    inside another operator) is attributed its inclusive time, to the model part whose scope
    encloses it. On CUDA the time is the device time of the kernels it launched.
+
+The profiler's overhead is measured within this one worker, against the plain iterations
+that bracket the profiled ones: median(profiled) / median(plain before and after, pooled),
+minus 1. When the plain medians before and after disagree by more than
+:data:`recstack.records.profile.PLAIN_DRIFT_TOLERANCE` (10%: larger over smaller, minus
+1), the machine drifted while the profile ran and the profiled iterations' share of that
+drift is unknown: no overhead is reported (NaN, stored NULL, with the reason in
+``overhead_note``). The three phases' samples are stored with the profile
+(``overhead_samples_us``).
 
 What comes back is raw: operator names, parts, calls and times per iteration. Classifying
 operators (GEMM, embedding, ...) is analysis, done from a data table in
@@ -25,14 +38,16 @@ operators (GEMM, embedding, ...) is analysis, done from a data table in
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from torch._C._profiler import RecordScope
 
@@ -42,11 +57,20 @@ from recstack.levels import LevelOptions
 from recstack.models.layers import PART_SCOPE_PREFIX
 from recstack.points import Point
 from recstack.records import Profile, ProfileRecord
+from recstack.records.profile import profiler_overhead_of
 
 ITERATION_SCOPE = PART_SCOPE_PREFIX + "iteration"
 INPUT_PART = "input"
 UNSCOPED_PART = "unscoped"
 PROFILE_TARGET_SECONDS = 1.0
+# Each phase (plain, profiled, plain) starts with this long of unrecorded iterations (at
+# least one, at most PHASE_WARMUP_ITERATIONS: the profiler records them too): the first few
+# iterations after a profiler stops (the scope probe's, then the profile's) run up to half
+# again slower than the rest, which would otherwise read as drift, or as overhead.
+PROFILE_WARMUP_SECONDS = 0.5
+"""The longest warm-up before profiling, once the settings' warm-up iterations are done."""
+PHASE_WARMUP_SECONDS = 0.02
+PHASE_WARMUP_ITERATIONS = 50
 
 
 @dataclass(frozen=True)
@@ -59,8 +83,10 @@ class OperatorProfile:
     """Wall time of each profiled iteration, as the profiler saw it."""
     profiled_us: list[float]
     """Each profiled iteration on the host clock (for the profiler's overhead)."""
-    unprofiled_us: list[float]
-    """The same number of iterations without the profiler."""
+    plain_before_us: list[float]
+    """The same iterations without the profiler, just before it started."""
+    plain_after_us: list[float]
+    """The same iterations again, just after it stopped."""
     time_basis: str
     """``cpu``: operators' CPU time; ``cuda``: device time of the kernels they launched."""
     profiler_outside_us: float = math.nan
@@ -74,6 +100,19 @@ class OperatorProfile:
     dict), or None with the reason in ``clock_note``."""
     clock_note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unprofiled_us(self) -> list[float]:
+        """Every plain iteration, before and after the profiler."""
+        return [*self.plain_before_us, *self.plain_after_us]
+
+    def overhead(self) -> tuple[float, str | None]:
+        """The profiler's overhead in this worker and why it is NaN (see the module
+        docstring): :func:`recstack.records.profile.profiler_overhead_of` of the medians."""
+        return profiler_overhead_of(statistics.median(self.profiled_us),
+                                    statistics.median(self.unprofiled_us),
+                                    statistics.median(self.plain_before_us),
+                                    statistics.median(self.plain_after_us))
 
 
 @contextlib.contextmanager
@@ -195,7 +234,7 @@ def _scopes_in(event: Any) -> int:
                if int(getattr(child, "scope", 0) or 0) != STATIC_RUNTIME_MODEL_SCOPE)
 
 
-def _clock_point(point: Point, forward: Any, typical_s: float
+def _clock_point(point: Point, forward: Any, batch_at: Any, typical_s: float
                  ) -> tuple[dict[str, Any] | None, str | None]:
     """The operator clock's reading of ``point`` (before any profiler ran in this worker),
     or None and why not: the point cannot be clocked, or the clock cannot be built here."""
@@ -209,22 +248,26 @@ def _clock_point(point: Point, forward: Any, typical_s: float
             static_runtime=opclock.watches_static_runtime(point.backend))
     except RecstackError as error:
         return None, f"the operator clock is unavailable: {error}"
-    return opclock.clock_rounds(forward, typical_s, clock).to_dict(), None
+    return opclock.clock_rounds(forward, typical_s, clock, batch_at=batch_at).to_dict(), None
 
 
-def profile_point(point: Point, settings: TimingSettings,
-                  trace_dir: str | None = None) -> OperatorProfile:
+def profile_point(point: Point, settings: TimingSettings, trace_dir: str | None = None,
+                  options: LevelOptions | None = None) -> OperatorProfile:
     """Profiles ``point``; meant to run in a fresh worker process."""
     import torch
 
     from recstack.collect.timing import prepare_point
 
-    prepared = prepare_point(point, settings, profiled=True)
+    prepared = prepare_point(point, settings, profiled=True, options=options)
     model, batches, on_cuda = prepared.model, prepared.batches, prepared.on_cuda
     count = len(batches)
 
-    def forward(index: int) -> None:
-        batch = batches[index % count]
+    def batch_at(index: int) -> Any:
+        """The index-th batch of the cycle, made (views of the set) before any clock
+        starts or profiler scope opens: its slicing is no operator of the model."""
+        return batches[index % count]
+
+    def forward(batch: Any) -> None:
         if on_cuda:
             with torch.profiler.record_function(PART_SCOPE_PREFIX + INPUT_PART):
                 batch = batch.to(point.device, non_blocking=True)
@@ -236,33 +279,63 @@ def profile_point(point: Point, settings: TimingSettings,
     clock = time.perf_counter_ns
     with torch.inference_mode():
         warm = []
-        # At least one pass over every distinct batch, so the profiled iterations meet the
-        # caches as the timing loop's steady state does (not rows read for the first time).
+        # One pass over a warm set's few batches, so the profiled iterations meet the caches
+        # as the timing loop's steady state does; a cold set's thousands of batches miss
+        # the caches whether seen before or not, so its warm-up stops after a while.
+        deadline = clock() + PROFILE_WARMUP_SECONDS * 1e9
         for index in range(max(2, settings.warmup_iterations, count)):
+            if index >= max(2, settings.warmup_iterations) and clock() > deadline:
+                break
+            batch = batch_at(index)
             start = clock()
-            forward(index)
+            forward(batch)
             warm.append(clock() - start)
         typical_s = statistics.median(warm[1:]) / 1e9
         iterations = int(min(settings.profile_iterations,
                              max(3, math.ceil(PROFILE_TARGET_SECONDS / max(typical_s, 1e-6)))))
-        unprofiled = []
-        for index in range(iterations):
-            start = clock()
-            forward(index)
-            unprofiled.append((clock() - start) / 1e3)
-        clock_reading, clock_note = _clock_point(point, forward, typical_s)
+        clock_reading, clock_note = _clock_point(point, forward, batch_at, typical_s)
         activities = [torch.profiler.ProfilerActivity.CPU]
         if on_cuda:
             activities.append(torch.profiler.ProfilerActivity.CUDA)
         scope_us = scope_cost_us(activities)
-        profiled = []
-        with _quiet_native_stderr(), torch.profiler.profile(activities=activities) as profiler:
-            forward(0)  # the profiler's own first-call costs land here, unrecorded
+
+        def timed(scoped: bool) -> list[float]:
+            """Unrecorded iterations for ``PHASE_WARMUP_SECONDS`` (at least one, at most
+            ``PHASE_WARMUP_ITERATIONS``), then the phase's timed iterations."""
+            deadline = clock() + PHASE_WARMUP_SECONDS * 1e9
+            index = 0
+            while index == 0 or (clock() < deadline and index < PHASE_WARMUP_ITERATIONS):
+                forward(batch_at(index))
+                index += 1
+            samples = []
             for index in range(iterations):
+                batch = batch_at(index)
                 start = clock()
-                with torch.profiler.record_function(ITERATION_SCOPE):
-                    forward(index)
-                profiled.append((clock() - start) / 1e3)
+                if scoped:
+                    with torch.profiler.record_function(ITERATION_SCOPE):
+                        forward(batch)
+                else:
+                    forward(batch)
+                samples.append((clock() - start) / 1e3)
+            return samples
+
+        # Plain, profiled, plain, back to back: the plain iterations on both sides are the
+        # overhead's reference, and their agreement says the machine held still meanwhile.
+        # The garbage collector is off throughout, as in the timing loop: the objects the
+        # probe and the profiler leave behind would otherwise be collected inside the
+        # iterations that follow them.
+        gc.collect()
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            plain_before = timed(scoped=False)
+            with (_quiet_native_stderr(),
+                  torch.profiler.profile(activities=activities) as profiler):
+                profiled = timed(scoped=True)
+            plain_after = timed(scoped=False)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
     recorded = [event for event in profiler.events() if event.name == ITERATION_SCOPE]
     if len(recorded) != iterations:
         raise RecstackError(f"{point.label}: the profiler recorded {len(recorded)} of "
@@ -278,7 +351,8 @@ def profile_point(point: Point, settings: TimingSettings,
         trace_path = str(directory / f"{point.key()}.json")
         profiler.export_chrome_trace(trace_path)
     return OperatorProfile(operators=rows, iteration_wall_us=walls, profiled_us=profiled,
-                           unprofiled_us=unprofiled, time_basis="cuda" if on_cuda else "cpu",
+                           plain_before_us=plain_before, plain_after_us=plain_after,
+                           time_basis="cuda" if on_cuda else "cpu",
                            profiler_outside_us=scopes * scope_us, trace_path=trace_path,
                            clock=clock_reading, clock_note=clock_note,
                            extra={"scope_cost_us": scope_us, "scopes_per_iteration": scopes})
@@ -289,13 +363,13 @@ def collect_profile(point: Point, settings: TimingSettings,
     """The operators level's collector: profiles ``point`` (in a fresh worker) and returns
     its record."""
     options = options or LevelOptions()
-    return profile_record(profile_point(point, settings, options.trace_dir))
+    return profile_record(profile_point(point, settings, options.trace_dir, options))
 
 
 def profile_record(profile: OperatorProfile) -> ProfileRecord:
     """The stored form of a profile: operators per part, and the iteration's times (mean
-    profiled wall time, the time no operator covers, the profiler's overhead against the
-    unprofiled median) with the operator clock's medians."""
+    profiled wall time, the time no operator covers, the profiler's overhead against the same
+    worker's plain iterations, or why there is none) with the operator clock's medians."""
     import pandas as pd
 
     operators = pd.DataFrame(profile.operators, columns=["part", "op", "calls", "time_us"])
@@ -303,6 +377,7 @@ def profile_record(profile: OperatorProfile) -> ProfileRecord:
     covered = float(operators.time_us.sum())
     profiled = statistics.median(profile.profiled_us)
     unprofiled = statistics.median(profile.unprofiled_us)
+    overhead, overhead_note = profile.overhead()
     clock: dict[str, Any] = {}
     if profile.clock is not None:
         from recstack.collect.opclock import ClockReading
@@ -320,6 +395,11 @@ def profile_record(profile: OperatorProfile) -> ProfileRecord:
         iterations=len(profile.iteration_wall_us), time_basis=profile.time_basis,
         wall_us=wall, operator_us=covered, uncovered_us=wall - covered,
         profiled_median_us=profiled, unprofiled_median_us=unprofiled,
-        profiler_overhead=profiled / unprofiled - 1.0, trace_path=profile.trace_path,
-        profiler_outside_us=profile.profiler_outside_us, clock_note=profile.clock_note,
-        **clock))
+        profiler_overhead=overhead, overhead_note=overhead_note,
+        plain_before_median_us=statistics.median(profile.plain_before_us),
+        plain_after_median_us=statistics.median(profile.plain_after_us),
+        overhead_samples_us={"plain_before": profile.plain_before_us,
+                             "profiled": profile.profiled_us,
+                             "plain_after": profile.plain_after_us},
+        trace_path=profile.trace_path, profiler_outside_us=profile.profiler_outside_us,
+        clock_note=profile.clock_note, **clock))

@@ -29,7 +29,7 @@ from recstack.collect.perf_control import PerfControl
 from recstack.collect.perf_events import GENERIC_EVENTS, TOPDOWN_METRIC_GROUPS, perf_command
 from recstack.collect.perf_parse import derived_rates, multiplexing_share, parse_perf_json
 from recstack.collect.perf_topdown import topdown_from_readings
-from recstack.collect.timing import TimingSettings
+from recstack.collect.timing import TimingSettings, point_cycled_set
 from recstack.errors import RecstackError
 from recstack.points import Point
 from recstack.records.hardware import RATES
@@ -43,7 +43,7 @@ def _request(point: Point, settings: TimingSettings) -> dict[str, Any]:
     return {"spec": point.spec.to_config(), "batch_size": point.batch_size,
             "threads": point.threads, "seed": point.seed, "query": point.query.to_dict(),
             "min_seconds": settings.min_seconds, "warmup": settings.warmup_iterations,
-            "distinct_batches": settings.distinct_batches}
+            "distinct_batches": point_cycled_set(point, settings).batches}
 
 
 def measured_result(point: Point, settings: TimingSettings, no_multiplex: bool = False,
@@ -119,15 +119,16 @@ def counted_loop(request: dict[str, Any]) -> int:
     Returns the iterations counted."""
     import torch
 
-    from recstack.inputs import QuerySpec, generate_batches
+    from recstack.batch_set import generate_batch_set
+    from recstack.inputs import QuerySpec
     from recstack.models import build_model
     from recstack.specs import spec_from_config
 
     torch.set_num_threads(int(request["threads"]))
     spec = spec_from_config(request["spec"])
     model = build_model(spec, seed=int(request["seed"]))
-    batches = generate_batches(spec, QuerySpec(**request["query"]), int(request["batch_size"]),
-                               int(request["distinct_batches"]))
+    batches = generate_batch_set(spec, QuerySpec(**request["query"]),
+                                 int(request["batch_size"]), int(request["distinct_batches"]))
     count = len(batches)
     with torch.inference_mode():
         for index in range(max(1, int(request["warmup"]))):

@@ -30,6 +30,7 @@ from recstack.levels import LevelOptions
 from recstack.limits import INT32_MAX, SECONDS_MAX, SEED_MAX, check_int, check_number
 from recstack.points import Point
 from recstack.records import Build, TimingRecord, TimingStats
+from recstack.working_set import COLD_LLC_MULTIPLE, CycledSet, cycled_set, machine_llc_bytes
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class TimingSettings:
     min_iterations: int = 20
     max_iterations: int = 100_000
     distinct_batches: int = 4
-    """Distinct query batches cycled through, so caches do not see one batch only."""
+    """Distinct query batches a warm point cycles through (:mod:`recstack.working_set`)."""
+    cold_llc_multiple: float = COLD_LLC_MULTIPLE
+    """A cold point cycles batches whose distinct embedding bytes reach this many LLCs."""
     max_input_bytes: int = 1 << 29
     """Fewer distinct batches are kept when they would exceed this much memory."""
     profile_iterations: int = 10
@@ -54,7 +57,11 @@ class TimingSettings:
     (The coefficient of variation is stored too, but one descheduled iteration among
     thousands can multiply it, while the median and p95 that recstack reports stay put.)"""
 
+    remeasure_attempts: int = 2
+    """An unstable timing point is measured again in up to this many fresh workers."""
+
     def __post_init__(self) -> None:
+        check_int("remeasure_attempts", self.remeasure_attempts, 0, 100)
         for name in ("warmup_iterations", "min_iterations", "max_iterations",
                      "distinct_batches", "profile_iterations"):
             check_int(name, getattr(self, name), 1, INT32_MAX)
@@ -62,6 +69,7 @@ class TimingSettings:
         for name in ("warmup_seconds", "min_seconds"):
             check_number(name, getattr(self, name), 0.0, SECONDS_MAX, what="seconds")
         check_number("spread_threshold", self.spread_threshold, 0.0, 1e6)
+        check_number("cold_llc_multiple", self.cold_llc_multiple, 0.0, 1e6)
         if self.max_iterations < self.min_iterations:
             raise SpecError("max_iterations", self.max_iterations,
                             f"expected at least min_iterations ({self.min_iterations})")
@@ -131,25 +139,40 @@ class PreparedPoint:
     """What the backend did before running (:func:`recstack.backends.prepare_backend`):
     ``compile``, the first calls on every batch, where compilation happens; ``static``,
     tracing the Static Runtime graphs. None for the others."""
+    cycled: CycledSet | None = None
+    """The working set the batches form."""
 
 
-def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False
-                  ) -> PreparedPoint:
+def point_cycled_set(point: Point, settings: TimingSettings,
+                     options: LevelOptions | None = None) -> CycledSet:
+    """The distinct batches ``point`` cycles, from its cache state, against the LLC of
+    ``options`` (default: this machine's)."""
+    llc = (options.llc_bytes if options is not None and options.llc_bytes
+           else machine_llc_bytes())
+    return cycled_set(point.spec, point.query, point.batch_size, point.cache, llc,
+                      settings.distinct_batches, settings.cold_llc_multiple,
+                      settings.max_input_bytes)
+
+
+def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False,
+                  options: LevelOptions | None = None) -> PreparedPoint:
     """Sets the thread count, builds the model for the point's backend (timed, with its
-    peak-memory growth), generates up to ``settings.distinct_batches`` batches within
-    ``max_input_bytes`` and prepares the backend for them (``compile``: compiles by calling
-    the model once on every batch; ``static``: makes its graphs, with their part-scoped
-    variants when the point is ``profiled``), timed apart: never inside a timed loop."""
+    peak-memory growth), generates the batches of the point's working set
+    (:func:`point_cycled_set`) and prepares the backend for them (``compile``: compiles by
+    calling the model once on every batch; ``static``: makes its graphs, with their
+    part-scoped variants when the point is ``profiled``), timed apart: never inside a timed
+    loop."""
     import torch
 
-    from recstack.admission import input_bytes_per_batch, require_point_memory
+    from recstack.admission import require_point_memory
     from recstack.backends import build_for_backend, prepare_backend
-    from recstack.inputs import generate_batches
+    from recstack.batch_set import generate_batch_set
 
     torch.set_num_threads(point.threads)
     check_device(point.device)
+    cycled = point_cycled_set(point, settings, options)
     # Planning admitted the point; memory may have gone to something else since.
-    require_point_memory(point.spec, point.batch_size, point.label, settings.distinct_batches,
+    require_point_memory(point.spec, point.batch_size, point.label, cycled.batches,
                          settings.max_input_bytes)
     on_cuda = point.device.startswith("cuda")
 
@@ -161,26 +184,34 @@ def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False
     build_seconds = time.perf_counter() - start
     growth = _peak_rss_bytes() - baseline
 
-    # How many distinct batches fit the input budget, from their size as admission counts
-    # it (exact with fixed pooling, an upper bound otherwise): no probe batch is generated.
-    estimate = input_bytes_per_batch(point.spec, point.batch_size)
-    count = max(1, min(settings.distinct_batches, settings.max_input_bytes // estimate))
-    batches = generate_batches(point.spec, point.query, point.batch_size, count)
+    batches = generate_batch_set(point.spec, point.query, point.batch_size, cycled.batches)
     per_batch = max(1, batches[0].nbytes)
     if on_cuda:
-        batches = [pinned_batch(batch) for batch in batches]
-    compile_seconds = prepare_backend(model, point.backend, batches, point.device,
+        # Page-locked host memory, as a serving system stages queries for the GPU.
+        batches = batches.map_tensors(lambda tensor: tensor.pin_memory())
+    # compile and static specialize on shapes, not ids: with fixed pooling every batch has
+    # the same shapes and a few suffice; with variable pooling each batch is its own shape.
+    shown = list(_sample(batches)) if point.query.fixed_pooling(point.spec) else list(batches)
+    compile_seconds = prepare_backend(model, point.backend, shown, point.device,
                                       part_scopes=profiled)
     return PreparedPoint(model=model, batches=batches, on_cuda=on_cuda,
                          build_seconds=build_seconds, peak_memory_growth_bytes=growth,
-                         input_bytes_per_batch=per_batch, compile_seconds=compile_seconds)
+                         input_bytes_per_batch=per_batch, compile_seconds=compile_seconds,
+                         cycled=cycled)
 
 
-def measure_point(point: Point, settings: TimingSettings) -> TimingResult:
+def _sample(batches: Any, most: int = 4) -> Any:
+    """Up to ``most`` batches spread over the set."""
+    step = max(1, len(batches) // most)
+    return (batches[index] for index in range(0, len(batches), step)[:most])
+
+
+def measure_point(point: Point, settings: TimingSettings,
+                  options: LevelOptions | None = None) -> TimingResult:
     """Measures ``point``; meant to run in a fresh worker process (see recstack.worker)."""
     import torch
 
-    prepared = prepare_point(point, settings)
+    prepared = prepare_point(point, settings, options=options)
     model, batches = prepared.model, prepared.batches
     with torch.inference_mode():
         _check_output(model, batches[0].to(point.device), point)
@@ -204,7 +235,7 @@ def collect_timing(point: Point, settings: TimingSettings,
                    options: LevelOptions | None = None) -> TimingRecord:
     """The timing level's collector: measures ``point`` (in a fresh worker) and returns its
     record, the samples' statistics derived once the timed loop is over."""
-    return timing_record(measure_point(point, settings), point, settings)
+    return timing_record(measure_point(point, settings, options), point, settings)
 
 
 def timing_record(result: TimingResult, point: Point, settings: TimingSettings
@@ -224,11 +255,6 @@ def timing_record(result: TimingResult, point: Point, settings: TimingSettings
     stats = timing_stats(result.latency_ns, point.batch_size, result.copy_ns,
                          settings.spread_threshold, point.label)
     return TimingRecord(build=build, samples=samples, stats=stats)
-
-
-def pinned_batch(batch: Any) -> Any:
-    """Page-locked host memory, as a serving system would stage queries for the GPU."""
-    return batch.map_tensors(lambda tensor: tensor.pin_memory())
 
 
 def _check_output(model: Any, batch: Any, point: Point) -> None:

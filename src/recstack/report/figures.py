@@ -10,7 +10,7 @@ from typing import Any
 
 def write_run_figures(store: Any, run_id: str, directory: Path) -> list[Path]:
     """The figures of every level the run measured, written into ``directory``: systems
-    (latency vs batch, speedup heatmap), software (operator-class and model-part
+    (latency vs batch, speedup heatmap; cold vs warm where the run measured both), software (operator-class and model-part
     breakdowns) and hardware (top-down). Returns the paths written; none for a level the
     run did not measure."""
     from recstack.analysis.systems import load_timings
@@ -18,8 +18,15 @@ def write_run_figures(store: Any, run_id: str, directory: Path) -> list[Path]:
     from recstack.analysis.views import software_frames
     from recstack.report.plots import plot_topdown, write_software_figures, write_systems_figures
 
+    from recstack.analysis.views import cache_comparison
+    from recstack.report.cache_plots import plot_cache_comparison
+
     directory = Path(directory)
-    written = write_systems_figures(load_timings(store, [run_id]), directory)
+    timings = load_timings(store, [run_id])
+    written = write_systems_figures(timings, directory)
+    pairs = cache_comparison(timings)
+    if not pairs.empty:
+        written.append(plot_cache_comparison(pairs, directory / "cache_cold_vs_warm.png"))
     written += write_software_figures(software_frames(store, [run_id])[2], directory)
     hardware = load_hardware(store, [run_id])
     if not hardware.empty:

@@ -22,11 +22,12 @@ from recstack import __version__
 from recstack.analysis.runs import default_run_ids
 from recstack.errors import RecstackError
 from recstack.paths import check_file_destination, file_part, write_atomically
+from recstack.report.cache_section import cache_section
 from recstack.report.correlation_section import correlation_section
 from recstack.report.level_sections import hardware_section, software_section, systems_section
 from recstack.report.roofline_section import roofline_section
 from recstack.report.run_sections import findings_section, methodology_section, platform_section
-from recstack.report.sections import Section, SectionSpec, load_context
+from recstack.report.sections import Section, SectionSpec, link_figures, load_context
 from recstack.store import ResultStore
 from recstack.text import markdown_text, printable, shown
 
@@ -40,6 +41,7 @@ __all__ = ["DEFAULT_SECTIONS", "FIGURES_MANIFEST", "Report", "build_report",
 DEFAULT_SECTIONS: list[SectionSpec] = [
     SectionSpec("platform", platform_section),
     SectionSpec("systems", systems_section),
+    SectionSpec("cache", cache_section),
     SectionSpec("software", software_section),
     SectionSpec("hardware", hardware_section),
     SectionSpec("correlation", correlation_section),
@@ -75,6 +77,7 @@ def build_report(store: ResultStore, run_ids: Sequence[str] | None = None,
         chosen = default_run_ids(store)
     context = load_context(store, chosen, dominance=dominance)
     built = [spec.build(context) for spec in (sections or DEFAULT_SECTIONS)]
+    link_figures(built)
     return Report(title="recstack report", store=str(store.path), run_ids=chosen,
                   sections=built)
 
@@ -99,9 +102,12 @@ def render_html(report: Report) -> str:
 
 def render_markdown(report: Report, figure_links: Sequence[Sequence[str]] | None = None) -> str:
     """The summary; ``figure_links`` (per section, per figure: a path relative to the
-    summary) embeds the figures as images, else they are listed by title."""
+    summary) embeds the figures as images and links tables to them, else they are listed by
+    title."""
+    paths = {figure.id: link for section, links in zip(report.sections, figure_links or [])
+             for figure, link in zip(section.figures, links) if figure.id}
     return _environment(autoescape=False).get_template("report.md.j2").render(
-        report=report, figure_links=figure_links)
+        report=report, figure_links=figure_links, figure_paths=paths)
 
 
 FIGURES_MANIFEST = ".recstack-figures"

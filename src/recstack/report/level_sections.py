@@ -4,8 +4,12 @@ frames of :mod:`recstack.analysis.views` and the figures of ``report/plots.py``.
 
 from __future__ import annotations
 
-from recstack.report.sections import (ReportContext, Section, by_run, figures_from,
-                                      not_measured, table_from_frame)
+from dataclasses import replace
+
+import pandas as pd
+
+from recstack.report.sections import (ReportContext, Section, Table, by_run, cell,
+                                      figures_from, grid_table, not_measured, table_from_frame)
 from recstack.text import MISSING
 
 HARDWARE_RATES = {"ipc": "IPC", "l1i_mpki": "L1i MPKI", "l1d_mpki": "L1d MPKI",
@@ -13,11 +17,46 @@ HARDWARE_RATES = {"ipc": "IPC", "l1i_mpki": "L1i MPKI", "l1d_mpki": "L1d MPKI",
                   "dtlb_mpki": "dTLB MPKI", "itlb_mpki": "iTLB MPKI"}
 LEVEL1 = {"retiring": "retiring", "bad_speculation": "bad spec.",
           "frontend_bound": "frontend", "backend_bound": "backend"}
+GRID_KEYS = {"model": "model", "run_id": "run", "device": "device", "threads": "threads",
+             "backend": "backend", "cache_state": "cache"}
+UNSTABLE_MARK = "*"
+# Operator classes, short enough for a cell of the model x batch table.
+SHORT_CLASS = {"embedding": "emb", "interaction": "inter", "attention": "attn",
+               "recurrent": "rnn", "activation": "act", "elementwise": "elt",
+               "data_movement": "move", "overhead": "ovh"}
+
+
+def _latency_cell(point: dict) -> str:
+    return cell(point["median_ms"], "ms") + (UNSTABLE_MARK if point["unstable"] else "")
+
+
+def _dominant_cell(point: dict) -> str:
+    top = str(point["top_class"])
+    return (f"{SHORT_CLASS.get(top, top)} {cell(point['top_class_share'], 'pct')} / "
+            f"{point['top_part']}")
+
+
+def _collapsed(table: Table) -> Table:
+    return replace(table, collapsed=True)
+
+
+def _cache_note(timings: pd.DataFrame) -> str:
+    """What cache state the systems figures and tables read."""
+    from recstack.analysis.views import cache_comparison
+
+    states = set(timings.cache_state) if "cache_state" in timings.columns else {"warm"}
+    if states == {"warm"}:
+        return ("Every timing point here is warm (a few batches cycled: stored before points "
+                "had a cache state, or measured so).")
+    if cache_comparison(timings).empty:
+        return f"Timing points by cache state: {', '.join(sorted(states))}."
+    return ("Where a configuration was measured both cold and warm, this section's figures "
+            "and tables use its cold point; the cache-state section compares the two.")
 
 
 def systems_section(context: ReportContext) -> Section:
-    from recstack.analysis.systems import best_deployment
-    from recstack.analysis.views import deployment_choice, spread_extremes
+    from recstack.analysis.systems import best_deployment, sort_points
+    from recstack.analysis.views import deployment_choice, latency_grid, spread_extremes
     from recstack.report.plots import write_systems_figures
 
     title = "Systems level: latency, throughput and deployment"
@@ -28,7 +67,13 @@ def systems_section(context: ReportContext) -> Section:
     for label, rows in by_run(context, timings):
         section.figures += figures_from(
             lambda directory, rows=rows: write_systems_figures(rows, directory),
-            "Median latency per batch size (p5-p95 band shaded); speedup heatmap.", label)
+            "Median latency per batch size (p5-p95 band shaded); speedup heatmap; cold points "
+            "where a configuration was also measured warm.", label)
+    section.tables.append(grid_table(
+        latency_grid(timings), "Median latency (ms) per model and batch size", _latency_cell,
+        f"{UNSTABLE_MARK}: flagged unstable (p5-p95 spread over the threshold, see the "
+        "methodology). Each cell: the point of that model and batch (its backend in the "
+        "detail below).", GRID_KEYS))
     best = best_deployment(timings, context.targets)
     section.tables.append(table_from_frame(
         best, "Best deployment per model (highest throughput meeting the p95 target)",
@@ -56,6 +101,17 @@ def systems_section(context: ReportContext) -> Section:
     if (timings.device == "cpu").all():
         section.notes.append("No GPU was measured: the heatmap shows the CPU's throughput "
                              "gain over its smallest batch instead of a GPU-over-CPU speedup.")
+    section.notes.append(_cache_note(timings))
+    points = sort_points(timings)
+    section.tables.append(_collapsed(table_from_frame(
+        points, "Every timing point",
+        {"run_id": "run", "model": "model", "batch_size": "batch", "device": "device",
+         "threads": "threads", "backend": "backend", "cache_state": "cache",
+         "median_ms": "median ms", "p95_ms": "p95 ms", "p99_ms": "p99 ms",
+         "throughput_per_s": "samples/s", "cv": "CV", "unstable": "unstable"},
+        {"median_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "throughput_per_s": "rate",
+         "cv": "pct"},
+        row_classes=["flag" if u is True else "" for u in points.unstable])))
     return section
 
 
@@ -74,16 +130,25 @@ def software_section(context: ReportContext) -> Section:
             lambda directory, rows=rows: write_software_figures(rows, directory),
             "Share of inference time by operator class and by model part (profiled runs).",
             label)
-    section.tables.append(table_from_frame(
-        software_summary(context.shares, context.profiles),
-        "Dominant operator class and model part per point",
-        {"run_id": "run", "model": "model", "device": "device", "threads": "threads",
-         "batch_size": "batch", "top_class": "top class", "top_class_share": "share",
+    from recstack.analysis.views import dominant_grid
+
+    summary = software_summary(context.shares, context.profiles)
+    section.tables.append(grid_table(
+        dominant_grid(summary), "Dominant operator class and model part per model and batch "
+        "size", _dominant_cell,
+        "Each cell: the largest operator class and its share of the iteration / the largest "
+        "model part. " + ", ".join(f"{short} = {name}" for name, short in SHORT_CLASS.items())
+        + ".", GRID_KEYS))
+    section.tables.append(_collapsed(table_from_frame(
+        summary, "Dominant operator class and model part per point",
+        {"run_id": "run", "model": "model", "batch_size": "batch", "device": "device",
+         "threads": "threads", "backend": "backend", "cache_state": "cache",
+         "top_class": "top class", "top_class_share": "share",
          "top_part": "top part", "top_part_share": "share (part)",
          "overhead_share": "overhead", "profiler_overhead": "profiler +"},
         {"top_class_share": "pct", "top_part_share": "pct", "overhead_share": "pct",
          "profiler_overhead": "+pct"},
-        "overhead: time no operator covers; profiler +: the profiler's added latency."))
+        "overhead: time no operator covers; profiler +: the profiler's added latency.")))
     unknown = unclassified_operators(context.operators)
     if not unknown.empty:
         section.notes.append("Operators not in the class table (counted as 'other'): "

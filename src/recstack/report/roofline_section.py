@@ -3,8 +3,10 @@ ceilings, with its efficiency (roofline bound / measured latency)."""
 
 from __future__ import annotations
 
-from recstack.report.sections import (ReportContext, Section, by_run, figures_from,
-                                      not_measured, table_from_frame)
+from dataclasses import replace
+
+from recstack.report.sections import (ReportContext, Section, by_run, cell, figures_from,
+                                      grid_table, not_measured, table_from_frame)
 
 TITLE = "Efficiency: measured latency against the roofline bound"
 DRIFT_WARNING_MINUTES = 60
@@ -14,7 +16,8 @@ LARGE_BATCH = 1024
 
 def roofline_section(context: ReportContext) -> Section:
     from recstack.analysis.roofline import roofline_view
-    from recstack.analysis.views import best_efficiency
+    from recstack.analysis.systems import prefer_cold, sort_points
+    from recstack.analysis.views import batch_grid, best_efficiency
     from recstack.report.roofline import plot_roofline
 
     how = ("Measure the machine's ceilings with `recstack ceilings` (per thread count); the "
@@ -40,10 +43,20 @@ def roofline_section(context: ReportContext) -> Section:
     best = best_efficiency(table, LARGE_BATCH)
     if not best.empty:
         section.headline = (f"best efficiency at batch >= {LARGE_BATCH}: " + ", ".join(
-            f"{model} {value:.0%}" for model, value in zip(best.model, best.efficiency)))
-    section.tables.append(table_from_frame(
+            f"{model} {value:.0%}" for model, value in zip(best.model, best.efficiency))
+            + " (cold points where a configuration has both)")
+    section.tables.append(grid_table(
+        batch_grid(prefer_cold(table), ["efficiency", "limiting_stage"]),
+        "Efficiency (roofline bound / measured) per model and batch size",
+        lambda point: f"{cell(point['efficiency'], 'pct')} {cell(point['limiting_stage'])}",
+        "Each cell: the efficiency and the stage that limits the bound (detail below).",
+        {"model": "model", "run_id": "run", "device": "device", "threads": "threads",
+         "backend": "backend", "cache_state": "cache"}))
+    table = sort_points(table)
+    section.tables.append(replace(table_from_frame(
         table, "Roofline bound and efficiency per point",
         {"model": "model", "batch_size": "batch", "threads": "threads", "backend": "backend",
+         "cache_state": "cache",
          "measured_ms": "measured ms", "bound_ms": "bound ms", "efficiency": "efficiency",
          "limiting_stage": "limiting stage", "limit": "limit",
          "rows_resident": "rows fit LLC", "overhead_share_low": "overhead (low)",
@@ -59,7 +72,7 @@ def roofline_section(context: ReportContext) -> Section:
         "LLC). Overhead: time outside any operator, bracketed because the measuring "
         "tool's own cost cannot be split between inside and outside operators: the "
         "operator clock (about 0.1 us per operator) where it ran, else the profiler "
-        "(docs/performance.md)."))
+        "(docs/performance.md)."), collapsed=True))
     section.notes += [_ceilings_note(choice.run_id, choice)
                       for choice in view.chosen.itertuples(index=False)]
     section.notes += view.problems

@@ -4,6 +4,8 @@ from) and the paper's findings checked on the data. Each renders analysis frames
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from recstack.report.sections import NOT_MEASURED, ReportContext, Section, table_from_frame
 
 
@@ -67,14 +69,33 @@ def _timing_notes(context: ReportContext, section: Section) -> None:
         f"{q.median_iterations:.0f}); p5-p95 spread relative to the median: median "
         f"{q.spread_median:.0%}, largest {q.spread_max:.0%}; {q.unstable:.0f} point(s) "
         "flagged unstable.")
+    section.notes.append(_basis_line(context))
     unstable = unstable_points(context.timings)
     if not unstable.empty:
         section.tables.append(table_from_frame(
             unstable, "Unstable points (p5-p95 spread over the threshold)",
-            {"run_id": "run", "model": "model", "device": "device", "threads": "threads",
-             "batch_size": "batch", "median_ms": "median ms", "spread": "p5-p95 / median",
-             "cv": "CV"}, {"median_ms": "ms", "spread": "pct", "cv": "pct"},
+            {"run_id": "run", "model": "model", "batch_size": "batch", "device": "device",
+             "threads": "threads", "backend": "backend", "cache_state": "cache",
+             "median_ms": "median ms", "spread": "p5-p95 / median", "cv": "CV"},
+            {"median_ms": "ms", "spread": "pct", "cv": "pct"},
             row_classes=["flag"] * len(unstable)))
+
+
+def _basis_line(context: ReportContext) -> str:
+    """How the timing points' backends were chosen, and how many were measured again."""
+    from recstack.analysis.views import measurement_basis
+
+    b = measurement_basis(context.timings).iloc[0]
+    chosen = [f"{count} {how}" for count, how in (
+        (b.raced, "by a race on this platform"),
+        (b.shipped, "by the shipped file (raced elsewhere)"),
+        (b.as_given, "as given"), (b.unrecorded, "not recorded (stored before it was)"))
+        if count]
+    again = (f"{b.remeasured} point(s) were measured again after an unstable first "
+             "measurement" if b.attempts_recorded else
+             "Re-measuring was not recorded (stored before it was)")
+    return (f"How the backends of the {b.points} timing points were chosen: "
+            + ", ".join(chosen) + f". {again}; {b.unstable} remain flagged unstable.")
 
 
 def _profile_notes(context: ReportContext, section: Section) -> None:
@@ -116,13 +137,21 @@ def findings_section(context: ReportContext) -> Section:
                                     hardware=context.hardware, dominance=context.dominance,
                                     targets=context.targets), findings)
     section = Section("findings", "The paper's findings, checked on this data")
-    section.tables.append(table_from_frame(
-        table, "Findings", {"statement": "finding", "paper": "paper", "status": "status",
-                            "measured": "measured here", "detail": "how it was decided"},
-        row_classes=[status.replace(" ", "-") for status in table.status]))
+    shown = table.assign(figure_title=[name.replace("_", " ").replace("-", " ") if name else ""
+                                       for name in table.figure])
+    columns = {"statement": "finding", "paper": "paper", "status": "status",
+               "measured": "measured here", "detail": "how it was decided",
+               "figure_title": "figure"}
+    section.tables.append(replace(
+        table_from_frame(shown, "Findings", columns,
+                         row_classes=[status.replace(" ", "-") for status in table.status]),
+        links=list(table.figure), link_column=list(columns).index("figure_title")))
     counts = status_counts(table)
     section.headline = ", ".join(f"{count} {status}"
                                  for status, count in zip(counts.status, counts["count"]))
     section.notes.append("Thresholds (analysis/findings.yaml): " + ", ".join(
         f"{k} = {v:g}" for k, v in findings.thresholds.items()))
+    section.notes.append("Each finding links the figure it rests on; a finding not measured "
+                         "links none. Where a configuration was measured cold and warm, the "
+                         "findings read its cold point.")
     return section

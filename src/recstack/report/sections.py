@@ -29,10 +29,11 @@ import base64
 import math
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from recstack.store import ResultStore
@@ -46,11 +47,15 @@ NOT_MEASURED = "not measured in this run"
 
 @dataclass(frozen=True)
 class Figure:
-    """A PNG image, embedded in the page as a data URI (the page needs no other file)."""
+    """A PNG image, embedded in the page as a data URI (the page needs no other file).
+    ``name``: the file name it was written as, without suffix (what findings.yaml's
+    ``figure`` names); ``id``: its anchor in the page (:func:`link_figures` sets it)."""
 
     title: str
     png: bytes
     caption: str = ""
+    name: str = ""
+    id: str = ""
 
     @property
     def data_uri(self) -> str:
@@ -60,13 +65,19 @@ class Figure:
 @dataclass(frozen=True)
 class Table:
     """Cells as text (formatted by the builder); ``row_classes`` marks rows to highlight
-    (e.g. ``holds``, ``does-not-hold``, ``not-measured``, ``flag``), one entry per row."""
+    (e.g. ``holds``, ``does-not-hold``, ``not-measured``, ``flag``), one entry per row.
+    ``links``: per row, the figure its ``link_column`` cell links to (a figure's name, or
+    its start, until :func:`link_figures` makes it that figure's id; empty for none).
+    ``collapsed``: detail, folded away in the page and left out of the summary."""
 
     title: str
     columns: list[str]
     rows: list[list[str]]
     caption: str = ""
     row_classes: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    link_column: int = -1
+    collapsed: bool = False
 
 
 @dataclass
@@ -141,7 +152,60 @@ def figures_from(write: Callable[[Path], Path | list[Path]], caption: str = "",
         written = write(Path(directory))
         paths = [written] if isinstance(written, Path) else list(written)
         return [Figure(title=path.stem.replace("_", " ") + (f" ({label})" if label else ""),
-                       png=path.read_bytes(), caption=caption) for path in paths]
+                       png=path.read_bytes(), caption=caption, name=path.stem)
+                for path in paths]
+
+
+def link_figures(sections: list[Section]) -> None:
+    """Gives every figure of ``sections`` a unique id (``fig-<name>``, numbered after the
+    first of a name) and points each table link at the first figure whose name starts with
+    it; a link to a figure the page lacks is dropped (its cell says so)."""
+    used: set[str] = set()
+    for section in sections:
+        figures = []
+        for figure in section.figures:
+            base = "fig-" + "".join(c if c.isalnum() or c in "-_" else "-"
+                                    for c in (figure.name or section.id))
+            anchor, number = base, 1
+            while anchor in used:
+                number += 1
+                anchor = f"{base}-{number}"
+            used.add(anchor)
+            figures.append(replace(figure, id=anchor))
+        section.figures = figures
+    present = [(f.name, f.id) for section in sections for f in section.figures]
+    for section in sections:
+        section.tables = [_linked(table, present) for table in section.tables]
+
+
+def _linked(table: Table, present: list[tuple[str, str]]) -> Table:
+    if not table.links:
+        return table
+    links, rows = [], []
+    for wanted, row in zip(table.links, table.rows):
+        found = next((anchor for name, anchor in present if wanted and name.startswith(wanted)),
+                     "")
+        links.append(found)
+        if wanted and not found and 0 <= table.link_column < len(row):
+            row = [*row[:table.link_column], "figure not in this report",
+                   *row[table.link_column + 1:]]
+        rows.append(row)
+    return replace(table, links=links, rows=rows)
+
+
+def grid_table(grid: pd.DataFrame, title: str, show: Callable[[dict[str, Any]], str],
+               caption: str = "", keys: dict[str, str] | None = None) -> Table:
+    """A table of a model x batch grid (``views.batch_grid``): its key columns (headers from
+    ``keys``, default their names), then one column per batch size, cells by ``show`` (a
+    cell's dict to text; MISSING where not measured)."""
+    keys = keys or {}
+    key_columns = [c for c in grid.columns if not isinstance(c, (int, np.integer))]
+    batches = [c for c in grid.columns if isinstance(c, (int, np.integer))]
+    rows = [[cell(row[c]) for c in key_columns]
+            + [MISSING if row[b] is None or _missing(row[b]) else show(row[b]) for b in batches]
+            for _, row in grid.iterrows()]
+    return Table(title=title, columns=[keys.get(c, c) for c in key_columns]
+                 + [f"b{b}" for b in batches], rows=rows, caption=caption)
 
 
 def cell(value: Any, kind: str = "") -> str:

@@ -12,6 +12,8 @@ Opening, locking and upgrading the file is :mod:`recstack.store.connection`.
 - ``ceilings``: per platform and thread count, the machine's measured ceilings, one
   ``set_id`` per measurement; the newest ``KEEP_CEILING_SETS`` sets are kept, and every run
   is judged against the set measured nearest to it.
+- ``backend_choices``: per platform and thread count, the races that chose ``auto``'s
+  backends (:mod:`recstack.store.choices`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pandas as pd
 from recstack import __version__
 from recstack.paths import check_run_id
 from recstack.records import Platform, PointRow, Record, Run, Table
+from recstack.store.choices import BackendChoiceStore
 from recstack.store.connection import StoreFile
 from recstack.text import CONTROL, printable
 
@@ -59,7 +62,7 @@ def new_run_id() -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-class ResultStore(StoreFile):
+class ResultStore(BackendChoiceStore, StoreFile):
     """The results of every run: writing runs, points and ceilings, and reading them back
     (every table as :data:`recstack.records.SCHEMA` declares it)."""
 

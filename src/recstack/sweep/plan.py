@@ -5,12 +5,12 @@ places a list of points is made."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from recstack.admission import (available_memory_bytes, describe_usable, point_memory,
                                 require_point_memory, scale_that_fits, usable_memory)
-from recstack.backends import resolve_backend
+from recstack.backends import AUTO, BackendChoices, backend_choices, resolve_with_basis
 from recstack.collect.hardware import scaled_for_simulation
 from recstack.doctor import hardware_mode
 from recstack.errors import RecstackError, SpecError
@@ -22,6 +22,7 @@ from recstack.limits import (INT32_MAX, SEED_MAX, THREADS_MAX, check_int, check_
 from recstack.points import BACKEND_CHOICES, Point
 from recstack.specs import ModelSpec, resolve_spec
 from recstack.text import shown
+from recstack.working_set import DEFAULT_CACHE, check_cache_state, cycled_set, machine_llc_bytes
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 4, 16, 64, 256, 1024, 4096)
 
@@ -55,6 +56,10 @@ class SweepPlan:
     notes: tuple[str, ...] = ()
     options: LevelOptions = LevelOptions()
     """What the levels' collectors need beyond the point (hardware mode, hierarchy...)."""
+    backend_basis: dict[str, str] = field(default_factory=dict)
+    """Point key -> what chose its backend: ``"as given"``, ``"race <set_id>"`` (a race
+    stored for this machine and the point's thread count) or ``"shipped file"``
+    (:func:`recstack.backends.resolve_with_basis`)."""
 
 
 def fit_spec(spec: ModelSpec, row_scale: float | None, available_bytes: int,
@@ -92,10 +97,13 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
                available_bytes: int | None = None,
                levels: Sequence[str] = ("timing",), hardware_mode: str | None = None,
                hierarchy: str = "host", no_multiplex: bool = False,
-               oversubscribe: bool = False) -> SweepPlan:
+               oversubscribe: bool = False,
+               backend_choices: Mapping[int, BackendChoices] | None = None,
+               cache: str = DEFAULT_CACHE) -> SweepPlan:
     """Every combination of the options, ordered model, device, threads, backend, batch,
     then level (``timing``, ``operators``, ``hardware``: each level of a configuration is
-    its own point); ``auto`` backends resolved per point.
+    its own point); ``auto`` backends resolved per point, from ``backend_choices`` (per
+    thread count: the race stored for this machine) where given, else the shipped file.
     Every option is checked, and every point admitted to memory
     (:mod:`recstack.admission`), before the plan exists.
 
@@ -107,6 +115,10 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
     devices = available_devices() if devices is None else devices
     check_options(models, batch_sizes, threads, devices, backends, levels, row_scale,
                   oversubscribe)
+    try:
+        check_cache_state(cache, "--cache")
+    except SpecError as error:
+        raise error.for_option("--cache") from None
     available = available_memory_bytes() if available_bytes is None else available_bytes
     specs, notes = [], []
     for name in models:
@@ -118,7 +130,7 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
     # user asked for are measured or refused.
     return plan_specs(specs, batch_sizes, threads, devices, backends, query, seed, levels,
                       hardware_mode, hierarchy, no_multiplex, notes, available,
-                      drop_unfit=defaulted)
+                      drop_unfit=defaulted, backend_choices=backend_choices, cache=cache)
 
 
 def check_options(models: Sequence[object], batch_sizes: Sequence[int], threads: Sequence[int],
@@ -163,17 +175,22 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
                seed: int = 0, levels: Sequence[str] = ("timing",),
                hardware_mode: str | None = None, hierarchy: str = "host",
                no_multiplex: bool = False, notes: Sequence[str] = (),
-               available_bytes: int | None = None, drop_unfit: bool = False) -> SweepPlan:
+               available_bytes: int | None = None, drop_unfit: bool = False,
+               backend_choices: Mapping[int, BackendChoices] | None = None,
+               cache: str = DEFAULT_CACHE) -> SweepPlan:
     """The points of already resolved specs (options checked by :func:`plan_sweep`), in the
     same order: spec, device, threads, backend, batch, level; each admitted to memory (a
-    point that does not fit is refused, or with ``drop_unfit`` left out with a note)."""
+    point that does not fit is refused, or with ``drop_unfit`` left out with a note).
+    ``auto`` reads ``backend_choices[threads]`` (a race of this machine at that thread
+    count) where it has one, else the shipped file; ``backend_basis`` says which."""
     query = query or QuerySpec()
     seed = check_int("--seed", seed, 0, SEED_MAX)
     notes = list(notes)
     if "hardware" in levels:
         hardware_mode, why = _hardware_mode(hardware_mode)
         notes.append(f"hardware level: {hardware_mode} ({why})")
-    points = []
+    choices_at = _choices_by_threads(backend_choices)
+    points, bases = [], []
     for spec, device, count, backend, batch, level in itertools.product(
             specs, devices, threads, backends, batch_sizes, levels):
         if level == "hardware":
@@ -185,28 +202,76 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
                 spec, note = scaled_for_simulation(spec)
                 if note and note not in notes:
                     notes.append(note)
-        backend = resolve_backend(backend, spec, device, batch)
+        backend, basis = resolve_with_basis(backend, spec, device, batch,
+                                            choices_at.get(count))
         points.append(Point(spec=spec, batch_size=batch, device=device, threads=count,
-                            backend=backend, query=query, seed=seed, level=level))
+                            backend=backend, query=query, seed=seed, level=level,
+                            cache=cache))
+        bases.append(basis)
     # With several backends the (eager) hardware points of a configuration repeat: once each.
     unique: dict[str, Point] = {}
-    for point in points:
+    basis_of: dict[str, str] = {}
+    for point, basis in zip(points, bases, strict=True):
         unique.setdefault(point.key(), point)
-    points = _admitted(list(unique.values()), notes, drop_unfit, available_bytes)
+        basis_of.setdefault(point.key(), basis)
+    if AUTO in backends:
+        bases_at: dict[int, set[str]] = {}
+        for point, basis in zip(points, bases, strict=True):
+            bases_at.setdefault(point.threads, set()).add(basis)
+        notes += _auto_notes(threads, choices_at, bases_at)
+    # Cold working sets are sized against the LLC read once here, where the workers run.
+    llc = machine_llc_bytes()
+    points = _admitted(list(unique.values()), notes, drop_unfit, available_bytes, llc)
     return SweepPlan(points=tuple(points), notes=tuple(notes),
                      options=LevelOptions(hardware_mode=hardware_mode, hierarchy=hierarchy,
-                                          no_multiplex=no_multiplex))
+                                          no_multiplex=no_multiplex, llc_bytes=llc),
+                     backend_basis={point.key(): basis_of[point.key()] for point in points})
+
+
+def _choices_by_threads(choices: Mapping[int, BackendChoices] | None
+                        ) -> dict[int, BackendChoices]:
+    """The races given per thread count, less any raced at another thread count than its
+    key says: a race at one thread count never chooses for another."""
+    return {int(count): race for count, race in (choices or {}).items()
+            if race is not None and race.threads == int(count)}
+
+
+def _auto_notes(threads: Sequence[int], choices_at: Mapping[int, BackendChoices],
+                bases_at: Mapping[int, set[str]]) -> list[str]:
+    """One note per thread count saying what ``auto`` read."""
+    notes = []
+    for count in dict.fromkeys(threads):
+        race, bases = choices_at.get(count), bases_at.get(count, set())
+        if race is not None and race.basis in bases:
+            also = " (points it does not cover: the shipped choices)" \
+                if "shipped file" in bases else ""
+            notes.append(f"auto: backends raced on this machine (race {race.set_id}, "
+                         f"t{count}){also}")
+        elif "shipped file" in bases:
+            measured_on = backend_choices().get("measured_on", "another machine")
+            notes.append(f"auto: no race stored for this machine and {count} thread"
+                         f"{'s' if count != 1 else ''}: the shipped choices (measured on "
+                         f"{measured_on}); `recstack backends` races them here")
+    return notes
 
 
 def _admitted(points: list[Point], notes: list[str], drop_unfit: bool,
-              available_bytes: int | None) -> list[Point]:
-    """The points whose whole footprint fits in memory (:mod:`recstack.admission`)."""
+              available_bytes: int | None, llc_bytes: int) -> list[Point]:
+    """The points whose whole footprint, with the batches of their working set, fits in
+    memory (:mod:`recstack.admission`)."""
     available = available_memory_bytes() if available_bytes is None else available_bytes
     unfit: set[tuple[ModelSpec, int]] = set()
     first: RecstackError | None = None
-    for spec, batch in dict.fromkeys((point.spec, point.batch_size) for point in points):
+    # The most batches any point of a (spec, batch) keeps: its cold set when it has one.
+    kept: dict[tuple[ModelSpec, int], int] = {}
+    for point in points:
+        count = cycled_set(point.spec, point.query, point.batch_size, point.cache,
+                           llc_bytes).batches
+        key = (point.spec, point.batch_size)
+        kept[key] = max(kept.get(key, 1), count)
+    for (spec, batch), count in kept.items():
         try:
-            require_point_memory(spec, batch, f"{spec.name} at batch {batch}",
+            require_point_memory(spec, batch, f"{spec.name} at batch {batch}", count,
                                  available_bytes=available)
         except RecstackError as error:
             if not drop_unfit:

@@ -8,6 +8,7 @@ and the sweep goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from recstack.records import PointRow, Record, TimingRecord
 from recstack.store import ResultStore
 from recstack.sweep.plan import SweepPlan
 from recstack.text import one_line, shown
+from recstack.working_set import CycledSet
 
 
 def open_run(store: ResultStore, settings: object, command: str, resume: bool = False,
@@ -76,9 +78,11 @@ class SweepOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def point_row(point: Point, status: str, started: datetime,
-              error: str | None = None) -> PointRow:
-    """The ``points`` row of a point: what it was and how it ended."""
+def point_row(point: Point, status: str, started: datetime, error: str | None = None,
+              basis: str | None = None, cycled: CycledSet | None = None,
+              attempts: int = 1) -> PointRow:
+    """The ``points`` row of a point: what it was, what chose its backend (``basis``), the
+    working set its batches formed (``cycled``), and how it ended after ``attempts``."""
     return PointRow(
         config_key=point.config_key(), level=point.level,
         method_version=point.method_version, label=point.label, model=point.spec.name,
@@ -86,7 +90,10 @@ def point_row(point: Point, status: str, started: datetime,
         spec=point.spec.to_config(), row_scale=point.spec.row_scale,
         batch_size=point.batch_size, device=point.device, threads=point.threads,
         backend=point.backend, query=point.query.to_dict(), seed=point.seed, status=status,
-        error=error, started_at=started, finished_at=datetime.now(timezone.utc))
+        error=error, started_at=started, finished_at=datetime.now(timezone.utc),
+        backend_basis=basis, cache_state=point.cache,
+        working_set_bytes=None if cycled is None else cycled.working_set_bytes,
+        llc_bytes=None if cycled is None else cycled.llc_bytes, attempts=attempts)
 
 
 def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: object,
@@ -102,7 +109,9 @@ def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: object
     outcome = SweepOutcome(run_id=run_id)
     finished = store.finished_point_keys(run_id)
     total = len(plan.points)
-    store.start_run_pass(run_id, total)
+    # A pass may add points to a run (the main job's hardware stage): the run plans what it
+    # holds already and what this pass adds.
+    store.start_run_pass(run_id, len(finished | {point.key() for point in plan.points}))
     index = 0
     try:
         for index, point in enumerate(plan.points):
@@ -113,7 +122,7 @@ def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: object
             store.mark_in_flight(run_id, point.label)
             notify(SweepEvent("start", point, index, total))
             notify(_measure_point(store, run_id, settings, point, executor, options, outcome,
-                                  index, total))
+                                  index, total, plan.backend_basis.get(point.key())))
     except StoreError as error:
         _end_early(store, run_id, error, index, total)
         raise StoreError(f"{error}; run {run_id} stopped at point {index + 1} of {total}: once "
@@ -141,19 +150,24 @@ def _end_early(store: ResultStore, run_id: str, error: BaseException, index: int
 
 def _measure_point(store: ResultStore, run_id: str, settings: object, point: Point,
                    executor: Executor, options: LevelOptions, outcome: SweepOutcome,
-                   index: int, total: int) -> SweepEvent:
+                   index: int, total: int, basis: str | None = None) -> SweepEvent:
     """Measures the ``index``-th point of ``total`` and stores it (or its failure); returns
     what happened."""
+    from recstack.collect.timing import point_cycled_set
+
     started = datetime.now(timezone.utc)
+    cycled = point_cycled_set(point, settings, options)
     try:
-        record: Record = executor.measure(point, settings, options)
+        record, attempts = measure_steadily(point, settings, options, executor)
     except Exception as error:  # noqa: BLE001 - any failure of a point is its result
         message = one_line(error) if isinstance(error, RecstackError) \
             else one_line(f"{type(error).__name__}: {error}")
-        store.record_point(run_id, point.key(), point_row(point, "failed", started, message))
+        store.record_point(run_id, point.key(), point_row(point, "failed", started, message,
+                                                         basis, cycled))
         outcome.failed.append((point.label, message))
         return SweepEvent("failed", point, index, total, error=message)
-    store.record_point(run_id, point.key(), point_row(point, "ok", started), record)
+    store.record_point(run_id, point.key(),
+                       point_row(point, "ok", started, None, basis, cycled, attempts), record)
     outcome.measured += 1
     stats = record.stats if isinstance(record, TimingRecord) else None
     if stats is not None and stats.warning:
@@ -161,3 +175,27 @@ def _measure_point(store: ResultStore, run_id: str, settings: object, point: Poi
     return SweepEvent("done", point, index, total,
                       median_ms=None if stats is None else stats.median_ms,
                       warning=None if stats is None else stats.warning)
+
+
+def measure_steadily(point: Point, settings: object, options: LevelOptions,
+                     executor: Executor) -> tuple[Record, int]:
+    """The point's record and how many workers measured it: an unstable timing point is
+    measured again in fresh workers, up to ``settings.remeasure_attempts`` more times (pyperf's
+    remedy: more processes rather than trusting one), stopping at the first steady one.
+    The steadiest attempt (smallest p5-p95 spread) is kept; when every attempt was unstable
+    it stays flagged, its warning naming each attempt's spread."""
+    record = executor.measure(point, settings, options)
+    if not isinstance(record, TimingRecord):
+        return record, 1
+    attempts = [record]
+    budget = int(getattr(settings, "remeasure_attempts", 0))
+    while attempts[-1].stats.unstable and len(attempts) <= budget:
+        attempts.append(executor.measure(point, settings, options))
+    kept = min(attempts, key=lambda attempt: attempt.stats.relative_spread)
+    if kept.stats.unstable and len(attempts) > 1:
+        spreads = ", ".join(f"{a.stats.relative_spread:.0%}" for a in attempts)
+        warning = (f"{kept.stats.warning} (unstable in each of {len(attempts)} workers: "
+                   f"p5-p95 spreads {spreads})")
+        kept = dataclasses.replace(kept, stats=dataclasses.replace(kept.stats,
+                                                                   warning=warning))
+    return kept, len(attempts)
