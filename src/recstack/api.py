@@ -365,6 +365,7 @@ def backends(store: str | Path = DEFAULT_STORE, threads: int | None = None,
     ``batch_sizes`` and ``row_scale``, else raced now (about a minute for the zoo) and
     stored. Returns (rows of ``backend_choices``: one per model and batch size with the
     chosen backend and every candidate's median, whether it was raced now)."""
+    from recstack.analysis.systems import order_models
     from recstack.backend_race import ensure_backend_choices
     from recstack.errors import RecstackError
     from recstack.host import usable_cores
@@ -390,5 +391,6 @@ def backends(store: str | Path = DEFAULT_STORE, threads: int | None = None,
                                for n in (ZOO_NAMES if name == ZOO else [name])))
     results = ResultStore(store)
     results.check_writable()  # before a minute of racing, not after
-    return ensure_backend_choices(results, int(count), names, sizes, refresh=refresh,
-                                  row_scale=float(row_scale))
+    frame, raced = ensure_backend_choices(results, int(count), names, sizes, refresh=refresh,
+                                          row_scale=float(row_scale))
+    return order_models(frame), raced
