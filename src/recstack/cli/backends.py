@@ -10,22 +10,11 @@ from rich.table import Table
 
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console
-from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption, int_list
+from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption, int_list, thread_count
 from recstack.errors import RecstackError
 from recstack.text import shown
 
 CANDIDATE_ORDER = ("eager", "fused", "static")
-
-
-def _threads(text: str, cores: int) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= cores:
-        raise RecstackError(f"--threads: {shown(text)} is not allowed; expected one integer "
-                            f"from 1 to {cores} (the cores this process may use)")
-    return count
 
 
 def _row_scale(text: str) -> float:
@@ -69,7 +58,7 @@ def backends(
     from recstack.host import busy_cores, usable_cores
 
     cores = usable_cores()
-    count = cores if threads is None else _threads(threads, cores)
+    count = cores if threads is None else thread_count(threads, cores)
     sizes, scale = int_list("--batch-sizes", batch_sizes), _row_scale(row_scale)
     busy = busy_cores()  # before: the race itself keeps the cores busy
     frame, raced = api.backends(store, count, refresh=refresh, batch_sizes=sizes,

@@ -9,20 +9,7 @@ from rich.table import Table
 
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console
-from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption
-from recstack.errors import RecstackError
-from recstack.text import shown
-
-
-def _thread_count(text: str, cores: int) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= cores:
-        raise RecstackError(f"--threads: {shown(text)} is not allowed; expected one integer "
-                            f"from 1 to {cores} (the cores this process may use)")
-    return count
+from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption, thread_count
 
 
 @app.command()
@@ -48,7 +35,7 @@ def ceilings(
     from recstack import api
     from recstack.host import usable_cores
 
-    count = usable_cores() if threads is None else _thread_count(threads, usable_cores())
+    count = usable_cores() if threads is None else thread_count(threads, usable_cores())
     frame, measured = api.ceilings(store, count, refresh=refresh, quick=quick)
     if as_json:
         records = frame.drop(columns=["samples"]).assign(

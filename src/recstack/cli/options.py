@@ -56,3 +56,16 @@ def scaled(spec: Any, row_scale: float | None) -> Any:
         return spec.scaled(row_scale)
     except SpecError as error:
         raise error.for_option("--row-scale") from None
+
+
+def thread_count(text: str, cores: int) -> int:
+    """``"2"`` -> 2: one intra-op thread count from 1 to ``cores`` (the cores this process
+    may use), or a one-line error naming --threads."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= cores:
+        raise RecstackError(f"--threads: {shown(text)} is not allowed; expected one integer "
+                            f"from 1 to {cores} (the cores this process may use)")
+    return count

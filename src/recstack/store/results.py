@@ -22,6 +22,7 @@ import os
 import socket
 import subprocess
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -244,21 +245,30 @@ class ResultStore(BackendChoiceStore, StoreFile):
         keys = ceilings[["platform_id", "threads"]].drop_duplicates()
         if len(keys) != 1:
             raise ValueError("write_ceilings: expected rows of one platform and thread count")
-        platform_id, threads = str(keys.platform_id.iloc[0]), int(keys.threads.iloc[0])
+        table = self.schema.table("ceilings")
+        return self.write_set(table, lambda set_id: table.frame(
+            {}, ceilings.assign(set_id=set_id)), platform, description, KEEP_CEILING_SETS)
+
+    def write_set(self, table: Table, rows_of: Callable[[str], pd.DataFrame],
+                  platform: dict[str, Any], description: str, keep: int) -> str:
+        """Stores a new set of ``table`` (``rows_of(set_id)``: rows of one platform and
+        thread count) with its platform, keeping the newest ``keep`` sets of that platform
+        and thread count, in one transaction. Returns the new set's id."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         set_id = f"{stamp}-{uuid.uuid4().hex[:6]}"
+        rows = rows_of(set_id)
+        platform_id, threads = str(rows.platform_id.iloc[0]), int(rows.threads.iloc[0])
         with self._writer() as db:
             db.execute("BEGIN")
             self._insert(db, self.schema.table("platforms"), {},
                          [Platform(platform_id=platform_id, description=description,
                                    info=platform)], "ON CONFLICT DO NOTHING")
-            table = self.schema.table("ceilings")
-            _insert_frame(db, table.name, table.frame({}, ceilings.assign(set_id=set_id)))
-            db.execute("""
-                DELETE FROM ceilings WHERE platform_id = ? AND threads = ? AND set_id IN (
-                    SELECT set_id FROM ceilings WHERE platform_id = ? AND threads = ?
+            _insert_frame(db, table.name, rows)
+            db.execute(f"""
+                DELETE FROM {table.name} WHERE platform_id = ? AND threads = ? AND set_id IN (
+                    SELECT set_id FROM {table.name} WHERE platform_id = ? AND threads = ?
                     GROUP BY set_id ORDER BY max(measured_at) DESC OFFSET ?)""",
-                       [platform_id, threads, platform_id, threads, KEEP_CEILING_SETS])
+                       [platform_id, threads, platform_id, threads, keep])
             db.execute("COMMIT")
         return set_id
 
@@ -267,7 +277,15 @@ class ResultStore(BackendChoiceStore, StoreFile):
         """Stored ceilings (columns of the ``ceilings`` table), optionally of one platform
         and thread count: the newest set of each, or with ``every_set`` every stored set;
         empty when there are none or the store does not exist yet."""
-        columns = list(self.schema.table("ceilings").names)
+        return self.load_sets("ceilings", ("kind", "shape"), platform_id, threads, every_set)
+
+    def load_sets(self, table: str, order: tuple[str, ...], platform_id: str | None,
+                  threads: int | None, every_set: bool) -> pd.DataFrame:
+        """Rows of a table of measured sets per platform and thread count (``ceilings``,
+        ``backend_choices``: ``set_id`` and ``measured_at`` columns), optionally of one
+        platform and thread count: the newest set of each (ties: the larger set id), or with
+        ``every_set`` every one; ordered by platform, threads, set, then ``order``."""
+        columns = list(self.schema.table(table).names)
         if not self.path.is_file():
             return pd.DataFrame(columns=columns)
         where, parameters = [], []
@@ -278,13 +296,15 @@ class ResultStore(BackendChoiceStore, StoreFile):
             where.append("threads = ?")
             parameters.append(int(threads))
         if not every_set:
-            where.append("""set_id = (SELECT newest.set_id FROM ceilings newest
-                WHERE newest.platform_id = ceilings.platform_id
-                      AND newest.threads = ceilings.threads
-                GROUP BY newest.set_id ORDER BY max(newest.measured_at) DESC LIMIT 1)""")
+            where.append(f"""set_id = (SELECT newest.set_id FROM {table} newest
+                WHERE newest.platform_id = {table}.platform_id
+                      AND newest.threads = {table}.threads
+                GROUP BY newest.set_id ORDER BY max(newest.measured_at) DESC, newest.set_id DESC
+                LIMIT 1)""")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return self.query(f"SELECT {', '.join(columns)} FROM ceilings {clause} "
-                          "ORDER BY platform_id, threads, set_id, kind, shape", parameters)
+        return self.query(f"SELECT {', '.join(columns)} FROM {table} {clause} ORDER BY "
+                          f"{', '.join(('platform_id', 'threads', 'set_id', *order))}",
+                          parameters)
 
     def run_span(self, run_id: str) -> tuple[datetime | None, datetime | None]:
         """When ``run_id`` started and when its last point finished (None when unknown)."""
