@@ -148,7 +148,7 @@ def test_main_job_runs_every_stage_then_results_and_export(tmp_path: Path) -> No
     exported = recstack("results", "export", run["run_id"], "--store", str(store), "--format",
                         "csv", "--to", str(tmp_path / "csv"))
     assert exported.returncode == 0, exported.stderr
-    assert (tmp_path / "csv" / "points.csv").is_file()
+    assert (tmp_path / "csv" / f"{run['run_id']}-points.csv").is_file()
     report = next((store.parent / "reports").glob(f"{run['run_id']}.md")).read_text()
     assert "Cache state: cold against warm" in report
     assert "| No single algorithmic feature" in report
