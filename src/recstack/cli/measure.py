@@ -125,8 +125,9 @@ def run(
                          "richest plan whose estimate fits, stages that would overrun "
                          "skipped.")] = None,
     quick: Annotated[bool, typer.Option(
-        "--quick", help="A first look in about 5 minutes: 3 batch sizes, short timing, a "
-                        "small hardware subset and design.")] = False,
+        "--quick", help="A first look in about 5 minutes: batch 1 and 256, a tenth of the "
+                        "table rows, short timing, no ceilings or race, a small hardware "
+                        "subset and design.")] = False,
     min_time: Annotated[float | None, typer.Option(
         "--min-time", help="Seconds of timed iterations per point (default: the plan's).")]
     = None,
