@@ -36,8 +36,10 @@ from typing import Any
 
 import pandas as pd
 
-from recstack.backends import REFERENCE, BackendChoices, build_for_backend, prepare_backend
+from recstack.backends import (REFERENCE, BackendChoices, build_for_backend, error_headline,
+                               prepare_backend)
 from recstack.errors import RecstackError
+from recstack.records import SCHEMA
 from recstack.specs import ZOO_NAMES, ModelSpec
 
 CANDIDATES: tuple[str, ...] = ("eager", "fused", "static")
@@ -50,8 +52,8 @@ pooled gather instead of one per table, Static Runtime's fused kernels), which m
 results by a few units in the last place; a wrong layout or table moves them by far more."""
 DEFAULT_ROW_SCALE = 0.01
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 16, 256)
-RACE_COLUMNS = ["platform_id", "threads", "model", "model_type", "row_scale", "batch_size",
-                "backend", "candidates", "measured_at", "recstack_version", "torch_version"]
+RACE_COLUMNS = [name for name in SCHEMA.table("backend_choices").names if name != "set_id"]
+"""A race's rows: the declared table less the set id the store gives them."""
 Builder = Callable[[ModelSpec, str], Any]
 
 
@@ -110,11 +112,6 @@ def mismatch(outputs: Sequence[Any], expected: Sequence[Any]) -> str | None:
             return (f"outputs differ from {REFERENCE}'s (max abs difference {difference:.3g}; "
                     f"allowed rtol {RTOL:g}, atol {ATOL:g})")
     return None
-
-
-def one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 # ---- one batch size -----------------------------------------------------------------------
@@ -183,7 +180,7 @@ def race_batch(models: Mapping[str, Any], batches: Sequence[Any],
         except (RecstackError, RuntimeError, ValueError, TypeError) as error:
             if name == reference:
                 raise
-            reason = str(error) if isinstance(error, RecstackError) else one_line(error)
+            reason = str(error) if isinstance(error, RecstackError) else error_headline(error)
         if reason is not None:
             results[name] = {"error": reason}
             continue
@@ -215,7 +212,7 @@ def _build_candidates(spec: ModelSpec, build: Builder) -> tuple[dict[str, Any], 
             if backend == REFERENCE:
                 raise
             reasons[backend] = str(error) if isinstance(error, RecstackError) \
-                else one_line(error)
+                else error_headline(error)
     return models, reasons
 
 

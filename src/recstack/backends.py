@@ -217,11 +217,11 @@ def warm_up_compiled(model: Any, batches: list[Any], device: str = "cpu") -> Non
                 model(batch.to(device))
     except Exception as error:  # noqa: BLE001 - whatever inductor raises is the reason
         raise RecstackError(f"backend compile: torch.compile failed here: "
-                            f"{compile_failure(error)}") from None
+                            f"{error_headline(error)}") from None
 
 
-def compile_failure(error: BaseException) -> str:
-    """The first line of a compile error, with its type (inductor's are pages long)."""
+def error_headline(error: BaseException) -> str:
+    """The first line of an error, with its type (inductor's errors are pages long)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     first = lines[0] if lines else ""
     return f"{type(error).__name__}: {first}"[:300]

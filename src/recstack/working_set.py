@@ -22,6 +22,7 @@ profiles and the hardware points use the same batch count.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from recstack.errors import SpecError
@@ -84,6 +85,9 @@ def distinct_embedding_bytes(spec: ModelSpec, query: QuerySpec, batch_size: int,
                for g in table_gathers(spec, batch_size))
 
 
+# Planning (admission), the driver (the point's row) and perf's request ask for the same
+# sets; a Zipf expectation sums over every row of a table at each bisection step.
+@functools.lru_cache(maxsize=1024)
 def cycled_set(spec: ModelSpec, query: QuerySpec, batch_size: int, cache: str, llc_bytes: int,
                warm_batches: int = 4, cold_multiple: float = COLD_LLC_MULTIPLE,
                max_input_bytes: int = 1 << 29) -> CycledSet:

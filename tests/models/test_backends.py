@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from recstack.backends import (AUTO, BACKENDS, backend_choices, build_for_backend,
-                               compile_failure, resolve_backend, warm_up_compiled)
+                               error_headline, resolve_backend, warm_up_compiled)
 from recstack.collect.timing import TimingSettings, measure_point
 from recstack.errors import RecstackError
 from recstack.footprint import footprint
@@ -87,7 +87,7 @@ def test_compile_gives_the_eager_outputs(name: str) -> None:
         torch.testing.assert_close(actual, expected)
 
 
-def test_a_compile_failure_is_one_line() -> None:
+def test_a_error_headline_is_one_line() -> None:
     class Broken(torch.nn.Module):
         def forward(self, batch: object) -> torch.Tensor:
             raise RuntimeError("C++ compile error: cannot find cl\nlong traceback\nmore")
@@ -99,7 +99,7 @@ def test_a_compile_failure_is_one_line() -> None:
     assert "\n" not in message
     assert message.startswith("backend compile: torch.compile failed here: RuntimeError: "
                               "C++ compile error")
-    assert compile_failure(ValueError("")) == "ValueError: "
+    assert error_headline(ValueError("")) == "ValueError: "
 
 
 def test_auto_resolves_to_a_measured_backend() -> None:

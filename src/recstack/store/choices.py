@@ -25,19 +25,12 @@ class BackendChoiceStore:
         """Stores a new race (rows of ``backend_choices`` less ``set_id``, one platform and
         thread count) beside the races before it, keeping the newest ``KEEP_CHOICE_SETS``,
         in one transaction. Returns the new race's set id."""
-        if choices.empty:
-            raise ValueError("write_backend_choices: no choices to store")
-        keys = choices[["platform_id", "threads"]].drop_duplicates()
-        if len(keys) != 1:
-            raise ValueError("write_backend_choices: expected rows of one platform and thread "
-                             "count")
         table = self.schema.table("backend_choices")  # type: ignore[attr-defined]
         # JSON columns take their text (as ``Table.row_values`` encodes single rows).
         encoded = {c.name: choices[c.name].map(lambda value: encode(value, True))
                    for c in table.columns if c.is_json and c.name in choices}
         return self.write_set(  # type: ignore[attr-defined]
-            table, lambda set_id: table.frame({}, choices.assign(set_id=set_id, **encoded)),
-            platform, description, KEEP_CHOICE_SETS)
+            table, choices.assign(**encoded), platform, description, KEEP_CHOICE_SETS)
 
     def load_backend_choices(self, platform_id: str | None = None, threads: int | None = None,
                              every_set: bool = False) -> pd.DataFrame:

@@ -22,7 +22,6 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -240,30 +239,29 @@ class ResultStore(BackendChoiceStore, StoreFile):
         """Stores a new set of ceilings (rows of the ``ceilings`` table, one platform and
         thread count) beside the sets measured before, keeping the newest
         ``KEEP_CEILING_SETS``, in one transaction. Returns the new set's id."""
-        if ceilings.empty:
-            raise ValueError("write_ceilings: no ceilings to store")
-        keys = ceilings[["platform_id", "threads"]].drop_duplicates()
-        if len(keys) != 1:
-            raise ValueError("write_ceilings: expected rows of one platform and thread count")
-        table = self.schema.table("ceilings")
-        return self.write_set(table, lambda set_id: table.frame(
-            {}, ceilings.assign(set_id=set_id)), platform, description, KEEP_CEILING_SETS)
+        return self.write_set(self.schema.table("ceilings"), ceilings, platform, description,
+                              KEEP_CEILING_SETS)
 
-    def write_set(self, table: Table, rows_of: Callable[[str], pd.DataFrame],
-                  platform: dict[str, Any], description: str, keep: int) -> str:
-        """Stores a new set of ``table`` (``rows_of(set_id)``: rows of one platform and
-        thread count) with its platform, keeping the newest ``keep`` sets of that platform
-        and thread count, in one transaction. Returns the new set's id."""
+    def write_set(self, table: Table, rows: pd.DataFrame, platform: dict[str, Any],
+                  description: str, keep: int) -> str:
+        """Stores ``rows`` (of ``table`` less ``set_id``, one platform and thread count) as a
+        new set, with its platform, keeping the newest ``keep`` sets of that platform and
+        thread count, in one transaction. Returns the new set's id."""
+        if rows.empty:
+            raise ValueError(f"write_set: no {table.name} to store")
+        keys = rows[["platform_id", "threads"]].drop_duplicates()
+        if len(keys) != 1:
+            raise ValueError(f"write_set: expected {table.name} of one platform and thread "
+                             "count")
+        platform_id, threads = str(keys.platform_id.iloc[0]), int(keys.threads.iloc[0])
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         set_id = f"{stamp}-{uuid.uuid4().hex[:6]}"
-        rows = rows_of(set_id)
-        platform_id, threads = str(rows.platform_id.iloc[0]), int(rows.threads.iloc[0])
         with self._writer() as db:
             db.execute("BEGIN")
             self._insert(db, self.schema.table("platforms"), {},
                          [Platform(platform_id=platform_id, description=description,
                                    info=platform)], "ON CONFLICT DO NOTHING")
-            _insert_frame(db, table.name, rows)
+            _insert_frame(db, table.name, table.frame({}, rows.assign(set_id=set_id)))
             db.execute(f"""
                 DELETE FROM {table.name} WHERE platform_id = ? AND threads = ? AND set_id IN (
                     SELECT set_id FROM {table.name} WHERE platform_id = ? AND threads = ?

@@ -115,10 +115,7 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
     devices = available_devices() if devices is None else devices
     check_options(models, batch_sizes, threads, devices, backends, levels, row_scale,
                   oversubscribe)
-    try:
-        check_cache_state(cache, "--cache")
-    except SpecError as error:
-        raise error.for_option("--cache") from None
+    check_cache_state(cache, "--cache")
     available = available_memory_bytes() if available_bytes is None else available_bytes
     specs, notes = [], []
     for name in models:
