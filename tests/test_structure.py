@@ -44,3 +44,17 @@ def test_points_are_values_made_without_reading_anything(monkeypatch) -> None:  
     monkeypatch.setattr(builtins, "open", refuse)
     for backend in ("eager", "fused", "static", "compile"):
         Point(spec, 16, backend=backend).key()
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """Every command's start-up (option errors, --help, results, report) pays no torch
+    import (about 0.8 s here): it is imported where a model or a batch is made."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, recstack.cli; "
+             "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -32,16 +32,19 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from recstack.batch import Batch
 from recstack.errors import SpecError
 from recstack.layout import TableLayout, table_layout
 from recstack.limits import INT32_MAX, SEED_MAX, check_int
 from recstack.specs import ModelSpec
+
+if TYPE_CHECKING:  # torch is imported where batches are made: a query spec needs none of it
+    import torch
+
+    from recstack.batch import Batch
 
 DISTRIBUTIONS: tuple[str, ...] = ("uniform", "zipf", "locality")
 POOLING_MODES: tuple[str, ...] = ("spec", "fixed", "variable")
@@ -281,6 +284,10 @@ def generate_batches(spec: ModelSpec, query: QuerySpec, batch_size: int,
 
     Raises SpecError when ``batch_size`` or ``num_batches`` is not a positive integer.
     """
+    import torch
+
+    from recstack.batch import Batch
+
     for field, value in (("batch_size", batch_size), ("num_batches", num_batches)):
         if not _is_int(value) or value < 1:
             raise SpecError(field, value, "expected an integer >= 1")
