@@ -2,9 +2,10 @@
 
 A point's latency at small batch depends on whether the embedding rows its batches read are
 still in the last-level cache when they come round again: with the same settings except the
-number of distinct batches, RMC2 at batch 1 measured 0.089 ms cycling 4 batches and 0.206 ms
-cycling 1024 (one thread, full size, a 2-core AMD EPYC VM). So the cache state is part of
-what a point is, and the batch count follows from it:
+number of distinct batches, RMC2 at batch 1 measured 0.053 ms cycling 4 batches and 0.078 to
+0.079 ms cycling 139 to 3,096 (one thread, static, full size, a 2-core AMD EPYC VM:
+``benchmarks/working_set.py``). So the cache state is part of what a point is, and the batch
+count follows from it:
 
 - ``cold`` (the default, what a production server sees): enough distinct batches that the
   embedding bytes they touch, counted as distinct rows (:func:`recstack.inputs.
