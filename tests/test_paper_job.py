@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 
 from recstack.errors import RecstackError
-from recstack.paper_job import (TIERS, budget_seconds, characterization_points, hardware_pairs,
-                                plan_paper)
+from recstack.paper_job import (
+    TIERS,
+    budget_seconds,
+    characterization_points,
+    hardware_pairs,
+    plan_paper,
+)
 from recstack.specs import ZOO_NAMES, resolve_spec
 
 LEVELS = ("timing", "operators", "hardware")
@@ -75,3 +80,24 @@ def test_the_simulated_subset_serves_the_hardware_findings() -> None:
 def test_a_bad_budget_is_refused(minutes: float) -> None:
     with pytest.raises(RecstackError, match="--budget"):
         budget_seconds(minutes, False)
+
+
+def test_the_serving_level_adds_a_stage_within_twenty_minutes() -> None:
+    levels = (*LEVELS, "serving")
+    budget = budget_seconds(None, False, serving=True)
+    assert budget == 20 * 60
+    plan = plan_paper(SPECS, budget, levels, "simulated", True, True)
+    serving = plan.stage("serving")
+    assert plan.runs("serving") and "rmc1, rmc2" in serving.purpose
+    assert serving.estimate_s > 0 and plan.estimate_s <= budget
+    # The characterization measures no serving points; the stage is its own.
+    assert all(level != "serving" for _, _, level, _ in
+               characterization_points(SPECS, plan.tier, (1,), levels))
+
+
+def test_without_the_serving_level_there_is_no_serving_stage() -> None:
+    plan = plan_paper(SPECS, 1800, LEVELS, "simulated", True, True)
+    assert plan.stage("serving").skipped == "not among --levels"
+    only_ncf = plan_paper([resolve_spec("ncf")], 1800, (*LEVELS, "serving"), "simulated",
+                          True, True)
+    assert "none of rmc1, rmc2" in only_ncf.stage("serving").skipped

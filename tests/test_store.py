@@ -76,7 +76,8 @@ def test_export(store: ResultStore, tmp_path: Path, file_format: str) -> None:
     written = store.export(run_id, tmp_path / "out", file_format)
     assert [p.name for p in written] == [f"{run_id}-{t}.{file_format}" for t in
                                          ("platforms", "runs", "points", "samples", "timing",
-                                          "operators", "profiles", "hardware", "design_space")]
+                                          "operators", "profiles", "hardware", "design_space",
+                                          "serving", "serving_tests", "served_requests")]
     assert duckdb.sql(f"SELECT count(*) FROM '{written[3]}'").fetchall()[0][0] == 5
     with pytest.raises(RecstackError, match="--format: 'xlsx' is not allowed"):
         store.export(run_id, tmp_path, "xlsx")

@@ -282,8 +282,12 @@ def compare(run_a: str, run_b: str, store: str | Path = DEFAULT_STORE,
             alpha: float = 0.05) -> Comparison:
     """Run B against run A: median ratio and a Mann-Whitney U test per matched point,
     Holm-corrected; warnings when settings, method versions or completeness differ."""
-    from recstack.analysis.compare import (compare_runs, method_differences, run_platforms,
-                                           settings_differences)
+    from recstack.analysis.compare import (
+        compare_runs,
+        method_differences,
+        run_platforms,
+        settings_differences,
+    )
     from recstack.analysis.runs import runs_with_status
 
     results = ResultStore(store)
@@ -351,6 +355,17 @@ def correlate(space: Any, seed: int = 0, batch_sizes: Sequence[int] = (1, 64),
     result.figures.extend(write_correlation_figures(
         analysis, run_folder(result.store, "figures", result.run_id), DOMINANCE_THRESHOLD))
     return CorrelationRun(result, analysis)
+
+
+def serve(models: Sequence[str] | None = None, store: str | Path = DEFAULT_STORE,
+          **options: Any) -> RunResult:
+    """The serving level: each model deployed as a pool of engines under MLPerf LoadGen's
+    load, its latency-bounded throughput searched (or the rates given measured), or with
+    ``tune`` its deployment tuned against the baseline; ``options`` are
+    :func:`recstack.serving.command.serve_models`'s."""
+    from recstack.serving.command import serve_models
+
+    return serve_models(models or [], store, **options)
 
 
 # ---- backend races ------------------------------------------------------------------------

@@ -33,6 +33,10 @@ def collector_for(level: str) -> Collector:
         from recstack.collect.hardware import collect_hardware
 
         return collect_hardware
+    if level == "serving":
+        from recstack.collect.serving import collect_serving
+
+        return collect_serving
     raise ValueError(f"no collector for level {level!r}")
 
 

@@ -1,7 +1,7 @@
 """The levels of the stack a point can measure, with the version of each one's method.
 
 A level is what is measured (``timing``: the systems level; ``operators``: the software
-level; ``hardware``: top-down and misses); its collector (:mod:`recstack.collect`) is the
+level; ``hardware``: top-down and misses; ``serving``: a deployment under load); its collector (:mod:`recstack.collect`) is the
 code that measures it, in a worker. A level's ``method_version`` enters every point's key
 and is stored with it: change it whenever the collector's method changes what its numbers
 mean, so that results of the two methods are never mixed without saying so.
@@ -26,6 +26,7 @@ LEVELS: dict[str, Level] = {level.name: level for level in (
     Level("operators", 2, "operator and model-part breakdown (the software level)"),
     # 2: cold working sets.
     Level("hardware", 2, "top-down fractions, IPC and misses (the hardware level)"),
+    Level("serving", 1, "latency-bounded throughput under LoadGen's load (beyond the paper)"),
 )}
 LEVEL_NAMES: tuple[str, ...] = tuple(LEVELS)
 

@@ -13,9 +13,18 @@ from typing import Any, ClassVar
 
 from recstack import api
 from recstack.errors import RecstackError
-from recstack.paper_job import (PaperPlan, Stage, budget_seconds, characterization_points,
-                                design_levels, design_variants_per_model, hardware_pairs,
-                                plan_paper, tier_specs)
+from recstack.paper_job import (
+    PaperPlan,
+    Stage,
+    budget_seconds,
+    characterization_points,
+    design_levels,
+    design_variants_per_model,
+    hardware_pairs,
+    plan_paper,
+    serving_specs,
+    tier_specs,
+)
 from recstack.sweep import SweepPlan
 
 
@@ -83,6 +92,26 @@ def _stored(store: api.ResultStore, threads: int) -> tuple[bool, bool]:
     return not ceilings.empty, stored_choices(store, identity, threads) is not None
 
 
+def _serve(result: api.RunResult, specs: Sequence[Any], tier: Any, row_scale: float | None,
+           settings: Any, progress: Callable[[Any], None] | None, executor: Any) -> str:
+    """The serving stage: each model's deployment tuned against the baseline, into the
+    characterization run (so its report has the serving section); what it found."""
+    from recstack.serving.command import plan_models
+    from recstack.sweep.serving import run_serving
+
+    plan = plan_models([spec.name for spec in specs], result.store.path, tune=True,
+                       row_scale=row_scale,
+                       min_duration=tier.serving_min_duration, max_tests=6, tolerance=0.15,
+                       library_requests=128)
+    outcome = run_serving(plan, result.store, result.run_id, settings, progress=progress,
+                          executor=executor)
+    result.outcome.measured += outcome.measured
+    result.outcome.failed.extend(outcome.failed)
+    gains = [f"{model} {tuned.gain:.2f}x" if tuned.gain else f"{model} n/a"
+             for model, tuned in outcome.tuned.items()]
+    return "tuned over baseline: " + ", ".join(gains)
+
+
 def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DEFAULT_STORE,
                  levels: Sequence[str] = ("timing", "operators", "hardware"),
                  budget_minutes: float | None = None, quick: bool = False,
@@ -95,7 +124,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
                  on_stage: Callable[[StageEvent], None] | None = None,
                  executor: Any = None, command: str = "recstack api") -> api.RunResult:
     """The whole paper on this machine within ``budget_minutes`` (default 30; 5 with
-    ``quick``): see :mod:`recstack.paper_job`. Returns the characterization run, its notes
+    ``quick``; 20 with the serving level): see :mod:`recstack.paper_job`. Returns the characterization run, its notes
     saying which stages were skipped and why, with the figures and report written.
     ``resume`` continues the characterization run ``run_id`` (default: the latest)."""
     from recstack.admission import available_memory_bytes
@@ -105,7 +134,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     from recstack.specs import ZOO_NAMES, resolve_spec
     from recstack.sweep import check_options, fit_spec
 
-    budget = budget_seconds(budget_minutes, quick)
+    budget = budget_seconds(budget_minutes, quick, "serving" in levels)
     clock = Clock(budget)
     notify = on_stage or (lambda event: None)
     results = api.ResultStore(store)
@@ -166,7 +195,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
         done(current)
 
     sizes = list(batch_sizes or tier.batch_sizes)
-    measured_levels = [level for level in levels if level != "hardware"]
+    measured_levels = [level for level in levels if level not in ("hardware", "serving")]
     plan_options: dict[str, Any] = {
         "devices": devices, "backends": backends, "row_scale": scale, "threads": thread_counts,
         "oversubscribe": oversubscribe, "store": results.path}
@@ -213,6 +242,10 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
         else:
             result.figures.extend(design.run.figures)
             done(current, f"design run {design.run.run_id}")
+
+    if (current := stage("serving")) is not None:
+        done(current, _serve(result, serving_specs(specs, tier), tier, scale, settings,
+                             progress, executor))
 
     api.write_figures(result)
     from recstack.report.html import report_run

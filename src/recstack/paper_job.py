@@ -13,6 +13,9 @@
    valgrind on a subset chosen for the findings (every model at its smallest batch: is it
    frontend bound; the embedding-dominated models at a larger batch: are they memory bound);
 5. ``correlation``: a small design space of model variants, for the cross-stack finding;
+6. ``serving`` (with ``--levels ...,serving``): beyond the paper, the embedding-dominated
+   models served under MLPerf LoadGen's load, each deployment tuned against the baseline
+   (:mod:`recstack.serving`), in the characterization run;
 
 then the figures and the report. A :class:`Tier` says how much of each stage to measure; the
 budget picks the richest tier whose estimate fits, and a stage that would overrun the time
@@ -56,19 +59,30 @@ class Tier:
     """The models of the simulated subset (None: every model)."""
     row_scale: float | None = None
     """Table rows of the models, unless --row-scale says (None: full size where it fits)."""
+    serving_models: tuple[str, ...] = ("rmc1", "rmc2")
+    """The models the serving stage tunes (those of the job among them)."""
+    serving_min_duration: float = 2.0
+    """LoadGen's minimum duration of each serving test, in seconds."""
 
 
 TIERS: tuple[Tier, ...] = (
     Tier("full", (1, 4, 16, 64, 256, 1024, 4096), 1.0, (1, 4, 16), (1, 64), 2, (16,), False),
     Tier("reduced", (1, 16, 256, 4096), 0.5, (1, 16), (1, 64), 2, (16,), False),
+    # What a 20-minute job with the serving level fits on a fresh 2-core machine: three
+    # batch sizes, no ceilings (the efficiency section says how to measure them).
+    Tier("lean", (1, 64, 1024), 0.5, (1,), (1, 64), 1, (16,), False, ceilings=False),
     # A tenth of the rows still leaves the large tables many times any LLC (cold holds),
     # and builds in a tenth of the time.
     Tier("quick", (1, 256), 0.25, (1,), (1,), 1, (16,), False, race=False,
-         ceilings=False, hardware_models=("rmc1", "rmc3", "din"), row_scale=0.1),
+         ceilings=False, hardware_models=("rmc1", "rmc3", "din"), row_scale=0.1,
+         serving_models=("rmc1",), serving_min_duration=1.0),
 )
 TIER_NAMES = tuple(tier.name for tier in TIERS)
 DEFAULT_BUDGET_MINUTES = 30.0
 QUICK_BUDGET_MINUTES = 5.0
+SERVING_BUDGET_MINUTES = 20.0
+"""The default budget when the serving level is asked for: the paper's stages and the
+serving stage together, about 20 minutes on a 2-core VM (the tiers shrink the paper's)."""
 
 # The cost model (seconds), fitted to a 2-core AMD EPYC VM's full and quick main jobs (118
 # points in 13.9 min, 50 at a tenth of the rows in 3.9 min): a worker starts, imports torch
@@ -87,6 +101,14 @@ DESIGN_VARIANTS_MIN = 8
 at least five per batch size, and a few more keep one odd variant from deciding it."""
 REMEASURED_SHARE = 0.1
 """Timing points expected to be measured again for stability."""
+# A serving point: its worker and model as any point, then its engines (each a process
+# importing torch, then warmed up) and its LoadGen tests (each the minimum duration plus the
+# drain of what is queued at its end); a tune measures the baseline and a hill climb per
+# split of the cores.
+ENGINES_START_S = 4.0
+SERVING_TESTS = 6
+SERVING_TEST_OVERHEAD_S = 0.8
+TUNED_DEPLOYMENTS = 7
 
 
 @dataclass(frozen=True)
@@ -134,9 +156,20 @@ def point_seconds(spec: ModelSpec, level: str, min_time: float, hardware_mode: s
     return WORKER_START_S + build + WARMUP_S + min_time * (1 + REMEASURED_SHARE)
 
 
-def budget_seconds(budget_minutes: float | None, quick: bool) -> float:
+def serving_seconds(spec: ModelSpec, tier: Tier) -> float:
+    """The estimated wall time of tuning ``spec``'s deployment at ``tier``."""
+    from recstack.footprint import footprint
+
+    build = footprint(spec).build_memory_bytes / BUILD_BYTES_PER_S
+    point = (WORKER_START_S + build + ENGINES_START_S
+             + SERVING_TESTS * (tier.serving_min_duration + SERVING_TEST_OVERHEAD_S))
+    return TUNED_DEPLOYMENTS * point
+
+
+def budget_seconds(budget_minutes: float | None, quick: bool, serving: bool = False) -> float:
     minutes = budget_minutes if budget_minutes is not None else (
-        QUICK_BUDGET_MINUTES if quick else DEFAULT_BUDGET_MINUTES)
+        QUICK_BUDGET_MINUTES if quick else
+        SERVING_BUDGET_MINUTES if serving else DEFAULT_BUDGET_MINUTES)
     if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) \
             or not 1 <= minutes <= 24 * 60:
         raise RecstackError(f"--budget: {minutes!r} is not allowed; expected minutes from 1 "
@@ -149,7 +182,7 @@ def characterization_points(specs: Sequence[ModelSpec], tier: Tier, batch_sizes:
     """(spec, batch size, level, cache) of the characterization stage: every level but
     hardware at every batch size, cold; warm timing points of the embedding-dominated
     models at the tier's small batch sizes."""
-    wanted = [level for level in levels if level != "hardware"]
+    wanted = [level for level in levels if level not in ("hardware", "serving")]
     points = [(spec, batch, level, "cold") for spec in specs for batch in batch_sizes
               for level in wanted]
     if "timing" in wanted:
@@ -240,7 +273,27 @@ def _stages(specs: Sequence[ModelSpec], tier: Tier, budget_s: float, levels: Seq
                                               hardware_mode) for spec, _ in pairs),
                             len(pairs)))
     stages.append(_design_stage(tier, levels, hardware_mode, len(specs)))
+    stages.append(_serving_stage(specs, tier, levels))
     return PaperPlan(tier, budget_s, tuple(stages))
+
+
+def serving_specs(specs: Sequence[ModelSpec], tier: Tier) -> list[ModelSpec]:
+    """The job's models the serving stage tunes."""
+    return [spec for spec in specs if spec.name in tier.serving_models]
+
+
+def _serving_stage(specs: Sequence[ModelSpec], tier: Tier, levels: Sequence[str]) -> Stage:
+    purpose = "latency-bounded throughput under LoadGen, tuned vs baseline"
+    if "serving" not in levels:
+        return Stage("serving", purpose, 0.0, skipped="not among --levels")
+    chosen = serving_specs(specs, tier)
+    if not chosen:
+        return Stage("serving", purpose, 0.0,
+                     skipped=f"none of {', '.join(tier.serving_models)} among the models")
+    names = ", ".join(spec.name for spec in chosen)
+    return Stage("serving", f"{purpose} ({names})",
+                 sum(serving_seconds(spec, tier) for spec in chosen),
+                 TUNED_DEPLOYMENTS * len(chosen))
 
 
 def design_levels(tier: Tier, levels: Sequence[str], hardware_mode: str | None

@@ -14,6 +14,7 @@ from recstack.errors import SpecError
 from recstack.inputs import QuerySpec
 from recstack.levels import LEVEL_NAMES, LEVELS
 from recstack.limits import INT32_MAX, SEED_MAX, THREADS_MAX, check_int
+from recstack.serving.config import ServingConfig
 from recstack.specs import ModelSpec
 from recstack.working_set import DEFAULT_CACHE, check_cache_state
 
@@ -45,6 +46,9 @@ class Point:
     seed: int = 0
     level: str = "timing"
     cache: str = DEFAULT_CACHE
+    serving: ServingConfig | None = None
+    """The load and deployment of a ``serving`` point (its ``batch_size`` is the sub-batch
+    size, its ``threads`` each engine's); None at every other level."""
 
     def __post_init__(self) -> None:
         check_cache_state(self.cache)
@@ -61,6 +65,9 @@ class Point:
                             f"expected one of {', '.join(BACKEND_CHOICES)}")
         if self.level not in LEVELS:
             raise SpecError("level", self.level, f"expected one of {', '.join(LEVEL_NAMES)}")
+        if (self.level == "serving") != (self.serving is not None):
+            raise SpecError("serving", self.serving, "a serving configuration is given to "
+                            "serving points, and only to them")
 
     def configuration(self) -> dict[str, Any]:
         """What runs (model, inputs, deployment), without what measures it."""
@@ -73,6 +80,8 @@ class Point:
             "query": self.query.to_dict(),
             "seed": self.seed,
             "cache": self.cache,
+            # Only serving points carry it: every other point's key stays what it was.
+            **({} if self.serving is None else {"serving": self.serving.to_dict()}),
         }
 
     def config_key(self) -> str:
@@ -94,6 +103,17 @@ class Point:
     def label(self) -> str:
         scale = "" if self.spec.is_full_size else f"@{self.spec.row_scale:g}"
         what = "" if self.level == "timing" else f" [{self.level}]"
+        if self.serving is not None:
+            config = self.serving
+            load = "search" if config.searches else \
+                ",".join(f"{q:g}" for q in config.offered_qps) + "qps" \
+                if config.offered_qps else "measured"
+            split = "whole" if self.batch_size >= config.query_sizes.maximum \
+                else f"sub{self.batch_size}"
+            offload = "" if config.offload_threshold is None \
+                else f" gpu>={config.offload_threshold}"
+            return (f"{self.spec.name}{scale} {config.scenario} {load} "
+                    f"{config.engines}x{self.threads}t {split}{offload} {self.backend}{what}")
         warm = " warm" if self.cache == "warm" else ""
         return (f"{self.spec.name}{scale} b{self.batch_size} {self.device} "
                 f"t{self.threads} {self.backend}{warm}{what}")

@@ -110,7 +110,7 @@ def _worker_main(sender: Connection, function: Callable[..., Any], args: tuple) 
         sender.send(("error", RuntimeError(f"{type(payload).__name__}: {payload}")))
 
 
-def _describe_exit(exitcode: int | None) -> str:
+def describe_exit(exitcode: int | None) -> str:
     if exitcode is None:
         return "did not exit"
     if exitcode < 0:
@@ -144,7 +144,7 @@ def run_isolated(function: Callable[..., Result], *args: object,
         except EOFError:
             process.join(timeout=10)
             raise WorkerCrashed(f"the worker running {name} "
-                                f"{_describe_exit(process.exitcode)}") from None
+                                f"{describe_exit(process.exitcode)}") from None
     except BaseException:
         process.kill()  # interrupted, or no answer: the worker must not go on measuring
         raise

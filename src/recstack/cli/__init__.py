@@ -13,12 +13,21 @@ import signal
 import sys
 from typing import NoReturn
 
+# Registering the commands (each module adds its own to `app`).
+from recstack.cli import (  # noqa: F401
+    backends,
+    ceilings,
+    correlate,
+    doctor,
+    measure,
+    report,
+    results,
+    serve,
+    zoo,
+)
 from recstack.cli.app import app
 from recstack.errors import Interrupted, RecstackError
 from recstack.text import one_line
-
-# Registering the commands (each module adds its own to `app`).
-from recstack.cli import backends, ceilings, correlate, doctor, measure, report, results, zoo  # noqa: E402,F401
 
 INTERRUPTED_STATUS = 130
 

@@ -121,9 +121,9 @@ def run(
     resume: ResumeOption = False,
     run_id: RunIdOption = None,
     budget: Annotated[float | None, typer.Option(
-        "--budget", help="Minutes the whole job may take (default 30; 5 with --quick): the "
-                         "richest plan whose estimate fits, stages that would overrun "
-                         "skipped.")] = None,
+        "--budget", help="Minutes the whole job may take (default 30; 5 with --quick; 20 "
+                         "with the serving level): the richest plan whose estimate fits, "
+                         "stages that would overrun skipped.")] = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="A first look in about 5 minutes: batch 1 and 256, a tenth of the "
                         "table rows, short timing, no ceilings or race, a small hardware "
@@ -140,7 +140,8 @@ def run(
     levels: Annotated[str, typer.Option(
         "--levels", help="Levels to characterize: timing (systems), operators (software), "
                          "hardware (top-down: measured with counters, else simulated on a "
-                         "subset).")] = "timing,operators,hardware",
+                         "subset), serving (beyond the paper: RMC1 and RMC2 tuned under "
+                         "MLPerf LoadGen's load).")] = "timing,operators,hardware",
     trace: TraceOption = False,
     backend: BackendOption = None,
     oversubscribe: OversubscribeOption = False,
@@ -172,6 +173,7 @@ def run(
         summaries.print_summary(timings, targets)
     summaries.print_software_level(result.store, result.run_id)
     summaries.print_hardware_level(result.store, result.run_id)
+    summaries.print_serving_level(result.store, result.run_id)
     finish(result)
 
 

@@ -12,8 +12,15 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from recstack.cli import format as fmt
@@ -87,6 +94,9 @@ def progress_display(display: Console = console) -> Iterator[Callable[[Any], Non
                     progress.update(task, description=escape(printable(event.point.label)))
                 else:
                     progress.advance(task)
+                    if event.kind == "done" and getattr(event, "detail", None):
+                        progress.console.print(f"{event.point.label}: {event.detail}",
+                                               highlight=False, markup=False)
                     if event.kind == "failed":
                         progress.console.print(f"failed: {event.point.label}: {event.error}",
                                                highlight=False, markup=False)
@@ -102,7 +112,9 @@ def progress_display(display: Console = console) -> Iterator[Callable[[Any], Non
             _announce(event, display)
             return
         where = f"[{event.index + 1}/{event.total}] {event.point.label}"
-        if event.kind == "done" and event.median_ms is None:
+        if event.kind == "done" and getattr(event, "detail", None):
+            line = f"{where}: {event.detail}"
+        elif event.kind == "done" and event.median_ms is None:
             line = f"{where}: {event.point.level} collected"
         elif event.kind == "done":
             line = f"{where}: median {fmt.ms(event.median_ms)} ms"

@@ -65,7 +65,11 @@ def points_table(timings: Any) -> Table:
 def print_summary(timings: Any, targets: Any) -> None:
     """The systems level per model (``views.systems_summary``) and the deployment-choice
     headline."""
-    from recstack.analysis.views import deployment_choice, spread_extremes, systems_summary
+    from recstack.analysis.views import (
+        deployment_choice,
+        spread_extremes,
+        systems_summary,
+    )
 
     table = _table("systems level: latency, throughput and deployment choice", (
         "model", "rows", "batch-1 median ms", "peak samples/s", "at", "p95 target ms",
@@ -138,3 +142,40 @@ def print_hardware_level(store: Any, run_id: str) -> None:
     console.print(table)
     for note in hardware_notes(hardware).itertuples():
         console.print(f"{note.kind}: {note.text}", highlight=False, markup=False)
+
+
+def print_serving_level(store: Any, run_id: str) -> None:
+    """A run's serving points (``analysis.serving``): each deployment's latency-bounded
+    throughput, then the tuned deployment against the baseline where the run has one."""
+    from recstack.analysis.serving import (
+        deployment_label,
+        load_serving,
+        tuned_vs_baseline,
+    )
+
+    serving = load_serving(store, [run_id])
+    if serving.empty:
+        return
+    table = _table("serving level: latency-bounded throughput (MLPerf LoadGen)", (
+        "model", "rows", "deployment", "backend", "target", "valid QPS", "offline QPS",
+        "tests", "peak memory", "model bytes"), {"model", "rows", "deployment", "backend", "target"})
+    for row in serving.itertuples():
+        series = serving.loc[row.Index]
+        table.add_row(row.model, "full" if row.row_scale == 1 else f"x{row.row_scale:g}",
+                      deployment_label(series), row.backend,
+                      f"p{row.percentile:g} <= {row.target_ms:g} ms",
+                      fmt.rate(row.latency_bounded_qps) if not _missing(
+                          row.latency_bounded_qps) else "none",
+                      fmt.rate(row.capacity_qps), str(row.tests),
+                      _bytes(row.peak_memory_bytes), _bytes(row.model_bytes))
+    console.print(table)
+    for row in tuned_vs_baseline(serving).itertuples():
+        gain = MISSING if _missing(row.gain) else f"{row.gain:.2f}x"
+        console.print(f"{row.model}: tuned ({row.tuned}) {fmt.rate(row.tuned_qps)} QPS vs "
+                      f"baseline ({row.baseline}) {fmt.rate(row.baseline_qps)} QPS: {gain} "
+                      f"over {row.deployments} deployments measured", highlight=False,
+                      markup=False)
+
+
+def _bytes(value: Any) -> str:
+    return MISSING if _missing(value) else f"{value / 2**30:.2f} GiB"

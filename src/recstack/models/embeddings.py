@@ -24,8 +24,10 @@ checks cost about as much as a small lookup itself (microseconds per table per f
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -77,10 +79,31 @@ def fill_table(table: torch.Tensor, seed: int, table_index: int) -> torch.Tensor
 HUGE_PAGE_MIN_BYTES = 64 << 20
 
 
+_SHARED = {"on": False}  # set by tables_in_shared_memory, read by empty_table
+
+
+@contextlib.contextmanager
+def tables_in_shared_memory() -> Iterator[None]:
+    """Models built inside allocate their tables in shared memory (torch's, which a spawned
+    process maps when handed the tensor), so serving engines read one copy. Shared memory
+    gets no transparent huge pages where the kernel's shmem THP mode is ``never`` (the
+    default): a serving engine's gathers pay the TLB misses a private table avoids."""
+    _SHARED["on"] = True
+    try:
+        yield
+    finally:
+        _SHARED["on"] = False
+
+
 def empty_table(rows: int, dim: int) -> torch.Tensor:
     """An uninitialised float32 ``(rows, dim)`` tensor; at ``HUGE_PAGE_MIN_BYTES`` or more,
-    in anonymous memory advised for transparent huge pages where the OS supports it."""
+    in anonymous memory advised for transparent huge pages where the OS supports it (in
+    shared memory instead inside :func:`tables_in_shared_memory`)."""
     size = rows * dim * 4
+    if _SHARED["on"]:
+        # The untouched pages of a fresh allocation read as the zero page: moving them to
+        # shared memory costs no second copy of the table.
+        return torch.empty((rows, dim), dtype=torch.float32).share_memory_()
     advise = getattr(mmap, "MADV_HUGEPAGE", None)
     if size < HUGE_PAGE_MIN_BYTES or advise is None:
         return torch.empty((rows, dim), dtype=torch.float32)
@@ -191,7 +214,7 @@ class FusedPooledEmbeddings(nn.Module):
         self._parameter_dict = self._parameters
         self._shifts: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
+    def _apply(self, fn, recurse=True):
         # .to(), .cuda(), .half() go through here: shifts cached for another device are gone.
         self._shifts = {}
         return super()._apply(fn, recurse)

@@ -3,7 +3,7 @@
 Every stored table is declared here by row classes (:mod:`recstack.records.declare`); the
 store builds its DDL, inserts and upgrades from :data:`SCHEMA`, and the analysis loaders
 select by it. A collector returns a record (:class:`TimingRecord`, :class:`ProfileRecord`,
-:class:`HardwareRecord`) whose ``rows()`` are instances (or frames) of these row classes.
+:class:`HardwareRecord`, :class:`ServingRecord`) whose ``rows()`` are instances (or frames) of these row classes.
 """
 
 from __future__ import annotations
@@ -11,12 +11,37 @@ from __future__ import annotations
 from recstack.records.declare import Column, Schema, Table, column
 from recstack.records.hardware import HARDWARE, Hardware, HardwareRecord
 from recstack.records.points import POINTS, Build, PointRow
-from recstack.records.profile import OPERATORS, PROFILES, OperatorTime, Profile, ProfileRecord
-from recstack.records.runs import (BACKEND_CHOICES, CEILINGS, DESIGN_SPACE, PLATFORMS, RUNS,
-                                   BackendChoice, Ceiling, DesignVariant, Platform, Run)
+from recstack.records.profile import (
+                                   OPERATORS,
+                                   PROFILES,
+                                   OperatorTime,
+                                   Profile,
+                                   ProfileRecord,
+)
+from recstack.records.runs import (
+                                   BACKEND_CHOICES,
+                                   CEILINGS,
+                                   DESIGN_SPACE,
+                                   PLATFORMS,
+                                   RUNS,
+                                   BackendChoice,
+                                   Ceiling,
+                                   DesignVariant,
+                                   Platform,
+                                   Run,
+)
+from recstack.records.serving import (
+                                   SERVED_REQUESTS,
+                                   SERVING,
+                                   SERVING_TESTS,
+                                   ServedRequest,
+                                   ServingRecord,
+                                   ServingSummary,
+                                   ServingTest,
+)
 from recstack.records.timing import SAMPLES, TIMING, Sample, TimingRecord, TimingStats
 
-Record = TimingRecord | ProfileRecord | HardwareRecord
+Record = TimingRecord | ProfileRecord | HardwareRecord | ServingRecord
 
 # What a declaration cannot say: renames and data rewrites, by the version they upgrade from.
 REWRITES: dict[int, tuple[str, ...]] = {
@@ -40,12 +65,14 @@ REWRITES: dict[int, tuple[str, ...]] = {
 
 SCHEMA = Schema(
     tables=(PLATFORMS, RUNS, POINTS, SAMPLES, TIMING, OPERATORS, PROFILES, HARDWARE,
-            DESIGN_SPACE, CEILINGS, BACKEND_CHOICES),
+            DESIGN_SPACE, CEILINGS, BACKEND_CHOICES, SERVING, SERVING_TESTS,
+            SERVED_REQUESTS),
     rewrites=REWRITES,
     oldest=4,
 )
 
 __all__ = ["SCHEMA", "BackendChoice", "Build", "Ceiling", "Column", "DesignVariant", "Hardware",
            "HardwareRecord", "OperatorTime", "Platform", "PointRow", "Profile", "ProfileRecord",
-           "Record", "Run", "Sample", "Schema", "Table", "TimingRecord", "TimingStats",
+           "Record", "Run", "Sample", "Schema", "ServedRequest", "ServingRecord",
+           "ServingSummary", "ServingTest", "Table", "TimingRecord", "TimingStats",
            "column"]

@@ -22,7 +22,7 @@ import os
 import socket
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def git_revision() -> str | None:
 
 
 def new_run_id() -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
@@ -74,7 +74,7 @@ class ResultStore(BackendChoiceStore, StoreFile):
         run_id = new_run_id() if run_id is None else check_run_id(run_id)
         machine = Platform(platform_id=platform_id, description=platform_description,
                            info=platform)
-        run = Run(run_id=run_id, started_at=datetime.now(timezone.utc), command=command,
+        run = Run(run_id=run_id, started_at=datetime.now(UTC), command=command,
                   recstack_version=__version__, git_revision=git_revision(),
                   platform_id=platform_id, settings=settings)
         with self._writer() as db:
@@ -106,7 +106,7 @@ class ResultStore(BackendChoiceStore, StoreFile):
         in_flight = "NULL" if state == "complete" else "in_flight"
         self._update_run(run_id, f"state = ?, state_reason = ?, ended_at = ?, "
                                  f"in_flight = {in_flight}",
-                         [state, reason, datetime.now(timezone.utc)])
+                         [state, reason, datetime.now(UTC)])
 
     def _update_run(self, run_id: str, assignments: str, values: list[Any]) -> None:
         with self._writer() as db:
@@ -135,6 +135,17 @@ class ResultStore(BackendChoiceStore, StoreFile):
             rows = db.execute("SELECT point_key FROM points WHERE run_id = ? AND status = 'ok'",
                               [run_id]).fetchall()
         return {row[0] for row in rows}
+
+    def served_point(self, run_id: str, point_key: str) -> dict[str, Any] | None:
+        """A serving point the run measured successfully: its ``serving`` row (None when
+        it has none: not measured, or failed)."""
+        if not self.path.is_file():
+            return None
+        with self._reader() as db:
+            frame = db.execute("SELECT s.* FROM serving s JOIN points p USING (run_id, "
+                               "point_key) WHERE s.run_id = ? AND s.point_key = ? AND "
+                               "p.status = 'ok'", [run_id, point_key]).fetchdf()
+        return None if frame.empty else frame.iloc[0].to_dict()
 
     # ---- points --------------------------------------------------------------------------
 
@@ -254,7 +265,7 @@ class ResultStore(BackendChoiceStore, StoreFile):
             raise ValueError(f"write_set: expected {table.name} of one platform and thread "
                              "count")
         platform_id, threads = str(keys.platform_id.iloc[0]), int(keys.threads.iloc[0])
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         set_id = f"{stamp}-{uuid.uuid4().hex[:6]}"
         with self._writer() as db:
             db.execute("BEGIN")

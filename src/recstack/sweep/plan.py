@@ -180,6 +180,10 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
     point that does not fit is refused, or with ``drop_unfit`` left out with a note).
     ``auto`` reads ``backend_choices[threads]`` (a race of this machine at that thread
     count) where it has one, else the shipped file; ``backend_basis`` says which."""
+    if "serving" in levels:
+        raise RecstackError("--levels: 'serving' is not allowed in a sweep; a serving point is "
+                            "a deployment under load: `recstack serve` measures it (or "
+                            "`recstack run --levels ...,serving`)")
     query = query or QuerySpec()
     seed = check_int("--seed", seed, 0, SEED_MAX)
     notes = list(notes)

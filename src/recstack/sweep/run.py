@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from recstack.errors import Interrupted, RecstackError, StoreError
 from recstack.executors import Executor, LocalExecutor
@@ -67,6 +67,8 @@ class SweepEvent:
     median_ms: float | None = None
     error: str | None = None
     warning: str | None = None
+    detail: str | None = None
+    """What a point found that a median does not say (a serving point's throughput)."""
 
 
 @dataclass
@@ -90,8 +92,10 @@ def point_row(point: Point, status: str, started: datetime, error: str | None = 
         spec=point.spec.to_config(), row_scale=point.spec.row_scale,
         batch_size=point.batch_size, device=point.device, threads=point.threads,
         backend=point.backend, query=point.query.to_dict(), seed=point.seed, status=status,
-        error=error, started_at=started, finished_at=datetime.now(timezone.utc),
-        backend_basis=basis, cache_state=point.cache,
+        error=error, started_at=started, finished_at=datetime.now(UTC),
+        backend_basis=basis,
+        # A serving point's working set is its request library, not a cache state.
+        cache_state=None if point.serving is not None else point.cache,
         working_set_bytes=None if cycled is None else cycled.working_set_bytes,
         llc_bytes=None if cycled is None else cycled.llc_bytes, attempts=attempts)
 
@@ -121,20 +125,22 @@ def run_sweep(plan: SweepPlan, store: ResultStore, run_id: str, settings: object
                 continue
             store.mark_in_flight(run_id, point.label)
             notify(SweepEvent("start", point, index, total))
-            notify(_measure_point(store, run_id, settings, point, executor, options, outcome,
-                                  index, total, plan.backend_basis.get(point.key())))
+            event, _ = measure_and_store(store, run_id, settings, point, executor, options,
+                                         outcome, index, total,
+                                         plan.backend_basis.get(point.key()))
+            notify(event)
     except StoreError as error:
-        _end_early(store, run_id, error, index, total)
+        end_early(store, run_id, error, index, total)
         raise StoreError(f"{error}; run {run_id} stopped at point {index + 1} of {total}: once "
                          "the store can be written, --resume continues it") from None
     except BaseException as error:
-        _end_early(store, run_id, error, index, total)
+        end_early(store, run_id, error, index, total)
         raise
     store.end_run(run_id, "complete")
     return outcome
 
 
-def _end_early(store: ResultStore, run_id: str, error: BaseException, index: int,
+def end_early(store: ResultStore, run_id: str, error: BaseException, index: int,
                total: int) -> None:
     """Records why a pass stopped before its last point, where the store can still take
     it; an interruption learns where the run stopped, for the line the CLI prints."""
@@ -148,15 +154,17 @@ def _end_early(store: ResultStore, run_id: str, error: BaseException, index: int
         error.run_id, error.progress = run_id, f"point {index + 1} of {total}"
 
 
-def _measure_point(store: ResultStore, run_id: str, settings: object, point: Point,
-                   executor: Executor, options: LevelOptions, outcome: SweepOutcome,
-                   index: int, total: int, basis: str | None = None) -> SweepEvent:
+def measure_and_store(store: ResultStore, run_id: str, settings: object, point: Point,
+                  executor: Executor, options: LevelOptions, outcome: SweepOutcome,
+                  index: int, total: int, basis: str | None = None
+                  ) -> tuple[SweepEvent, Record | None]:
     """Measures the ``index``-th point of ``total`` and stores it (or its failure); returns
-    what happened."""
+    what happened and the record (None when it failed)."""
     from recstack.collect.timing import point_cycled_set
 
-    started = datetime.now(timezone.utc)
-    cycled = point_cycled_set(point, settings, options)
+    started = datetime.now(UTC)
+    # A serving point's working set is its request library (stored with its record).
+    cycled = None if point.serving is not None else point_cycled_set(point, settings, options)
     try:
         record, attempts = measure_steadily(point, settings, options, executor)
     except Exception as error:  # noqa: BLE001 - any failure of a point is its result
@@ -165,7 +173,7 @@ def _measure_point(store: ResultStore, run_id: str, settings: object, point: Poi
         store.record_point(run_id, point.key(), point_row(point, "failed", started, message,
                                                          basis, cycled))
         outcome.failed.append((point.label, message))
-        return SweepEvent("failed", point, index, total, error=message)
+        return SweepEvent("failed", point, index, total, error=message), None
     store.record_point(run_id, point.key(),
                        point_row(point, "ok", started, None, basis, cycled, attempts), record)
     outcome.measured += 1
@@ -174,7 +182,21 @@ def _measure_point(store: ResultStore, run_id: str, settings: object, point: Poi
         outcome.warnings.append(stats.warning)
     return SweepEvent("done", point, index, total,
                       median_ms=None if stats is None else stats.median_ms,
-                      warning=None if stats is None else stats.warning)
+                      warning=None if stats is None else stats.warning,
+                      detail=_served(record)), record
+
+
+def _served(record: Record) -> str | None:
+    """A serving point's result in a few words, for progress displays."""
+    summary = getattr(record, "summary", None)
+    if summary is None or not hasattr(summary, "latency_bounded_qps"):
+        return None
+    bound = f"p{summary.percentile:g} <= {summary.target_ms:g} ms"
+    if summary.latency_bounded_qps is not None:
+        return f"{summary.latency_bounded_qps:,.1f} QPS at {bound} ({summary.tests} tests)"
+    capacity = "" if summary.capacity_qps is None else \
+        f"; offline capacity {summary.capacity_qps:,.1f} QPS"
+    return f"no valid rate at {bound}{capacity} ({summary.tests} tests)"
 
 
 def measure_steadily(point: Point, settings: object, options: LevelOptions,
