@@ -104,8 +104,10 @@ def _set_up(engine: EngineSpec, model: Any, library: Any) -> Callable[[int], Non
         synchronize = torch.cuda.synchronize
 
         def run(sub_batch: int) -> None:
+            # The request's copy to the device and its predictions' copy back are part of
+            # answering it.
             with inference():
-                model(batches[sub_batch].to(device, non_blocking=False))
+                model(batches[sub_batch].to(device, non_blocking=False)).cpu()
             synchronize()
 
     for j in shapes.values():
