@@ -26,4 +26,4 @@ def test_the_serving_stage_tunes_into_the_characterization_run(tmp_path):
                                  "'serving' AND run_id = ?", [result.run_id])
     assert list(serving.model) == ["rmc1"]  # the quick tier tunes RMC1 only
     report = next(path for path in result.reports if path.suffix == ".md").read_text()
-    assert "serving" in report.lower()
+    assert "Serving: latency-bounded throughput under MLPerf LoadGen" in report

@@ -139,6 +139,9 @@ def test_findings_on_a_constructed_store(known_store: ResultStore) -> None:
         "frontend_bound_small_batch": HOLDS,
         "memory_bound_embeddings": HOLDS,
         "no_single_dominant_feature": HOLDS,
+        "tuned_beats_baseline": NOT_MEASURED,  # no serving point
+        "best_sub_batch_differs": NOT_MEASURED,
+        "gpu_offload_helps": NOT_MEASURED,
     }
     measured = table.measured
     # within the p95 targets: cuda b256 (1.78 ms, 144K/s) over cuda b1 (2 ms, 500/s)

@@ -9,11 +9,12 @@ analyses return. Every finding gets a status:
 - ``not measured``: this data cannot say (no GPU run, no hardware level, model absent...).
 
 :func:`check_findings` returns one row per finding, columns ``FINDING_COLUMNS``:
-``id``, ``level`` (systems, software, hardware, cross-stack), ``statement``, ``paper`` (the
-paper's number or wording), ``status``, ``measured`` (the number measured here, as text, or
-:data:`recstack.text.MISSING`), ``detail`` (how it was decided, one line), ``figure`` (the
-name of the report figure the finding rests on, from findings.yaml; empty when not
-measured). Where a configuration was measured cold and warm, the rules read its cold point.
+``id``, ``level`` (systems, software, hardware, cross-stack, serving), ``statement``,
+``paper`` (the paper's number or wording), ``status``, ``measured`` (the number measured
+here, as text, or :data:`recstack.text.MISSING`), ``detail`` (how it was decided, one
+line), ``figure`` (the name of the report figure the finding rests on, from findings.yaml;
+empty when not measured). Where a configuration was measured cold and warm, the rules
+read its cold point. The serving level's rules are in :mod:`serving_findings`.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class Evidence:
 
     timings: ``systems.load_timings`` (TIMING_COLUMNS); shares: ``breakdown.breakdown``
     (SHARE_COLUMNS); hardware: ``topdown.load_hardware`` (HARDWARE_COLUMNS); dominance:
-    columns DOMINANCE_COLUMNS, one row per bottleneck (the correlation analysis), or None.
+    columns DOMINANCE_COLUMNS, one row per bottleneck (the correlation analysis), or None;
+    serving: ``serving.load_serving`` (SERVING_COLUMNS), or None.
     """
 
     timings: pd.DataFrame
@@ -70,6 +72,7 @@ class Evidence:
     hardware: pd.DataFrame
     dominance: pd.DataFrame | None = None
     targets: Any = None  # systems.LatencyTargets; the defaults when None
+    serving: pd.DataFrame | None = None
 
 
 def default_findings() -> Findings:
@@ -87,10 +90,11 @@ def default_findings() -> Findings:
     except (KeyError, TypeError, ValueError) as error:
         raise RecstackError(f"findings.yaml: malformed ({error}); expected findings (id, "
                             "level, statement, paper, check, args) and thresholds") from None
+    every = rules()
     for finding in findings:
-        if finding.check not in RULES:
+        if finding.check not in every:
             raise RecstackError(f"findings.yaml: {finding.id}: check {finding.check!r} is not "
-                                f"allowed; expected one of {', '.join(RULES)}")
+                                f"allowed; expected one of {', '.join(every)}")
     return Findings(findings, thresholds)
 
 
@@ -102,9 +106,9 @@ def check_findings(evidence: Evidence, findings: Findings | None = None) -> pd.D
     evidence = replace(evidence, timings=prefer_cold(evidence.timings),
                        shares=prefer_cold(evidence.shares),
                        hardware=prefer_cold(evidence.hardware))
-    rows = []
+    rows, every = [], rules()
     for finding in findings.findings:
-        status, measured, detail = RULES[finding.check](evidence, findings.thresholds,
+        status, measured, detail = every[finding.check](evidence, findings.thresholds,
                                                         **finding.args)
         rows.append({"id": finding.id, "level": finding.level, "statement": finding.statement,
                      "paper": finding.paper, "status": status, "measured": measured,
@@ -124,13 +128,15 @@ def status_counts(table: pd.DataFrame) -> pd.DataFrame:
 def load_evidence(store: Any, run_ids: list[str] | None = None,
                   dominance: pd.DataFrame | None = None) -> Evidence:
     """The frames the rules read, from the store's runs ``run_ids`` (all runs when None)."""
+    from recstack.analysis.serving import load_serving
     from recstack.analysis.systems import load_timings
     from recstack.analysis.topdown import load_hardware
     from recstack.analysis.views import software_frames
 
     _, _, shares = software_frames(store, run_ids)
     return Evidence(timings=load_timings(store, run_ids), shares=shares,
-                    hardware=load_hardware(store, run_ids), dominance=dominance)
+                    hardware=load_hardware(store, run_ids), dominance=dominance,
+                    serving=load_serving(store, run_ids))
 
 
 # ---- rules: (evidence, thresholds, **args) -> (status, measured, detail) --------------------
@@ -325,3 +331,11 @@ RULES: dict[str, Callable[..., Outcome]] = {
     "backend_where_embeddings": _backend_where_embeddings,
     "no_single_feature": _no_single_feature,
 }
+
+
+def rules() -> dict[str, Callable[..., Outcome]]:
+    """Every rule by its ``check`` name: RULES and the serving level's
+    (:mod:`recstack.analysis.serving_findings`, which imports this module's statuses)."""
+    from recstack.analysis.serving_findings import SERVING_RULES
+
+    return {**RULES, **SERVING_RULES}

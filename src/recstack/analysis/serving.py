@@ -23,8 +23,9 @@ TUNED_COLUMNS = ["run_id", "model", "target_ms", "percentile", "baseline", "base
                  "tuned", "tuned_qps", "tuned_sub_batch", "tuned_splits", "gain",
                  "deployments", "baseline_key", "tuned_key", "baseline_invalid_qps"]
 KNEE_FACTOR = 2.0
-"""The knee: the highest offered rate whose tail latency is within this factor of the
-tail at the lowest rate tested (past it, queueing dominates the latency)."""
+"""The knee: the last offered rate, going up from the lowest tested, before the first whose
+tail latency exceeds this factor times the tail at the lowest rate (past it, queueing
+dominates the latency)."""
 SERVING_COLUMNS = ["run_id", "platform_id", "point_key", "label", "model", "row_scale",
                    "backend", "backend_basis", *DEPLOYMENT, "scenario", "splits",
                    "query_sizes", "mean_items", "max_items", "target_ms", "percentile",
@@ -129,8 +130,10 @@ def knees(curves: pd.DataFrame) -> pd.DataFrame:
                                                       sort=False):
         curve = curve.sort_values("offered_qps")
         timed = curve.dropna(subset=["tail_ms"])
-        calm = timed[timed.tail_ms <= KNEE_FACTOR * timed.tail_ms.iloc[0]] \
-            if not timed.empty else timed
+        calm = timed
+        if not timed.empty:
+            past = (timed.tail_ms > KNEE_FACTOR * timed.tail_ms.iloc[0]).to_numpy()
+            calm = timed.iloc[:int(past.argmax())] if past.any() else timed
         valid = curve[curve.valid.fillna(False).astype(bool)]
         rows.append({"run_id": run_id, "model": model, "point_key": key,
                      "deployment": curve.deployment.iloc[0],

@@ -10,16 +10,17 @@ from typing import Any
 
 def write_run_figures(store: Any, run_id: str, directory: Path) -> list[Path]:
     """The figures of every level the run measured, written into ``directory``: systems
-    (latency vs batch, speedup heatmap; cold vs warm where the run measured both), software (operator-class and model-part
-    breakdowns) and hardware (top-down). Returns the paths written; none for a level the
-    run did not measure."""
+    (latency vs batch, speedup heatmap; cold vs warm where the run measured both),
+    software (operator-class and model-part breakdowns), hardware (top-down) and serving
+    (latency vs offered load; tuned vs baseline where the run tuned). Returns the paths
+    written; none for a level the run did not measure."""
+    from recstack.analysis.serving import load_serving, load_serving_tests
     from recstack.analysis.systems import load_timings
     from recstack.analysis.topdown import load_hardware
-    from recstack.analysis.views import software_frames
-    from recstack.report.plots import plot_topdown, write_software_figures, write_systems_figures
-
-    from recstack.analysis.views import cache_comparison
+    from recstack.analysis.views import cache_comparison, software_frames
     from recstack.report.cache_plots import plot_cache_comparison
+    from recstack.report.plots import plot_topdown, write_software_figures, write_systems_figures
+    from recstack.report.serving_plots import write_serving_figures
 
     directory = Path(directory)
     timings = load_timings(store, [run_id])
@@ -31,4 +32,6 @@ def write_run_figures(store: Any, run_id: str, directory: Path) -> list[Path]:
     hardware = load_hardware(store, [run_id])
     if not hardware.empty:
         written.append(plot_topdown(hardware, directory / "topdown.png"))
+    written += write_serving_figures(load_serving(store, [run_id]),
+                                     load_serving_tests(store, [run_id]), directory)
     return written

@@ -28,6 +28,7 @@ from recstack.report.level_sections import hardware_section, software_section, s
 from recstack.report.roofline_section import roofline_section
 from recstack.report.run_sections import findings_section, methodology_section, platform_section
 from recstack.report.sections import Section, SectionSpec, link_figures, load_context
+from recstack.report.serving_section import serving_section
 from recstack.store import ResultStore
 from recstack.text import markdown_text, printable, shown
 
@@ -46,6 +47,7 @@ DEFAULT_SECTIONS: list[SectionSpec] = [
     SectionSpec("hardware", hardware_section),
     SectionSpec("correlation", correlation_section),
     SectionSpec("roofline", roofline_section),
+    SectionSpec("serving", serving_section),  # only where a run measured serving points
     SectionSpec("methodology", methodology_section),
     SectionSpec("findings", findings_section),
 ]
@@ -76,7 +78,8 @@ def build_report(store: ResultStore, run_ids: Sequence[str] | None = None,
     else:
         chosen = default_run_ids(store)
     context = load_context(store, chosen, dominance=dominance)
-    built = [spec.build(context) for spec in (sections or DEFAULT_SECTIONS)]
+    built = [section for spec in (sections or DEFAULT_SECTIONS)
+             if (section := spec.build(context)) is not None]
     link_figures(built)
     return Report(title="recstack report", store=str(store.path), run_ids=chosen,
                   sections=built)

@@ -135,7 +135,10 @@ def findings_section(context: ReportContext) -> Section:
     findings = default_findings()
     table = check_findings(Evidence(timings=context.timings, shares=context.shares,
                                     hardware=context.hardware, dominance=context.dominance,
-                                    targets=context.targets), findings)
+                                    targets=context.targets, serving=context.serving),
+                           findings)
+    if context.serving.empty:  # measured only on request: no rows where no run asked
+        table = table[table.level != "serving"].reset_index(drop=True)
     section = Section("findings", "The paper's findings, checked on this data")
     shown = table.assign(figure_title=[name.replace("_", " ").replace("-", " ") if name else ""
                                        for name in table.figure])

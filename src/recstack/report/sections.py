@@ -2,7 +2,8 @@
 
 A builder is ``def my_section(context: ReportContext) -> Section``; builders live in
 ``report/level_sections.py`` (the three levels), ``report/run_sections.py`` (platform,
-methodology, findings), ``report/correlation_section.py`` and ``report/roofline_section.py``.
+methodology, findings), ``report/correlation_section.py``, ``report/roofline_section.py``,
+``report/cache_section.py`` and ``report/serving_section.py``.
 Builders render: the analyses compute (their view frames, :mod:`recstack.analysis.views`),
 and a builder formats those frames into figures, tables and notes; it never runs SQL,
 measures or recomputes.
@@ -14,7 +15,8 @@ Adding a section (as the cross-stack correlation and the roofline sections were)
    passed to an analysis function for anything else), make figures with
    :func:`figures_from` around the ``report/plots.py`` functions, tables with
    :func:`table_from_frame`; when its data is absent return ``not_measured(...)``, never an
-   empty section;
+   empty section (a level measured only on request, as serving is, returns None instead:
+   reports of runs that never asked for it gain nothing);
 2. add one line ``SectionSpec("my-id", my_section)`` to ``html.DEFAULT_SECTIONS`` (the page's
    order) at its place.
 
@@ -107,7 +109,9 @@ class ReportContext:
 
     runs: ``runs.run_details`` (one row per run: its columns, platform, status, levels).
     timings: ``systems.load_timings``; operators, profiles, shares:
-    ``views.software_frames``; hardware: ``topdown.load_hardware``.
+    ``views.software_frames``; hardware: ``topdown.load_hardware``; serving,
+    serving_tests: ``serving.load_serving`` and ``load_serving_tests`` (empty without
+    serving points).
     """
 
     store: ResultStore
@@ -121,6 +125,8 @@ class ReportContext:
     targets: Any  # systems.LatencyTargets
     dominance: pd.DataFrame | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    serving: pd.DataFrame = field(default_factory=pd.DataFrame)
+    serving_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def run_label(self, run_id: str) -> str:
         return f"run {run_id}" if len(self.run_ids) > 1 else ""
@@ -129,6 +135,7 @@ class ReportContext:
 def load_context(store: ResultStore, run_ids: list[str], targets: Any = None,
                  dominance: pd.DataFrame | None = None) -> ReportContext:
     from recstack.analysis.runs import run_details
+    from recstack.analysis.serving import load_serving, load_serving_tests
     from recstack.analysis.systems import default_targets, load_timings
     from recstack.analysis.topdown import load_hardware
     from recstack.analysis.views import software_frames
@@ -138,7 +145,8 @@ def load_context(store: ResultStore, run_ids: list[str], targets: Any = None,
         store=store, run_ids=list(run_ids), runs=run_details(store, run_ids),
         timings=load_timings(store, run_ids), operators=operators, profiles=profiles,
         shares=shares, hardware=load_hardware(store, run_ids),
-        targets=targets or default_targets(), dominance=dominance)
+        targets=targets or default_targets(), dominance=dominance,
+        serving=load_serving(store, run_ids), serving_tests=load_serving_tests(store, run_ids))
 
 
 # ---- helpers for builders ------------------------------------------------------------------
@@ -262,4 +270,5 @@ def by_run(context: ReportContext, frame: pd.DataFrame) -> Iterator[tuple[str, p
 @dataclass(frozen=True)
 class SectionSpec:
     id: str
-    build: Callable[[ReportContext], Section]
+    build: Callable[[ReportContext], Section | None]
+    """None: the section does not apply to these runs and is left out of the page."""
