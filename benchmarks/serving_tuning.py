@@ -9,7 +9,7 @@ Requests carry DeepRecSys's default candidate counts (normal, mean 165, scale 16
 Every point goes into one store; the report of that store has the serving section. Run:
 
     .venv/bin/python benchmarks/serving_tuning.py [--models rmc1,rmc2,...]
-        [--min-duration 2] [--store results/serving_tuning.duckdb]
+        [--min-duration 2] [--target-ms rmc1=20,...] [--store results/serving_tuning.duckdb]
 
 Prints, per model, the baseline's and the tuned deployment's latency-bounded QPS and their
 ratio, measured in one run, with the host named.
@@ -32,12 +32,18 @@ def main() -> None:
     parser.add_argument("--min-duration", type=float, default=2.0)
     parser.add_argument("--max-tests", type=int, default=6)
     parser.add_argument("--tolerance", type=float, default=0.15)
+    parser.add_argument("--target-ms", default=None,
+                        help="MODEL=MS pairs, comma-separated, in place of the defaults")
     parser.add_argument("--store", default="results/serving_tuning.duckdb")
     args = parser.parse_args()
     print(f"host: {describe_platform(collect_platform())}", flush=True)
+    targets = dict(pair.split("=") for pair in args.target_ms.split(",")) \
+        if args.target_ms else {}
     for model in args.models.split(","):
         start = time.monotonic()
+        target = float(targets[model]) if model in targets else None
         result = api.serve([model], args.store, tune=True, min_duration=args.min_duration,
+                           target_ms=target,
                            max_tests=args.max_tests, tolerance=args.tolerance,
                            library_requests=128, command="benchmarks/serving_tuning.py")
         took = (time.monotonic() - start) / 60

@@ -27,6 +27,20 @@ def test_the_search_brackets_the_highest_valid_rate():
     assert len(result.tests) == len(calls)
 
 
+def test_a_request_slower_than_the_target_ends_the_search_at_a_calm_rate():
+    calls = []
+
+    def run_test(scenario, qps, role):
+        calls.append(qps)
+        if scenario == "offline":
+            return TestOutcome(scenario, qps, False, 100.0)
+        return TestOutcome(scenario, qps, False, qps, p50_ms=40.0)  # every request 40 ms
+
+    result = search_latency_bounded(run_test, 1, 2.0, 0.1, 30, target_ms=25.0)
+    assert result.latency_bounded_qps is None and "median request took 40 ms" in result.note
+    assert calls[2:] == [80.0, 40.0]  # 0.8x the capacity, then the first rate at half
+
+
 def test_nothing_valid_ends_with_no_rate():
     run_test, _ = _stub(1000.0, None)
     result = search_latency_bounded(run_test, 1, 2.0, tolerance=0.1, max_tests=30)

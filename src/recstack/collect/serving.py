@@ -119,7 +119,7 @@ def _run_tests(tests: TestRunner, config: Any) -> Any:
 
     if config.searches:
         return search_latency_bounded(tests.run, config.engines, config.min_duration_s,
-                                      config.tolerance, config.max_tests)
+                                      config.tolerance, config.max_tests, config.target_ms)
     result = SearchResult()
     if config.scenario == "offline" and not config.offered_qps:
         result.capacity_qps, result.tests = measure_capacity(tests.run, config.engines,
@@ -206,7 +206,8 @@ class TestRunner:
             if span else None,
             duration_s=run.duration_s, loadgen_summary=run.summary,
             loadgen_detail=run.detail)))
-        return TestOutcome(scenario, qps, judged.valid, achieved)
+        return TestOutcome(scenario, qps, judged.valid, achieved,
+                           ms("result_50.00_percentile_latency_ns"))
 
     def requests(self) -> pd.DataFrame:
         frames = [frame for frame in self._requests if not frame.empty]

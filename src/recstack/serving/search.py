@@ -23,8 +23,13 @@ FIRST_FRACTION = 0.8
 """The first Server rate, as a fraction of the Offline capacity."""
 RAISE_FACTOR = 1.25
 """While every rate tried was valid, the next is this much higher."""
-FLOOR_FRACTION = 1 / 256
-"""Below this fraction of the capacity the search gives up: nothing meets the target."""
+FLOOR_FRACTION = 1 / 32
+"""Below this fraction of the capacity the search gives up: a deployment that meets the
+target only at a thirty-second of what it completes is not one to deploy, and each test at
+a low rate lasts its minimum query count over the rate."""
+CALM_FRACTION = 0.5
+"""At or below this fraction of the capacity queueing no longer sets the median latency: an
+invalid test there whose median misses the target means one request alone misses it."""
 CAPACITY_SAMPLES = 32
 """Requests in the rough capacity test that sizes the real one."""
 
@@ -39,6 +44,7 @@ class TestOutcome:
     offered_qps: float
     valid: bool
     achieved_qps: float | None
+    p50_ms: float | None = None
 
 
 @dataclass
@@ -69,8 +75,11 @@ def measure_capacity(run_test: RunTest, engines: int, min_duration_s: float
 
 
 def search_latency_bounded(run_test: RunTest, engines: int, min_duration_s: float,
-                           tolerance: float, max_tests: int) -> SearchResult:
-    """The highest valid Server rate (see the module docstring)."""
+                           tolerance: float, max_tests: int,
+                           target_ms: float | None = None) -> SearchResult:
+    """The highest valid Server rate (see the module docstring). With ``target_ms``, the
+    search also stops once a test at a calm rate misses the target at its median: a request
+    alone takes longer than the target, and lower rates cannot change that."""
     capacity, tests = measure_capacity(run_test, engines, min_duration_s)
     result = SearchResult(capacity_qps=capacity, tests=tests)
     if not capacity:
@@ -90,6 +99,13 @@ def search_latency_bounded(run_test: RunTest, engines: int, min_duration_s: floa
             result.converged = True
             break
         if low is None:
+            if target_ms is not None and outcome.p50_ms is not None \
+                    and rate <= CALM_FRACTION * capacity and outcome.p50_ms > target_ms:
+                result.note = (f"no valid rate: at {rate:.3g} QPS, half the capacity or less, "
+                               f"the median request took {outcome.p50_ms:.3g} ms, over the "
+                               f"{target_ms:g} ms target")
+                result.converged = True
+                break
             rate /= 2
             if rate < FLOOR_FRACTION * capacity:
                 result.note = (f"no rate down to {rate * 2:.3g} QPS met the target: the "
