@@ -14,8 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from recstack.report.sections import (ReportContext, Section, Table, by_run, figures_from,
-                                      table_from_frame)
+from recstack.report.sections import (
+    ReportContext,
+    Section,
+    Table,
+    figures_from,
+    table_from_frame,
+)
 from recstack.text import MISSING
 
 TITLE = "Serving: latency-bounded throughput under MLPerf LoadGen"
@@ -57,11 +62,19 @@ CAPTIONS = {
 
 
 def _figures(context: ReportContext, section: Section) -> None:
+    """One set of figures per platform (two platforms never share a panel), each model a
+    panel; a model several runs of the platform measured gets a panel per run."""
     from recstack.report.serving_plots import write_serving_figures
 
     tests = context.serving_tests
-    for label, rows in by_run(context, context.serving):
-        own = tests[tests.run_id == rows.run_id.iloc[0]] if not tests.empty else tests
+    platforms = list(dict.fromkeys(context.serving.platform_id))
+    for platform in platforms:
+        rows = context.serving[context.serving.platform_id == platform].copy()
+        runs_of = rows.groupby("model").run_id.transform("nunique")
+        rows["model"] = [f"{r.model} ({r.run_id})" if n > 1 else r.model
+                         for r, n in zip(rows.itertuples(), runs_of)]
+        own = tests[tests.run_id.isin(rows.run_id)] if not tests.empty else tests
+        label = f"platform {platform}" if len(platforms) > 1 else ""
         figures = figures_from(
             lambda directory, rows=rows, own=own: write_serving_figures(rows, own, directory),
             label=label)

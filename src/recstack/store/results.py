@@ -93,6 +93,12 @@ class ResultStore(BackendChoiceStore, StoreFile):
                                  "ended_at = NULL, in_flight = NULL, runner = ?",
                          [planned_points, runner])
 
+    def plan_at_least(self, run_id: str, planned_points: int) -> None:
+        """Raises the run's planned points to ``planned_points`` (a run whose points are
+        chosen as it goes, as the tuner's are, learns its size point by point)."""
+        self._update_run(run_id, "planned_points = greatest(coalesce(planned_points, 0), ?)",
+                         [planned_points])
+
     def mark_in_flight(self, run_id: str, label: str) -> None:
         """Records the point the run is measuring now (what a killed run was doing)."""
         self._update_run(run_id, "in_flight = ?", [label])

@@ -170,6 +170,9 @@ def run_serving(plan: ServingPlan, store: object, run_id: str, settings: object,
             outcome.skipped += 1
             notify(SweepEvent("skipped", point, index, total))
             return stored["latency_bounded_qps"]
+        # The run's points before this pass (those read back among them), those this pass
+        # measured, and this one.
+        store.plan_at_least(run_id, before + outcome.measured + len(outcome.failed) + 1)
         store.mark_in_flight(run_id, point.label)
         notify(SweepEvent("start", point, index, total))
         event, record = measure_and_store(store, run_id, settings, point, executor, options,
@@ -178,7 +181,8 @@ def run_serving(plan: ServingPlan, store: object, run_id: str, settings: object,
         return None if record is None else record.summary.latency_bounded_qps
 
     # A pass may add serving points to a run holding others (the main job's serving stage).
-    store.start_run_pass(run_id, len(store.finished_point_keys(run_id)) + len(plan.specs))
+    before = len(store.finished_point_keys(run_id))
+    store.start_run_pass(run_id, before + len(plan.specs))
     try:
         for spec in plan.specs:
             if plan.tune:
