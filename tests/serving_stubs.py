@@ -25,10 +25,19 @@ class SleepModel:
 
 
 def kill_an_engine_after(seconds: float, signum: int = signal.SIGKILL) -> threading.Thread:
-    """Kills one engine process (a spawned child of this process whose name says so) once
-    ``seconds`` have passed; returns the (started) thread."""
+    """Kills one engine process (a spawned child of this process) ``seconds`` after a
+    LoadGen test started (its log folder appears: the engines are ready by then); returns
+    the (started) thread."""
+    import glob
+    import tempfile
+
+    pattern = f"{tempfile.gettempdir()}/recstack-loadgen-*"
+    existing = set(glob.glob(pattern))
 
     def kill() -> None:
+        deadline = time.monotonic() + 120
+        while not set(glob.glob(pattern)) - existing and time.monotonic() < deadline:
+            time.sleep(0.05)
         time.sleep(seconds)
         for child in psutil.Process(os.getpid()).children(recursive=True):
             try:

@@ -46,7 +46,9 @@ def test_tuning_that_beats_the_baseline_for_every_model_holds() -> None:
     assert "1 of the 2 gains pass" in table.detail["tuned_beats_baseline"]
     assert table.figure["tuned_beats_baseline"] == "serving_tuned_vs_baseline"
     assert table.status["best_sub_batch_differs"] == HOLDS
-    assert table.measured["best_sub_batch_differs"] == "rmc1: sub-batch 32, rmc2: sub-batch 64"
+    assert table.measured["best_sub_batch_differs"] == (
+        "rmc1: sub-batch 32, rmc2: whole requests (sub-batch 64 within the baseline's "
+        "bracket)")
     assert table.status["gpu_offload_helps"] == NOT_MEASURED
     assert "no request was offloaded" in table.detail["gpu_offload_helps"]
     assert table.figure["gpu_offload_helps"] == ""  # not measured links nothing
@@ -74,6 +76,17 @@ def test_the_same_best_sub_batch_everywhere_does_not_hold() -> None:
     assert table.status["best_sub_batch_differs"] == DOES_NOT_HOLD
     assert table.measured["best_sub_batch_differs"] == \
         "rmc1: whole requests, rmc2: whole requests"
+
+
+def test_a_split_within_the_baselines_bracket_is_no_different_best() -> None:
+    serving = frame(point("a", 2, 1, 128, 615.0, lowest_invalid_qps=680.0),
+                    point("b", 2, 1, 64, 626.0),
+                    point("c", 2, 1, 128, 147.0, model="rmc2"),
+                    point("d", 2, 1, 32, 130.0, model="rmc2"))
+    table = checked(serving)
+    assert table.status["best_sub_batch_differs"] == DOES_NOT_HOLD
+    assert table.measured["best_sub_batch_differs"].startswith(
+        "rmc1: whole requests (sub-batch 64 within")
 
 
 def test_gpu_offload_against_the_same_deployment_without_it() -> None:

@@ -62,7 +62,7 @@ def test_loadgen_judges_overload_invalid_and_light_load_valid():
 
 def test_an_engine_killed_mid_run_fails_the_point_without_hanging():
     point = _point(qps=(100.0,), sub_batch=4, engines=2, duration=6.0, target_ms=100)
-    kill_an_engine_after(2.0)
+    kill_an_engine_after(1.0)
     start = time.monotonic()
     with pytest.raises(RecstackError, match=r"engine \d .*killed by SIGKILL.* mid-run"):
         collect_serving(point, None, LevelOptions(), model_override=SleepModel(0.001))

@@ -80,12 +80,20 @@ def _best_sub_batch_differs(evidence: Evidence, thresholds: dict[str, float]) ->
     if len(tuned) < 2:
         return (NOT_MEASURED, MISSING, f"needs at least two tuned models with a valid rate "
                 f"({len(tuned)} here; {HOW})")
-    best = {row.name: (f"sub-batch {row.tuned_sub_batch}" if row.tuned_splits
-                       else "whole requests") for row in tuned.itertuples()}
+    best, shown = {}, []
+    for row in tuned.itertuples():
+        # A split that beats the baseline by less than its search's bracket is a tie.
+        clear = row.tuned_splits and (pd.isna(row.baseline_invalid_qps)
+                                      or row.tuned_qps > row.baseline_invalid_qps)
+        best[row.name] = f"sub-batch {row.tuned_sub_batch}" if clear else "whole requests"
+        tie = "" if clear or not row.tuned_splits else \
+            f" (sub-batch {row.tuned_sub_batch} within the baseline's bracket)"
+        shown.append(f"{row.name}: {best[row.name]}{tie}")
     status = HOLDS if len(set(best.values())) > 1 else DOES_NOT_HOLD
-    return (status, ", ".join(f"{name}: {size}" for name, size in best.items()),
+    return (status, ", ".join(shown),
             f"the sub-batch size of each model's best deployment measured, over "
-            f"{len(tuned)} tuned models ('whole requests': the baseline's no-split was best)")
+            f"{len(tuned)} tuned models ('whole requests': the baseline's no-split was best, "
+            "or no split beat it by more than the search's bracket)")
 
 
 def _gpu_offload_helps(evidence: Evidence, thresholds: dict[str, float]) -> Outcome:
