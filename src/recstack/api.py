@@ -101,17 +101,13 @@ def plan(models: Sequence[str] | None = None, batch_sizes: Sequence[int] | None 
         query = QuerySpec(distribution=distribution, seed=seed)
     except SpecError as error:
         raise error.for_option() from None
-    choices = None
-    if store is not None and Path(store).is_file():
-        from recstack.backend_race import stored_choices
-        from recstack.host import usable_cores
-        from recstack.limits import is_integer
-        from recstack.platform_info import collect_platform, platform_id
+    from recstack.backend_race import stored_choices_at
+    from recstack.host import usable_cores
+    from recstack.limits import is_integer
 
-        identity = platform_id(collect_platform())
-        # Only counts a race can exist for; planning refuses the others with their message.
-        counts = [t for t in (threads or [usable_cores()]) if is_integer(t) and t >= 1]
-        choices = {t: stored_choices(ResultStore(store), identity, t) for t in counts}
+    # Only counts a race can exist for; planning refuses the others with their message.
+    counts = [t for t in (threads or [usable_cores()]) if is_integer(t) and t >= 1]
+    choices = stored_choices_at(store, counts) or None
     return plan_sweep(models=list(models or ZOO_NAMES), batch_sizes=batch_sizes,
                       threads=threads, devices=devices, backends=list(backends or ["auto"]),
                       row_scale=row_scale, query=query, seed=seed, levels=levels,

@@ -335,6 +335,21 @@ def ensure_backend_choices(store: Any, threads: int, models: Sequence[str] = ZOO
     return store.load_backend_choices(identity, threads), True
 
 
+def stored_choices_at(store_path: Any, counts: Any) -> dict[int, BackendChoices | None]:
+    """Per thread count in ``counts``, the newest race stored for this machine in the store
+    at ``store_path`` (None for a count without one); nothing when the file does not exist."""
+    from pathlib import Path
+
+    from recstack.platform_info import collect_platform, platform_id
+    from recstack.store import ResultStore
+
+    if store_path is None or not Path(store_path).is_file():
+        return {}
+    identity = platform_id(collect_platform())
+    store = ResultStore(store_path)
+    return {count: stored_choices(store, identity, count) for count in counts}
+
+
 def stored_choices(store: Any, platform_id: str | None, threads: int) -> BackendChoices | None:
     """The newest race stored for ``platform_id`` (None: this machine) at ``threads``, as
     ``auto`` reads it; None when there is none (auto then reads the shipped file)."""

@@ -78,13 +78,6 @@ def load_serving_tests(store: object, run_ids: list[str] | None = None) -> pd.Da
     return order_models(frame) if not frame.empty else frame
 
 
-def load_loadgen_logs(store: object, run_id: str, point_key: str) -> pd.DataFrame:
-    """LoadGen's summary and detail logs of each test of one serving point."""
-    return store.query("SELECT test, role, scenario, offered_qps, loadgen_summary, "
-                       "loadgen_detail FROM serving_tests WHERE run_id = ? AND point_key = ? "
-                       "ORDER BY test", [run_id, point_key])  # type: ignore[attr-defined]
-
-
 def _has_serving(store: object) -> bool:
     return bool(getattr(store, "path", None) and store.path.is_file())  # type: ignore
 

@@ -169,7 +169,7 @@ def print_serving_level(store: Any, run_id: str) -> None:
                       fmt.rate(row.capacity_qps), str(row.tests),
                       _bytes(row.peak_memory_bytes), _bytes(row.model_bytes))
     console.print(table)
-    for row in tuned_vs_baseline(serving).itertuples():
+    for row in tuned_vs_baseline(serving, tuned_only=True).itertuples():
         gain = MISSING if _missing(row.gain) else f"{row.gain:.2f}x"
         console.print(f"{row.model}: tuned ({row.tuned}) {fmt.rate(row.tuned_qps)} QPS vs "
                       f"baseline ({row.baseline}) {fmt.rate(row.baseline_qps)} QPS: {gain} "

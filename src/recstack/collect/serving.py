@@ -142,14 +142,17 @@ class TestRunner:
 
     def __init__(self, pool: Any, library: Any, config: Any):
         self.pool, self.library, self.config = pool, library, config
+        from recstack.serving.loadgen_run import completer
+
         self.rows: list[dict[str, Any]] = []
         self._requests: list[pd.DataFrame] = []
         self.version: str | None = None
+        self._complete = completer()
 
     def run(self, scenario: str, qps: float, role: str) -> Any:
         from recstack.serving.loadgen_run import (
-            complete,
             loadgen_settings,
+            percentile_ms,
             run_loadgen,
             verdict,
         )
@@ -157,7 +160,7 @@ class TestRunner:
         from recstack.serving.search import TestOutcome
 
         config, library = self.config, self.library
-        scheduler = Scheduler(self.pool, library, complete,
+        scheduler = Scheduler(self.pool, library, self._complete,
                               stall_timeout_s=max(60.0, 10 * config.target_ms / 1000))
         scheduler.start()
         try:
@@ -175,10 +178,8 @@ class TestRunner:
         served = scheduler.served
         span = (served.last_ns - served.first_ns) if served.first_ns is not None else 0
 
-        def ms(key: str) -> float | None:
-            value = run.value(key)
-            return None if value is None else float(value) / 1e6
-
+        p50_ms = percentile_ms(run, 50)
+        longest = _number(run.value("result_max_latency_ns"))
         achieved = _number(run.value("result_completed_samples_per_sec")
                            if scenario != "offline" else run.value("result_samples_per_second"))
         self.rows.append(asdict(ServingTest(
@@ -193,21 +194,17 @@ class TestRunner:
             early_stopping_met=judged.early_stopping_met,
             query_count=_integer(run.value("result_query_count")),
             overlatency_count=_integer(run.value("result_overlatency_query_count")),
-            p50_ms=ms("result_50.00_percentile_latency_ns"),
-            p90_ms=ms("result_90.00_percentile_latency_ns"),
-            p95_ms=ms("result_95.00_percentile_latency_ns"),
-            p99_ms=ms("result_99.00_percentile_latency_ns"),
-            max_ms=ms("result_max_latency_ns"),
+            p50_ms=p50_ms, p90_ms=percentile_ms(run, 90), p95_ms=percentile_ms(run, 95),
+            p99_ms=percentile_ms(run, 99), max_ms=None if longest is None else longest / 1e6,
             sut_tail_ms=None if requests.empty else
             float(np.percentile(requests["latency_ms"], config.percentile)),
             service_median_ms=float(np.median(served.service_ns)) / 1e6
             if served.service_ns else None,
-            engine_utilization=served.busy_ns / (span * len(self.pool.engines))
+            engine_utilization=sum(served.service_ns) / (span * len(self.pool.engines))
             if span else None,
             duration_s=run.duration_s, loadgen_summary=run.summary,
             loadgen_detail=run.detail)))
-        return TestOutcome(scenario, qps, judged.valid, achieved,
-                           ms("result_50.00_percentile_latency_ns"))
+        return TestOutcome(scenario, qps, judged.valid, achieved, p50_ms)
 
     def requests(self) -> pd.DataFrame:
         frames = [frame for frame in self._requests if not frame.empty]

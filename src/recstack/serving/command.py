@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from recstack.errors import RecstackError, SpecError
+from recstack.errors import SpecError
 from recstack.executors import Executor
 from recstack.serving.config import DEFAULT_PERCENTILE, ServingConfig
 from recstack.serving.query_sizes import (
@@ -118,15 +118,7 @@ def serve_models(models: Sequence[str], store: str | Path = DEFAULT_STORE,
 
 def _stored_choices(store: str | Path, threads: int, tune: bool) -> dict[int, Any]:
     """The backend races stored for this machine at each thread count the run may use."""
-    if not Path(store).is_file():
-        return {}
-    from recstack.backend_race import stored_choices
+    from recstack.backend_race import stored_choices_at
     from recstack.host import usable_cores
-    from recstack.platform_info import collect_platform, platform_id
 
-    identity = platform_id(collect_platform())
-    counts = range(1, usable_cores() + 1) if tune else [threads]
-    try:
-        return {t: stored_choices(ResultStore(store), identity, t) for t in counts}
-    except RecstackError:
-        return {}
+    return stored_choices_at(store, range(1, usable_cores() + 1) if tune else [threads])

@@ -130,11 +130,6 @@ class ServingConfig:
                 f"{self.query_sizes.describe()}{offload}")
 
 
-def splits_requests(sub_batch: int, sizes: QuerySizes) -> bool:
-    """Whether a sub-batch of ``sub_batch`` items ever splits a request."""
-    return sub_batch < sizes.maximum
-
-
 def check_deployment(engines: int, threads: int, cores: int, oversubscribe: bool = False
                      ) -> None:
     """Engines are pinned to disjoint cores: ``engines * threads`` must fit ``cores``."""

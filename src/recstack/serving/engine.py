@@ -87,10 +87,11 @@ def _set_up(engine: EngineSpec, model: Any, library: Any) -> Callable[[int], Non
         shapes.setdefault((batch.size, batch.lookups), j)
     examples = [batches[j] for j in shapes.values()]
     if engine.backend == "static":
+        from recstack.backends import prepare_backend
         from recstack.static_runtime import StaticRuntimeModel
 
         model = StaticRuntimeModel(model)
-        model.prepare(examples)
+        prepare_backend(model, "static", examples)
     if engine.device != "cpu":
         model = model.to(engine.device)
     device = engine.device

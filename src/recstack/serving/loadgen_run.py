@@ -111,11 +111,16 @@ def run_loadgen(settings: Any, library_size: int, issue: Any,
     return LoadGenRun(summary, detail, results, errors, duration)
 
 
-def complete(query_ids: list[int]) -> None:
-    """Tells LoadGen these queries are answered (no response data: performance mode)."""
+def completer() -> Any:
+    """``complete(query_ids)``: tells LoadGen these queries are answered (no response data:
+    performance mode). LoadGen is looked up here, once, not at every completion."""
     lg = loadgen_module()
-    lg.QuerySamplesComplete([lg.QuerySampleResponse(query_id, 0, 0)
-                             for query_id in query_ids])
+    done, response = lg.QuerySamplesComplete, lg.QuerySampleResponse
+
+    def complete(query_ids: list[int]) -> None:
+        done([response(query_id, 0, 0) for query_id in query_ids])
+
+    return complete
 
 
 def _read(path: Path) -> str:

@@ -36,7 +36,6 @@ class _Request:
     arrived_ns: int
     remaining: int
     order: int
-    offloaded: bool
 
 
 @dataclass
@@ -48,7 +47,6 @@ class Served:
     arrived_ns: list[int] = field(default_factory=list)
     latency_ns: list[int] = field(default_factory=list)
     service_ns: list[int] = field(default_factory=list)
-    busy_ns: int = 0
     first_ns: int | None = None
     last_ns: int | None = None
 
@@ -153,8 +151,7 @@ class Scheduler:
             query_id, sample_index, arrived = self._inbox.popleft()
             parts = library.sub_batches(sample_index)
             offloaded = bool(library.offloaded[sample_index]) and bool(self._gpu)
-            request = _Request(query_id, sample_index, arrived, len(parts), self._arrivals,
-                               offloaded)
+            request = _Request(query_id, sample_index, arrived, len(parts), self._arrivals)
             self._arrivals += 1
             pending = self._pending_gpu if offloaded else self._pending_cpu
             for sub_batch in parts:
@@ -179,7 +176,6 @@ class Scheduler:
         (self._idle_gpu if engine.spec.device != "cpu" else self._idle_cpu).append(engine)
         served = self.served
         served.service_ns.append(end - start)
-        served.busy_ns += end - start
         served.first_ns = start if served.first_ns is None else min(served.first_ns, start)
         served.last_ns = end if served.last_ns is None else max(served.last_ns, end)
         request = self._tickets.pop(ticket)
@@ -225,8 +221,11 @@ def latencies_frame(served: Served, library: SampleLibrary):
     import pandas as pd
 
     if not served.order:
-        return pd.DataFrame(columns=["request", "sample_index", "items", "sub_batches",
-                                     "offloaded", "issued_ms", "latency_ms"])
+        from recstack.records.declare import columns_of
+        from recstack.records.serving import ServedRequest
+
+        return pd.DataFrame(columns=[c.name for c in columns_of(ServedRequest)
+                                     if c.name != "test"])
     index = np.asarray(served.sample_index, dtype=np.int64)
     arrived = np.asarray(served.arrived_ns, dtype=np.int64)
     order = np.argsort(np.asarray(served.order))

@@ -23,7 +23,7 @@ from recstack.points import Point
 from recstack.serving.config import ServingConfig, check_deployment
 from recstack.serving.tuner import Deployment, TuneResult, tune
 from recstack.specs import ModelSpec, resolve_spec
-from recstack.sweep.plan import fit_spec
+from recstack.sweep.plan import available_devices, fit_spec
 from recstack.sweep.run import SweepEvent, SweepOutcome, measure_and_store
 
 SERVING_BACKENDS = ("eager", "fused", "static")
@@ -96,12 +96,9 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
                             f"of {', '.join((*SERVING_BACKENDS, AUTO))}")
     if not tune_deployment:
         check_deployment(config.engines, threads, cores, oversubscribe)
-    if config.offload_threshold is not None or tune_deployment:
-        import torch
-
-        if config.offload_threshold is not None and not torch.cuda.is_available():
-            raise RecstackError(f"--offload-threshold: {config.offload_threshold} is not "
-                                "allowed; this machine has no CUDA GPU to offload to")
+    if config.offload_threshold is not None and "cuda" not in available_devices():
+        raise RecstackError(f"--offload-threshold: {config.offload_threshold} is not "
+                            "allowed; this machine has no CUDA GPU to offload to")
     query = query or QuerySpec(seed=seed)
     available = available_memory_bytes() if available_bytes is None else available_bytes
     specs, configs, notes = [], {}, []
@@ -123,7 +120,7 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
                              max_input_bytes=LIBRARY_BYTES_MAX, available_bytes=available)
         specs.append(spec)
     offload = ()
-    if tune_deployment and _cuda():
+    if tune_deployment and "cuda" in available_devices():
         offload = tuple(sorted({max(1, maximum // d) for d in (8, 4, 2)}))
     return ServingPlan(tuple(specs), configs, threads, sub_batch, tune_deployment, backend,
                        query, seed, cores, dict(choices or {}), tuple(notes), offload)
@@ -133,12 +130,6 @@ def _mean_items(config: ServingConfig) -> float:
     from recstack.serving.library import request_sizes
 
     return float(request_sizes(config.query_sizes, 256, 0).mean())
-
-
-def _cuda() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 @dataclass
