@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: creates .venv, installs recstack and its dependencies
-# (the CPU build of torch unless an NVIDIA GPU is present), then runs the main job or the tests.
+# (the CPU build of torch unless an NVIDIA GPU is present; Ray, for the fleet and its tests),
+# then runs the main job or the tests.
 #
 #   bash scripts/dev.sh run  [recstack run options]   # set up, then the default characterization
 #   bash scripts/dev.sh test [pytest options]         # set up, then the whole test suite
@@ -32,12 +33,12 @@ want="$(cat pyproject.toml constraints/cpu.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     # A GPU machine keeps (or gets) a CUDA build of torch: no CPU pin.
-    "$venv/bin/python" -m pip install --quiet -e ".[test]"
+    "$venv/bin/python" -m pip install --quiet -e ".[test,ray]"
   else
     # Install the pinned CPU torch first and keep it pinned, so that no dependency's
     # torch range can pull the CUDA build.
     "$venv/bin/python" -m pip install --quiet -c constraints/cpu.txt "torch==2.13.0"
-    "$venv/bin/python" -m pip install --quiet -c constraints/cpu.txt -e ".[test]"
+    "$venv/bin/python" -m pip install --quiet -c constraints/cpu.txt -e ".[test,ray]"
   fi
   echo "$want" > "$stamp"
 fi

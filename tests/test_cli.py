@@ -235,6 +235,32 @@ def test_compare_command(tmp_path: Path) -> None:
                           "run: 'nope' is not in")
 
 
+def test_compare_two_platforms_of_one_run(tmp_path: Path) -> None:
+    from recstack.store import ResultStore
+    from tests.analysis.test_compare import record
+
+    store = ResultStore(tmp_path / "r.duckdb")
+    run = store.create_run("fleet", {}, {}, "pa", "machine A")
+    store.record_platform("pb", "machine B", {})
+    record(store, run, "rmc1", 1, 1.0, seed=1, platform="pa")
+    record(store, run, "rmc1", 1, 1.3, seed=2, platform="pb")
+    result = recstack("compare", run, run, "--store", str(store.path), "--platform-a", "pa",
+                      "--platform-b", "pb")
+    assert result.returncode == 0, result.stderr
+    assert f"A: {run} on machine A (pa)" in result.stdout
+    assert f"B: {run} on machine B (pb)" in result.stdout
+    assert "1 of 1 matched points differ significantly (1 slower" in result.stdout
+    result = recstack("compare", run, run, "--store", str(store.path), "--json")
+    assert result.returncode == 0, result.stderr
+    points = json.loads(result.stdout)["points"]
+    assert [(p["platform_a"], p["platform_b"]) for p in points] == [("pa", "pa"), ("pb", "pb")]
+    assert "spans 2 platforms (pa, pb)" in result.stderr
+    assert_one_line_error(recstack("compare", run, run, "--store", str(store.path),
+                                   "--platform-b", "nope"),
+                          f"--platform-b: 'nope' is not a platform of run {run}; its points "
+                          "were measured on pa, pb")
+
+
 def test_report_command(tmp_path: Path) -> None:
     store = tmp_path / "r.duckdb"
     a, _ = _two_runs(store)

@@ -314,3 +314,15 @@ def test_run_states_are_recorded(store: ResultStore) -> None:
     run = runs_with_status(store.runs()).iloc[0]
     assert run.status == "complete: 3 of 3 points, 1 failed" and run.complete
     assert pd.isna(run.in_flight)
+
+
+def test_record_platform_keeps_the_first_row(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "r.duckdb")
+    store.create_run("x", {}, {}, "pa", "machine A")
+    store.record_platform("pb", "machine B", {"hostname": "b"})
+    store.record_platform("pb", "renamed", {})  # already stored: kept as it was
+    store.record_platform("pa", "renamed", {})
+    rows = store.query("SELECT platform_id, description, info FROM platforms "
+                       "ORDER BY platform_id")
+    assert list(rows.description) == ["machine A", "machine B"]
+    assert '"hostname": "b"' in rows["info"][1]

@@ -328,8 +328,9 @@ def test_an_unstable_point_is_measured_again_until_steady() -> None:
 
     point = Point(small_spec("rmc1"), 1)
     executor = _Scripted([0.9, 0.2, 0.8])
-    record, attempts = measure_steadily(point, replace(QUICK, remeasure_attempts=2),
-                                        LevelOptions(), executor)
+    measured, attempts = measure_steadily(point, replace(QUICK, remeasure_attempts=2),
+                                          LevelOptions(), executor)
+    record = measured.record
     assert attempts == 2 and executor.calls == 2  # stopped at the first steady worker
     assert record.stats.relative_spread == 0.2 and not record.stats.unstable
 
@@ -340,8 +341,9 @@ def test_the_remeasurement_stops_at_its_budget_and_keeps_the_flag() -> None:
 
     point = Point(small_spec("rmc1"), 1)
     executor = _Scripted([0.9, 0.7, 0.8, 0.6, 0.6])
-    record, attempts = measure_steadily(point, replace(QUICK, remeasure_attempts=2),
-                                        LevelOptions(), executor)
+    measured, attempts = measure_steadily(point, replace(QUICK, remeasure_attempts=2),
+                                          LevelOptions(), executor)
+    record = measured.record
     assert attempts == 3 and executor.calls == 3
     assert record.stats.relative_spread == 0.7 and record.stats.unstable  # the steadiest
     assert "unstable in each of 3 workers" in record.stats.warning
@@ -349,3 +351,46 @@ def test_the_remeasurement_stops_at_its_budget_and_keeps_the_flag() -> None:
     _, attempts = measure_steadily(point, replace(QUICK, remeasure_attempts=0),
                                    LevelOptions(), none)
     assert attempts == 1 and none.calls == 1
+
+
+class _Losing:
+    """An executor whose first ``losses`` calls lose their node, then measure locally."""
+
+    retries = 1
+
+    def __init__(self, losses: int) -> None:
+        self.losses = losses
+        self.calls = 0
+
+    def measure(self, point: Point, settings: object, options: object) -> object:
+        from recstack.executors import PointLost
+
+        self.calls += 1
+        if self.calls <= self.losses:
+            raise PointLost(f"its node or worker was lost (loss {self.calls})")
+        return LocalExecutor().measure(point, settings, options)
+
+
+@pytest.mark.parametrize("losses, ends", [(1, "ok"), (2, "failed")])
+def test_a_point_whose_node_is_lost_is_stored_failed_then_measured_again_once(
+        tmp_path: Path, losses: int, ends: str) -> None:
+    plan = plan_sweep(["ncf"], [1], [1], ["cpu"], row_scale=0.0005)
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = new_run(store)
+    stored: list[str] = []
+
+    def follow(event: object) -> None:
+        stored.append(event.kind)
+        if event.kind == "retry":  # what the run holds while the point waits for its retry
+            row = store.query("SELECT status, error FROM points WHERE run_id = ?", [run_id])
+            assert list(row.status) == ["failed"] and "loss 1" in row.error.iloc[0]
+
+    executor = _Losing(losses)
+    outcome = run_sweep(plan, store, run_id, QUICK, progress=follow, executor=executor)
+    assert executor.calls == 2 and stored == ["start", "retry", "start", ends.replace(
+        "ok", "done")]
+    row = store.query("SELECT status, error, retried_after FROM points WHERE run_id = ?",
+                      [run_id]).iloc[0]
+    assert row.status == ends and row.retried_after == "its node or worker was lost (loss 1)"
+    assert (outcome.measured, len(outcome.failed)) == ((1, 0) if ends == "ok" else (0, 1))
+    assert store.run_info(run_id)["state"] == "complete"

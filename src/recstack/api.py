@@ -86,12 +86,13 @@ def plan(models: Sequence[str] | None = None, batch_sizes: Sequence[int] | None 
          distribution: str = "uniform", seed: int = 0, levels: Sequence[str] = ("timing",),
          hardware_mode: str | None = None, hierarchy: str = "host", no_multiplex: bool = False,
          oversubscribe: bool = False, store: str | Path | None = None,
-         cache: str = "cold") -> SweepPlan:
+         cache: str = "cold", here: bool = True) -> SweepPlan:
     """The points to measure (every option checked, every point admitted to memory), each
     with queries of the ``cache`` state (:mod:`recstack.working_set`).
     ``models`` default to the zoo; ``backends`` to ``auto``, which reads the races stored
     in ``store`` for this machine at each thread count (``recstack backends``), where the
-    file exists and holds one, else the shipped choices."""
+    file exists and holds one, else the shipped choices; those alone when the points are
+    not measured ``here`` (a cluster's nodes: this machine's races say nothing of theirs)."""
     from recstack.errors import SpecError
     from recstack.inputs import QuerySpec
     from recstack.specs import ZOO_NAMES
@@ -107,7 +108,7 @@ def plan(models: Sequence[str] | None = None, batch_sizes: Sequence[int] | None 
 
     # Only counts a race can exist for; planning refuses the others with their message.
     counts = [t for t in (threads or [usable_cores()]) if is_integer(t) and t >= 1]
-    choices = stored_choices_at(store, counts) or None
+    choices = (stored_choices_at(store, counts) or None) if here else None
     return plan_sweep(models=list(models or ZOO_NAMES), batch_sizes=batch_sizes,
                       threads=threads, devices=devices, backends=list(backends or ["auto"]),
                       row_scale=row_scale, query=query, seed=seed, levels=levels,
@@ -116,11 +117,19 @@ def plan(models: Sequence[str] | None = None, batch_sizes: Sequence[int] | None 
                       backend_choices=choices, cache=cache)
 
 
-def plan_notes(planned: SweepPlan) -> list[str]:
-    """What a user should read before the plan runs: the plan's notes and, when other work
-    occupies the cores its points need, a warning."""
+def measures_here(executor: Executor | None) -> bool:
+    """Whether ``executor`` measures on this machine (a cluster's does not)."""
+    return not getattr(executor, "remote", False)
+
+
+def plan_notes(planned: SweepPlan, executor: Executor | None = None) -> list[str]:
+    """What a user should read before the plan runs: the plan's notes, where it runs when
+    not here and, when other work occupies the cores its points need here, a warning."""
     from recstack.sweep import busy_machine_note
 
+    where = getattr(executor, "notes", None)
+    if where is not None:
+        return [*planned.notes, *where()]
     return [note for note in (*planned.notes, busy_machine_note(planned)) if note]
 
 
@@ -146,10 +155,11 @@ def measure(planned: SweepPlan, store: str | Path = DEFAULT_STORE, settings: Any
 
     results = ResultStore(store)
     settings = settings if settings is not None else timing_settings()
+    planned = planned.on_platforms(getattr(executor, "covered", ()))
     run = open_run(results, settings, command, resume, run_id)
     if before is not None:
         before(results, run)
-    notes = tuple(plan_notes(planned))  # measured once: the busy-machine note samples the CPU
+    notes = tuple(plan_notes(planned, executor))  # once: the busy-machine note samples the CPU
     if on_start is not None:
         on_start(RunStart(run, results, len(planned.points), notes))
     traces = run_folder(results, "traces", run) if trace else None
@@ -171,7 +181,7 @@ def sweep(models: Sequence[str], store: str | Path = DEFAULT_STORE, min_time: fl
           **plan_options: Any) -> RunResult:
     """A custom sweep (models x batch sizes x threads x devices x backends x levels);
     ``plan_options`` are :func:`plan`'s."""
-    planned = plan(models, store=store, **plan_options)
+    planned = plan(models, store=store, here=measures_here(executor), **plan_options)
     return measure(planned, store, timing_settings(min_time), resume, run_id, trace,
                    progress, executor, command, on_start)
 
@@ -236,17 +246,21 @@ def hardware(models: Sequence[str] | None = None, store: str | Path = DEFAULT_ST
 
 
 def ceilings(store: str | Path = DEFAULT_STORE, threads: int | None = None,
-             refresh: bool = False, quick: bool = False) -> tuple[pd.DataFrame, bool]:
-    """This machine's ceilings at ``threads`` (default: every usable core): the newest
-    stored set, or measured now (and stored) when there is none or ``refresh``. Returns
-    (the ceilings, whether they were measured now)."""
+             refresh: bool = False, quick: bool = False,
+             executor: Executor | None = None) -> tuple[pd.DataFrame, bool]:
+    """This machine's ceilings at ``threads`` (default: every usable core), or with a
+    cluster's ``executor`` those of each platform it measures on: the newest stored set,
+    or measured now (and stored) when there is none or ``refresh``. Returns (the ceilings,
+    whether any were measured now)."""
     from recstack.collect.ceiling_kernels import CeilingSettings
-    from recstack.collect.ceilings import ensure_ceilings
+    from recstack.collect.ceilings import ensure_ceilings, ensure_fleet_ceilings
     from recstack.host import usable_cores
 
     results = ResultStore(store)
     results.check_writable()  # before minutes of measuring, not after
     settings = CeilingSettings.quick() if quick else CeilingSettings()
+    if not measures_here(executor):
+        return ensure_fleet_ceilings(results, executor, threads, refresh, settings)
     return ensure_ceilings(results, threads or usable_cores(), refresh=refresh,
                            settings=settings)
 
@@ -274,27 +288,24 @@ class Comparison:
     warnings: list[str]
 
 
-def compare(run_a: str, run_b: str, store: str | Path = DEFAULT_STORE,
-            alpha: float = 0.05) -> Comparison:
+def compare(run_a: str, run_b: str, store: str | Path = DEFAULT_STORE, alpha: float = 0.05,
+            platform_a: str | None = None, platform_b: str | None = None) -> Comparison:
     """Run B against run A: median ratio and a Mann-Whitney U test per matched point,
-    Holm-corrected; warnings when settings, method versions or completeness differ."""
-    from recstack.analysis.compare import (
-        compare_runs,
-        method_differences,
-        run_platforms,
-        settings_differences,
-    )
+    Holm-corrected; warnings when settings, method versions or completeness differ, or a
+    side spans platforms. ``platform_a`` / ``platform_b``: only the points that platform
+    measured of the side (two platforms of one run: ``run_b`` = ``run_a``)."""
+    from recstack.analysis import compare as comparison
     from recstack.analysis.runs import runs_with_status
 
-    results = ResultStore(store)
-    table = compare_runs(results, run_a, run_b, alpha)
-    warnings = []
-    changed = settings_differences(results, run_a, run_b)
+    results, sides = ResultStore(store), (platform_a, platform_b)
+    table = comparison.compare_runs(results, run_a, run_b, alpha, *sides)
+    warnings = comparison.platform_warnings(results, run_a, run_b, *sides)
+    changed = comparison.settings_differences(results, run_a, run_b)
     if changed:
         warnings.append("the runs were measured with different timing settings: "
                         + ", ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in changed.items())
                         + "; differences may come from the settings")
-    methods = method_differences(results, run_a, run_b)
+    methods = comparison.method_differences(results, run_a, run_b)
     if methods:
         warnings.append("the runs measured with different method versions ("
                         + ", ".join(f"{level} {a} vs {b}" for level, (a, b) in methods.items())
@@ -303,7 +314,7 @@ def compare(run_a: str, run_b: str, store: str | Path = DEFAULT_STORE,
                  "measure are listed as in one run only"
                  for run in runs_with_status(results.runs()).itertuples()
                  if run.run_id in (run_a, run_b) and not run.complete]
-    return Comparison(table, run_platforms(results, run_a, run_b), warnings)
+    return Comparison(table, comparison.run_platforms(results, run_a, run_b, *sides), warnings)
 
 
 @dataclass

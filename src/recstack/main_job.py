@@ -82,11 +82,16 @@ def warm_copies(plan: SweepPlan, wanted: set[tuple[str, int]]) -> SweepPlan:
     return SweepPlan(points=tuple(points), notes=(), options=plan.options, backend_basis=basis)
 
 
-def _stored(store: api.ResultStore, threads: int) -> tuple[bool, bool]:
-    """Whether this machine's ceilings and backend race at ``threads`` are stored."""
+def _stored(store: api.ResultStore, threads: int, executor: Any) -> tuple[bool, bool]:
+    """Whether the ceilings and backend race at ``threads`` of the machines that measure
+    are stored: this one's, or on a cluster each platform's ceilings (its nodes run no
+    race: ``auto`` takes the shipped choices there)."""
     from recstack.backend_race import stored_choices
     from recstack.platform_info import collect_platform, platform_id
 
+    if not api.measures_here(executor):
+        return all(not store.load_ceilings(machine.platform_id, threads).empty
+                   for machine in executor.machines()), True
     identity = platform_id(collect_platform())
     ceilings = store.load_ceilings(identity, threads)
     return not ceilings.empty, stored_choices(store, identity, threads) is not None
@@ -100,6 +105,7 @@ def _serve(result: api.RunResult, specs: Sequence[Any], tier: Any, row_scale: fl
     from recstack.sweep.serving import run_serving
 
     plan = plan_models([spec.name for spec in specs], result.store.path, tune=True,
+                       here=api.measures_here(executor),
                        row_scale=row_scale,
                        min_duration=tier.serving_min_duration, max_tests=6, tolerance=0.15,
                        library_requests=128)
@@ -153,7 +159,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     mode, _ = hardware_mode([probe_pmu(), probe_valgrind()])
     mode = None if mode == "unavailable" else mode
     most_threads = max(thread_counts)
-    has_ceilings, has_race = _stored(results, most_threads)
+    has_ceilings, has_race = _stored(results, most_threads, executor)
     paper = plan_paper(specs, budget, levels, mode, not has_ceilings, not has_race,
                        "quick" if quick else None, batch_sizes, row_scale is not None)
     tier = paper.tier
@@ -187,7 +193,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
 
     if (current := stage("ceilings")) is not None:
         for count in sorted(set(thread_counts)):
-            api.ceilings(results.path, count)
+            api.ceilings(results.path, count, executor=executor)
         done(current)
     if (current := stage("backend race")) is not None:
         for count in sorted(set(thread_counts)):
@@ -198,7 +204,8 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     measured_levels = [level for level in levels if level not in ("hardware", "serving")]
     plan_options: dict[str, Any] = {
         "devices": devices, "backends": backends, "row_scale": scale, "threads": thread_counts,
-        "oversubscribe": oversubscribe, "store": results.path}
+        "oversubscribe": oversubscribe, "store": results.path,
+        "here": api.measures_here(executor)}
     characterized = api.plan(names, batch_sizes=sizes, levels=measured_levels,
                              **plan_options)
     wanted = {(spec.name, batch) for spec, batch, _, cache

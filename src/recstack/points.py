@@ -23,6 +23,7 @@ from recstack.working_set import DEFAULT_CACHE, check_cache_state
 BACKEND_CHOICES: tuple[str, ...] = (*BACKENDS, AUTO)
 __all__ = ["BACKEND_CHOICES", "LEVEL_NAMES", "Point"]
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+_PLATFORM = re.compile(r"^[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class Point:
     serving: ServingConfig | None = None
     """The load and deployment of a ``serving`` point (its ``batch_size`` is the sub-batch
     size, its ``threads`` each engine's); None at every other level."""
+    platform: str | None = None
+    """The platform (a ``platform_info.platform_id``) the point must be measured on, where a
+    cluster measures it on each of several; None: wherever it runs."""
 
     def __post_init__(self) -> None:
         check_cache_state(self.cache)
@@ -65,6 +69,10 @@ class Point:
                             f"expected one of {', '.join(BACKEND_CHOICES)}")
         if self.level not in LEVELS:
             raise SpecError("level", self.level, f"expected one of {', '.join(LEVEL_NAMES)}")
+        if self.platform is not None and not (isinstance(self.platform, str)
+                                              and _PLATFORM.match(self.platform)):
+            raise SpecError("platform", self.platform, "expected a platform id (16 hex "
+                            "digits, as `recstack fleet` lists them)")
         if (self.level == "serving") != (self.serving is not None):
             raise SpecError("serving", self.serving, "a serving configuration is given to "
                             "serving points, and only to them")
@@ -82,6 +90,7 @@ class Point:
             "cache": self.cache,
             # Only serving points carry it: every other point's key stays what it was.
             **({} if self.serving is None else {"serving": self.serving.to_dict()}),
+            **({} if self.platform is None else {"platform": self.platform}),
         }
 
     def config_key(self) -> str:
@@ -103,6 +112,8 @@ class Point:
     def label(self) -> str:
         scale = "" if self.spec.is_full_size else f"@{self.spec.row_scale:g}"
         what = "" if self.level == "timing" else f" [{self.level}]"
+        if self.platform is not None:
+            what += f" on {self.platform[:8]}"
         if self.serving is not None:
             config = self.serving
             load = "search" if config.searches else \

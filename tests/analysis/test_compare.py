@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from recstack.analysis.compare import (COMPARISON_COLUMNS, compare_runs, method_differences,
-                                       run_platforms, settings_differences)
+                                       mixed_sides, run_platforms, settings_differences)
 from recstack.collect.timing import timing_stats
 from recstack.errors import RecstackError
 from recstack.records import TimingRecord
@@ -19,14 +19,18 @@ from tests import fill
 
 
 def record(store: ResultStore, run_id: str, model: str, batch: int, median_ms: float,
-           seed: int, method_version: int = 1) -> None:
+           seed: int, method_version: int = 1, platform: str | None = None) -> None:
+    """A timing point; ``platform``: the machine that measured it (None: stored as before
+    points had one, when the run's platform measured every point)."""
     # Skewed, noisy latencies like real ones: a log-normal around the median.
     latency = median_ms * 1e6 * np.random.default_rng(seed).lognormal(0.0, 0.05, 200)
     samples = pd.DataFrame({"iteration": range(200), "latency_ns": latency.astype(np.int64)})
     point = fill.point(config_key=f"{model}-{batch}", level="timing", model=model,
                        model_type="dlrm", row_scale=1.0, batch_size=batch, device="cpu",
-                       threads=1, backend="eager", method_version=method_version)
-    store.record_point(run_id, f"{run_id}-{model}-{batch}", point, TimingRecord(
+                       threads=1, backend="eager", method_version=method_version,
+                       platform_id=platform)
+    key = f"{run_id}-{model}-{batch}" + (f"-{platform}" if platform else "")
+    store.record_point(run_id, key, point, TimingRecord(
         samples=samples, stats=timing_stats(list(samples.latency_ns), batch)))
 
 
@@ -99,3 +103,87 @@ def test_runs_of_different_method_versions_are_told_apart(tmp_path: Path) -> Non
     warnings = api.compare(a, b, store.path).warnings
     assert any("different method versions (timing 1 vs 2)" in w for w in warnings)
 
+
+
+# ---- platforms: a run on a cluster measures on several ---------------------------------------
+
+
+@pytest.fixture
+def fleet_run(tmp_path: Path) -> tuple[ResultStore, str, str]:
+    """Run F, started on pa, measured rmc1 at batch 1 and 16 on pa (batch 1 stored without a
+    platform: the run's) and on pb (batch 1 30% slower there, batch 16 the same); run S
+    measured both on pa alone."""
+    store = ResultStore(tmp_path / "r.duckdb")
+    fleet = store.create_run("fleet", {}, {}, "pa", "machine A")
+    store.record_platform("pb", "machine B", {})
+    single = store.create_run("single", {}, {}, "pa", "machine A")
+    record(store, fleet, "rmc1", 1, 1.0, seed=1)
+    record(store, fleet, "rmc1", 16, 2.0, seed=3, platform="pa")
+    record(store, fleet, "rmc1", 1, 1.3, seed=2, platform="pb")
+    record(store, fleet, "rmc1", 16, 2.0, seed=4, platform="pb")
+    record(store, single, "rmc1", 1, 1.0, seed=5)
+    record(store, single, "rmc1", 16, 2.0, seed=6)
+    return store, fleet, single
+
+
+def test_two_platforms_of_one_run(fleet_run: tuple[ResultStore, str, str]) -> None:
+    store, fleet, _ = fleet_run
+    table = compare_runs(store, fleet, fleet, platform_a="pa", platform_b="pb")
+    assert list(table.columns) == COMPARISON_COLUMNS
+    assert list(table.present) == ["both", "both"]
+    assert list(table.platform_a) == ["pa", "pa"] and list(table.platform_b) == ["pb", "pb"]
+    rows = table.set_index("batch_size")
+    assert rows.ratio[1] == pytest.approx(1.3, rel=0.03) and rows.change[1] == "slower"
+    assert rows.change[16] == "same"
+    sides = run_platforms(store, fleet, fleet, "pa", "pb")
+    assert sides[["run", "run_id", "platform_id", "description"]].values.tolist() == [
+        ["A", fleet, "pa", "machine A"], ["B", fleet, "pb", "machine B"]]
+
+
+def test_a_side_spanning_platforms_is_matched_platform_by_platform(
+        fleet_run: tuple[ResultStore, str, str]) -> None:
+    from recstack import api
+
+    store, fleet, single = fleet_run
+    assert mixed_sides(store, single, fleet) == {"B": ["pa", "pb"]}
+    assert mixed_sides(store, single, fleet, platform_b="pb") == {}
+    table = compare_runs(store, single, fleet)
+    # S's points (pa) meet F's pa points; F's pb points are not set against machine A
+    matched = table[table.present == "both"]
+    assert list(zip(matched.batch_size, matched.platform_a, matched.platform_b)) == [
+        (1, "pa", "pa"), (16, "pa", "pa")]
+    alone = table[table.present == "only B"]
+    assert list(zip(alone.batch_size, alone.platform_b)) == [(1, "pb"), (16, "pb")]
+    assert alone.platform_a.isna().all()
+    # one run against itself: every point meets itself alone, never the other machine's
+    itself = compare_runs(store, fleet, fleet)
+    assert len(itself) == 4 and (itself.platform_a == itself.platform_b).all()
+    assert (itself.ratio == 1.0).all()
+    warnings = api.compare(single, fleet, store.path).warnings
+    assert any(f"run {fleet} (side B) spans 2 platforms (pa, pb): its points are matched "
+               "platform by platform; name one with --platform-b" in w for w in warnings)
+    named = api.compare(single, fleet, store.path, platform_b="pb")
+    assert not any("spans" in w for w in named.warnings)
+    assert list(named.points.ratio.round(1)) == [1.3, 1.0]
+    assert list(named.platforms.platform_id) == ["pa", "pb"]
+
+
+def test_one_platform_each_side_matches_by_configuration_alone(
+        two_runs: tuple[ResultStore, str, str]) -> None:
+    store, a, b = two_runs
+    table = compare_runs(store, a, b)
+    both = table[table.present == "both"]
+    # machine A against machine B, as asked: each row names them
+    assert set(both.platform_a) == {"pa"} and set(both.platform_b) == {"pb"}
+    assert mixed_sides(store, a, b) == {}
+
+
+def test_an_unknown_platform_is_one_line_naming_the_flag(
+        fleet_run: tuple[ResultStore, str, str]) -> None:
+    store, fleet, single = fleet_run
+    with pytest.raises(RecstackError, match=f"--platform-a: 'nope' is not a platform of run "
+                                            f"{fleet}; its points were measured on pa, pb$"):
+        compare_runs(store, fleet, fleet, platform_a="nope", platform_b="pb")
+    with pytest.raises(RecstackError, match="--platform-b: 'pb' is not a platform of run "
+                                            f"{single}; its points were measured on pa$"):
+        compare_runs(store, fleet, single, platform_b="pb")

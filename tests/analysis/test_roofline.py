@@ -240,21 +240,27 @@ PROFILE = {"iterations": 3, "time_basis": "cpu", "wall_us": 1.4, "operator_us": 
            "profiler_overhead": 0.5}
 
 
-def _record_timing(store: ResultStore, run_id: str) -> None:
-    """A 1 us timing point of TINY at batch 2, built in 0.5 s."""
+def _record_timing(store: ResultStore, run_id: str, platform_id: str | None = None) -> None:
+    """A 1 us timing point of TINY at batch 2, built in 0.5 s (measured on ``platform_id``;
+    None: stored without one, as the run's own)."""
     build = Build(build_seconds=0.5, peak_memory_growth_bytes=1000, input_bytes_per_batch=None,
                   distinct_batches=None, threads_used=None, device_name=None,
                   warmup_iterations=None)
     _record(store, run_id, "timing", TimingRecord(
         pd.DataFrame({"iteration": [], "latency_ns": []}),
-        fill.stats(iterations=10, median_ms=0.001, p5_ms=0.0009, p95_ms=0.002), build))
+        fill.stats(iterations=10, median_ms=0.001, p5_ms=0.0009, p95_ms=0.002), build),
+        platform_id)
 
 
-def _record(store: ResultStore, run_id: str, level: str, record: Record) -> None:
+def _record(store: ResultStore, run_id: str, level: str, record: Record,
+            platform_id: str | None = None) -> None:
+    import dataclasses
+
     from recstack.sweep import point_row
 
     point = Point(spec=TINY, batch_size=2, threads=1, level=level)
-    store.record_point(run_id, point.key(), point_row(point, "ok", datetime.now(timezone.utc)),
+    row = point_row(point, "ok", datetime.now(timezone.utc))
+    store.record_point(run_id, point.key(), dataclasses.replace(row, platform_id=platform_id),
                        record)
 
 
@@ -286,6 +292,21 @@ def test_roofline_table_joins_points_and_ceilings(tmp_path):
     other = roofline_table(store, run_id, ceilings_frame(threads=2).assign(threads=2)
                            .pipe(lambda f: pd.concat([f, ceilings_frame()])))
     assert other.iloc[0].bound_ms == pytest.approx(bound)
+
+
+def test_a_point_is_bounded_by_the_ceilings_of_the_machine_that_measured_it(tmp_path):
+    store = ResultStore(tmp_path / "r.duckdb")
+    run_id = store.create_run("test", {}, {}, "p1", "driver")  # started here, measured on p2
+    store.record_platform("p2", "node", {})
+    _record_timing(store, run_id, platform_id="p2")
+    store.write_ceilings(ceilings_frame(platform_id="p1"), {}, "driver")
+    store.write_ceilings(ceilings_frame(platform_id="p2").assign(
+        value=lambda f: f.value.where(f.kind != "gemm", 2.0)), {}, "node")
+    row = roofline_table(store, run_id).iloc[0]
+    assert row.platform_id == "p2" and row.ceilings_set == store.load_ceilings("p2").set_id[0]
+    # p2 runs the bottom MLP's product (2x4x3, 48 FLOPs) at 2 GFLOP/s, not p1's 1: that
+    # stage's 48 ns of compute (test_roofline_table_joins_points_and_ceilings) halves
+    assert row.bound_ms == pytest.approx((192.48 + 24 + 1.44 + 2.04) * 1e-6)
 
 
 def test_nearest_ceiling_set_to_a_run():

@@ -1,10 +1,11 @@
 """The roofline of each point: how close a measured latency is to what the machine allows.
 
 :func:`roofline_table` sets every measured CPU timing point of a run against its lower bound
-at the machine's measured ceilings (:mod:`recstack.analysis.roofline_bound`, with the
-ceilings of :mod:`recstack.analysis.ceiling_lookup`: the stored set measured nearest to the
-run) and brackets its framework overhead (:mod:`recstack.analysis.overhead_bracket`) where
-the run profiled the same configuration. :func:`roofline_view` does so for the runs of a
+at the measured ceilings of the machine that measured it (a run on a cluster spans several;
+:mod:`recstack.analysis.roofline_bound`, with the ceilings of
+:mod:`recstack.analysis.ceiling_lookup`: the stored set measured nearest to the run) and
+brackets its framework overhead (:mod:`recstack.analysis.overhead_bracket`) where the run
+profiled the same configuration. :func:`roofline_view` does so for the runs of a
 report. The bound, the lookups and the bracket are re-exported here for existing callers.
 """
 
@@ -49,15 +50,16 @@ ROOFLINE_COLUMNS = [
 
 def load_points(store: Any, run_id: str) -> pd.DataFrame:
     """The run's measured CPU timing points: every declared column of ``points`` and
-    ``timing``, the run's ``platform_id``, and where the run profiled the same configuration
-    the columns of its ``profiles`` row (those not named alike in the tables before) and its
-    operators' ``calls`` per iteration (NULL without a profile)."""
-    from recstack.analysis.select import declared_names
+    ``timing``, with ``platform_id`` the machine that measured the point (whose ceilings
+    bound it: ``select.measuring_platform``), and where the run profiled the same
+    configuration the columns of its ``profiles`` row (those not named alike in the tables
+    before) and its operators' ``calls`` per iteration (NULL without a profile)."""
+    from recstack.analysis.select import declared_names, measuring_platform
 
-    point = ["run_id", "point_key", *declared_names(store, "points")]
+    point = ["run_id", "point_key", *declared_names(store, "points", ["platform_id"])]
     stats = declared_names(store, "timing", point)
-    profile = declared_names(store, "profiles", [*point, *stats])
-    selected = ", ".join([*(f"pt.{c}" for c in point), "r.platform_id",
+    profile = declared_names(store, "profiles", [*point, *stats, "platform_id"])
+    selected = ", ".join([*(f"pt.{c}" for c in point), measuring_platform(),
                           *(f"t.{c}" for c in stats), *(f"prof.{c}" for c in profile),
                           "prof.calls"])
     return store.query(f"""

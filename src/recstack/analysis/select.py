@@ -16,6 +16,13 @@ _READ_AS = {"cache_state": f"COALESCE({{alias}}.cache_state, '{STORED_BEFORE_CAC
                            "AS cache_state"}
 
 
+def measuring_platform(point: str = "pt", run: str = "r") -> str:
+    """The machine that measured a point, as ``platform_id``: the point's own (a run on a
+    cluster spans several), else its run's (points stored before they named their machine
+    were all measured by their run's). Needs ``runs`` joined as ``run``."""
+    return f"COALESCE({point}.platform_id, {run}.platform_id) AS platform_id"
+
+
 def table_columns(store: object, table: str, alias: str, exclude: Iterable[str] = ()
                   ) -> list[str]:
     """``alias.column`` for every declared column of ``table`` but its key and ``exclude``."""

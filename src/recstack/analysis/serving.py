@@ -35,15 +35,16 @@ SERVING_COLUMNS = ["run_id", "platform_id", "point_key", "label", "model", "row_
 
 
 def load_serving(store: object, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """One row per measured serving point (failed ones excluded): SERVING_COLUMNS."""
-    from recstack.analysis.select import run_filter
+    """One row per measured serving point (failed ones excluded): SERVING_COLUMNS
+    (``platform_id``: the machine that measured it)."""
+    from recstack.analysis.select import measuring_platform, run_filter
 
     runs, parameters = run_filter(run_ids)
     if not _has_serving(store):
         return pd.DataFrame(columns=SERVING_COLUMNS)
     frame = store.query(f"""
-        SELECT pt.run_id, r.platform_id, pt.point_key, pt.label, pt.model, pt.row_scale,
-               pt.backend, pt.backend_basis, s.engines, pt.threads,
+        SELECT pt.run_id, {measuring_platform()}, pt.point_key, pt.label, pt.model,
+               pt.row_scale, pt.backend, pt.backend_basis, s.engines, pt.threads,
                pt.batch_size AS sub_batch, s.offload_threshold, s.scenario, s.splits,
                s.query_sizes, s.mean_items, s.max_items, s.target_ms, s.percentile,
                s.latency_bounded_qps, s.lowest_invalid_qps, s.capacity_qps, s.converged,

@@ -28,7 +28,10 @@ TIMING_COLUMNS = ["run_id", "platform_id", "model", "model_type", "row_scale", "
                   "p99_ms", "mean_ms", "cv", "throughput_per_s", "copy_median_ms", "unstable"]
 DEPLOYMENT = ["device", "threads", "backend", "batch_size"]
 # What a configuration is, apart from its cache state: its cold and warm points share these.
-CONFIGURATION = ["run_id", "model", "row_scale", "batch_size", "device", "threads", "backend"]
+# The measuring machine is part of it: a run on a cluster measures one configuration on
+# several platforms, and a cold point of one never stands in for a warm point of another.
+CONFIGURATION = ["run_id", "model", "row_scale", "batch_size", "device", "threads", "backend",
+                 "platform_id"]
 # How the points the timing level recorded were measured (schema 12; NULL in older stores).
 MEASUREMENT_COLUMNS = ["working_set_bytes", "llc_bytes", "backend_basis", "attempts"]
 POINT_ORDER = ["batch_size", "device", "threads", "backend", "cache_state"]
@@ -36,18 +39,25 @@ POINT_ORDER = ["batch_size", "device", "threads", "backend", "cache_state"]
 
 def load_timings(store: ResultStore, run_ids: list[str] | None = None) -> pd.DataFrame:
     """Measured points with their statistics (failed points excluded): at least
-    TIMING_COLUMNS (``cache_state`` 'warm' for points stored before it existed), then
-    MEASUREMENT_COLUMNS, every other declared column of ``timing`` and the level's method
-    version."""
-    from recstack.analysis.select import point_columns, run_filter, table_columns
+    TIMING_COLUMNS (``platform_id``: the machine that measured the point, see
+    ``select.measuring_platform``; ``cache_state`` 'warm' for points stored before it
+    existed), then MEASUREMENT_COLUMNS, every other declared column of ``timing``, the
+    level's method version and ``platform`` (the measuring machine's description)."""
+    from recstack.analysis.select import (
+        measuring_platform,
+        point_columns,
+        run_filter,
+        table_columns,
+    )
 
     runs, parameters = run_filter(run_ids)
     point = [*TIMING_COLUMNS[2:10], *MEASUREMENT_COLUMNS, "method_version"]
-    selected = ["pt.run_id", "r.platform_id", *point_columns(names=point),
-                *table_columns(store, "timing", "t")]
+    selected = ["pt.run_id", measuring_platform(), *point_columns(names=point),
+                *table_columns(store, "timing", "t"), "pl.description AS platform"]
     frame = store.query(f"""
         SELECT {', '.join(selected)}
         FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
+        LEFT JOIN platforms pl ON pl.platform_id = COALESCE(pt.platform_id, r.platform_id)
         WHERE pt.status = 'ok'{runs}
         ORDER BY pt.model, pt.batch_size, pt.device, pt.threads, pt.backend
     """, parameters)

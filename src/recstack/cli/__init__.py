@@ -19,6 +19,7 @@ from recstack.cli import (  # noqa: F401
     ceilings,
     correlate,
     doctor,
+    fleet,
     measure,
     report,
     results,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console
-from recstack.cli.options import DEFAULT_STORE, JsonOption, StoreOption, thread_count
+from recstack.cli.options import (DEFAULT_STORE, AddressOption, ExecutorOption, JsonOption,
+                                  PlatformsOption, RetriesOption, StoreOption,
+                                  executor_option, thread_count)
 
 
 @app.command()
@@ -28,23 +30,41 @@ def ceilings(
     all_tables: Annotated[bool, typer.Option(
         "--all-tables", help="List the gather at every table size (default: a summary per "
                              "row size).")] = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    platforms: PlatformsOption = None,
+    retries: RetriesOption = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Measure (or reuse from the store) the machine's ceilings for the roofline: triad and
     random-gather bandwidth, GEMM throughput at the models' layer shapes, dispatch cost."""
     from recstack import api
     from recstack.host import usable_cores
+    from recstack.limits import THREADS_MAX
 
-    count = usable_cores() if threads is None else thread_count(threads, usable_cores())
-    frame, measured = api.ceilings(store, count, refresh=refresh, quick=quick)
+    cluster = executor_option(executor, address, platforms, retries)
+    # On a cluster each platform's cores are its own: the default is each node's every core.
+    cores = usable_cores() if cluster is None else THREADS_MAX
+    count = thread_count(threads, cores) if threads is not None else \
+        (usable_cores() if cluster is None else None)
+    frame, measured = api.ceilings(store, count, refresh=refresh, quick=quick,
+                                   executor=cluster)
     if as_json:
         records = frame.drop(columns=["samples"]).assign(
             measured_at=frame.measured_at.astype(str)).to_dict(orient="records")
         fmt.print_json({"measured": measured, "threads": count, "ceilings": records})
         return
+    for platform, rows in frame.groupby("platform_id", sort=False):
+        _print_ceilings(rows, platform, measured, store, all_gemms, all_tables)
+
+
+def _print_ceilings(frame: Any, platform: str, measured: bool, store: str, all_gemms: bool,
+                    all_tables: bool) -> None:
+    """One platform's ceilings: the table and the summaries of what it hides."""
     when = frame.measured_at.iloc[0]
+    count = int(frame.threads.iloc[0])
     console.print(f"{'measured' if measured else 'reused'}: ceilings at {count} thread(s), "
-                  f"platform {frame.platform_id.iloc[0]}, measured {when:%Y-%m-%d %H:%M} UTC, "
+                  f"platform {platform}, measured {when:%Y-%m-%d %H:%M} UTC, "
                   f"stored in {store}", highlight=False)
     table = Table(header_style="bold")
     for column in ("kind", "shape", "median", "p5", "p95", "unit", "repeats"):

@@ -12,8 +12,9 @@ from rich.table import Table
 
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console, make_console
-from recstack.cli.options import (DEFAULT_STORE, JsonOption, ResumeOption, RunIdOption,
-                                  StoreOption, int_list, levels_list)
+from recstack.cli.options import (DEFAULT_STORE, AddressOption, ExecutorOption, JsonOption,
+                                  PlatformsOption, ResumeOption, RetriesOption, RunIdOption,
+                                  StoreOption, executor_option, int_list, levels_list)
 from recstack.cli.progress import finish, measure_with_progress, report_outcome
 from recstack.errors import RecstackError
 from recstack.text import MISSING
@@ -147,6 +148,10 @@ def correlate(
     run_id: RunIdOption = None,
     min_time: Annotated[float, typer.Option(
         "--min-time", help="Seconds of timed iterations per point.")] = 0.5,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    platforms: PlatformsOption = None,
+    retries: RetriesOption = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Cross-stack correlation: measure a design space of model variants around the
@@ -162,7 +167,8 @@ def correlate(
         lambda **options: _option_errors(api.correlate, space, **options), display=display,
         seed=seed, batch_sizes=sizes, levels=levels_list(levels),
         threads=int_list("--threads", threads), store=store, min_time=min_time,
-        resume=resume, run_id=run_id)
+        resume=resume, run_id=run_id,
+        executor=executor_option(executor, address, platforms, retries))
     result, analysis = measured.run, measured.analysis
     if as_json:
         fmt.print_json({"run_id": result.run_id, "store": str(result.store.path),

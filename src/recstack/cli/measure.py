@@ -10,9 +10,10 @@ from recstack import api
 from recstack.cli import format as fmt
 from recstack.cli import summaries
 from recstack.cli.app import app, console, make_console
-from recstack.cli.options import (DEFAULT_STORE, JsonOption, OversubscribeOption,
-                                  ResumeOption, RowScaleOption, RunIdOption, StoreOption,
-                                  int_list, levels_list)
+from recstack.cli.options import (DEFAULT_STORE, AddressOption, ExecutorOption, JsonOption,
+                                  OversubscribeOption, PlatformsOption, ResumeOption,
+                                  RetriesOption, RowScaleOption, RunIdOption, StoreOption,
+                                  executor_option, int_list, levels_list)
 from recstack.cli.progress import (command_line, finish, measure_with_progress,
                                    progress_display, report_outcome)
 
@@ -74,6 +75,10 @@ def sweep(
     backend: BackendOption = None,
     cache: CacheOption = "cold",
     oversubscribe: OversubscribeOption = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    platforms: PlatformsOption = None,
+    retries: RetriesOption = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Measure a custom sweep (models x batch sizes x threads x devices) into the store."""
@@ -81,6 +86,7 @@ def sweep(
     from recstack.sweep import plan_sweep
 
     settings = api.timing_settings(min_time)
+    cluster = executor_option(executor, address, platforms, retries)
     if sweep_file:
         planned = plan_sweep(**api.sweep_file_options(
             sweep_file, models=model, backends=backend, oversubscribe=oversubscribe,
@@ -92,11 +98,12 @@ def sweep(
         planned = api.plan(model, devices=device or None, backends=backend,
                            row_scale=row_scale, distribution=distribution, seed=seed,
                            levels=levels_list(levels), oversubscribe=oversubscribe,
-                           store=store, cache=cache, **_sizes(batch_sizes, threads))
+                           store=store, cache=cache, here=api.measures_here(cluster),
+                           **_sizes(batch_sizes, threads))
     # With --json, stdout is the JSON alone: progress and notes go to stderr.
     display = make_console(stderr=True) if as_json else console
     result = measure_with_progress(api.measure, planned, store, settings, resume, run_id,
-                                   trace, display=display)
+                                   trace, display=display, executor=cluster)
     timings = result.timings()
     if as_json:
         fmt.print_json({"run_id": result.run_id, "store": str(result.store.path),
@@ -145,6 +152,10 @@ def run(
     trace: TraceOption = False,
     backend: BackendOption = None,
     oversubscribe: OversubscribeOption = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    platforms: PlatformsOption = None,
+    retries: RetriesOption = 1,
 ) -> None:
     """The main job: the paper on this machine within a time budget. Ceilings and a backend
     race where none are stored, timing and operator profiles of the eight canonical models
@@ -159,13 +170,14 @@ def run(
     # Targets name models of the job: checked before anything is measured.
     targets = with_overrides(targets, target or [], set(model or ZOO_NAMES))
     sizes = _sizes(batch_sizes, threads)
+    cluster = executor_option(executor, address, platforms, retries)
     # One display for the job's stages, its runs and their points.
     with progress_display(console) as update:
         result = run_main_job(
             model or None, store, levels_list(levels), budget, quick, min_time,
             sizes["batch_sizes"], sizes["threads"], device or None, backend, row_scale,
             oversubscribe, trace, resume, run_id, progress=update, on_start=update,
-            on_stage=update, command=command_line())
+            on_stage=update, executor=cluster, command=command_line())
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
     timings = result.timings()
@@ -191,13 +203,19 @@ def profile(
     backend: BackendOption = None,
     cache: CacheOption = "cold",
     oversubscribe: OversubscribeOption = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    platforms: PlatformsOption = None,
+    retries: RetriesOption = 1,
 ) -> None:
     """The software level alone: operator breakdown (PyTorch profiler) of every model, batch
     size and device, by operator class and by model part."""
     result = measure_with_progress(
         api.profile, model or None, store, resume=resume, run_id=run_id, trace=trace,
         devices=device or None, backends=backend, row_scale=row_scale,
-        oversubscribe=oversubscribe, cache=cache, **_sizes(batch_sizes, threads))
+        oversubscribe=oversubscribe, cache=cache,
+        executor=executor_option(executor, address, platforms, retries),
+        **_sizes(batch_sizes, threads))
     summaries.print_software_level(result.store, result.run_id)
     finish(result)
 
@@ -223,6 +241,10 @@ def hardware(
                                "so no event is multiplexed.")] = False,
     cache: CacheOption = "cold",
     oversubscribe: OversubscribeOption = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    platforms: PlatformsOption = None,
+    retries: RetriesOption = 1,
 ) -> None:
     """The hardware level alone: top-down fractions, IPC and miss rates per model and batch
     size; measured with perf where the CPU exposes counters, simulated with valgrind (and
@@ -230,6 +252,8 @@ def hardware(
     result = measure_with_progress(
         api.hardware, model or None, store, resume=resume, run_id=run_id,
         mode=mode, hierarchy=hierarchy, no_multiplex=no_multiplex, cache=cache,
-        row_scale=row_scale, oversubscribe=oversubscribe, **_sizes(batch_sizes, threads))
+        row_scale=row_scale, oversubscribe=oversubscribe,
+        executor=executor_option(executor, address, platforms, retries),
+        **_sizes(batch_sizes, threads))
     summaries.print_hardware_level(result.store, result.run_id)
     finish(result)

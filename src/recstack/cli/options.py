@@ -69,3 +69,32 @@ def thread_count(text: str, cores: int) -> int:
         raise RecstackError(f"--threads: {shown(text)} is not allowed; expected one integer "
                             f"from 1 to {cores} (the cores this process may use)")
     return count
+
+
+ExecutorOption = Annotated[str, typer.Option(
+    "--executor", help="Where points run: local (each in a fresh process on this machine) or "
+                       "ray (on the measuring nodes of a Ray cluster; README \"A fleet\").")]
+AddressOption = Annotated[str | None, typer.Option(
+    "--address", help="With --executor ray: the cluster's HOST:PORT. Default: RAY_ADDRESS, "
+                      "else the cluster started on this machine; local starts a private "
+                      "one-node cluster of this machine.")]
+PlatformsOption = Annotated[str | None, typer.Option(
+    "--platforms", help="With --executor ray: measure every point on each of these platforms "
+                        "(comma-separated ids as `recstack fleet` lists them, or all). "
+                        "Default: each point once, on whichever node is free.")]
+RetriesOption = Annotated[int, typer.Option(
+    "--retries", help="With --executor ray: how often a point whose node or worker was lost "
+                      "is measured again (each loss is stored).")]
+
+
+def executor_option(executor: str, address: str | None, platforms: str | None,
+                    retries: int) -> Any:
+    """The executor the options name: None for local (the API's default), else a
+    connected :class:`recstack.fleet.RayExecutor`."""
+    from recstack.fleet import executor_for
+
+    listed = [] if platforms is None else [p.strip() for p in platforms.split(",")]
+    if platforms is not None and not any(listed):
+        raise RecstackError(f"--platforms: {shown(platforms)} is not allowed; expected all or "
+                            "platform ids separated by commas")
+    return executor_for(executor, address, listed, retries)

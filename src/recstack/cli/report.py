@@ -42,16 +42,23 @@ def compare(
     store: StoreOption = DEFAULT_STORE,
     alpha: Annotated[float, typer.Option(
         "--alpha", help="Significance level after Holm's correction.")] = 0.05,
+    platform_a: Annotated[str | None, typer.Option(
+        "--platform-a", help="Only A's points measured on this platform (a run on a cluster "
+                             "spans several).")] = None,
+    platform_b: Annotated[str | None, typer.Option(
+        "--platform-b", help="Only B's points measured on this platform; with --platform-a, "
+                             "RUN_B may be RUN_A (two platforms of one run).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Two runs (or platforms) point by point: median latency ratio B/A and a Mann-Whitney U
     test on the raw samples, Holm-corrected; only significant differences are highlighted."""
     from recstack import api
 
-    comparison = api.compare(run_a, run_b, store, alpha)
+    comparison = api.compare(run_a, run_b, store, alpha, platform_a, platform_b)
     table, platforms, warnings = comparison.points, comparison.platforms, comparison.warnings
     if as_json:
         fmt.print_json({"run_a": run_a, "run_b": run_b, "alpha": alpha,
+                        "platform_a": platform_a, "platform_b": platform_b,
                         "platforms": platforms.to_dict("records"), "warnings": warnings,
                         "points": table.to_dict("records")})
         for warning in warnings:  # stdout stays the JSON alone
@@ -61,18 +68,25 @@ def compare(
         console.print(f"{row.run}: {row.run_id} on {row.description} ({row.platform_id})",
                       highlight=False, markup=False)
     matched = table[table.present == "both"]
-    view = Table(title=f"B ({run_b}) against A ({run_a}): median latency ratio, Mann-Whitney "
-                       f"U, Holm-corrected, alpha {alpha:g}", header_style="bold")
-    for column in ("model", "batch", "device", "threads", "A median ms", "B median ms",
-                   "B/A", "p (Holm)", "change"):
-        view.add_column(column, justify="left" if column in ("model", "device", "change")
-                        else "right")
+    side_a = run_a + (f" on {platform_a}" if platform_a else "")
+    side_b = run_b + (f" on {platform_b}" if platform_b else "")
+    view = Table(title=f"B ({side_b}) against A ({side_a}): median latency ratio, "
+                       f"Mann-Whitney U, Holm-corrected, alpha {alpha:g}", header_style="bold")
+    # A side spanning several platforms: each row says which machine measured it.
+    by_platform = table.platform_a.nunique() > 1 or table.platform_b.nunique() > 1
+    columns = ["model", "batch", "device", "threads", *(["platform"] if by_platform else []),
+               "A median ms", "B median ms", "B/A", "p (Holm)", "change"]
+    for column in columns:
+        view.add_column(column, justify="left" if column in ("model", "device", "platform",
+                                                             "change") else "right")
     for row in matched.itertuples():
         style = ("bold red" if row.change == "slower" else "bold green"
                  if row.change == "faster" else None)
+        machine = ([row.platform_a if row.platform_a == row.platform_b
+                    else f"{row.platform_a} / {row.platform_b}"] if by_platform else [])
         view.add_row(str(row.model), str(row.batch_size), row.device, str(row.threads),
-                     fmt.ms(row.median_a_ms), fmt.ms(row.median_b_ms), f"{row.ratio:.3f}",
-                     f"{row.p_adjusted:.2g}", row.change, style=style)
+                     *machine, fmt.ms(row.median_a_ms), fmt.ms(row.median_b_ms),
+                     f"{row.ratio:.3f}", f"{row.p_adjusted:.2g}", row.change, style=style)
     console.print(view)
     significant = matched[matched.significant]
     console.print(f"{len(significant)} of {len(matched)} matched points differ significantly "
@@ -82,7 +96,8 @@ def compare(
         alone = table[table.present == side]
         if not alone.empty:
             labels = ", ".join(f"{r.model} b{r.batch_size} {r.device} t{r.threads}"
-                               for r in alone.itertuples())
+                               + (f" on {r.platform_a if side == 'only A' else r.platform_b}"
+                                  if by_platform else "") for r in alone.itertuples())
             console.print(f"{len(alone)} point(s) in {side.replace('only ', '')} only: "
                           f"{labels}", highlight=False, markup=False)
     for warning in warnings:

@@ -12,6 +12,11 @@ from recstack.cli.app import app
 from recstack.cli.measure import ModelOption
 from recstack.cli.options import (
     DEFAULT_STORE,
+    AddressOption,
+    ExecutorOption,
+    PlatformsOption,
+    RetriesOption,
+    executor_option,
     OversubscribeOption,
     ResumeOption,
     RowScaleOption,
@@ -81,6 +86,10 @@ def serve(
     resume: ResumeOption = False,
     run_id: RunIdOption = None,
     oversubscribe: OversubscribeOption = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    platforms: PlatformsOption = None,
+    retries: RetriesOption = 1,
 ) -> None:
     """The serving level: each model deployed as a pool of inference engines, loaded by MLPerf
     LoadGen with requests of varying size, its latency-bounded throughput found (or the given
@@ -91,6 +100,7 @@ def serve(
         engines=engines, threads=threads, sub_batch=sub_batch,
         offload_threshold=offload_threshold, tune=tune, backend=backend,
         min_duration=min_duration, library_requests=library_requests, row_scale=row_scale,
-        resume=resume, run_id=run_id, oversubscribe=oversubscribe)
+        resume=resume, run_id=run_id, oversubscribe=oversubscribe,
+        executor=executor_option(executor, address, platforms, retries))
     summaries.print_serving_level(result.store, result.run_id)
     finish(result)

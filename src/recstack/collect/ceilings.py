@@ -220,3 +220,29 @@ def ensure_ceilings(store: Any, threads: int, refresh: bool = False,
     frame = ceilings_frame(ceilings, identity, threads)
     store.write_ceilings(frame, platform, describe_platform(platform))
     return store.load_ceilings(identity, threads), True
+
+
+def ensure_fleet_ceilings(store: Any, executor: Any, threads: int | None, refresh: bool,
+                          settings: CeilingSettings) -> tuple[pd.DataFrame, bool]:
+    """The ceilings of each platform a cluster's ``executor`` measures on, at ``threads``
+    (default: each node's every CPU), each measured alone on a node of its platform where
+    the store holds none that cover it (or with ``refresh``), and stored by this process.
+    Returns (every platform's rows, whether any were measured now)."""
+    from recstack.admission import available_memory_bytes
+
+    frames, measured = [], False
+    for machine in executor.machines():
+        count = threads or int(machine.info.get("usable_cores") or 1)
+        if not refresh:
+            stored = store.load_ceilings(machine.platform_id, count)
+            # Judged against the memory of this machine, as the plan's admission is.
+            wanted, _ = working_sets(settings, llc_bytes(machine.info),
+                                     available_memory_bytes())
+            if not stored.empty and covers(stored, wanted):
+                frames.append(stored)
+                continue
+        node, frame = executor.measure_ceilings(machine, count, settings)
+        store.write_ceilings(frame, node.info, node.description)
+        frames.append(store.load_ceilings(node.platform_id, count))
+        measured = True
+    return pd.concat(frames, ignore_index=True), measured

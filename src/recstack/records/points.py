@@ -52,6 +52,15 @@ class PointRow:
     attempts: int | None = column("INTEGER", "workers that measured it (more than one when an "
                                              "unstable point was measured again)", since=12,
                                   default=None)
+    platform_id: str | None = column(
+        "VARCHAR", "the machine that measured the point (platforms); a run on a cluster "
+                   "spans several", since=14, default=None)
+    node: str | None = column("VARCHAR", "the cluster node that measured it (its Ray node "
+                                         "id); none when measured where the run ran",
+                              since=14, default=None)
+    retried_after: str | None = column(
+        "VARCHAR", "why an earlier attempt was lost (its node or worker died) and the point "
+                   "measured again", since=14, default=None)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from recstack.errors import RecstackError
 from recstack.paths import check_file_destination, file_part, write_atomically
 from recstack.report.cache_section import cache_section
 from recstack.report.correlation_section import correlation_section
+from recstack.report.fleet_section import fleet_section
 from recstack.report.level_sections import hardware_section, software_section, systems_section
 from recstack.report.roofline_section import roofline_section
 from recstack.report.run_sections import findings_section, methodology_section, platform_section
@@ -42,6 +43,7 @@ __all__ = ["DEFAULT_SECTIONS", "FIGURES_MANIFEST", "Report", "build_report",
 DEFAULT_SECTIONS: list[SectionSpec] = [
     SectionSpec("platform", platform_section),
     SectionSpec("systems", systems_section),
+    SectionSpec("fleet", fleet_section),  # only where the runs' points span several platforms
     SectionSpec("cache", cache_section),
     SectionSpec("software", software_section),
     SectionSpec("hardware", hardware_section),

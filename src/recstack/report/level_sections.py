@@ -1,16 +1,23 @@
 """The report's sections of the three levels: systems (latency, throughput, deployment),
 software (operator breakdown) and hardware (top-down, miss rates). Each renders the view
-frames of :mod:`recstack.analysis.views` and the figures of ``report/plots.py``."""
+frames of :mod:`recstack.analysis.views` and the figures of ``report/plots.py``. Where the
+runs' timing points span several platforms (a run on a cluster), the systems section's figures
+and tables are per platform (the fleet section, ``report/fleet_section.py``, compares them)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from recstack.report.sections import (ReportContext, Section, Table, by_run, cell,
-                                      figures_from, grid_table, not_measured, table_from_frame)
+from recstack.report.sections import (ReportContext, Section, Table, by_run,
+                                      by_run_and_platform, cell, figures_from, grid_table,
+                                      not_measured, table_from_frame)
 from recstack.text import MISSING
+
+if TYPE_CHECKING:
+    from recstack.analysis.views import SpreadExtremes
 
 HARDWARE_RATES = {"ipc": "IPC", "l1i_mpki": "L1i MPKI", "l1d_mpki": "L1d MPKI",
                   "llc_mpki": "LLC MPKI", "branch_mpki": "branch MPKI",
@@ -55,8 +62,8 @@ def _cache_note(timings: pd.DataFrame) -> str:
 
 
 def systems_section(context: ReportContext) -> Section:
-    from recstack.analysis.systems import best_deployment, sort_points
-    from recstack.analysis.views import deployment_choice, latency_grid, spread_extremes
+    from recstack.analysis.fleet import platforms_of
+    from recstack.analysis.systems import sort_points
     from recstack.report.plots import write_systems_figures
 
     title = "Systems level: latency, throughput and deployment"
@@ -64,48 +71,38 @@ def systems_section(context: ReportContext) -> Section:
     if timings.empty:
         return not_measured("systems", title, "Measure it with `recstack run` (timing level).")
     section = Section("systems", title)
-    for label, rows in by_run(context, timings):
+    for label, rows in by_run_and_platform(context, timings):
         section.figures += figures_from(
             lambda directory, rows=rows: write_systems_figures(rows, directory),
             "Median latency per batch size (p5-p95 band shaded); speedup heatmap; cold points "
             "where a configuration was also measured warm.", label)
-    section.tables.append(grid_table(
-        latency_grid(timings), "Median latency (ms) per model and batch size", _latency_cell,
-        f"{UNSTABLE_MARK}: flagged unstable (p5-p95 spread over the threshold, see the "
-        "methodology). Each cell: the point of that model and batch (its backend in the "
-        "detail below).", GRID_KEYS))
-    best = best_deployment(timings, context.targets)
-    section.tables.append(table_from_frame(
-        best, "Best deployment per model (highest throughput meeting the p95 target)",
-        {"model": "model", "target_ms": "p95 target ms", "device": "device",
-         "threads": "threads", "backend": "backend", "batch_size": "batch",
-         "p95_ms": "p95 ms", "throughput_per_s": "samples/s", "meets_target": "meets target"},
-        {"p95_ms": "ms", "throughput_per_s": "rate"}, f"targets: {context.targets.source}",
-        ["" if meets else "flag" for meets in best.meets_target]))
-    choice = deployment_choice(timings, context.targets)
-    section.tables.append(table_from_frame(
-        choice, "Deployment choice: best over worst throughput",
-        {"model": "model", "deployments": "deployments", "best": "best", "worst": "worst",
-         "ratio": "best/worst", "ratio_within_target": "best/worst within target"},
-        {"ratio": "x", "ratio_within_target": "x"},
-        f"{MISSING} within target: no deployment of the model meets its target."))
-    extremes = spread_extremes(choice)
-    if extremes is not None:
-        headline = (f"Deployment choice: the best configuration beats the worst by up to "
-                    f"{extremes.ratio:.1f}x in throughput ({extremes.model}: {extremes.best} "
-                    f"over {extremes.worst})")
-        if extremes.within_model is not None:
-            headline += (f"; within the latency targets by up to {extremes.within_ratio:.1f}x "
-                         f"({extremes.within_model})")
-        section.headline = headline + ". The paper reports up to 15x."
+    platforms = platforms_of(timings)
+    if len(platforms) > 1:
+        # A deployment of one machine is never ranked against one of another here: each
+        # platform gets its own tables; the fleet section sets the machines side by side.
+        extremes = [(platform, _deployment_tables(
+            section, context, timings[timings.platform_id == platform],
+            f" (platform {platform})")) for platform in platforms]
+    else:
+        extremes = [("", _deployment_tables(section, context, timings, ""))]
+    headline = _spread_headline(extremes)
+    if headline is not None:
+        section.headline = headline
     if (timings.device == "cpu").all():
         section.notes.append("No GPU was measured: the heatmap shows the CPU's throughput "
                              "gain over its smallest batch instead of a GPU-over-CPU speedup.")
     section.notes.append(_cache_note(timings))
+    if len(platforms) > 1:
+        section.notes.append(
+            f"These runs' timing points were measured on {len(platforms)} platforms "
+            f"({', '.join(platforms)}): the figures and the latency, deployment and spread "
+            "tables are per platform, so no statistic mixes machines; the fleet section "
+            "compares them.")
     points = sort_points(timings)
     section.tables.append(_collapsed(table_from_frame(
         points, "Every timing point",
-        {"run_id": "run", "model": "model", "batch_size": "batch", "device": "device",
+        {"run_id": "run", **({"platform_id": "platform"} if len(platforms) > 1 else {}),
+         "model": "model", "batch_size": "batch", "device": "device",
          "threads": "threads", "backend": "backend", "cache_state": "cache",
          "median_ms": "median ms", "p95_ms": "p95 ms", "p99_ms": "p99 ms",
          "throughput_per_s": "samples/s", "cv": "CV", "unstable": "unstable"},
@@ -113,6 +110,59 @@ def systems_section(context: ReportContext) -> Section:
          "cv": "pct"},
         row_classes=["flag" if u is True else "" for u in points.unstable])))
     return section
+
+
+def _deployment_tables(section: Section, context: ReportContext, timings: pd.DataFrame,
+                       suffix: str) -> SpreadExtremes | None:
+    """Appends the latency grid, the best deployment and the deployment choice of
+    ``timings`` (``suffix`` ends their titles: which platform); returns the choice's largest
+    spreads, for the headline."""
+    from recstack.analysis.systems import best_deployment
+    from recstack.analysis.views import deployment_choice, latency_grid, spread_extremes
+
+    section.tables.append(grid_table(
+        latency_grid(timings), f"Median latency (ms) per model and batch size{suffix}",
+        _latency_cell,
+        f"{UNSTABLE_MARK}: flagged unstable (p5-p95 spread over the threshold, see the "
+        "methodology). Each cell: the point of that model and batch (its backend in the "
+        "detail below).", GRID_KEYS))
+    best = best_deployment(timings, context.targets)
+    section.tables.append(table_from_frame(
+        best, "Best deployment per model (highest throughput meeting the p95 target)" + suffix,
+        {"model": "model", "target_ms": "p95 target ms", "device": "device",
+         "threads": "threads", "backend": "backend", "batch_size": "batch",
+         "p95_ms": "p95 ms", "throughput_per_s": "samples/s", "meets_target": "meets target"},
+        {"p95_ms": "ms", "throughput_per_s": "rate"}, f"targets: {context.targets.source}",
+        ["" if meets else "flag" for meets in best.meets_target]))
+    choice = deployment_choice(timings, context.targets)
+    section.tables.append(table_from_frame(
+        choice, "Deployment choice: best over worst throughput" + suffix,
+        {"model": "model", "deployments": "deployments", "best": "best", "worst": "worst",
+         "ratio": "best/worst", "ratio_within_target": "best/worst within target"},
+        {"ratio": "x", "ratio_within_target": "x"},
+        f"{MISSING} within target: no deployment of the model meets its target."))
+    return spread_extremes(choice)
+
+
+def _spread_headline(extremes: list[tuple[str, SpreadExtremes | None]]) -> str | None:
+    """The largest spread between deployment choices, over (platform, its extremes) pairs
+    (the platform empty when the runs measured on one): each spread is within a platform,
+    and the headline names it."""
+    found = [(platform, e) for platform, e in extremes if e is not None]
+    if not found:
+        return None
+    platform, top = max(found, key=lambda pair: pair[1].ratio)
+    where = f" on platform {platform}" if platform else ""
+    headline = (f"Deployment choice: the best configuration beats the worst by up to "
+                f"{top.ratio:.1f}x in throughput ({top.model}{where}: {top.best} "
+                f"over {top.worst})")
+    inside = [(p, e) for p, e in found if e.within_model is not None]
+    if inside:
+        platform, within = max(inside, key=lambda pair: pair[1].within_ratio)
+        where = f" on platform {platform}" if platform else ""
+        headline += (f"; within the latency targets by up to {within.within_ratio:.1f}x "
+                     f"({within.within_model}{where})")
+    return headline + ". The paper reports up to 15x."
 
 
 def software_section(context: ReportContext) -> Section:

@@ -32,6 +32,11 @@ def platform_section(context: ReportContext) -> Section:
     if len(machines) > 1:
         section.notes.append("This report holds runs from several platforms: every figure "
                              "is drawn per run.")
+    elsewhere = [p for p in context.measuring_platforms() if p not in set(machines.platform_id)]
+    if elsewhere:
+        section.notes.append("Points of these runs were also measured on platforms no run "
+                             f"was started on (a run on a cluster): {', '.join(elsewhere)}; "
+                             "the fleet section describes every platform.")
     for line in mixed_methods(method_versions(context.store, list(runs.run_id))):
         section.notes.append("These runs measured a level with different method versions, "
                              f"so its numbers may differ by method, not by machine: {line}.")
@@ -157,4 +162,10 @@ def findings_section(context: ReportContext) -> Section:
     section.notes.append("Each finding links the figure it rests on; a finding not measured "
                          "links none. Where a configuration was measured cold and warm, the "
                          "findings read its cold point.")
+    platforms = context.measuring_platforms()
+    if len(platforms) > 1:
+        section.notes.append(f"These runs' points were measured on {len(platforms)} platforms: "
+                             "the findings above pool them (a spread or a crossover may set "
+                             "one machine's deployment against another's); the fleet section "
+                             "checks them platform by platform.")
     return section

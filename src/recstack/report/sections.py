@@ -3,7 +3,7 @@
 A builder is ``def my_section(context: ReportContext) -> Section``; builders live in
 ``report/level_sections.py`` (the three levels), ``report/run_sections.py`` (platform,
 methodology, findings), ``report/correlation_section.py``, ``report/roofline_section.py``,
-``report/cache_section.py`` and ``report/serving_section.py``.
+``report/cache_section.py``, ``report/serving_section.py`` and ``report/fleet_section.py``.
 Builders render: the analyses compute (their view frames, :mod:`recstack.analysis.views`),
 and a builder formats those frames into figures, tables and notes; it never runs SQL,
 measures or recomputes.
@@ -111,7 +111,8 @@ class ReportContext:
     timings: ``systems.load_timings``; operators, profiles, shares:
     ``views.software_frames``; hardware: ``topdown.load_hardware``; serving,
     serving_tests: ``serving.load_serving`` and ``load_serving_tests`` (empty without
-    serving points).
+    serving points); point_platforms: ``fleet.load_point_platforms`` (every point with the
+    machine that measured it).
     """
 
     store: ResultStore
@@ -127,6 +128,14 @@ class ReportContext:
     extras: dict[str, Any] = field(default_factory=dict)
     serving: pd.DataFrame = field(default_factory=pd.DataFrame)
     serving_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
+    point_platforms: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def measuring_platforms(self) -> list[str]:
+        """The platforms that measured the runs' points (``fleet.platforms_of``)."""
+        from recstack.analysis.fleet import platforms_of
+
+        points = self.point_platforms
+        return platforms_of(points[points.status == "ok"] if not points.empty else points)
 
     def run_label(self, run_id: str) -> str:
         return f"run {run_id}" if len(self.run_ids) > 1 else ""
@@ -134,6 +143,7 @@ class ReportContext:
 
 def load_context(store: ResultStore, run_ids: list[str], targets: Any = None,
                  dominance: pd.DataFrame | None = None) -> ReportContext:
+    from recstack.analysis.fleet import load_point_platforms
     from recstack.analysis.runs import run_details
     from recstack.analysis.serving import load_serving, load_serving_tests
     from recstack.analysis.systems import default_targets, load_timings
@@ -146,7 +156,8 @@ def load_context(store: ResultStore, run_ids: list[str], targets: Any = None,
         timings=load_timings(store, run_ids), operators=operators, profiles=profiles,
         shares=shares, hardware=load_hardware(store, run_ids),
         targets=targets or default_targets(), dominance=dominance,
-        serving=load_serving(store, run_ids), serving_tests=load_serving_tests(store, run_ids))
+        serving=load_serving(store, run_ids), serving_tests=load_serving_tests(store, run_ids),
+        point_platforms=load_point_platforms(store, run_ids))
 
 
 # ---- helpers for builders ------------------------------------------------------------------
@@ -265,6 +276,24 @@ def by_run(context: ReportContext, frame: pd.DataFrame) -> Iterator[tuple[str, p
         rows = frame[frame.run_id == run_id]
         if not rows.empty:
             yield context.run_label(run_id), rows
+
+
+def by_run_and_platform(context: ReportContext, frame: pd.DataFrame
+                        ) -> Iterator[tuple[str, pd.DataFrame]]:
+    """:func:`by_run`, and within a run, where ``frame``'s points span several platforms
+    (a run on a cluster), per platform too: two machines never share a line. As
+    :func:`by_run` for the points of one platform."""
+    from recstack.analysis.fleet import platforms_of
+
+    platforms = platforms_of(frame)
+    for label, rows in by_run(context, frame):
+        if len(platforms) < 2:
+            yield label, rows
+            continue
+        for platform in platforms:
+            own = rows[rows.platform_id == platform]
+            if not own.empty:
+                yield ", ".join(part for part in (label, f"platform {platform}") if part), own
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,10 @@ def plan_models(models: Sequence[str], store: str | Path = DEFAULT_STORE, thread
                 sub_batch: int | None = None, tune: bool = False, backend: str = "auto",
                 row_scale: float | None = None, seed: int = 0, distribution: str = "uniform",
                 targets_file: str | Path | None = None, oversubscribe: bool = False,
-                **load: Any) -> Any:
+                here: bool = True, **load: Any) -> Any:
     """The serving plan of ``models`` (``load``: :func:`serving_config`'s options), every
-    option checked: a :class:`~recstack.sweep.serving.ServingPlan`."""
+    option checked: a :class:`~recstack.sweep.serving.ServingPlan`; ``auto`` reads the
+    races stored for this machine only when the deployments are measured ``here``."""
     from recstack.inputs import QuerySpec
     from recstack.specs import ZOO_NAMES
     from recstack.sweep.serving import plan_serving
@@ -88,7 +89,7 @@ def plan_models(models: Sequence[str], store: str | Path = DEFAULT_STORE, thread
                                                         targets_file),
                         threads=threads, sub_batch=sub_batch, tune_deployment=tune,
                         backend=backend, row_scale=row_scale, query=query, seed=seed,
-                        choices=_stored_choices(store, threads, tune),
+                        choices=_stored_choices(store, threads, tune) if here else {},
                         oversubscribe=oversubscribe)
 
 
@@ -103,13 +104,14 @@ def serve_models(models: Sequence[str], store: str | Path = DEFAULT_STORE,
     from recstack.sweep import open_run
     from recstack.sweep.serving import run_serving
 
-    plan = plan_models(models, store, **options)
+    plan = plan_models(models, store, here=api.measures_here(executor), **options)
     results = ResultStore(store)
     results.check_writable()
     settings = api.timing_settings()
     run = open_run(results, settings, command, resume, run_id)
     if on_start is not None:
-        on_start(api.RunStart(run, results, len(plan.specs), plan.notes))
+        on_start(api.RunStart(run, results, len(plan.specs),
+                              (*plan.notes, *getattr(executor, "notes", list)())))
     outcome = run_serving(plan, results, run, settings, progress=progress, executor=executor)
     result = api.RunResult(run_id=run, store=results, outcome=outcome, notes=plan.notes)
     api.write_figures(result)

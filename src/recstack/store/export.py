@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def export_run(store: ResultStore, run_id: str, directory: str | Path,
                file_format: str) -> list[Path]:
-    """Writes the run's rows of every table that holds runs (and the run's platform) to
+    """Writes the run's rows of every table that holds runs (and its platforms) to
     ``directory`` as Parquet or CSV, each file whole (through a temporary file). File names
     are the run id made safe; CSV text cells are made safe for spreadsheets
     (``text.csv_cell``); Parquet keeps every value as stored."""
@@ -46,8 +46,10 @@ def export_run(store: ResultStore, run_id: str, directory: str | Path,
 def _export_table(db: duckdb.DuckDBPyConnection, table: str, run_id: str, target: Path,
                   file_format: str) -> Path:
     if table == "platforms":
+        # The run's machine and every cluster node that measured one of its points.
         sql = ("SELECT * FROM platforms WHERE platform_id IN "
-               "(SELECT platform_id FROM runs WHERE run_id = $run)")
+               "(SELECT platform_id FROM runs WHERE run_id = $run UNION "
+               "SELECT platform_id FROM points WHERE run_id = $run)")
     else:
         sql = f"SELECT * FROM {table} WHERE run_id = $run"
     frame = db.execute(sql, {"run": run_id}).df()

@@ -85,6 +85,15 @@ class ResultStore(BackendChoiceStore, StoreFile):
             db.execute("COMMIT")
         return run_id
 
+    def record_platform(self, platform_id: str, description: str,
+                        info: dict[str, Any]) -> None:
+        """Stores a machine that measures points (a cluster node's, beside the run's own);
+        one already stored keeps its row."""
+        machine = Platform(platform_id=platform_id, description=description, info=info)
+        with self._writer() as db:
+            self._insert(db, self.schema.table("platforms"), {}, [machine],
+                         "ON CONFLICT DO NOTHING")
+
     def start_run_pass(self, run_id: str, planned_points: int) -> None:
         """Marks the run as being measured now (a new run, or a resumed one) by this
         process, with the points its plan holds."""

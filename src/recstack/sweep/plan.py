@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from recstack.admission import (available_memory_bytes, describe_usable, point_memory,
                                 require_point_memory, scale_that_fits, usable_memory)
@@ -60,6 +60,20 @@ class SweepPlan:
     """Point key -> what chose its backend: ``"as given"``, ``"race <set_id>"`` (a race
     stored for this machine and the point's thread count) or ``"shipped file"``
     (:func:`recstack.backends.resolve_with_basis`)."""
+
+    def on_platforms(self, platforms: Sequence[str]) -> SweepPlan:
+        """Each point once per platform, pinned to it (a fleet measured platform by
+        platform), in the order of the points; unchanged without ``platforms``."""
+        if not platforms:
+            return self
+        points, basis = [], {}
+        for point in self.points:
+            for platform in platforms:
+                pinned = replace(point, platform=platform)
+                points.append(pinned)
+                if point.key() in self.backend_basis:
+                    basis[pinned.key()] = self.backend_basis[point.key()]
+        return SweepPlan(tuple(points), self.notes, self.options, basis)
 
 
 def fit_spec(spec: ModelSpec, row_scale: float | None, available_bytes: int,

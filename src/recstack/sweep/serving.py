@@ -151,11 +151,13 @@ def run_serving(plan: ServingPlan, store: object, run_id: str, settings: object,
     options = LevelOptions()
     count = [0]
 
-    def evaluate(spec: ModelSpec, deployment: Deployment) -> float | None:
+    def evaluate(spec: ModelSpec, deployment: Deployment, platform: str | None
+                 ) -> float | None:
         point, basis = plan.point(spec, deployment)
+        point = replace(point, platform=platform)
         index = count[0]
         count[0] += 1
-        total = max(index + 1, len(plan.specs))
+        total = max(index + 1, len(plan.specs) * len(machines))
         stored = store.served_point(run_id, point.key())
         if stored is not None:
             outcome.skipped += 1
@@ -164,25 +166,25 @@ def run_serving(plan: ServingPlan, store: object, run_id: str, settings: object,
         # The run's points before this pass (those read back among them), those this pass
         # measured, and this one.
         store.plan_at_least(run_id, before + outcome.measured + len(outcome.failed) + 1)
-        store.mark_in_flight(run_id, point.label)
-        notify(SweepEvent("start", point, index, total))
-        event, record = measure_and_store(store, run_id, settings, point, executor, options,
-                                      outcome, index, total, basis)
-        notify(event)
+        record = measure_and_store(store, run_id, settings, point, executor, options,
+                                   outcome, index, total, basis, notify)
         return None if record is None else record.summary.latency_bounded_qps
 
+    machines = serving_machines(executor, plan.cores)
     # A pass may add serving points to a run holding others (the main job's serving stage).
     before = len(store.finished_point_keys(run_id))
-    store.start_run_pass(run_id, before + len(plan.specs))
+    store.start_run_pass(run_id, before + len(plan.specs) * len(machines))
     try:
-        for spec in plan.specs:
-            if plan.tune:
-                outcome.tuned[spec.name] = tune(
-                    lambda d, spec=spec: evaluate(spec, d), plan.cores,
-                    plan.configs[spec.name].query_sizes.maximum,
-                    offload_thresholds=plan.offload_thresholds)
-            else:
-                evaluate(spec, plan.given(spec))
+        for platform, cores in machines:
+            for spec in plan.specs:
+                name = spec.name if platform is None else f"{spec.name} on {platform}"
+                if plan.tune:
+                    outcome.tuned[name] = tune(
+                        lambda d, spec=spec, platform=platform: evaluate(spec, d, platform),
+                        cores, plan.configs[spec.name].query_sizes.maximum,
+                        offload_thresholds=plan.offload_thresholds)
+                else:
+                    evaluate(spec, plan.given(spec), platform)
     except BaseException as error:
         from recstack.sweep.run import end_early
 
@@ -190,3 +192,15 @@ def run_serving(plan: ServingPlan, store: object, run_id: str, settings: object,
         raise
     store.end_run(run_id, "complete")
     return outcome
+
+
+def serving_machines(executor: Executor, cores: int) -> list[tuple[str | None, int]]:
+    """Where deployments are measured, with the cores each has: this machine's; or on a
+    cluster, each platform in turn (those chosen, else every one of its nodes), since a
+    deployment is sized to one machine's cores."""
+    if not getattr(executor, "remote", False):
+        return [(None, cores)]
+    covered = set(executor.covered)
+    return [(machine.platform_id, int(machine.info.get("usable_cores") or cores))
+            for machine in executor.machines()
+            if not covered or machine.platform_id in covered]
