@@ -80,3 +80,26 @@ def test_no_measured_points_gives_an_empty_table(tmp_path: Path) -> None:
     open_run(store, QUICK, "test")
     table = load_bottlenecks(store)
     assert table.empty and bottleneck_columns(table) == []
+
+
+def test_features_come_from_the_hardware_points_spec_only_where_no_other_level_ran(
+        tmp_path: Path) -> None:
+    from tests import fill
+    from recstack.footprint import footprint
+    from tests.conftest import small_spec
+
+    store = ResultStore(tmp_path / "store.duckdb")
+    run_id = open_run(store, QUICK, "test")
+    timed, simulated_only = small_spec("rmc1"), small_spec("ncf")
+    rows = [(timed, "timing", fill.timing(median_ms=1.0)),
+            (timed.scaled(0.5), "hardware", fill.hardware(retiring=0.3)),
+            (simulated_only.scaled(0.5), "hardware", fill.hardware(retiring=0.4))]
+    for index, (spec, level, record) in enumerate(rows):
+        store.record_point(run_id, f"p{index}", fill.point(
+            model=spec.name, spec=spec.to_config(), level=level, batch_size=1, device="cpu",
+            threads=1, backend="eager", row_scale=spec.row_scale), record)
+    table = load_bottlenecks(store, [run_id]).set_index("model")
+    # The timed model's features are those of the tables it was timed on, not the scaled ones.
+    assert table.loc["rmc1", "embedding_bytes"] == footprint(timed).embedding_bytes
+    assert table.loc["ncf", "embedding_bytes"] == \
+        footprint(simulated_only.scaled(0.5)).embedding_bytes

@@ -146,3 +146,5 @@ def test_a_node_lost_mid_point_is_stored_failed_and_measured_again(cluster: Any,
     assert "NodeDiedError" in again.retried_after.iloc[0] or "lost" in again.retried_after.iloc[0]
     assert doomed_id not in set(points.node)
     assert store.run_info(run_id)["state"] == "complete"
+    # At once, while Ray may still list the dead node alive: the next run leaves it out.
+    assert doomed_id not in {node.node_id for node in RayExecutor(address=cluster.address).nodes}

@@ -28,21 +28,24 @@ from recstack.records.hardware import RATES, TOPDOWN_LEVEL1
 from recstack.specs import spec_from_config
 from recstack.store import ResultStore
 
-
 GROUP_COLUMNS = ["batch_size", "device", "threads", "backend"]
 KEY_COLUMNS = ["model", *GROUP_COLUMNS]
 HARDWARE_BOTTLENECKS = (*TOPDOWN_LEVEL1, *RATES)
 
 
 def load_specs(store: ResultStore, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """The features of every model measured (timing or operator points), one row per model
-    name. Columns: ``FEATURE_COLUMNS``."""
-    where, parameters = "status = 'ok' AND level IN ('timing', 'operators')", []
+    """The features of every model measured, one row per model name, from the spec its
+    timing or operator points ran (the hardware level's only where it has no other: a
+    design measured at the hardware level alone, on the tables simulation scaled).
+    Columns: ``FEATURE_COLUMNS``."""
+    where, parameters = "status = 'ok'", []
     if run_ids:
         where += f" AND run_id IN ({', '.join('?' * len(run_ids))})"
         parameters = list(run_ids)
-    rows = store.query(f"SELECT DISTINCT model, spec FROM points WHERE {where} ORDER BY model",
-                       parameters)
+    rows = store.query(f"SELECT DISTINCT model, spec, level = 'hardware' AS simulated_scale "
+                       f"FROM points WHERE {where} AND level IN ('timing', 'operators', "
+                       f"'hardware') ORDER BY model, simulated_scale", parameters)
+    rows = rows[~rows.simulated_scale | ~rows.model.isin(rows.model[~rows.simulated_scale])]
     if rows.model.duplicated().any():
         name = rows.model[rows.model.duplicated()].iloc[0]
         raise RecstackError(f"model {name!r}: the runs read hold two different specs under "

@@ -349,6 +349,10 @@ def correlate(table: pd.DataFrame, seed: int = 0) -> CorrelationResult:
                          "analysed")
             continue
         present = [b for b in bottlenecks if frame[b].notna().sum() >= MIN_VARIANTS]
+        if not present:
+            notes.append(f"{label}: no bottleneck measured on {MIN_VARIANTS} variants or "
+                         "more: not analysed")
+            continue
         for method in METHODS:
             parts["corr"].append(correlation_matrix(frame, present, method))
         coefficients, fits = regression_fits(frame, present, seed)

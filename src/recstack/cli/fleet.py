@@ -21,7 +21,7 @@ def fleet(address: AddressOption = None, as_json: JsonOption = False) -> None:
              "platform_id": node.platform_id, "platform": node.machine.description}
             for node in cluster.nodes]
     if as_json:
-        fmt.print_json({"nodes": rows})
+        fmt.print_json({"nodes": rows, "left_out": cluster.unreachable})
         return
     table = Table(header_style="bold")
     for column in ("node", "address", "cpus", "platform_id", "platform"):
@@ -32,3 +32,5 @@ def fleet(address: AddressOption = None, as_json: JsonOption = False) -> None:
     console.print(table)
     platforms = len({row["platform_id"] for row in rows})
     console.print(f"{len(rows)} measuring node(s), {platforms} platform(s)", highlight=False)
+    for why in cluster.unreachable:
+        console.print(f"left out: {why}", highlight=False, markup=False)

@@ -105,9 +105,10 @@ def live_node_ids(ray: Any) -> set[str]:
             if node.get("Alive") and node.get("Resources", {}).get(SLOT, 0) >= 1}
 
 
-def discover(ray: Any) -> list[FleetNode]:
+def discover(ray: Any) -> tuple[list[FleetNode], list[str]]:
     """Every live measuring node with its platform (a probe task on each), in address
-    order."""
+    order, and why each node left out did not answer (a node that died moments ago is still
+    listed alive for a while)."""
     from recstack.fleet import node as on_node
 
     nodes = [node for node in ray.nodes()
@@ -115,19 +116,29 @@ def discover(ray: Any) -> list[FleetNode]:
     if not nodes:
         raise RecstackError(f"--executor ray: no node of the cluster offers the resource "
                             f"{SLOT}, so none may measure; {START_HINT}")
-    probe = ray.remote(num_cpus=0, max_retries=1)(on_node.probe)
+    probe = ray.remote(num_cpus=0, max_retries=0)(on_node.probe)
     refs = [probe.options(label_selector={NODE_LABEL: node["NodeID"]}).remote()
             for node in nodes]
-    try:
-        machines = ray.get(refs, timeout=PROBE_TIMEOUT_S)
-    except Exception as error:  # noqa: BLE001 - any failure of the probe is the cluster's
-        raise RecstackError(f"--executor ray: could not learn the platforms of the cluster's "
-                            f"nodes ({one_line(error, 200)}); is recstack installed on every "
-                            "node, in the same Python as the driver?") from None
-    found = [FleetNode(node["NodeID"], str(node.get("NodeManagerAddress", "")),
-                       int(node["Resources"].get("CPU", 0)), machine)
-             for node, machine in zip(nodes, machines, strict=True)]
-    return sorted(found, key=lambda n: (n.address, n.node_id))
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
+    found, missing = [], []
+    for node, ref in zip(nodes, refs, strict=True):
+        name = f"node {node['NodeID'][:12]} ({node.get('NodeManagerAddress', '?')})"
+        if ref not in ready:
+            ray.cancel(ref, force=True)
+            missing.append(f"{name}: no answer within {PROBE_TIMEOUT_S:g} s")
+            continue
+        try:
+            machine = ray.get(ref)
+        except Exception as error:  # noqa: BLE001 - any failure of a probe leaves its node out
+            missing.append(f"{name}: {one_line(error, 160)}")
+            continue
+        found.append(FleetNode(node["NodeID"], str(node.get("NodeManagerAddress", "")),
+                               int(node["Resources"].get("CPU", 0)), machine))
+    if not found:
+        raise RecstackError(f"--executor ray: no measuring node told its platform "
+                            f"({missing[0]}); is recstack installed on every node, in the "
+                            "same Python as the driver?")
+    return sorted(found, key=lambda n: (n.address, n.node_id)), missing
 
 
 def select(nodes: Sequence[FleetNode], platforms: Sequence[str]

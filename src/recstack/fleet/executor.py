@@ -16,8 +16,16 @@ from typing import Any, ClassVar
 
 from recstack.errors import RecstackError
 from recstack.executors import Collector, Machine, Measured, PointLost
-from recstack.fleet.cluster import (NODE_LABEL, SIMULATION_SHARE, SLOT, FleetNode, connect,
-                                    discover, live_node_ids, select)
+from recstack.fleet.cluster import (
+    NODE_LABEL,
+    SIMULATION_SHARE,
+    SLOT,
+    FleetNode,
+    connect,
+    discover,
+    live_node_ids,
+    select,
+)
 from recstack.levels import LevelOptions
 from recstack.limits import check_int
 from recstack.points import Point
@@ -58,11 +66,13 @@ class RayExecutor:
     selected: list[FleetNode] = field(init=False)
     covered: tuple[str, ...] = field(init=False)
     """The platforms each point is measured on (empty: each point once, anywhere)."""
+    unreachable: list[str] = field(init=False)
+    """Nodes listed alive that did not tell their platform, and why: not used."""
 
     def __post_init__(self) -> None:
         check_int("--retries", self.retries, 0, RETRIES_MAX)
         self._ray = connect(self.address)
-        self.nodes = discover(self._ray)
+        self.nodes, self.unreachable = discover(self._ray)
         self.selected, self.covered = select(self.nodes, self.platforms)
         from recstack.fleet import node as on_node
 
@@ -89,12 +99,13 @@ class RayExecutor:
         where = (f"each point on each of {len(self.covered)} platform(s)" if self.covered
                  else "each point once, on whichever node has a free slot (the platform "
                       "that measured it is stored with it)")
-        return [f"measuring on the Ray cluster: {len(self.selected)} node(s) of "
-                f"{len(platforms)} platform(s), {where}: {listed}",
-                "on the cluster, auto backends use the shipped choices (races stored for "
-                "this machine say nothing of the nodes), and memory admission was checked "
-                "against this machine: a node with less memory fails the points it cannot "
-                "hold"]
+        return [(f"measuring on the Ray cluster: {len(self.selected)} node(s) of "
+                 f"{len(platforms)} platform(s), {where}: {listed}"),
+                ("on the cluster, auto backends use the shipped choices (races stored for "
+                 "this machine say nothing of the nodes), and memory admission was checked "
+                 "against this machine: a node with less memory fails the points it cannot "
+                 "hold"),
+                *(f"left out: {why}" for why in self.unreachable)]
 
     def _nodes_of(self, platform: str | None) -> list[str]:
         return [node.node_id for node in self.selected

@@ -71,7 +71,8 @@ def measure_ceilings(threads: int, settings: Any) -> tuple[Machine, Any]:
 
 
 def _ceilings_frame(threads: int, settings: Any, identity: str) -> Any:
-    from recstack.collect.ceilings import ceilings_frame, measure_ceilings as measure
+    from recstack.collect.ceilings import ceilings_frame
+    from recstack.collect.ceilings import measure_ceilings as measure
     from recstack.platform_info import collect_platform
 
     return ceilings_frame(measure(threads, collect_platform(), settings), identity, threads)
