@@ -52,12 +52,14 @@ def _contents(store: ResultStore, table: str) -> pd.DataFrame:
 
 def test_a_sweep_on_the_cluster_stores_what_a_local_run_stores(cluster: Any,
                                                                tmp_path: Path) -> None:
-    plan = plan_sweep(["rmc1", "ncf"], [8], [1], ["cpu"], row_scale=0.0005,
+    plan = plan_sweep(["rmc1"], [8], [1], ["cpu"], row_scale=0.0005,
                       levels=("timing", "operators"))
     local, _, _ = _run(tmp_path / "local.duckdb", plan)
-    fleet, _, outcome = _run(tmp_path / "fleet.duckdb", plan,
-                             executor=RayExecutor(address=cluster.address))
-    assert outcome.measured == 4 and not outcome.failed
+    executor = RayExecutor(address=cluster.address)
+    fleet, run_id, outcome = _run(tmp_path / "fleet.duckdb", plan, executor=executor)
+    assert outcome.measured == 2 and not outcome.failed
+    resumed = run_sweep(plan, fleet, run_id, QUICK, executor=executor)
+    assert (resumed.skipped, resumed.measured) == (2, 0)
     for table in ("points", "timing", "samples", "operators", "profiles"):
         here, there = _contents(local, table), _contents(fleet, table)
         assert list(here.columns) == list(there.columns), table
@@ -148,3 +150,35 @@ def test_a_node_lost_mid_point_is_stored_failed_and_measured_again(cluster: Any,
     assert store.run_info(run_id)["state"] == "complete"
     # At once, while Ray may still list the dead node alive: the next run leaves it out.
     assert doomed_id not in {node.node_id for node in RayExecutor(address=cluster.address).nodes}
+
+
+def test_a_point_whose_own_worker_dies_on_a_node_fails_without_a_retry(cluster: Any,
+                                                                        tmp_path: Path) -> None:
+    from tests.test_sweep import crash_on_batch_4
+
+    plan = plan_sweep(["ncf"], [4], [1], ["cpu"], row_scale=0.001)
+    events: list[Any] = []
+    store, run_id, outcome = _run(tmp_path / "r.duckdb", plan,
+                                  executor=RayExecutor(address=cluster.address,
+                                                       collector=crash_on_batch_4),
+                                  progress=events.append)
+    # The point's own crash (as under the OOM killer) is its result, not a lost node.
+    assert [event.kind for event in events] == ["start", "failed"]
+    assert len(outcome.failed) == 1 and "killed by SIGKILL" in outcome.failed[0][1]
+    row = store.query("SELECT status, node, platform_id, retried_after FROM points "
+                      "WHERE run_id = ?", [run_id]).iloc[0]
+    assert row.status == "failed" and row.retried_after is None
+    assert row.node in {node.node_id for node in RayExecutor(address=cluster.address).nodes}
+    assert row.platform_id == platform_id(collect_platform())
+
+
+def test_ceilings_are_measured_once_per_platform_on_one_of_its_nodes(cluster: Any,
+                                                                     tmp_path: Path) -> None:
+    store = tmp_path / "r.duckdb"
+    frame, measured = api.ceilings(store, 1, quick=True,
+                                   executor=RayExecutor(address=cluster.address))
+    assert measured and set(frame.platform_id) == {platform_id(collect_platform())}
+    assert {"triad_dram", "gather_dram", "gemm", "dispatch"} <= set(frame.kind)
+    again, measured_again = api.ceilings(store, 1, quick=True,
+                                         executor=RayExecutor(address=cluster.address))
+    assert not measured_again and set(again.set_id) == set(frame.set_id)

@@ -92,6 +92,9 @@ def progress_display(display: Console = console) -> Iterator[Callable[[Any], Non
                     progress.reset(task, total=event.points, completed=0)
                 elif event.kind == "start":
                     progress.update(task, description=escape(printable(event.point.label)))
+                elif event.kind == "retry":  # the point is not done: it is measured again
+                    progress.console.print(f"lost: {event.point.label}: {event.error}",
+                                           highlight=False, markup=False)
                 else:
                     progress.advance(task)
                     if event.kind == "done" and getattr(event, "detail", None):
@@ -120,6 +123,8 @@ def progress_display(display: Console = console) -> Iterator[Callable[[Any], Non
             line = f"{where}: median {fmt.ms(event.median_ms)} ms"
         elif event.kind == "failed":
             line = f"{where}: failed: {event.error}"
+        elif event.kind == "retry":
+            line = f"{where}: lost: {event.error}"
         elif event.kind == "skipped":
             line = f"{where}: already measured"
         else:

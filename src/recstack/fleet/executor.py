@@ -135,7 +135,12 @@ class RayExecutor:
             self.collector, point, settings, options, self.timeout_s)
         status, value = self._get(ref, "measuring it")
         if status == "error":
-            raise value
+            error, machine = value
+            try:
+                error.measured_on = machine  # the failed point's row names its node
+            except AttributeError:
+                pass  # an exception that takes no attributes: its row names the run's machine
+            raise error
         return value
 
     def measure_ceilings(self, machine: Machine, threads: int, settings: Any

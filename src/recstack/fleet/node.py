@@ -34,9 +34,9 @@ def _quiet_blas() -> None:
 
 def measure_point(collector: Collector | None, point: Point, settings: Any,
                   options: LevelOptions, timeout_s: float | None) -> tuple[str, Any]:
-    """``("ok", Measured)`` or ``("error", the point's exception)``: the point's own failure
-    comes back as a value, so that only a lost node or worker reaches the driver as a Ray
-    error."""
+    """``("ok", Measured)`` or ``("error", (the point's exception, this node))``: the point's
+    own failure comes back as a value, so that only a lost node or worker reaches the driver
+    as a Ray error."""
     from recstack.collect.timing import point_cycled_set
     from recstack.worker import run_isolated
 
@@ -51,7 +51,7 @@ def measure_point(collector: Collector | None, point: Point, settings: Any,
         cycled = None if point.serving is not None else \
             point_cycled_set(point, settings, options)
     except Exception as error:  # noqa: BLE001 - the point's failure is its result
-        return "error", error
+        return "error", (error, machine)
     return "ok", Measured(record, machine, cycled, began, ended)
 
 

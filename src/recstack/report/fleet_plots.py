@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recstack.report.plots import _save, plt
+from recstack.report.plots import _save, latency_axis, plt
 
 # A marker shape per platform as well as a colour: lines that overlap stay told apart.
 _PLATFORM_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -37,13 +37,7 @@ def plot_latency_by_platform(per_platform: pd.DataFrame, path: Path) -> Path:
             axis.plot(line.batch_size, line.median_ms, label=label,
                       color=colour[str(platform)], marker=marker[str(platform)],
                       markersize=4, linestyle="--" if states and state == "warm" else "-")
-        axis.set_title(model if scale == 1 else f"{model} (rows x{scale:g})")
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set_xlabel("batch size")
-        axis.set_ylabel("median latency (ms)")
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7)
+        latency_axis(axis, model, scale, "median latency (ms)")
     for axis in list(axes.flat)[len(panels):]:
         axis.set_visible(False)
     figure.suptitle("Latency vs batch size per platform (its fastest deployment)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -58,6 +59,18 @@ def _backend_runs(line: pd.DataFrame) -> list[tuple[str, int, int]]:
     return runs
 
 
+
+def latency_axis(axis: Any, model: str, scale: float, ylabel: str) -> None:
+    """A latency-against-batch-size panel's axes: log-log, the model named with its table
+    scale, a grid and a legend."""
+    axis.set_title(model if scale == 1 else f"{model} (rows x{scale:g})")
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("batch size")
+    axis.set_ylabel(ylabel)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=7)
+
 def plot_latency_vs_batch(timings: pd.DataFrame, path: Path) -> Path:
     """One panel per model: median latency against batch size, one line per device and
     thread count (and backend, where a sweep compares backends; a point's marker shape says
@@ -76,14 +89,8 @@ def plot_latency_vs_batch(timings: pd.DataFrame, path: Path) -> Path:
                           marker=_BACKEND_MARKERS.get(backend, "o"), markersize=3.5,
                           color=drawn.get_color())
             axis.fill_between(line.batch_size, line.p5_ms, line.p95_ms, alpha=0.2)
-        scale = group.row_scale.iloc[0]
-        axis.set_title(model if scale == 1 else f"{model} (rows x{scale:g})")
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set_xlabel("batch size")
-        axis.set_ylabel("latency (ms, median; p5-p95 band)")
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7)
+        latency_axis(axis, model, group.row_scale.iloc[0],
+                     "latency (ms, median; p5-p95 band)")
     for axis in list(axes.flat)[len(models):]:
         axis.set_visible(False)
     figure.suptitle("Latency vs batch size")

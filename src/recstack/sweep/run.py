@@ -157,7 +157,8 @@ class Recorder:
         except Exception as error:  # noqa: BLE001 - any failure of a point is its result
             message = one_line(error) if isinstance(error, RecstackError) \
                 else one_line(f"{type(error).__name__}: {error}")
-            self._store_failed(point, started, message, basis, lost, True)
+            self._store_failed(point, started, message, basis, lost, True,
+                               getattr(error, "measured_on", None))
             return SweepEvent("failed", point, index, self.total, error=message), None, False
         return self._store_measured(point, index, started, measured, attempts, basis,
                                     lost), measured.record, False
@@ -170,20 +171,28 @@ class Recorder:
             point_cycled_set(point, self.settings, self.options)
 
     def _store_failed(self, point: Point, started: datetime, message: str,
-                      basis: str | None, lost: list[str], final: bool) -> None:
+                      basis: str | None, lost: list[str], final: bool,
+                      machine: Machine | None = None) -> None:
+        """A failed attempt; ``machine``: the node it failed on, where one said so."""
+        self._record_machine(machine)
         self.store.record_point(self.run_id, point.key(), point_row(
             point, "failed", started, message, basis, self._cycled(point),
-            retried_after="; ".join(lost) or None, platform_id=self.home_platform))
+            machine=machine, retried_after="; ".join(lost) or None,
+            platform_id=self.home_platform))
         if final:
             self.outcome.failed.append((point.label, message))
+
+    def _record_machine(self, machine: Machine | None) -> None:
+        """Stores a node's platform the first time one of its points comes back."""
+        if machine is not None and machine.platform_id not in self.seen_platforms:
+            self.store.record_platform(machine.platform_id, machine.description, machine.info)
+            self.seen_platforms.add(machine.platform_id)
 
     def _store_measured(self, point: Point, index: int, started: datetime,
                         measured: Measured, attempts: int, basis: str | None,
                         lost: list[str]) -> SweepEvent:
         machine, record = measured.machine, measured.record
-        if machine is not None and machine.platform_id not in self.seen_platforms:
-            self.store.record_platform(machine.platform_id, machine.description, machine.info)
-            self.seen_platforms.add(machine.platform_id)
+        self._record_machine(machine)
         cycled = measured.cycled if measured.cycled is not None else self._cycled(point)
         self.store.record_point(self.run_id, point.key(), point_row(
             point, "ok", measured.began or started, None, basis, cycled, attempts, machine,
