@@ -162,6 +162,11 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     has_ceilings, has_race = _stored(results, most_threads, executor)
     paper = plan_paper(specs, budget, levels, mode, not has_ceilings, not has_race,
                        "quick" if quick else None, batch_sizes, row_scale is not None)
+    if not api.measures_here(executor):
+        paper = dataclasses.replace(paper, stages=tuple(
+            dataclasses.replace(stage, skipped="the points run on a cluster, where auto "
+                                               "takes the shipped choices")
+            if stage.name == "backend race" else stage for stage in paper.stages))
     tier = paper.tier
     specs = tier_specs(specs, tier, row_scale is not None)
     scale = row_scale if row_scale is not None else tier.row_scale
