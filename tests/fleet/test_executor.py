@@ -73,17 +73,23 @@ def test_a_sweep_on_the_cluster_stores_what_a_local_run_stores(cluster: Any,
     assert set(there.platform_id) == {platform_id(collect_platform())}
     assert fleet.query("SELECT count(*) AS n FROM platforms WHERE platform_id = ?",
                        [there.platform_id.iloc[0]]).n.iloc[0] == 1
-    _assert_timed_points_never_overlap_on_a_node(there)
 
 
-def _assert_timed_points_never_overlap_on_a_node(points: pd.DataFrame) -> None:
-    """Each node measured its points one after another, while the nodes measured at once."""
-    for node, held in points.sort_values("started_at").groupby("node"):
+def test_two_timing_points_never_overlap_on_one_node(cluster: Any, tmp_path: Path) -> None:
+    plan = plan_sweep(["ncf"], [1, 2, 3, 4, 5], [1], ["cpu"], row_scale=0.0005)
+    store, run_id, outcome = _run(tmp_path / "r.duckdb", plan,
+                                  executor=RayExecutor(address=cluster.address))
+    assert outcome.measured == 5
+    points = store.query("SELECT node, started_at, finished_at FROM points "
+                         "WHERE run_id = ? ORDER BY started_at", [run_id])
+    # Five points on two nodes: at least one node measured several, one after another.
+    assert points.node.nunique() == 2 and points.node.value_counts().max() >= 3
+    for node, held in points.groupby("node"):
         starts, ends = held.started_at.tolist(), held.finished_at.tolist()
         assert all(start >= end for start, end in zip(starts[1:], ends[:-1], strict=True)), \
             f"two timed points overlapped on node {node}"
-    ordered = points.sort_values("started_at")
-    assert ordered.started_at.iloc[1] < ordered.finished_at.iloc[0]
+    # While the two nodes measured at once.
+    assert points.started_at.iloc[1] < points.finished_at.iloc[0]
 
 
 def test_a_design_correlated_on_the_cluster_stores_what_a_local_one_stores(
