@@ -81,6 +81,7 @@ class RayExecutor:
         self._ceilings = self._ray.remote(max_retries=0)(on_node.measure_ceilings)
         self._lock = threading.Lock()
         self._in_flight: set[Any] = set()
+        self._told = False
 
     @property
     def parallelism(self) -> int:
@@ -93,7 +94,11 @@ class RayExecutor:
         return list({node.platform_id: node.machine for node in self.selected}.values())
 
     def notes(self) -> list[str]:
-        """Where the run measures, for the notes a run starts with."""
+        """Where the run measures, for the notes a run starts with: once per executor (the
+        stages of one command share it), nothing after."""
+        if self._told:
+            return []
+        self._told = True
         platforms = {node.platform_id: node.machine.description for node in self.selected}
         listed = "; ".join(f"{pid} ({description})" for pid, description in platforms.items())
         where = (f"each point on each of {len(self.covered)} platform(s)" if self.covered
