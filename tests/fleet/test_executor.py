@@ -88,8 +88,11 @@ def test_two_timing_points_never_overlap_on_one_node(cluster: Any, tmp_path: Pat
         starts, ends = held.started_at.tolist(), held.finished_at.tolist()
         assert all(start >= end for start, end in zip(starts[1:], ends[:-1], strict=True)), \
             f"two timed points overlapped on node {node}"
-    # While the two nodes measured at once.
-    assert points.started_at.iloc[1] < points.finished_at.iloc[0]
+    # While the two nodes measured at once: some point of one overlapped one of the other
+    # (not necessarily the first two: a node's Ray worker may start late on a busy machine).
+    spans = list(points.itertuples())
+    assert any(a.node != b.node and a.started_at < b.finished_at and b.started_at < a.finished_at
+               for a in spans for b in spans)
 
 
 def test_a_design_correlated_on_the_cluster_stores_what_a_local_one_stores(

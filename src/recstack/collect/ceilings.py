@@ -198,6 +198,15 @@ def covers(stored: pd.DataFrame, wanted_dram_bytes: int) -> bool:
     return size is not None and size >= wanted_dram_bytes // 2
 
 
+def stored_covering(store: Any, identity: str, platform: dict[str, Any], threads: int,
+                    settings: CeilingSettings, available: int) -> pd.DataFrame | None:
+    """The platform's newest stored ceilings at ``threads`` when they cover what
+    ``settings`` would measure with ``available`` memory (:func:`covers`), else None."""
+    stored = store.load_ceilings(identity, threads)
+    wanted, _ = working_sets(settings, llc_bytes(platform), available)
+    return stored if not stored.empty and covers(stored, wanted) else None
+
+
 def ensure_ceilings(store: Any, threads: int, refresh: bool = False,
                     settings: CeilingSettings | None = None,
                     available_bytes: int | None = None) -> tuple[pd.DataFrame, bool]:
@@ -211,11 +220,10 @@ def ensure_ceilings(store: Any, threads: int, refresh: bool = False,
     platform = collect_platform()
     identity = platform_id(platform)
     available = available_memory_bytes() if available_bytes is None else available_bytes
-    if not refresh:
-        stored = store.load_ceilings(identity, threads)
-        wanted, _ = working_sets(settings, llc_bytes(platform), available)
-        if not stored.empty and covers(stored, wanted):
-            return stored, False
+    stored = None if refresh else \
+        stored_covering(store, identity, platform, threads, settings, available)
+    if stored is not None:
+        return stored, False
     ceilings = measure_ceilings(threads, platform, settings, available)
     frame = ceilings_frame(ceilings, identity, threads)
     store.write_ceilings(frame, platform, describe_platform(platform))
@@ -230,17 +238,16 @@ def ensure_fleet_ceilings(store: Any, executor: Any, threads: int | None, refres
     Returns (every platform's rows, whether any were measured now)."""
     from recstack.admission import available_memory_bytes
 
+    # Judged against the memory of this machine, as the plan's admission is.
+    available = available_memory_bytes()
     frames, measured = [], False
     for machine in executor.machines():
         count = threads or int(machine.info.get("usable_cores") or 1)
-        if not refresh:
-            stored = store.load_ceilings(machine.platform_id, count)
-            # Judged against the memory of this machine, as the plan's admission is.
-            wanted, _ = working_sets(settings, llc_bytes(machine.info),
-                                     available_memory_bytes())
-            if not stored.empty and covers(stored, wanted):
-                frames.append(stored)
-                continue
+        stored = None if refresh else stored_covering(
+            store, machine.platform_id, machine.info, count, settings, available)
+        if stored is not None:
+            frames.append(stored)
+            continue
         node, frame = executor.measure_ceilings(machine, count, settings)
         store.write_ceilings(frame, node.info, node.description)
         frames.append(store.load_ceilings(node.platform_id, count))

@@ -33,6 +33,10 @@ from recstack.records import Record
 from recstack.text import one_line
 
 EXECUTORS = ("local", "ray")
+WHOLE_SLOT: dict[str, Any] = {"num_cpus": 0, "resources": {SLOT: 1.0}}
+"""A timed point's (or ceilings') claim: the node alone."""
+SIMULATED_SHARE: dict[str, Any] = {"num_cpus": 1, "resources": {SLOT: SIMULATION_SHARE}}
+"""A simulated point's claim: one CPU, beside others of its kind."""
 RETRIES_MAX = 10
 
 
@@ -112,21 +116,22 @@ class RayExecutor:
                  "hold"),
                 *(f"left out: {why}" for why in self.unreachable)]
 
-    def _nodes_of(self, platform: str | None) -> list[str]:
-        return [node.node_id for node in self.selected
-                if platform is None or node.platform_id == platform]
+    def _live_nodes_of(self, platform: str | None) -> tuple[list[str], set[str]]:
+        """The run's live nodes of ``platform`` (any, when None) and every live measuring
+        node; refused when the platform has none left."""
+        live = live_node_ids(self._ray)
+        usable = [node.node_id for node in self.selected if node.node_id in live
+                  and (platform is None or node.platform_id == platform)]
+        if not usable:
+            where = f"platform {platform}" if platform else "this run"
+            raise RecstackError(f"no live node of {where} is left to measure it")
+        return usable, live
 
     def placement(self, point: Point, options: LevelOptions) -> dict[str, Any]:
         """The Ray options of the point's task: its share of a slot, its CPUs and GPUs, and
         the live nodes it may run on (refused when none is left)."""
-        wanted = self._nodes_of(point.platform)
-        live = live_node_ids(self._ray)
-        usable = [node for node in wanted if node in live]
-        if not usable:
-            where = f"platform {point.platform}" if point.platform else "this run"
-            raise RecstackError(f"no live node of {where} is left to measure it")
-        share = ({"num_cpus": 1, "resources": {SLOT: SIMULATION_SHARE}}
-                 if simulated(point, options) else {"num_cpus": 0, "resources": {SLOT: 1.0}})
+        usable, live = self._live_nodes_of(point.platform)
+        share = SIMULATED_SHARE if simulated(point, options) else WHOLE_SLOT
         restrict = {} if len(usable) == len(live) else \
             {"label_selector": {NODE_LABEL: f"in({','.join(usable)})"}}
         return {**share, **restrict, "num_gpus": 1 if needs_gpu(point) else 0,
@@ -152,12 +157,10 @@ class RayExecutor:
                          ) -> tuple[Machine, Any]:
         """Ceilings at ``threads`` measured on a node of ``machine``'s platform, alone on
         it: (the node's machine, rows of the ``ceilings`` table)."""
-        nodes = [n for n in self._nodes_of(machine.platform_id) if n in live_node_ids(self._ray)]
-        if not nodes:
-            raise RecstackError(f"no live node of platform {machine.platform_id} is left")
+        nodes, _ = self._live_nodes_of(machine.platform_id)
         ref = self._ceilings.options(
-            num_cpus=0, resources={SLOT: 1.0},
-            label_selector={NODE_LABEL: f"in({','.join(nodes)})"}).remote(threads, settings)
+            **WHOLE_SLOT, label_selector={NODE_LABEL: f"in({','.join(nodes)})"}
+        ).remote(threads, settings)
         return self._get(ref, "measuring its ceilings")
 
     def _get(self, ref: Any, doing: str) -> Any:
