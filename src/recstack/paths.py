@@ -37,7 +37,8 @@ def file_part(name: str) -> str:
     ``..``, never empty)."""
     if RUN_ID_PATTERN.fullmatch(name) and ".." not in name:
         return name
-    kept = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:40]
+    # Runs of dots collapse too: "0..0" must not keep its "..".
+    kept = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", name)).strip("._-")[:40]
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{kept}-{digest}" if kept else digest
 
