@@ -24,6 +24,7 @@ from recstack import footprint as sizes
 from recstack.batch_work import stage_work
 from recstack.errors import RecstackError
 from recstack.layout import table_layout
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 ID_BYTES = 8  # int64 ids and offsets
@@ -50,27 +51,31 @@ def available_memory_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def scale_that_fits(spec: ModelSpec, available_bytes: int) -> float | None:
+def scale_that_fits(spec: ModelSpec, available_bytes: int,
+                    precision: Precision = FP32) -> float | None:
     """The largest ``row_scale`` (2 significant digits, rounded down) whose build fits in
     ``available_bytes``.
 
     None when even the dense part alone does not fit.
     """
-    dense = sizes.footprint(spec.scaled(1.0)).dense_bytes
-    return sizes.row_scale_for_budget(spec, available_bytes / sizes.BUILD_MEMORY_FACTOR - dense)
+    whole = sizes.footprint(spec.scaled(1.0), precision)
+    budget = ((available_bytes - whole.fill_overhead_bytes) / sizes.BUILD_MEMORY_FACTOR
+              - whole.dense_bytes)
+    return sizes.row_scale_for_budget(spec, budget, precision=precision)
 
 
-def require_memory(spec: ModelSpec, available_bytes: int | None = None) -> None:
+def require_memory(spec: ModelSpec, available_bytes: int | None = None,
+                   precision: Precision = FP32) -> None:
     """Refuses, before allocation, a spec whose build would not fit in memory.
 
     The error gives the estimate, what is available and the ``--row-scale`` that would fit.
     """
     available = available_memory_bytes() if available_bytes is None else available_bytes
-    cost = sizes.footprint(spec)
+    cost = sizes.footprint(spec, precision)
     need = cost.build_memory_bytes
     if need <= available:
         return
-    fits = scale_that_fits(spec, available)
+    fits = scale_that_fits(spec, available, precision)
     advice = (f"use --row-scale {fits:g} or smaller" if fits is not None
               else "its dense layers alone do not fit")
     raise RecstackError(
@@ -127,7 +132,7 @@ class PointMemory:
 
 
 def point_memory(spec: ModelSpec, batch_size: int, distinct_batches: int = 4,
-                 max_input_bytes: int = 1 << 29) -> PointMemory:
+                 max_input_bytes: int = 1 << 29, precision: Precision = FP32) -> PointMemory:
     """The peak memory of a point of ``spec`` at ``batch_size`` whose timing loop keeps up
     to ``distinct_batches`` batches within ``max_input_bytes`` (at least one batch, as
     ``collect.timing.prepare_point`` keeps them)."""
@@ -135,7 +140,7 @@ def point_memory(spec: ModelSpec, batch_size: int, distinct_batches: int = 4,
     kept = max(1, min(distinct_batches, max_input_bytes // max(1, per_batch)))
     activations = ACTIVATION_FACTOR * sum(stage.activation_bytes
                                           for stage in stage_work(spec, batch_size))
-    return PointMemory(model=sizes.footprint(spec).build_memory_bytes,
+    return PointMemory(model=sizes.footprint(spec, precision).build_memory_bytes,
                        inputs=(kept + TRANSIENT_BATCHES) * per_batch,
                        activations=int(activations))
 
@@ -150,10 +155,11 @@ def _advice(spec: ModelSpec, batch_size: int, need: PointMemory) -> str:
 
 def require_point_memory(spec: ModelSpec, batch_size: int, label: str,
                          distinct_batches: int = 4, max_input_bytes: int = 1 << 29,
-                         available_bytes: int | None = None) -> PointMemory:
+                         available_bytes: int | None = None,
+                         precision: Precision = FP32) -> PointMemory:
     """Refuses, before anything is allocated, a point that would not fit; returns its
     estimate otherwise."""
-    need = point_memory(spec, batch_size, distinct_batches, max_input_bytes)
+    need = point_memory(spec, batch_size, distinct_batches, max_input_bytes, precision)
     available = available_memory_bytes() if available_bytes is None else available_bytes
     if need.total > usable_memory(available):
         raise RecstackError(f"{label}: needs about {need.describe()} but only "

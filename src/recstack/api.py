@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from recstack.executors import Executor
+from recstack.precision import FP32, Precision
 from recstack.store import DEFAULT_STORE, ResultStore
 from recstack.sweep import SweepEvent, SweepOutcome, SweepPlan
 
@@ -86,9 +87,11 @@ def plan(models: Sequence[str] | None = None, batch_sizes: Sequence[int] | None 
          distribution: str = "uniform", seed: int = 0, levels: Sequence[str] = ("timing",),
          hardware_mode: str | None = None, hierarchy: str = "host", no_multiplex: bool = False,
          oversubscribe: bool = False, store: str | Path | None = None,
-         cache: str = "cold", here: bool = True) -> SweepPlan:
+         cache: str = "cold", here: bool = True,
+         precisions: Sequence[Precision] | None = None) -> SweepPlan:
     """The points to measure (every option checked, every point admitted to memory), each
-    with queries of the ``cache`` state (:mod:`recstack.working_set`).
+    with queries of the ``cache`` state (:mod:`recstack.working_set`), in each of
+    ``precisions`` (default fp32).
     ``models`` default to the zoo; ``backends`` to ``auto``, which reads the races stored
     in ``store`` for this machine at each thread count (``recstack backends``), where the
     file exists and holds one, else the shipped choices; those alone when the points are
@@ -114,7 +117,8 @@ def plan(models: Sequence[str] | None = None, batch_sizes: Sequence[int] | None 
                       row_scale=row_scale, query=query, seed=seed, levels=levels,
                       hardware_mode=hardware_mode, hierarchy=hierarchy,
                       no_multiplex=no_multiplex, oversubscribe=oversubscribe,
-                      backend_choices=choices, cache=cache)
+                      backend_choices=choices, cache=cache,
+                      precisions=list(precisions or [FP32]))
 
 
 def measures_here(executor: Executor | None) -> bool:
@@ -184,21 +188,6 @@ def sweep(models: Sequence[str], store: str | Path = DEFAULT_STORE, min_time: fl
     planned = plan(models, store=store, here=measures_here(executor), **plan_options)
     return measure(planned, store, timing_settings(min_time), resume, run_id, trace,
                    progress, executor, command, on_start)
-
-
-def sweep_file_options(path: str | Path, **overrides: Any) -> dict[str, Any]:
-    """A sweep file's options (``recstack.sweepfile``) with explicit ``overrides`` (those
-    not None) in place of the file's."""
-    from recstack.errors import RecstackError
-    from recstack.sweepfile import load_sweep_file
-
-    options = load_sweep_file(path)
-    options.update({key: value for key, value in overrides.items() if value})
-    options.setdefault("backends", ["auto"])
-    if "models" not in options:
-        raise RecstackError("--model: nothing given; name models with --model or in the "
-                            "sweep file")
-    return options
 
 
 def write_figures(result: RunResult) -> list[Path]:
@@ -332,7 +321,8 @@ def correlate(space: Any, seed: int = 0, batch_sizes: Sequence[int] = (1, 64),
               run_id: str | None = None,
               progress: Callable[[SweepEvent], None] | None = None,
               executor: Executor | None = None, command: str = "recstack api",
-              on_start: Callable[[RunStart], None] | None = None) -> CorrelationRun:
+              on_start: Callable[[RunStart], None] | None = None,
+              precisions: Sequence[Precision] = (FP32,)) -> CorrelationRun:
     """Measures the variants of a design space (``designspace.DesignSpace``) at each batch
     size and relates their features to their bottlenecks; the design is stored with the
     run and the figures written beside the store."""
@@ -347,7 +337,7 @@ def correlate(space: Any, seed: int = 0, batch_sizes: Sequence[int] = (1, 64),
     check_options([v.name for v in generated], batch_sizes, threads, ["cpu"], ["eager"],
                   levels)
     planned = plan_specs([v.spec for v in generated], batch_sizes, threads, ["cpu"],
-                         ["eager"], seed=seed, levels=levels,
+                         ["eager"], seed=seed, levels=levels, precisions=precisions,
                          notes=[f"design space: {len(generated)} variants of "
                                 f"{', '.join(space.models)} ({space.sampler}, seed {seed}, "
                                 f"from {space.source})"])

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from recstack.errors import RecstackError
+from recstack.precision import FP32, Precision, check_supported, unsupported_reason
 from recstack.specs import ModelSpec
 
 BACKENDS: tuple[str, ...] = ("eager", "fused", "compile", "static")
@@ -114,21 +115,26 @@ class BackendChoices:
 
 def resolve_backend(backend: str, spec: ModelSpec, device: str = "cpu",
                     batch_size: int | None = None,
-                    choices: BackendChoices | None = None) -> str:
+                    choices: BackendChoices | None = None,
+                    precision: Precision = FP32) -> str:
     """``backend`` itself, or for ``auto`` the chosen backend (:func:`resolve_with_basis`)."""
-    return resolve_with_basis(backend, spec, device, batch_size, choices)[0]
+    return resolve_with_basis(backend, spec, device, batch_size, choices, precision)[0]
 
 
 def resolve_with_basis(backend: str, spec: ModelSpec, device: str = "cpu",
                        batch_size: int | None = None,
-                       choices: BackendChoices | None = None) -> tuple[str, str]:
+                       choices: BackendChoices | None = None,
+                       precision: Precision = FP32) -> tuple[str, str]:
     """(the backend, what chose it). An explicit backend is itself (``"as given"``). For
     ``auto`` on the CPU: the choice of ``choices``, a race stored for this machine and the
     point's thread count (``"race <set_id>"``; the caller passes only such a race), where it
     raced the model or its type; else the shipped file (``"shipped file"``), by model name,
     else model type, at the nearest batch size it measured, else the model's choice over
     all batch sizes; else the reference (eager) on devices or models never measured. Where
-    static is chosen but cannot run, fused (the layout static runs, without the runtime)."""
+    static is chosen but cannot run, fused (the layout static runs, without the runtime).
+    Where the chosen backend cannot run ``precision`` (:func:`recstack.precision.
+    unsupported_reason`), fused, which runs every precision of its device: races and the
+    shipped file measured fp32, so a reduced precision takes their choice where it can."""
     if backend != AUTO:
         return backend, "as given"
     chosen = choices.choice(spec, batch_size) if choices is not None and device == "cpu" \
@@ -142,7 +148,10 @@ def resolve_with_basis(backend: str, spec: ModelSpec, device: str = "cpu",
 
         if unavailable_reason(device) is not None:
             chosen = "fused"  # the layout static runs, without the runtime
-    return (chosen if chosen in BACKENDS else REFERENCE), basis
+    chosen = chosen if chosen in BACKENDS else REFERENCE
+    if unsupported_reason(precision, chosen, device) is not None:
+        chosen = "fused"
+    return chosen, basis
 
 
 def _shipped_choice(spec: ModelSpec, device: str, batch_size: int | None) -> str:
@@ -159,16 +168,18 @@ def _shipped_choice(spec: ModelSpec, device: str, batch_size: int | None) -> str
 
 
 def build_for_backend(spec: ModelSpec, backend: str, seed: int = 0,
-                      device: str = "cpu") -> Any:
-    """The model of ``spec`` ready to run on ``backend`` (``auto`` resolved first). The
-    compile and static backends need :func:`prepare_backend` on the batches before they run
-    them (compilation, graphs)."""
+                      device: str = "cpu", precision: Precision = FP32) -> Any:
+    """The model of ``spec`` in ``precision`` ready to run on ``backend`` (``auto`` resolved
+    first). The compile and static backends need :func:`prepare_backend` on the batches
+    before they run them (compilation, graphs). A precision the backend or device cannot
+    run is refused before anything is built."""
     from recstack.models import build_model
 
-    backend = resolve_backend(backend, spec, device)
+    backend = resolve_backend(backend, spec, device, precision=precision)
     if backend not in BACKENDS:
         raise RecstackError(f"backend: {backend!r} is not allowed; expected one of "
                             f"{', '.join((*BACKENDS, AUTO))}")
+    check_supported(precision, backend, device)
     if backend == "static":
         from recstack import static_runtime
 
@@ -176,7 +187,7 @@ def build_for_backend(spec: ModelSpec, backend: str, seed: int = 0,
         if reason is not None:  # before building: a full-size model takes seconds and GBs
             raise RecstackError(f"backend static: {reason}")
     fused = backend in ("fused", "static") or (backend == "compile" and COMPILE_FUSED)
-    model = build_model(spec, seed=seed, device=device, fused=fused)
+    model = build_model(spec, seed=seed, device=device, fused=fused, precision=precision)
     if backend == "compile":
         import torch
 

@@ -9,6 +9,12 @@ Counting rules (so numbers can be checked by hand):
   the GMF product are not counted.
 - Gathered bytes per sample: embedding rows read per sample (ids and offsets excluded). With
   variable pooling a bag holds ``(L + 1) / 2`` ids on average.
+- Bytes follow the point's precision (:mod:`recstack.precision`): a table's bytes are its rows
+  times its stored row (``int8``: ``dim + 8``, scale and bias included; ``int4``:
+  ``dim / 2 + 4``; a table too narrow to gain from quantization stays fp32); a gathered row is
+  the stored row. Dense bytes: weights at 4, 2 or 1 bytes (fp32, bf16, int8); under int8
+  the biases stay float32 and each output channel adds a float32 scale. Parameter and FLOP
+  counts do not depend on the precision.
 
 The model builders in :mod:`recstack.models` are written separately from this module; the
 tests check the two against each other (parameter counts, and FLOPs against PyTorch's own
@@ -21,12 +27,18 @@ import math
 from dataclasses import asdict, dataclass
 
 from recstack.layout import table_layout
+from recstack.precision import DENSE_WEIGHT_BYTES, FP32, REFERENCE, Precision, row_bytes
 from recstack.specs import ModelSpec
 
 FLOAT_BYTES = 4
 # Building a model may need at most this much memory relative to its parameters
 # (the embedding fill works in place; see recstack.models.embeddings).
 BUILD_MEMORY_FACTOR = 1.2
+REDUCED_FILL_THREADS = 4
+"""At most this many threads fill a table in a reduced precision: each holds a generator
+chunk and its converted rows, so the build's peak is bounded whatever the core count."""
+FILL_CHUNK_ELEMENTS = 1 << 24
+"""Float32 values per generator chunk (:data:`recstack.models.embeddings.CHUNK_ELEMENTS`)."""
 
 
 @dataclass(frozen=True)
@@ -51,40 +63,37 @@ class FlopsPerSample:
 
 @dataclass(frozen=True)
 class Footprint:
-    """What a spec costs in memory and work."""
+    """What a spec costs in memory and work, in one precision."""
 
     embedding_parameters: int
     dense_parameters: int
     flops: FlopsPerSample
     gathered_bytes_per_sample: float
     lookups_per_sample: float
+    embedding_bytes: int
+    """Bytes of the stored tables (rows times stored row bytes)."""
+    dense_bytes: int
+    fill_overhead_bytes: int = 0
+    """What filling reduced-precision tables takes beyond them (chunks being converted)."""
 
     @property
     def parameters(self) -> int:
         return self.embedding_parameters + self.dense_parameters
 
     @property
-    def embedding_bytes(self) -> int:
-        return self.embedding_parameters * FLOAT_BYTES
-
-    @property
-    def dense_bytes(self) -> int:
-        return self.dense_parameters * FLOAT_BYTES
-
-    @property
     def model_bytes(self) -> int:
-        return self.parameters * FLOAT_BYTES
+        return self.embedding_bytes + self.dense_bytes
 
     @property
     def build_memory_bytes(self) -> int:
         """The most memory building the model may take."""
-        return math.ceil(self.model_bytes * BUILD_MEMORY_FACTOR)
+        return math.ceil(self.model_bytes * BUILD_MEMORY_FACTOR) + self.fill_overhead_bytes
 
     def to_dict(self) -> dict[str, float]:
         flat = {k: v for k, v in asdict(self).items() if k != "flops"}
         flat.update({f"flops_{k}": v for k, v in asdict(self.flops).items()})
-        flat.update(parameters=self.parameters, embedding_bytes=self.embedding_bytes,
-                    model_bytes=self.model_bytes, flops_total=self.flops.total)
+        flat.update(parameters=self.parameters, model_bytes=self.model_bytes,
+                    flops_total=self.flops.total)
         return flat
 
 
@@ -150,8 +159,72 @@ def wide_width(spec: ModelSpec) -> int:
 # ---- per model type ----------------------------------------------------------------------
 
 
-def footprint(spec: ModelSpec) -> Footprint:
-    """Parameters, FLOPs and gathered bytes of ``spec`` (at its ``row_scale``)."""
+def dense_bytes(spec: ModelSpec, dense_parameters: int, precision: Precision) -> int:
+    """Bytes of the dense layers' parameters in ``precision.dense`` (see the module's
+    counting rules: int8 keeps float32 biases and adds a float32 scale per channel)."""
+    if precision.dense != "int8":
+        return dense_parameters * DENSE_WEIGHT_BYTES[precision.dense]
+    shapes = dense_layer_shapes(spec)
+    channels = sum(width for _, width in shapes)
+    weights = sum(fan_in * width for fan_in, width in shapes)
+    other = dense_parameters - weights - channels  # recurrent cells stay float32
+    return weights + 2 * channels * FLOAT_BYTES + other * FLOAT_BYTES
+
+
+def _chain(fan_in: int, widths: tuple[int, ...]) -> list[tuple[int, int]]:
+    shapes = []
+    for width in widths:
+        shapes.append((fan_in, width))
+        fan_in = width
+    return shapes
+
+
+def dense_layer_shapes(spec: ModelSpec) -> list[tuple[int, int]]:
+    """``(in, out)`` of every fully connected layer (not the recurrent cells)."""
+    kind, dim = spec.model_type, spec.embedding_dim
+    if kind == "dlrm":
+        return (_chain(spec.bottom_mlp[0], spec.bottom_mlp[1:])
+                + _chain(interaction_width(spec), spec.top_mlp))
+    if kind == "ncf":
+        return _chain(2 * dim, spec.top_mlp) + [(dim + spec.top_mlp[-1], 1)]
+    if kind in ("wnd", "mtwnd"):
+        shapes = ([(spec.dense_features, wide_width(spec))]
+                  + _chain(over_input_width(spec), spec.top_mlp))
+        if kind == "mtwnd":
+            shapes += spec.num_tasks * _chain(spec.top_mlp[-1], spec.task_mlp + (1,))
+        return shapes
+    top = _chain(over_input_width(spec), spec.top_mlp)
+    attention = spec.attention_mlp + (1,)
+    if kind == "din":
+        return _chain(4 * dim, attention) + top
+    hidden = int(spec.gru_hidden_size)  # dien: the query, the attention MLP, AUGRU's two
+    return ([(dim, hidden)] + _chain(4 * hidden, attention)
+            + [(hidden, 3 * hidden), (hidden, 3 * hidden)] + top)
+
+
+def table_bytes(rows: tuple[int, ...], dim: int, precision: Precision) -> int:
+    """Bytes of tables of ``rows`` and width ``dim`` stored in ``precision``."""
+    return sum(rows) * precision.table_row_bytes(dim)
+
+
+def chunk_overhead_bytes(dim: int, stored: str, threads: int = REDUCED_FILL_THREADS,
+                         chunk_elements: int = FILL_CHUNK_ELEMENTS) -> int:
+    """Memory a reduced-precision fill takes beyond the table: per thread one chunk of
+    float32 values (plus a row's worth of the next chunk) and that chunk's rows converted."""
+    rows = math.ceil(chunk_elements / dim) + 1
+    return threads * ((chunk_elements + dim) * FLOAT_BYTES + rows * row_bytes(stored, dim))
+
+
+def fill_overhead(widths: tuple[int, ...], precision: Precision) -> int:
+    """The most a reduced-precision fill holds beyond the tables (tables of ``widths``,
+    filled one after another)."""
+    stored = [(dim, precision.table_precision(dim)) for dim in widths]
+    return max((chunk_overhead_bytes(dim, kind) for dim, kind in stored if kind != REFERENCE),
+               default=0)
+
+
+def footprint(spec: ModelSpec, precision: Precision = FP32) -> Footprint:
+    """Parameters, FLOPs and bytes of ``spec`` (at its ``row_scale``) in ``precision``."""
     layout = table_layout(spec)
     dim = spec.embedding_dim
     rows = spec.rows
@@ -160,7 +233,9 @@ def footprint(spec: ModelSpec) -> Footprint:
     lookups = pooled_lookups + layout.sequence_length
 
     embedding_parameters = sum(rows) * dim
-    gathered_rows_bytes = lookups * dim * FLOAT_BYTES
+    stored_bytes = table_bytes(rows, dim, precision)
+    widths: tuple[int, ...] = (dim,)
+    gathered_rows_bytes = lookups * precision.table_row_bytes(dim)
     pooling_flops = pooled_lookups * dim
     interaction = attention = recurrent = 0.0
 
@@ -182,7 +257,9 @@ def footprint(spec: ModelSpec) -> Footprint:
         # The wide part: one weight per id and output (an embedding of width `wide`) plus a
         # linear layer over the dense features.
         embedding_parameters += sum(rows) * wide
-        gathered_rows_bytes += pooled_lookups * wide * FLOAT_BYTES
+        stored_bytes += table_bytes(rows, wide, precision)
+        widths += (wide,)
+        gathered_rows_bytes += pooled_lookups * precision.table_row_bytes(wide)
         pooling_flops += pooled_lookups * wide
         dense = (mlp_parameters(spec.dense_features, (wide,))
                  + mlp_parameters(over_input_width(spec), spec.top_mlp))
@@ -219,14 +296,17 @@ def footprint(spec: ModelSpec) -> Footprint:
                              recurrent=recurrent, embedding=float(pooling_flops)),
         gathered_bytes_per_sample=float(gathered_rows_bytes),
         lookups_per_sample=float(lookups),
+        embedding_bytes=stored_bytes,
+        dense_bytes=dense_bytes(spec, dense, precision),
+        fill_overhead_bytes=fill_overhead(widths, precision),
     )
 
 
 # ---- tables within a budget -----------------------------------------------------------------
 
 
-def row_scale_for_budget(spec: ModelSpec, budget_bytes: float,
-                         significant: int = 2) -> float | None:
+def row_scale_for_budget(spec: ModelSpec, budget_bytes: float, significant: int = 2,
+                         precision: Precision = FP32) -> float | None:
     """The largest ``row_scale``, at most 1 (full size) and rounded down to ``significant``
     digits, at which the embedding tables of ``spec`` take at most ``budget_bytes``; None
     when no scale does (a budget of nothing, or tables too large at one row each)."""
@@ -236,7 +316,7 @@ def row_scale_for_budget(spec: ModelSpec, budget_bytes: float,
     # Rows round per table and never below one, so a scale proportional to the budget can
     # still overshoot it: check, and shrink by the overshoot, a few times.
     for _ in range(8):
-        size = footprint(spec.scaled(scale)).embedding_bytes
+        size = footprint(spec.scaled(scale), precision).embedding_bytes
         if size <= budget_bytes:
             return scale
         scale = round_down(scale * budget_bytes / size, significant)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from recstack import api
 from recstack.errors import RecstackError
+from recstack.precision import FP32
 from recstack.paper_job import (
     PaperPlan,
     Stage,
@@ -128,7 +129,8 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
                  run_id: str | None = None, progress: Callable[[Any], None] | None = None,
                  on_start: Callable[[Any], None] | None = None,
                  on_stage: Callable[[StageEvent], None] | None = None,
-                 executor: Any = None, command: str = "recstack api") -> api.RunResult:
+                 executor: Any = None, command: str = "recstack api",
+                 precisions: Sequence[Any] | None = None) -> api.RunResult:
     """The whole paper on this machine within ``budget_minutes`` (default 30; 5 with
     ``quick``; 20 with the serving level): see :mod:`recstack.paper_job`. Returns the characterization run, its notes
     saying which stages were skipped and why, with the figures and report written.
@@ -138,7 +140,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     from recstack.doctor import hardware_mode, probe_pmu, probe_valgrind
     from recstack.host import usable_cores
     from recstack.specs import ZOO_NAMES, resolve_spec
-    from recstack.sweep import check_options, fit_spec
+    from recstack.sweep import check_options, check_precisions, fit_spec
 
     budget = budget_seconds(budget_minutes, quick, "serving" in levels)
     clock = Clock(budget)
@@ -149,6 +151,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     thread_counts = list(threads or [usable_cores()])
     check_options(names, batch_sizes or [1], thread_counts, devices or ["cpu"],
                   backends or ["auto"], levels, row_scale, oversubscribe)
+    check_precisions(precisions or [FP32], backends or ["auto"], devices or ["cpu"])
     if min_time is not None:
         api.timing_settings(min_time)  # refused before anything runs
     if resume and run_id is None and results.path.is_file():
@@ -161,7 +164,8 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     most_threads = max(thread_counts)
     has_ceilings, has_race = _stored(results, most_threads, executor)
     paper = plan_paper(specs, budget, levels, mode, not has_ceilings, not has_race,
-                       "quick" if quick else None, batch_sizes, row_scale is not None)
+                       "quick" if quick else None, batch_sizes, row_scale is not None,
+                       precisions or (FP32,))
     if not api.measures_here(executor):
         paper = dataclasses.replace(paper, stages=tuple(
             dataclasses.replace(stage, skipped="the points run on a cluster, where auto "
@@ -210,7 +214,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     plan_options: dict[str, Any] = {
         "devices": devices, "backends": backends, "row_scale": scale, "threads": thread_counts,
         "oversubscribe": oversubscribe, "store": results.path,
-        "here": api.measures_here(executor)}
+        "here": api.measures_here(executor), "precisions": precisions}
     characterized = api.plan(names, batch_sizes=sizes, levels=measured_levels,
                              **plan_options)
     wanted = {(spec.name, batch) for spec, batch, _, cache

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recstack.errors import RecstackError
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 WARM_MODELS: tuple[str, ...] = ("rmc1", "rmc2")
@@ -142,12 +143,16 @@ class PaperPlan:
         return any(s.name == name and s.skipped is None for s in self.stages)
 
 
-def point_seconds(spec: ModelSpec, level: str, min_time: float, hardware_mode: str = "simulated"
-                  ) -> float:
-    """The estimated wall time of one point of ``spec`` at ``level`` (worker included)."""
+def point_seconds(spec: ModelSpec, level: str, min_time: float, hardware_mode: str = "simulated",
+                  precision: Precision = FP32) -> float:
+    """The estimated wall time of one point of ``spec`` at ``level`` in ``precision`` (worker
+    included; a reduced-precision timing point also builds the fp32 model its predictions
+    are compared with)."""
     from recstack.footprint import footprint
 
-    build = footprint(spec).build_memory_bytes / BUILD_BYTES_PER_S
+    build = footprint(spec, precision).build_memory_bytes / BUILD_BYTES_PER_S
+    if level == "timing" and not precision.is_reference:
+        build += footprint(spec).build_memory_bytes / BUILD_BYTES_PER_S
     if level == "hardware":
         return SIMULATED_POINT_S if hardware_mode == "simulated" else \
             WORKER_START_S + build + WARMUP_S + min_time
@@ -209,7 +214,8 @@ def hardware_pairs(specs: Sequence[ModelSpec], tier: Tier, measured: bool,
 def plan_paper(specs: Sequence[ModelSpec], budget_s: float, levels: Sequence[str],
                hardware_mode: str | None, need_ceilings: bool, need_race: bool,
                tier_name: str | None = None, batch_sizes: Sequence[int] | None = None,
-               scale_given: bool = False) -> PaperPlan:
+               scale_given: bool = False, precisions: Sequence[Precision] = (FP32,)
+               ) -> PaperPlan:
     """The stages at the richest tier (or ``tier_name``) whose estimate fits ``budget_s``
     (the quickest tier, with a note, when none does). ``hardware_mode`` is None when the
     machine has neither counters nor valgrind; ``need_ceilings`` / ``need_race`` whether
@@ -219,7 +225,8 @@ def plan_paper(specs: Sequence[ModelSpec], budget_s: float, levels: Sequence[str
         raise RecstackError(f"tier: {tier_name!r} is not allowed; expected one of "
                             f"{', '.join(TIER_NAMES)}")
     plans = [_stages(tier_specs(specs, tier, scale_given), tier, budget_s, levels,
-                     hardware_mode, need_ceilings, need_race, batch_sizes) for tier in tiers]
+                     hardware_mode, need_ceilings, need_race, batch_sizes, precisions)
+             for tier in tiers]
     for plan in plans:
         if plan.estimate_s <= budget_s:
             return plan
@@ -240,7 +247,8 @@ def tier_specs(specs: Sequence[ModelSpec], tier: Tier, scale_given: bool) -> lis
 
 def _stages(specs: Sequence[ModelSpec], tier: Tier, budget_s: float, levels: Sequence[str],
             hardware_mode: str | None, need_ceilings: bool, need_race: bool,
-            batch_sizes: Sequence[int] | None) -> PaperPlan:
+            batch_sizes: Sequence[int] | None,
+            precisions: Sequence[Precision] = (FP32,)) -> PaperPlan:
     sizes = tuple(batch_sizes) if batch_sizes else tier.batch_sizes
     ceilings = need_ceilings and tier.ceilings
     stages = [Stage("ceilings", "the machine's ceilings: roofline and efficiency",
@@ -259,8 +267,9 @@ def _stages(specs: Sequence[ModelSpec], tier: Tier, budget_s: float, levels: Seq
     points = characterization_points(specs, tier, sizes, levels)
     stages.append(Stage("characterization",
                         "systems and software levels (timing, operators), cold and warm",
-                        sum(point_seconds(spec, level, tier.min_time)
-                            for spec, _, level, _ in points), len(points)))
+                        sum(point_seconds(spec, level, tier.min_time, precision=precision)
+                            for spec, _, level, _ in points for precision in precisions),
+                        len(points) * len(precisions)))
     measured = hardware_mode == "measured"
     if "hardware" not in levels or hardware_mode is None:
         why = ("not among --levels" if "hardware" not in levels else
@@ -270,8 +279,9 @@ def _stages(specs: Sequence[ModelSpec], tier: Tier, budget_s: float, levels: Seq
         pairs = hardware_pairs(specs, tier, measured, sizes)
         stages.append(Stage("hardware", f"top-down and misses ({hardware_mode})",
                             sum(point_seconds(spec, "hardware", tier.min_time,
-                                              hardware_mode) for spec, _ in pairs),
-                            len(pairs)))
+                                              hardware_mode, precision)
+                                for spec, _ in pairs for precision in precisions),
+                            len(pairs) * len(precisions)))
     stages.append(_design_stage(tier, levels, hardware_mode, len(specs)))
     stages.append(_serving_stage(specs, tier, levels))
     return PaperPlan(tier, budget_s, tuple(stages))

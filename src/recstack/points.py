@@ -14,6 +14,7 @@ from recstack.errors import SpecError
 from recstack.inputs import QuerySpec
 from recstack.levels import LEVEL_NAMES, LEVELS
 from recstack.limits import INT32_MAX, SEED_MAX, THREADS_MAX, check_int
+from recstack.precision import FP32, Precision, check_supported
 from recstack.serving.config import ServingConfig
 from recstack.specs import ModelSpec
 from recstack.working_set import DEFAULT_CACHE, check_cache_state
@@ -29,7 +30,8 @@ _PLATFORM = re.compile(r"^[0-9a-f]{16}$")
 @dataclass(frozen=True)
 class Point:
     """One thing to measure: a model spec at a batch size, on a device, with a number of
-    intra-op threads and an execution backend, fed queries drawn as ``query`` says from a
+    intra-op threads and an execution backend, in a numeric ``precision`` (tables and dense
+    layers, :mod:`recstack.precision`), fed queries drawn as ``query`` says from a
     working set of the ``cache`` state (:mod:`recstack.working_set`: ``cold`` or ``warm``),
     at one level of the stack. A value: making one reads nothing and probes nothing.
 
@@ -53,6 +55,7 @@ class Point:
     platform: str | None = None
     """The platform (a ``platform_info.platform_id``) the point must be measured on, where a
     cluster measures it on each of several; None: wherever it runs."""
+    precision: Precision = FP32
 
     def __post_init__(self) -> None:
         check_cache_state(self.cache)
@@ -73,6 +76,9 @@ class Point:
                                               and _PLATFORM.match(self.platform)):
             raise SpecError("platform", self.platform, "expected a platform id (16 hex "
                             "digits, as `recstack fleet` lists them)")
+        if not isinstance(self.precision, Precision):
+            raise SpecError("precision", self.precision, "expected a Precision")
+        check_supported(self.precision, self.backend, self.device)
         if (self.level == "serving") != (self.serving is not None):
             raise SpecError("serving", self.serving, "a serving configuration is given to "
                             "serving points, and only to them")
@@ -91,6 +97,8 @@ class Point:
             # Only serving points carry it: every other point's key stays what it was.
             **({} if self.serving is None else {"serving": self.serving.to_dict()}),
             **({} if self.platform is None else {"platform": self.platform}),
+            # Only reduced-precision points carry it: an fp32 point's key stays what it was.
+            **({} if self.precision.is_reference else {"precision": self.precision.to_dict()}),
         }
 
     def config_key(self) -> str:
@@ -124,10 +132,16 @@ class Point:
             offload = "" if config.offload_threshold is None \
                 else f" gpu>={config.offload_threshold}"
             return (f"{self.spec.name}{scale} {config.scenario} {load} "
-                    f"{config.engines}x{self.threads}t {split}{offload} {self.backend}{what}")
+                    f"{config.engines}x{self.threads}t {split}{offload} {self.backend}"
+                    f"{self.precision_label}{what}")
         warm = " warm" if self.cache == "warm" else ""
         return (f"{self.spec.name}{scale} b{self.batch_size} {self.device} "
-                f"t{self.threads} {self.backend}{warm}{what}")
+                f"t{self.threads} {self.backend}{self.precision_label}{warm}{what}")
+
+    @property
+    def precision_label(self) -> str:
+        """`` emb=int8,dense=fp32`` (with a leading space), or nothing in fp32."""
+        return "" if self.precision.is_reference else f" {self.precision.label}"
 
 
 def _digest(data: dict[str, Any]) -> str:

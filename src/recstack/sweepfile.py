@@ -14,7 +14,7 @@ from recstack.limits import INT32_MAX, SEED_MAX, THREADS_MAX, check_int, check_s
 from recstack.text import shown
 
 SWEEP_FILE_KEYS = ("models", "batch_sizes", "threads", "devices", "backends", "levels", "row_scale",
-                   "query", "seed", "oversubscribe")
+                   "query", "seed", "oversubscribe", "precisions")
 
 
 def load_sweep_file(path: str | Path) -> dict[str, Any]:
@@ -63,6 +63,15 @@ def _sweep_options(data: Any, path: Path) -> dict[str, Any]:
         if not isinstance(data["oversubscribe"], bool):
             raise SpecError("oversubscribe", data["oversubscribe"], "expected true or false")
         options["oversubscribe"] = data["oversubscribe"]
+    if "precisions" in data:
+        from recstack.precision import Precision
+
+        value = data["precisions"]
+        if not isinstance(value, list) or not value or \
+                not all(isinstance(v, str) for v in value):
+            raise SpecError("precisions", value, "expected a non-empty list such as "
+                                                 "[fp32, 'emb=int8,dense=fp32']")
+        options["precisions"] = [Precision.parse(v) for v in value]
     if "query" in data:
         if not isinstance(data["query"], dict):
             raise SpecError("query", data["query"], "expected a mapping of QuerySpec fields")
@@ -70,4 +79,16 @@ def _sweep_options(data: Any, path: Path) -> dict[str, Any]:
             options["query"] = QuerySpec(**data["query"])
         except TypeError as error:
             raise RecstackError(f"{path.name}: query: {error}") from None
+    return options
+
+
+def sweep_file_options(path: str | Path, **overrides: Any) -> dict[str, Any]:
+    """A sweep file's options (``recstack.sweepfile``) with explicit ``overrides`` (those
+    not None) in place of the file's."""
+    options = load_sweep_file(path)
+    options.update({key: value for key, value in overrides.items() if value})
+    options.setdefault("backends", ["auto"])
+    if "models" not in options:
+        raise RecstackError("--model: nothing given; name models with --model or in the "
+                            "sweep file")
     return options

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from recstack.models import embeddings
-from recstack.models.embeddings import SequenceEmbeddings, random_table
+from recstack.models.embeddings import random_table
+from recstack.models.sequence_embeddings import SequenceEmbeddings
 
 
 def test_fill_does_not_depend_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,10 +13,12 @@ from rich.table import Table
 from recstack.cli import format as fmt
 from recstack.cli.app import app, console, make_console
 from recstack.cli.options import (DEFAULT_STORE, AddressOption, ExecutorOption, JsonOption,
-                                  PlatformsOption, ResumeOption, RetriesOption, RunIdOption,
-                                  StoreOption, executor_option, int_list, levels_list)
+                                  PlatformsOption, PrecisionOption, ResumeOption, RetriesOption,
+                                  RunIdOption, StoreOption, executor_option, int_list,
+                                  levels_list, precision_list)
 from recstack.cli.progress import finish, measure_with_progress, report_outcome
 from recstack.errors import RecstackError
+from recstack.precision import FP32
 from recstack.text import MISSING
 
 DesignFileOption = Annotated[str | None, typer.Option(
@@ -148,6 +150,7 @@ def correlate(
     run_id: RunIdOption = None,
     min_time: Annotated[float, typer.Option(
         "--min-time", help="Seconds of timed iterations per point.")] = 0.5,
+    precision: PrecisionOption = None,
     executor: ExecutorOption = "local",
     address: AddressOption = None,
     platforms: PlatformsOption = None,
@@ -167,7 +170,7 @@ def correlate(
         lambda **options: _option_errors(api.correlate, space, **options), display=display,
         seed=seed, batch_sizes=sizes, levels=levels_list(levels),
         threads=int_list("--threads", threads), store=store, min_time=min_time,
-        resume=resume, run_id=run_id,
+        resume=resume, run_id=run_id, precisions=precision_list(precision) or [FP32],
         executor=executor_option(executor, address, platforms, retries))
     result, analysis = measured.run, measured.analysis
     if as_json:

@@ -11,9 +11,10 @@ from recstack.cli import format as fmt
 from recstack.cli import summaries
 from recstack.cli.app import app, console, make_console
 from recstack.cli.options import (DEFAULT_STORE, AddressOption, ExecutorOption, JsonOption,
-                                  OversubscribeOption, PlatformsOption, ResumeOption,
-                                  RetriesOption, RowScaleOption, RunIdOption, StoreOption,
-                                  executor_option, int_list, levels_list)
+                                  OversubscribeOption, PlatformsOption, PrecisionOption,
+                                  ResumeOption, RetriesOption, RowScaleOption, RunIdOption,
+                                  StoreOption, executor_option, int_list, levels_list,
+                                  precision_list)
 from recstack.cli.progress import (command_line, finish, measure_with_progress,
                                    progress_display, report_outcome)
 
@@ -73,6 +74,7 @@ def sweep(
     = "timing",
     trace: TraceOption = False,
     backend: BackendOption = None,
+    precision: PrecisionOption = None,
     cache: CacheOption = "cold",
     oversubscribe: OversubscribeOption = False,
     executor: ExecutorOption = "local",
@@ -84,13 +86,14 @@ def sweep(
     """Measure a custom sweep (models x batch sizes x threads x devices) into the store."""
     from recstack.errors import RecstackError
     from recstack.sweep import plan_sweep
+    from recstack.sweepfile import sweep_file_options
 
     settings = api.timing_settings(min_time)
     cluster = executor_option(executor, address, platforms, retries)
     if sweep_file:
-        planned = plan_sweep(**api.sweep_file_options(
+        planned = plan_sweep(**sweep_file_options(
             sweep_file, models=model, backends=backend, oversubscribe=oversubscribe,
-            cache=cache))
+            cache=cache, precisions=precision_list(precision)))
     else:
         if not model:
             raise RecstackError("--model: nothing given; name at least one model (e.g. "
@@ -99,6 +102,7 @@ def sweep(
                            row_scale=row_scale, distribution=distribution, seed=seed,
                            levels=levels_list(levels), oversubscribe=oversubscribe,
                            store=store, cache=cache, here=api.measures_here(cluster),
+                           precisions=precision_list(precision),
                            **_sizes(batch_sizes, threads))
     # With --json, stdout is the JSON alone: progress and notes go to stderr.
     display = make_console(stderr=True) if as_json else console
@@ -151,6 +155,7 @@ def run(
                          "MLPerf LoadGen's load).")] = "timing,operators,hardware",
     trace: TraceOption = False,
     backend: BackendOption = None,
+    precision: PrecisionOption = None,
     oversubscribe: OversubscribeOption = False,
     executor: ExecutorOption = "local",
     address: AddressOption = None,
@@ -177,7 +182,8 @@ def run(
             model or None, store, levels_list(levels), budget, quick, min_time,
             sizes["batch_sizes"], sizes["threads"], device or None, backend, row_scale,
             oversubscribe, trace, resume, run_id, progress=update, on_start=update,
-            on_stage=update, executor=cluster, command=command_line())
+            on_stage=update, executor=cluster, command=command_line(),
+            precisions=precision_list(precision))
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
     timings = result.timings()
@@ -201,6 +207,7 @@ def profile(
     run_id: RunIdOption = None,
     trace: TraceOption = False,
     backend: BackendOption = None,
+    precision: PrecisionOption = None,
     cache: CacheOption = "cold",
     oversubscribe: OversubscribeOption = False,
     executor: ExecutorOption = "local",
@@ -213,7 +220,7 @@ def profile(
     result = measure_with_progress(
         api.profile, model or None, store, resume=resume, run_id=run_id, trace=trace,
         devices=device or None, backends=backend, row_scale=row_scale,
-        oversubscribe=oversubscribe, cache=cache,
+        oversubscribe=oversubscribe, cache=cache, precisions=precision_list(precision),
         executor=executor_option(executor, address, platforms, retries),
         **_sizes(batch_sizes, threads))
     summaries.print_software_level(result.store, result.run_id)
@@ -240,6 +247,7 @@ def hardware(
         "--no-multiplex", help="Measured counters: run the loop once per small event group "
                                "so no event is multiplexed.")] = False,
     cache: CacheOption = "cold",
+    precision: PrecisionOption = None,
     oversubscribe: OversubscribeOption = False,
     executor: ExecutorOption = "local",
     address: AddressOption = None,
@@ -252,7 +260,7 @@ def hardware(
     result = measure_with_progress(
         api.hardware, model or None, store, resume=resume, run_id=run_id,
         mode=mode, hierarchy=hierarchy, no_multiplex=no_multiplex, cache=cache,
-        row_scale=row_scale, oversubscribe=oversubscribe,
+        row_scale=row_scale, oversubscribe=oversubscribe, precisions=precision_list(precision),
         executor=executor_option(executor, address, platforms, retries),
         **_sizes(batch_sizes, threads))
     summaries.print_hardware_level(result.store, result.run_id)

@@ -98,3 +98,24 @@ def executor_option(executor: str, address: str | None, platforms: str | None,
         raise RecstackError(f"--platforms: {shown(platforms)} is not allowed; expected all or "
                             "platform ids separated by commas")
     return executor_for(executor, address, listed, retries)
+
+
+PrecisionOption = Annotated[list[str] | None, typer.Option(
+    "--precision", help="Numeric precision: emb=E,dense=D with E one of fp32, fp16, bf16, "
+                        "int8, int4 (row-wise quantized tables) and D one of fp32, bf16, int8 "
+                        "(dynamic quantization); a part left out stays fp32. Repeatable: "
+                        "several precisions are compared in one sweep. Default: fp32.")]
+
+
+def precision_list(values: list[str] | None) -> list[Any] | None:
+    """``["fp32", "emb=int8"]`` -> their Precisions (None when none given); a value that is
+    not one is a one-line error naming --precision."""
+    from recstack.errors import SpecError
+    from recstack.precision import Precision
+
+    if not values:
+        return None
+    try:
+        return list(dict.fromkeys(Precision.parse(value) for value in values))
+    except SpecError as error:
+        raise error.for_option("--precision") from None

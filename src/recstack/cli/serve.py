@@ -22,6 +22,7 @@ from recstack.cli.options import (
     RowScaleOption,
     RunIdOption,
     StoreOption,
+    precision_list,
 )
 from recstack.cli.progress import finish, measure_with_progress
 from recstack.errors import RecstackError
@@ -82,6 +83,10 @@ def serve(
     library_requests: Annotated[int, typer.Option(
         "--library-requests", help="Distinct requests generated before the run.")] = 256,
     row_scale: RowScaleOption = None,
+    precision: Annotated[str | None, typer.Option(
+        "--precision", help="Numeric precision of the deployment: emb=E,dense=D (E: fp32, "
+                            "fp16, bf16, int8, int4; D: fp32, bf16, int8). Default: fp32.")]
+    = None,
     store: StoreOption = DEFAULT_STORE,
     resume: ResumeOption = False,
     run_id: RunIdOption = None,
@@ -100,6 +105,7 @@ def serve(
         engines=engines, threads=threads, sub_batch=sub_batch,
         offload_threshold=offload_threshold, tune=tune, backend=backend,
         min_duration=min_duration, library_requests=library_requests, row_scale=row_scale,
+        precision=None if precision is None else precision_list([precision])[0],
         resume=resume, run_id=run_id, oversubscribe=oversubscribe,
         executor=executor_option(executor, address, platforms, retries))
     summaries.print_serving_level(result.store, result.run_id)

@@ -122,6 +122,7 @@ def simulate_point(point: Point, hierarchy: CacheHierarchy | str = "host", itera
             "spec": point.spec.to_config(), "batch_size": point.batch_size, "seed": point.seed,
             "query": point.query.to_dict(), "iterations": iterations, "warmup": warmup,
             "helper": str(helper), "cache": point.cache,
+            "precision": point.precision.to_dict(),
         }
         command = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--branch-sim=yes",
                    "--instr-atstart=no", "--collect-atstart=no", *cache_args,
@@ -186,6 +187,7 @@ def simulated_forwards(request: dict[str, Any]) -> dict[str, Any]:
 
     from recstack.inputs import QuerySpec, generate_batches
     from recstack.models import build_model
+    from recstack.precision import Precision
     from recstack.specs import spec_from_config
 
     torch.set_num_threads(1)
@@ -194,7 +196,8 @@ def simulated_forwards(request: dict[str, Any]) -> dict[str, Any]:
     query = QuerySpec(**request["query"])
     batch_size, warmup, iterations = (request["batch_size"], request["warmup"],
                                       request["iterations"])
-    model = build_model(spec, seed=request["seed"], device="cpu")
+    model = build_model(spec, seed=request["seed"], device="cpu",
+                        precision=Precision.from_dict(request.get("precision")))
     # The simulated caches start empty and see a handful of forwards. Cold: every forward a
     # batch never seen (the streamed form of a working set beyond the LLC). Warm: the warm
     # set's batches cycled, each seen once before collection starts.

@@ -42,7 +42,7 @@ PERF_TIMEOUT_S = 900
 def _request(point: Point, settings: TimingSettings) -> dict[str, Any]:
     return {"spec": point.spec.to_config(), "batch_size": point.batch_size,
             "threads": point.threads, "seed": point.seed, "query": point.query.to_dict(),
-            "min_seconds": settings.min_seconds, "warmup": settings.warmup_iterations,
+            "precision": point.precision.to_dict(), "min_seconds": settings.min_seconds, "warmup": settings.warmup_iterations,
             "distinct_batches": point_cycled_set(point, settings).batches}
 
 
@@ -122,11 +122,13 @@ def counted_loop(request: dict[str, Any]) -> int:
     from recstack.batch_set import generate_batch_set
     from recstack.inputs import QuerySpec
     from recstack.models import build_model
+    from recstack.precision import Precision
     from recstack.specs import spec_from_config
 
     torch.set_num_threads(int(request["threads"]))
     spec = spec_from_config(request["spec"])
-    model = build_model(spec, seed=int(request["seed"]))
+    model = build_model(spec, seed=int(request["seed"]),
+                        precision=Precision.from_dict(request.get("precision")))
     batches = generate_batch_set(spec, QuerySpec(**request["query"]),
                                  int(request["batch_size"]), int(request["distinct_batches"]))
     count = len(batches)

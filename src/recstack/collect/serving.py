@@ -219,7 +219,8 @@ def shared_model(point: Point) -> Any:
 
     fused = point.backend in ("fused", "static", "compile")
     with tables_in_shared_memory():
-        model = build_model(point.spec, seed=point.seed, fused=fused, check_memory=False)
+        model = build_model(point.spec, seed=point.seed, fused=fused, check_memory=False,
+                            precision=point.precision)
     return model.share_memory()
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from recstack.collect.accuracy import OutputDeviation, output_deviation
 from recstack.errors import RecstackError, SpecError
 from recstack.levels import LevelOptions
 from recstack.limits import INT32_MAX, SECONDS_MAX, SEED_MAX, check_int, check_number
@@ -141,6 +142,8 @@ class PreparedPoint:
     tracing the Static Runtime graphs. None for the others."""
     cycled: CycledSet | None = None
     """The working set the batches form."""
+    deviation: OutputDeviation | None = None
+    """A reduced-precision timing point's predictions against fp32's."""
 
 
 def point_cycled_set(point: Point, settings: TimingSettings,
@@ -173,12 +176,13 @@ def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False
     cycled = point_cycled_set(point, settings, options)
     # Planning admitted the point; memory may have gone to something else since.
     require_point_memory(point.spec, point.batch_size, point.label, cycled.batches,
-                         settings.max_input_bytes)
+                         settings.max_input_bytes, precision=point.precision)
     on_cuda = point.device.startswith("cuda")
 
     baseline = _peak_rss_bytes()
     start = time.perf_counter()
-    model = build_for_backend(point.spec, point.backend, seed=point.seed, device=point.device)
+    model = build_for_backend(point.spec, point.backend, seed=point.seed, device=point.device,
+                              precision=point.precision)
     if on_cuda:
         torch.cuda.synchronize(point.device)
     build_seconds = time.perf_counter() - start
@@ -194,10 +198,11 @@ def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False
     shown = list(_sample(batches)) if point.query.fixed_pooling(point.spec) else list(batches)
     compile_seconds = prepare_backend(model, point.backend, shown, point.device,
                                       part_scopes=profiled)
+    deviation = None if profiled else output_deviation(point, model, batches)
     return PreparedPoint(model=model, batches=batches, on_cuda=on_cuda,
                          build_seconds=build_seconds, peak_memory_growth_bytes=growth,
                          input_bytes_per_batch=per_batch, compile_seconds=compile_seconds,
-                         cycled=cycled)
+                         cycled=cycled, deviation=deviation)
 
 
 def _sample(batches: Any, most: int = 4) -> Any:
@@ -227,7 +232,8 @@ def measure_point(point: Point, settings: TimingSettings,
         input_bytes_per_batch=prepared.input_bytes_per_batch, distinct_batches=len(batches),
         threads_used=torch.get_num_threads(),
         device_name=(torch.cuda.get_device_name(point.device) if prepared.on_cuda else "cpu"),
-        extra={"backend": point.backend, "compile_seconds": prepared.compile_seconds},
+        extra={"backend": point.backend, "compile_seconds": prepared.compile_seconds,
+               "deviation": None if prepared.deviation is None else asdict(prepared.deviation)},
     )
 
 
@@ -251,10 +257,21 @@ def timing_record(result: TimingResult, point: Point, settings: TimingSettings
                   input_bytes_per_batch=result.input_bytes_per_batch,
                   distinct_batches=result.distinct_batches, threads_used=result.threads_used,
                   device_name=result.device_name, warmup_iterations=result.warmup_iterations,
-                  compile_seconds=result.extra.get("compile_seconds"))
+                  compile_seconds=result.extra.get("compile_seconds"),
+                  **deviation_columns(result.extra.get("deviation")))
     stats = timing_stats(result.latency_ns, point.batch_size, result.copy_ns,
                          settings.spread_threshold, point.label)
     return TimingRecord(build=build, samples=samples, stats=stats)
+
+
+def deviation_columns(deviation: dict[str, Any] | None) -> dict[str, Any]:
+    """The Build columns of a point's output deviation (an ``OutputDeviation`` as a dict;
+    None: not a reduced precision, or not measured)."""
+    if deviation is None:
+        return {}
+    return {"output_max_abs_deviation": deviation["max_abs"],
+            "output_mean_abs_deviation": deviation["mean_abs"],
+            "deviation_samples": deviation["samples"]}
 
 
 def _check_output(model: Any, batch: Any, point: Point) -> None:

@@ -6,8 +6,10 @@ import torch
 
 from recstack.batch import Batch
 from recstack.models.base import RecModel
-from recstack.models.embeddings import pooled_embeddings, sequence_embeddings
+from recstack.models.embeddings import pooled_embeddings
 from recstack.models.layers import part_scope
+from recstack.models.sequence_embeddings import sequence_embeddings
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 
@@ -18,15 +20,17 @@ class BehaviourModel(RecModel):
     behaviour ids ``(batch, steps)`` -> ``(batch, steps, dim)``.
     """
 
-    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
-        super().__init__(spec, fused)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
+                 precision: Precision = FP32):
+        super().__init__(spec, fused, precision)
         rows = spec.rows
         self.sparse = pooled_embeddings(tuple(rows[t] for t in self.layout.pooled),
-                                        spec.embedding_dim, seed, fused=fused)
+                                        spec.embedding_dim, seed, fused=fused,
+                                        precision=precision)
         self.behaviours = sequence_embeddings(tuple(rows[t] for t in self.layout.behaviour),
                                               spec.embedding_dim, seed,
                                               first_table_index=len(self.layout.pooled),
-                                              fused=fused)
+                                              fused=fused, precision=precision)
 
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                            torch.Tensor]:

@@ -10,6 +10,7 @@ from recstack.footprint import over_input_width
 from recstack.models.behaviour import BehaviourModel
 from recstack.models.layers import (AUGRU, MLP, LocalActivationUnit, OutputActivation,
                                     part_scope)
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 
@@ -21,8 +22,9 @@ class DIEN(BehaviourModel):
     ``(batch, 3 dim + hidden)``; output ``(batch, top[-1])``. The auxiliary loss of the paper
     is a training-time term and does not exist at inference."""
 
-    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
-        super().__init__(spec, seed, fused)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
+                 precision: Precision = FP32):
+        super().__init__(spec, seed, fused, precision)
         hidden = int(spec.gru_hidden_size)  # present for dien: spec validation requires it
         self.extractor = nn.GRU(spec.embedding_dim, hidden, batch_first=True)
         self.query = nn.Linear(spec.embedding_dim, hidden)

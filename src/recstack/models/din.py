@@ -8,6 +8,7 @@ from recstack.batch import Batch
 from recstack.footprint import over_input_width
 from recstack.models.behaviour import BehaviourModel
 from recstack.models.layers import MLP, LocalActivationUnit, OutputActivation, part_scope
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 
@@ -18,8 +19,9 @@ class DIN(BehaviourModel):
     ``[user, interest, candidate, context]`` ``(batch, 4 dim)``; output ``(batch, top[-1])``
     (softmax over the 2 classes of the canonical config)."""
 
-    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
-        super().__init__(spec, seed, fused)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
+                 precision: Precision = FP32):
+        super().__init__(spec, seed, fused, precision)
         self.attention = LocalActivationUnit(spec.embedding_dim, spec.attention_mlp)
         self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
         self.output = OutputActivation()

@@ -9,6 +9,7 @@ from recstack.footprint import interaction_width
 from recstack.models.base import RecModel
 from recstack.models.embeddings import pooled_embeddings
 from recstack.models.layers import MLP, CatInteraction, DotInteraction, OutputActivation, part_scope
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 
@@ -20,10 +21,12 @@ class DLRM(RecModel):
     top MLP (ReLU, last layer sigmoid) -> ``(batch, top[-1])``.
     """
 
-    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
-        super().__init__(spec, fused)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
+                 precision: Precision = FP32):
+        super().__init__(spec, fused, precision)
         self.dense = MLP(spec.bottom_mlp[0], spec.bottom_mlp[1:])
-        self.sparse = pooled_embeddings(spec.rows, spec.embedding_dim, seed, fused=fused)
+        self.sparse = pooled_embeddings(spec.rows, spec.embedding_dim, seed, fused=fused,
+                                        precision=precision)
         self.interaction = (DotInteraction(spec.num_tables + 1) if spec.interaction == "dot"
                             else CatInteraction())
         self.over = MLP(interaction_width(spec), spec.top_mlp, last="none")
@@ -32,7 +35,7 @@ class DLRM(RecModel):
     def forward(self, batch: Batch) -> torch.Tensor:
         parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
         with part_scope("dense"):
-            dense = parts["dense"].forward(batch.dense)
+            dense = parts["dense"].forward(self.dense_features(batch))
         with part_scope("sparse"):
             embeddings = parts["sparse"].forward(batch)
         with part_scope("interaction"):

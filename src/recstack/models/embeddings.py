@@ -35,9 +35,12 @@ import torch
 from torch import nn
 
 from recstack.batch import Batch, run_starts
+from recstack.footprint import FILL_CHUNK_ELEMENTS, REDUCED_FILL_THREADS
 from recstack.host import usable_cores
+from recstack.models import table_formats
+from recstack.precision import FP32, REFERENCE, Precision
 
-CHUNK_ELEMENTS = 1 << 24  # 64 MiB of float32: large enough to amortize, small enough to spread
+CHUNK_ELEMENTS = FILL_CHUNK_ELEMENTS  # 64 MiB of float32: amortizes, and spreads over threads
 _SUM = 0  # torch.embedding_bag's mode code for sum pooling
 FLAT_SHIFT_MAX_IDS = 1 << 16
 """Up to this many ids (512 KiB of int64 shifts), fixed-pooling batches get flat shifts."""
@@ -50,6 +53,21 @@ def _fill_threads() -> int:
     return usable_cores()
 
 
+def _chunk_generator(seed: int, table_index: int, chunk: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(
+        [seed, table_index, chunk])))
+
+
+def chunk_values(seed: int, table_index: int, chunk: int, count: int,
+                 bound: float) -> np.ndarray:
+    """The first ``count`` float32 values of generator chunk ``chunk`` of a table, as
+    :func:`fill_table` writes them (its draws are sequential: a prefix is the same values)."""
+    part = _chunk_generator(seed, table_index, chunk).random(count, dtype=np.float32)
+    part *= 2 * bound
+    part -= bound
+    return part
+
+
 def fill_table(table: torch.Tensor, seed: int, table_index: int) -> torch.Tensor:
     """Fills a contiguous float32 ``(rows, dim)`` tensor in place, uniform in
     ``±sqrt(1 / rows)`` (the DLRM reference's initialisation), from a thread pool; returns
@@ -60,9 +78,7 @@ def fill_table(table: torch.Tensor, seed: int, table_index: int) -> torch.Tensor
 
     def fill(chunk: int) -> None:
         part = flat[chunk * CHUNK_ELEMENTS:(chunk + 1) * CHUNK_ELEMENTS]
-        generator = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
-            [seed, table_index, chunk])))
-        generator.random(out=part, dtype=np.float32)
+        _chunk_generator(seed, table_index, chunk).random(out=part, dtype=np.float32)
         part *= 2 * bound
         part -= bound
 
@@ -71,6 +87,19 @@ def fill_table(table: torch.Tensor, seed: int, table_index: int) -> torch.Tensor
     else:
         with ThreadPoolExecutor(max_workers=min(_fill_threads(), num_chunks)) as pool:
             list(pool.map(fill, range(num_chunks)))
+    return table
+
+
+def fill_stored(table: torch.Tensor, dim: int, precision: str, seed: int,
+                table_index: int) -> torch.Tensor:
+    """Fills ``table`` (stored in ``precision``: :func:`table_formats.storage_shape`) with
+    the values :func:`fill_table` gives the fp32 table of ``(seed, table_index)``, converted
+    chunk by chunk; returns it."""
+    if precision == REFERENCE:
+        return fill_table(table, seed, table_index)
+    threads = min(_fill_threads(), REDUCED_FILL_THREADS)
+    table_formats.fill_converted(table, dim, precision, seed, table_index, CHUNK_ELEMENTS,
+                                 threads, chunk_values)
     return table
 
 
@@ -95,25 +124,27 @@ def tables_in_shared_memory() -> Iterator[None]:
         _SHARED["on"] = False
 
 
-def empty_table(rows: int, dim: int) -> torch.Tensor:
-    """An uninitialised float32 ``(rows, dim)`` tensor; at ``HUGE_PAGE_MIN_BYTES`` or more,
-    in anonymous memory advised for transparent huge pages where the OS supports it (in
-    shared memory instead inside :func:`tables_in_shared_memory`)."""
-    size = rows * dim * 4
+def empty_table(rows: int, dim: int, precision: str = REFERENCE) -> torch.Tensor:
+    """An uninitialised table of ``rows`` x ``dim`` stored in ``precision``
+    (:func:`table_formats.storage_shape`); at ``HUGE_PAGE_MIN_BYTES`` or more, in anonymous
+    memory advised for transparent huge pages where the OS supports it (in shared memory
+    instead inside :func:`tables_in_shared_memory`)."""
+    shape, dtype = table_formats.storage_shape(rows, dim, precision)
+    size = shape[0] * shape[1] * dtype.itemsize
     if _SHARED["on"]:
         # The untouched pages of a fresh allocation read as the zero page: moving them to
         # shared memory costs no second copy of the table.
-        return torch.empty((rows, dim), dtype=torch.float32).share_memory_()
+        return torch.empty(shape, dtype=dtype).share_memory_()
     advise = getattr(mmap, "MADV_HUGEPAGE", None)
     if size < HUGE_PAGE_MIN_BYTES or advise is None:
-        return torch.empty((rows, dim), dtype=torch.float32)
+        return torch.empty(shape, dtype=dtype)
     memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
         memory.madvise(advise)
     except OSError:  # THP disabled ("never") or not built in: ordinary pages
         pass
     # The tensor holds a reference to the mapping: it lives as long as the tensor.
-    return torch.frombuffer(memory, dtype=torch.float32).view(rows, dim)
+    return torch.frombuffer(memory, dtype=dtype).view(shape)
 
 
 def huge_pages_mode() -> str:
@@ -126,27 +157,38 @@ def huge_pages_mode() -> str:
     return chosen[0] if chosen else "unavailable"
 
 
-def random_table(rows: int, dim: int, seed: int, table_index: int) -> torch.Tensor:
-    """A ``(rows, dim)`` float32 table filled by :func:`fill_table`."""
-    return fill_table(empty_table(rows, dim), seed, table_index)
+def random_table(rows: int, dim: int, seed: int, table_index: int,
+                 precision: str = REFERENCE) -> torch.Tensor:
+    """A ``rows`` x ``dim`` table stored in ``precision``, filled by :func:`fill_stored`."""
+    return fill_stored(empty_table(rows, dim, precision), dim, precision, seed, table_index)
 
 
-def _table_views(weight: torch.Tensor, bases: torch.Tensor, rows: tuple[int, ...]
+def table_views(weight: torch.Tensor, bases: torch.Tensor, rows: tuple[int, ...]
                  ) -> list[torch.Tensor]:
-    """Each table's ``(rows, dim)`` rows of a fused ``weight`` (views), in order."""
+    """Each table's rows of a fused ``weight`` (views), in order."""
     return [weight[base:base + count] for base, count in zip(bases.tolist(), rows)]
 
 
-def fused_tables(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int
-                 ) -> tuple[torch.Tensor, list[int]]:
-    """One ``(sum(rows), dim)`` weight holding every table's rows back to back, each table
-    filled in place as :func:`random_table` would fill it alone; and each table's first row.
-    Built in one allocation: the peak memory is the tables' own bytes."""
+def fused_tables(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int,
+                 precision: str = REFERENCE) -> tuple[torch.Tensor, list[int]]:
+    """One weight holding every table's rows back to back (stored in ``precision``), each
+    table filled in place as :func:`random_table` would fill it alone; and each table's
+    first row. Built in one allocation: the peak memory is the tables' own bytes (plus, in
+    a reduced precision, the fill's chunks)."""
     bases = run_starts(rows)
-    weight = empty_table(sum(rows), dim)
+    weight = empty_table(sum(rows), dim, precision)
     for k, (base, count) in enumerate(zip(bases, rows)):
-        fill_table(weight[base:base + count], seed, first_table_index + k)
+        fill_stored(weight[base:base + count], dim, precision, seed, first_table_index + k)
     return weight, bases
+
+
+class StoredTable(nn.Module):
+    """A table in a reduced precision: its stored ``weight`` (fp16/bf16 rows, or FBGEMM's
+    packed int8/int4 rows), frozen."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight, requires_grad=False)
 
 
 class PooledEmbeddings(nn.Module):
@@ -157,15 +199,29 @@ class PooledEmbeddings(nn.Module):
 
     Callers that pool the same ids through two modules (Wide & Deep's deep and wide tables)
     call :meth:`prepare` once and :meth:`pool` per module.
+
+    In a reduced ``precision`` each table is a :class:`StoredTable` looked up by the
+    precision's kernel (:func:`table_formats.pooled_lookup`), and the output is cast to the
+    dense layers' type where it differs.
     """
 
-    def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0):
+    def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0,
+                 precision: Precision = FP32):
         super().__init__()
-        self.bags = nn.ModuleList(
-            nn.EmbeddingBag.from_pretrained(
-                random_table(r, dim, seed, first_table_index + k), freeze=True, mode="sum")
-            for k, r in enumerate(rows)
-        )
+        stored = precision.table_precision(dim)
+        self.stored_precision = stored
+        if stored == REFERENCE:
+            self.bags = nn.ModuleList(
+                nn.EmbeddingBag.from_pretrained(
+                    random_table(r, dim, seed, first_table_index + k), freeze=True,
+                    mode="sum")
+                for k, r in enumerate(rows))
+        else:
+            self.bags = nn.ModuleList(
+                StoredTable(random_table(r, dim, seed, first_table_index + k, stored))
+                for k, r in enumerate(rows))
+        self._lookup = None if stored == REFERENCE else table_formats.pooled_lookup(stored)
+        self._out_dtype = out_dtype(stored, precision)
         # Each bag's parameter dict: read at call time without nn.Module.__getattr__.
         self._weights = tuple(bag._parameters for bag in self.bags)
 
@@ -176,18 +232,32 @@ class PooledEmbeddings(nn.Module):
     def pool(self, prepared: tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
              ) -> torch.Tensor:
         indices, offsets = prepared
-        bag = torch.embedding_bag
-        pooled = [bag(weights["weight"], i, o, False, _SUM, False, None, False,
-                      _NO_PADDING)[0]
-                  for weights, i, o in zip(self._weights, indices, offsets)]
-        return torch.stack(pooled, dim=1)
+        lookup = self._lookup
+        if lookup is None:
+            bag = torch.embedding_bag
+            pooled = [bag(weights["weight"], i, o, False, _SUM, False, None, False,
+                          _NO_PADDING)[0]
+                      for weights, i, o in zip(self._weights, indices, offsets)]
+        else:
+            pooled = [lookup(weights["weight"], i, o)
+                      for weights, i, o in zip(self._weights, indices, offsets)]
+        stacked = torch.stack(pooled, dim=1)
+        return stacked if self._out_dtype is None else stacked.to(self._out_dtype)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.pool(self.prepare(batch))
 
     def table_weights(self) -> list[torch.Tensor]:
-        """Each table's ``(rows, dim)`` weight, in order."""
+        """Each table's stored weight, in order (``(rows, dim)`` in fp32)."""
         return [bag.weight for bag in self.bags]
+
+
+def out_dtype(stored: str, precision: Precision) -> torch.dtype | None:
+    """The dtype pooled rows are cast to for the dense layers, or None where the lookup
+    already gives it (fp32 tables and fp32 layers; bf16 tables and bf16 layers)."""
+    wanted = getattr(torch, precision.dense_dtype_name)
+    given = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(stored, torch.float32)
+    return None if wanted == given else wanted
 
 
 class FusedPooledEmbeddings(nn.Module):
@@ -202,12 +272,17 @@ class FusedPooledEmbeddings(nn.Module):
     Input and output as :class:`PooledEmbeddings`.
     """
 
-    def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0):
+    def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0,
+                 precision: Precision = FP32):
         super().__init__()
-        weight, bases = fused_tables(rows, dim, seed, first_table_index)
+        stored = precision.table_precision(dim)
+        self.stored_precision = stored
+        weight, bases = fused_tables(rows, dim, seed, first_table_index, stored)
         self.weight = nn.Parameter(weight, requires_grad=False)
         self.rows = tuple(rows)
         self.dim = dim
+        self._lookup = None if stored == REFERENCE else table_formats.pooled_lookup(stored)
+        self._out_dtype = out_dtype(stored, precision)
         self.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
                              persistent=False)
         # Read at call time without nn.Module.__getattr__ (see RecModel).
@@ -257,8 +332,14 @@ class FusedPooledEmbeddings(nn.Module):
 
     def pool(self, prepared: tuple[torch.Tensor, torch.Tensor, int]) -> torch.Tensor:
         ids, bags, batch = prepared
-        pooled = torch.embedding_bag(self._parameter_dict["weight"], ids, bags, False, _SUM,
-                                     False, None, False, _NO_PADDING)[0]  # (tables * batch, dim)
+        lookup = self._lookup
+        if lookup is None:  # (tables * batch, dim)
+            pooled = torch.embedding_bag(self._parameter_dict["weight"], ids, bags, False, _SUM,
+                                         False, None, False, _NO_PADDING)[0]
+        else:
+            pooled = lookup(self._parameter_dict["weight"], ids, bags)
+        if self._out_dtype is not None:
+            pooled = pooled.to(self._out_dtype)
         if batch == 1:  # (tables, dim) is already the one sample's rows: one view, not two
             return pooled.unsqueeze(0)
         return pooled.view(len(self.rows), batch, self.dim).transpose(0, 1)
@@ -268,89 +349,13 @@ class FusedPooledEmbeddings(nn.Module):
 
     def table_weights(self) -> list[torch.Tensor]:
         """Each table's ``(rows, dim)`` weight (views of the fused weight), in order."""
-        return _table_views(self.weight, self.row_bases, self.rows)
+        return table_views(self.weight, self.row_bases, self.rows)
 
 
 def pooled_embeddings(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0,
-                      fused: bool = False) -> PooledEmbeddings | FusedPooledEmbeddings:
-    """The pooled tables of a model in the eager or the fused layout (same values)."""
+                      fused: bool = False, precision: Precision = FP32
+                      ) -> PooledEmbeddings | FusedPooledEmbeddings:
+    """The pooled tables of a model in the eager or the fused layout (same values), stored
+    in ``precision``."""
     kind = FusedPooledEmbeddings if fused else PooledEmbeddings
-    return kind(rows, dim, seed, first_table_index)
-
-
-class SequenceEmbeddings(nn.Module):
-    """Behaviour embeddings, one row per step (not pooled); eager backend: one table each.
-
-    Step ``t`` reads table ``t % num_tables`` (see :mod:`recstack.layout`).
-    Input ``(batch, steps)`` ids; output ``(batch, steps, dim)``.
-    """
-
-    def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int):
-        super().__init__()
-        self.dim = dim
-        self.tables = nn.ModuleList(
-            nn.Embedding.from_pretrained(
-                random_table(r, dim, seed, first_table_index + k), freeze=True)
-            for k, r in enumerate(rows)
-        )
-
-    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
-        if len(self.tables) == 1:
-            return torch.embedding(self.tables[0].weight, sequence)
-        batch, steps = sequence.shape
-        out = sequence.new_empty((batch, steps, self.dim), dtype=self.tables[0].weight.dtype)
-        stride = len(self.tables)
-        for k, table in enumerate(self.tables):
-            out[:, k::stride] = torch.embedding(table.weight, sequence[:, k::stride])
-        return out
-
-    def table_weights(self) -> list[torch.Tensor]:
-        return [table.weight for table in self.tables]
-
-
-class FusedSequenceEmbeddings(nn.Module):
-    """Fused backend for behaviour sequences: every behaviour table's rows in one weight, and
-    one gather for the whole sequence, each step's ids shifted by its table's first row.
-
-    Input ``(batch, steps)`` ids; output ``(batch, steps, dim)``, as
-    :class:`SequenceEmbeddings`.
-    """
-
-    def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int):
-        super().__init__()
-        weight, bases = fused_tables(rows, dim, seed, first_table_index)
-        self.weight = nn.Parameter(weight, requires_grad=False)
-        self.rows = tuple(rows)
-        self.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
-                             persistent=False)
-        self._step_bases: dict[int, torch.Tensor] = {}
-
-    def _bases_of_steps(self, steps: int) -> torch.Tensor:
-        """``(steps,)``: the first row of the table each step reads."""
-        if torch.compiler.is_compiling():  # a constant of the graph; a cache would guard on it
-            return self.row_bases[torch.arange(steps, device=self.row_bases.device)
-                                  % len(self.rows)]
-        bases = self._step_bases.get(steps)
-        if bases is None or bases.device != self.row_bases.device:
-            tables = torch.arange(steps, device=self.row_bases.device) % len(self.rows)
-            bases = self.row_bases[tables]
-            self._step_bases[steps] = bases
-        return bases
-
-    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
-        if len(self.rows) == 1:
-            return torch.embedding(self.weight, sequence)
-        # int(): while torch.jit.trace records a graph, shapes are traced values, and one as a
-        # cache key would miss and record the bases' computation into the graph.
-        steps = int(sequence.shape[1])
-        return torch.embedding(self.weight, sequence + self._bases_of_steps(steps))
-
-    def table_weights(self) -> list[torch.Tensor]:
-        return _table_views(self.weight, self.row_bases, self.rows)
-
-
-def sequence_embeddings(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int,
-                        fused: bool = False) -> SequenceEmbeddings | FusedSequenceEmbeddings:
-    """The behaviour tables of a model in the eager or the fused layout (same values)."""
-    kind = FusedSequenceEmbeddings if fused else SequenceEmbeddings
-    return kind(rows, dim, seed, first_table_index)
+    return kind(rows, dim, seed, first_table_index, precision)

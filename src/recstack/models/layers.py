@@ -63,6 +63,62 @@ _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "none": nn.Identity}
 _IN_PLACE = {"relu": torch.relu_, "sigmoid": torch.sigmoid, "none": None}
 
 
+@contextlib.contextmanager
+def _quantized_dtypes() -> Iterator[None]:
+    """Silences torch's notice that quantized tensor dtypes (qint8) are deprecated: its
+    dynamic int8 linear kernel still takes its weight packed from one (docs/design.md,
+    "Precision", says what would replace it when torch removes them)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        yield
+
+
+class DynamicInt8Linear(nn.Module):
+    """A fully connected layer under dynamic int8 quantization, as torch's dynamic
+    quantization makes it: weights int8 per output channel (symmetric), the float32 bias
+    kept, activations quantized per call (``quantized::linear_dynamic`` with the reduced
+    range FBGEMM's x86 kernels use). Input and output float32 ``(..., in) -> (..., out)``.
+
+    The int8 values, the channels' scales and the bias are buffers; the packed weight the
+    kernel reads is made from them. The packed weight is an opaque FBGEMM object that does
+    not cross processes: a serving engine's process receives the buffers (shared) and
+    packs them again."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scales = (weight.abs().amax(dim=1) / 127.5).clamp(min=1e-12).double()
+        with _quantized_dtypes():
+            quantized = torch.quantize_per_channel(
+                weight, scales, torch.zeros(weight.shape[0], dtype=torch.long), 0, torch.qint8)
+        self.register_buffer("weight_int8", quantized.int_repr())
+        self.register_buffer("scales", scales)
+        self.register_buffer("bias", None if linear.bias is None
+                             else linear.bias.detach().float().clone())
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        self._packed = self._pack()
+
+    def _pack(self) -> object:
+        with _quantized_dtypes():
+            weight = torch._make_per_channel_quantized_tensor(
+                self.weight_int8, self.scales, torch.zeros_like(self.scales, dtype=torch.long),
+                0)
+        return torch.ops.quantized.linear_prepack(weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(x, self._packed, True)
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if key != "_packed"}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._packed = self._pack()
+
+
 class MLP(nn.Sequential):
     """Fully connected layers ``in_features -> widths[0] -> ... -> widths[-1]``.
 
@@ -95,8 +151,26 @@ class MLP(nn.Sequential):
         self.in_features = in_features
         self.out_features = fan_in
         self._steps = tuple(steps)
+        self._int8_steps: tuple[tuple[DynamicInt8Linear, object], ...] = ()
+
+    def quantize_int8(self) -> None:
+        """Replaces every layer by its :class:`DynamicInt8Linear` form, in place."""
+        names = [name for name, module in self._modules.items()
+                 if isinstance(module, nn.Linear)]
+        steps = []
+        for name, (_, activate) in zip(names, self._steps):
+            layer = DynamicInt8Linear(self._modules[name])
+            self._modules[name] = layer
+            steps.append((layer, activate))
+        self._int8_steps = tuple(steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._int8_steps:
+            for layer, activate in self._int8_steps:
+                x = layer.forward(x)
+                if activate is not None:
+                    x = activate(x)
+            return x
         linear_fn = F.linear
         for parameters, activate in self._steps:
             x = linear_fn(x, parameters["weight"], parameters["bias"])
@@ -186,11 +260,15 @@ class AUGRU(nn.Module):
         state = inputs.new_zeros((batch, self.hidden))
         # The recurrence calls F.linear itself: a module call per step would cost more than
         # the step's small GEMM at small batch.
-        hidden_projection = parts["hidden_projection"]._parameters
-        weight, bias = hidden_projection["weight"], hidden_projection["bias"]
+        hidden_projection = parts["hidden_projection"]
+        quantized = None if isinstance(hidden_projection, nn.Linear) \
+            else hidden_projection.forward  # dynamic int8
+        weight = hidden_projection._parameters.get("weight")
+        bias = hidden_projection._parameters.get("bias")
         for step in range(steps):
             x_reset, x_update, x_new = projected[:, step].chunk(3, dim=1)
-            h_reset, h_update, h_new = F.linear(state, weight, bias).chunk(3, dim=1)
+            hidden = F.linear(state, weight, bias) if quantized is None else quantized(state)
+            h_reset, h_update, h_new = hidden.chunk(3, dim=1)
             reset = torch.sigmoid(x_reset + h_reset)
             update = torch.sigmoid(x_update + h_update) * attention[:, step:step + 1]
             candidate = torch.tanh(x_new + reset * h_new)

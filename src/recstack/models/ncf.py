@@ -9,6 +9,7 @@ from recstack.batch import Batch
 from recstack.models.base import RecModel
 from recstack.models.embeddings import pooled_embeddings
 from recstack.models.layers import MLP, part_scope
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 
@@ -20,10 +21,12 @@ class NCF(RecModel):
     one linear layer over ``[gmf, mlp]`` and a sigmoid -> ``(batch, 1)``.
     """
 
-    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
-        super().__init__(spec, fused)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
+                 precision: Precision = FP32):
+        super().__init__(spec, fused, precision)
         dim = spec.embedding_dim
-        self.sparse = pooled_embeddings(spec.rows, dim, seed, fused=fused)
+        self.sparse = pooled_embeddings(spec.rows, dim, seed, fused=fused,
+                                        precision=precision)
         self.over = MLP(2 * dim, spec.top_mlp)
         self.head = nn.Linear(dim + spec.top_mlp[-1], 1)
 

@@ -10,6 +10,7 @@ from recstack.footprint import over_input_width, wide_width
 from recstack.models.base import RecModel
 from recstack.models.embeddings import pooled_embeddings
 from recstack.models.layers import MLP, part_scope
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 
@@ -23,26 +24,30 @@ class _WideAndDeepBase(RecModel):
     share one preparation (for the fused layout: one shift and concatenation of the ids).
     """
 
-    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
-        super().__init__(spec, fused)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
+                 precision: Precision = FP32):
+        super().__init__(spec, fused, precision)
         wide = wide_width(spec)
-        self.sparse = pooled_embeddings(spec.rows, spec.embedding_dim, seed, fused=fused)
+        self.sparse = pooled_embeddings(spec.rows, spec.embedding_dim, seed, fused=fused,
+                                        precision=precision)
         # Seeded after the deep tables so both sets of tables are distinct.
         self.wide_sparse = pooled_embeddings(spec.rows, wide, seed,
-                                             first_table_index=spec.num_tables, fused=fused)
+                                             first_table_index=spec.num_tables, fused=fused,
+                                             precision=precision)
         self.wide_dense = nn.Linear(spec.dense_features, wide)
 
     def deep_input_and_wide_logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
+        dense = self.dense_features(batch)
         with part_scope("sparse"):
             sparse = parts["sparse"]
             ids = sparse.prepare(batch)
             embeddings = sparse.pool(ids)                            # (batch, T, dim)
             wide_weights = parts["wide_sparse"].pool(ids)            # (batch, T, wide)
         with part_scope("wide"):
-            wide = parts["wide_dense"].forward(batch.dense) + wide_weights.sum(dim=1)
+            wide = parts["wide_dense"].forward(dense) + wide_weights.sum(dim=1)
         with part_scope("interaction"):
-            deep_input = torch.cat([batch.dense, embeddings.flatten(1)], dim=1)
+            deep_input = torch.cat([dense, embeddings.flatten(1)], dim=1)
         return deep_input, wide
 
 
@@ -50,8 +55,9 @@ class WideAndDeep(_WideAndDeepBase):
     """Deep MLP ``top`` (ReLU, last layer linear); output sigmoid(deep + wide)
     ``(batch, top[-1])``."""
 
-    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
-        super().__init__(spec, seed, fused)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
+                 precision: Precision = FP32):
+        super().__init__(spec, seed, fused, precision)
         self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -65,8 +71,9 @@ class MultiTaskWideAndDeep(_WideAndDeepBase):
     one-unit output layer (DeepRecSys's towers end at 128 units with no prediction layer).
     The wide logit is shared by all tasks. Output ``(batch, num_tasks)`` probabilities."""
 
-    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False):
-        super().__init__(spec, seed, fused)
+    def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
+                 precision: Precision = FP32):
+        super().__init__(spec, seed, fused, precision)
         self.over = MLP(over_input_width(spec), spec.top_mlp)
         self.towers = nn.ModuleList(
             MLP(spec.top_mlp[-1], spec.task_mlp + (1,), last="none")

@@ -61,6 +61,13 @@ class PointRow:
     retried_after: str | None = column(
         "VARCHAR", "why an earlier attempt was lost (its node or worker died) and the point "
                    "measured again", since=14, default=None)
+    embedding_precision: str | None = column(
+        "VARCHAR", "how the embedding tables were stored: fp32, fp16, bf16, int8 or int4 "
+                   "(row-wise; tables too narrow to gain stay fp32); none read as fp32",
+        since=15, default=None)
+    dense_precision: str | None = column(
+        "VARCHAR", "the dense layers' precision: fp32, bf16 or int8 (dynamic); none read as "
+                   "fp32", since=15, default=None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +85,15 @@ class Build:
     compile_seconds: float | None = column("DOUBLE", "what the backend did before running: "
                                                      "compiling, tracing", "s", since=5,
                                            default=None)
+    output_max_abs_deviation: float | None = column(
+        "DOUBLE", "reduced precision: the largest absolute difference of a prediction from "
+                  "the fp32 model's on the same queries (none in fp32, or where the fp32 "
+                  "model did not fit beside the point's)", since=15, default=None)
+    output_mean_abs_deviation: float | None = column(
+        "DOUBLE", "reduced precision: the mean absolute difference of the predictions from "
+                  "the fp32 model's", since=15, default=None)
+    deviation_samples: int | None = column(
+        "INTEGER", "samples the deviation compared", "samples", since=15, default=None)
 
 
 POINTS = table("points", PointRow, Build, key=point_key_columns(),

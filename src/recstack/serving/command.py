@@ -13,6 +13,7 @@ from typing import Any
 
 from recstack.errors import SpecError
 from recstack.executors import Executor
+from recstack.precision import FP32
 from recstack.serving.config import DEFAULT_PERCENTILE, ServingConfig
 from recstack.serving.query_sizes import (
     DEFAULT_QUERY_SIZES,
@@ -70,7 +71,7 @@ def plan_models(models: Sequence[str], store: str | Path = DEFAULT_STORE, thread
                 sub_batch: int | None = None, tune: bool = False, backend: str = "auto",
                 row_scale: float | None = None, seed: int = 0, distribution: str = "uniform",
                 targets_file: str | Path | None = None, oversubscribe: bool = False,
-                here: bool = True, **load: Any) -> Any:
+                here: bool = True, precision: Any = None, **load: Any) -> Any:
     """The serving plan of ``models`` (``load``: :func:`serving_config`'s options), every
     option checked: a :class:`~recstack.sweep.serving.ServingPlan`; ``auto`` reads the
     races stored for this machine only when the deployments are measured ``here``."""
@@ -90,7 +91,7 @@ def plan_models(models: Sequence[str], store: str | Path = DEFAULT_STORE, thread
                         threads=threads, sub_batch=sub_batch, tune_deployment=tune,
                         backend=backend, row_scale=row_scale, query=query, seed=seed,
                         choices=_stored_choices(store, threads, tune) if here else {},
-                        oversubscribe=oversubscribe)
+                        oversubscribe=oversubscribe, precision=precision or FP32)
 
 
 def serve_models(models: Sequence[str], store: str | Path = DEFAULT_STORE,

@@ -20,6 +20,7 @@ from recstack.levels import LEVEL_NAMES, LevelOptions
 from recstack.limits import (INT32_MAX, SEED_MAX, THREADS_MAX, check_int, check_scale,
                              is_integer)
 from recstack.points import BACKEND_CHOICES, Point
+from recstack.precision import FP32, Precision, unsupported_reason
 from recstack.specs import ModelSpec, resolve_spec
 from recstack.text import shown
 from recstack.working_set import DEFAULT_CACHE, check_cache_state, cycled_set, machine_llc_bytes
@@ -77,11 +78,14 @@ class SweepPlan:
 
 
 def fit_spec(spec: ModelSpec, row_scale: float | None, available_bytes: int,
-             batch_sizes: Sequence[int] = (1,)) -> tuple[ModelSpec, str]:
+             batch_sizes: Sequence[int] = (1,),
+             precisions: Sequence[Precision] = (FP32,)) -> tuple[ModelSpec, str]:
     """The spec at ``row_scale`` if given, else at full size if it fits, else with its tables
     scaled to fit in the available memory less admission's margin (left to the rest of the
     machine), beside what the largest batch that can fit needs besides the model (query
-    batches, activations, the worker): one scale for every batch size of the sweep."""
+    batches, activations, the worker): one scale for every batch size of the sweep, and for
+    every precision (the scale the largest of them fits, so that precisions compare the
+    same tables)."""
     if row_scale is not None:
         try:
             return spec.scaled(row_scale), ""
@@ -91,7 +95,9 @@ def fit_spec(spec: ModelSpec, row_scale: float | None, available_bytes: int,
     margin = describe_usable(available_bytes)
     for batch in sorted(set(batch_sizes), reverse=True):
         need = point_memory(spec, batch)
-        fits = scale_that_fits(spec, usable - (need.total - need.model))
+        scales = [scale_that_fits(spec, usable - (need.total - need.model), precision)
+                  for precision in precisions]
+        fits = None if None in scales else min(scales)
         if fits is not None:
             break
     else:
@@ -113,9 +119,10 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
                hierarchy: str = "host", no_multiplex: bool = False,
                oversubscribe: bool = False,
                backend_choices: Mapping[int, BackendChoices] | None = None,
-               cache: str = DEFAULT_CACHE) -> SweepPlan:
-    """Every combination of the options, ordered model, device, threads, backend, batch,
-    then level (``timing``, ``operators``, ``hardware``: each level of a configuration is
+               cache: str = DEFAULT_CACHE,
+               precisions: Sequence[Precision] = (FP32,)) -> SweepPlan:
+    """Every combination of the options, ordered model, device, threads, backend, precision,
+    batch, then level (``timing``, ``operators``, ``hardware``: each level of a configuration is
     its own point); ``auto`` backends resolved per point, from ``backend_choices`` (per
     thread count: the race stored for this machine) where given, else the shipped file.
     Every option is checked, and every point admitted to memory
@@ -129,11 +136,13 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
     devices = available_devices() if devices is None else devices
     check_options(models, batch_sizes, threads, devices, backends, levels, row_scale,
                   oversubscribe)
+    check_precisions(precisions, backends, devices)
     check_cache_state(cache, "--cache")
     available = available_memory_bytes() if available_bytes is None else available_bytes
     specs, notes = [], []
     for name in models:
-        spec, note = fit_spec(resolve_spec(name), row_scale, available, batch_sizes)
+        spec, note = fit_spec(resolve_spec(name), row_scale, available, batch_sizes,
+                              precisions)
         specs.append(spec)
         if note:
             notes.append(note)
@@ -141,7 +150,23 @@ def plan_sweep(models: Sequence[str], batch_sizes: Sequence[int] | None = None,
     # user asked for are measured or refused.
     return plan_specs(specs, batch_sizes, threads, devices, backends, query, seed, levels,
                       hardware_mode, hierarchy, no_multiplex, notes, available,
-                      drop_unfit=defaulted, backend_choices=backend_choices, cache=cache)
+                      drop_unfit=defaulted, backend_choices=backend_choices, cache=cache,
+                      precisions=precisions)
+
+
+def check_precisions(precisions: Sequence[Precision], backends: Sequence[str],
+                     devices: Sequence[str]) -> None:
+    """Refuses, naming ``--precision``, a precision that an explicit backend or a device of
+    the sweep cannot run (``auto`` picks a backend that can)."""
+    if not precisions:
+        raise RecstackError("--precision: nothing given; expected at least one value")
+    for precision in precisions:
+        for backend, device in itertools.product(backends, devices):
+            reason = unsupported_reason(precision, "fused" if backend == AUTO else backend,
+                                        device)
+            if reason is not None:
+                raise RecstackError(f"--precision: {precision.label!r} is not allowed with "
+                                    f"--backend {backend} on {device}; {reason}")
 
 
 def check_options(models: Sequence[object], batch_sizes: Sequence[int], threads: Sequence[int],
@@ -188,9 +213,10 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
                no_multiplex: bool = False, notes: Sequence[str] = (),
                available_bytes: int | None = None, drop_unfit: bool = False,
                backend_choices: Mapping[int, BackendChoices] | None = None,
-               cache: str = DEFAULT_CACHE) -> SweepPlan:
+               cache: str = DEFAULT_CACHE,
+               precisions: Sequence[Precision] = (FP32,)) -> SweepPlan:
     """The points of already resolved specs (options checked by :func:`plan_sweep`), in the
-    same order: spec, device, threads, backend, batch, level; each admitted to memory (a
+    same order: spec, device, threads, backend, precision, batch, level; each admitted to memory (a
     point that does not fit is refused, or with ``drop_unfit`` left out with a note).
     ``auto`` reads ``backend_choices[threads]`` (a race of this machine at that thread
     count) where it has one, else the shipped file; ``backend_basis`` says which."""
@@ -206,8 +232,9 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
         notes.append(f"hardware level: {hardware_mode} ({why})")
     choices_at = _choices_by_threads(backend_choices)
     points, bases = [], []
-    for spec, device, count, backend, batch, level in itertools.product(
-            specs, devices, threads, backends, batch_sizes, levels):
+    check_precisions(precisions, backends, devices)
+    for spec, device, count, backend, precision, batch, level in itertools.product(
+            specs, devices, threads, backends, precisions, batch_sizes, levels):
         if level == "hardware":
             if device != "cpu":
                 continue  # top-down and cache misses are a CPU level
@@ -218,10 +245,10 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
                 if note and note not in notes:
                     notes.append(note)
         backend, basis = resolve_with_basis(backend, spec, device, batch,
-                                            choices_at.get(count))
+                                            choices_at.get(count), precision)
         points.append(Point(spec=spec, batch_size=batch, device=device, threads=count,
                             backend=backend, query=query, seed=seed, level=level,
-                            cache=cache))
+                            cache=cache, precision=precision))
         bases.append(basis)
     # With several backends the (eager) hardware points of a configuration repeat: once each.
     unique: dict[str, Point] = {}
@@ -275,26 +302,28 @@ def _admitted(points: list[Point], notes: list[str], drop_unfit: bool,
     """The points whose whole footprint, with the batches of their working set, fits in
     memory (:mod:`recstack.admission`)."""
     available = available_memory_bytes() if available_bytes is None else available_bytes
-    unfit: set[tuple[ModelSpec, int]] = set()
+    unfit: set[tuple[ModelSpec, int, Precision]] = set()
     first: RecstackError | None = None
     # The most batches any point of a (spec, batch) keeps: its cold set when it has one.
-    kept: dict[tuple[ModelSpec, int], int] = {}
+    kept: dict[tuple[ModelSpec, int, Precision], int] = {}
     for point in points:
         count = cycled_set(point.spec, point.query, point.batch_size, point.cache,
                            llc_bytes).batches
-        key = (point.spec, point.batch_size)
+        key = (point.spec, point.batch_size, point.precision)
         kept[key] = max(kept.get(key, 1), count)
-    for (spec, batch), count in kept.items():
+    for (spec, batch, precision), count in kept.items():
         try:
-            require_point_memory(spec, batch, f"{spec.name} at batch {batch}", count,
-                                 available_bytes=available)
+            what = "" if precision.is_reference else f" in {precision.label}"
+            require_point_memory(spec, batch, f"{spec.name} at batch {batch}{what}", count,
+                                 available_bytes=available, precision=precision)
         except RecstackError as error:
             if not drop_unfit:
                 raise
-            unfit.add((spec, batch))
+            unfit.add((spec, batch, precision))
             notes.append(f"left out: {error}")
             first = first or error
-    kept = [point for point in points if (point.spec, point.batch_size) not in unfit]
+    kept = [point for point in points
+            if (point.spec, point.batch_size, point.precision) not in unfit]
     if points and not kept:
         raise RecstackError(f"no point fits in memory: {first}")
     return kept

@@ -105,7 +105,8 @@ def point_row(point: Point, status: str, started: datetime, error: str | None = 
         working_set_bytes=None if cycled is None else cycled.working_set_bytes,
         llc_bytes=None if cycled is None else cycled.llc_bytes, attempts=attempts,
         platform_id=machine.platform_id if machine is not None else platform_id,
-        node=None if machine is None else machine.node, retried_after=retried_after)
+        node=None if machine is None else machine.node, retried_after=retried_after,
+        embedding_precision=point.precision.embedding, dense_precision=point.precision.dense)
 
 
 @dataclass

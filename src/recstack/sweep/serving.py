@@ -20,6 +20,7 @@ from recstack.host import usable_cores
 from recstack.inputs import QuerySpec
 from recstack.limits import INT32_MAX, THREADS_MAX, check_int
 from recstack.points import Point
+from recstack.precision import FP32, Precision, unsupported_reason
 from recstack.serving.config import ServingConfig, check_deployment
 from recstack.serving.tuner import Deployment, TuneResult, tune
 from recstack.specs import ModelSpec, resolve_spec
@@ -50,18 +51,20 @@ class ServingPlan:
     choices: dict[int, BackendChoices | None] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     offload_thresholds: tuple[int, ...] = ()
+    precision: Precision = FP32
 
     def point(self, spec: ModelSpec, deployment: Deployment) -> tuple[Point, str]:
         """The point of ``deployment`` for ``spec``, and what chose its backend."""
         config = replace(self.configs[spec.name], engines=deployment.engines,
                          offload_threshold=deployment.offload_threshold)
         backend, basis = resolve_with_basis(self.backend, spec, "cpu", deployment.sub_batch,
-                                            self.choices.get(deployment.threads))
+                                            self.choices.get(deployment.threads),
+                                            self.precision)
         if backend not in SERVING_BACKENDS:
             backend, basis = "fused", f"{basis}; {backend} serves as fused"
         point = Point(spec, batch_size=deployment.sub_batch, threads=deployment.threads,
                       backend=backend, query=self.query, seed=self.seed, level="serving",
-                      serving=config)
+                      serving=config, precision=self.precision)
         return point, basis
 
     def given(self, spec: ModelSpec) -> Deployment:
@@ -77,8 +80,8 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
                  backend: str = AUTO, row_scale: float | None = None,
                  query: QuerySpec | None = None, seed: int = 0,
                  choices: dict[int, BackendChoices | None] | None = None,
-                 oversubscribe: bool = False, available_bytes: int | None = None
-                 ) -> ServingPlan:
+                 oversubscribe: bool = False, available_bytes: int | None = None,
+                 precision: Precision = FP32) -> ServingPlan:
     """Checks every option (one-line errors naming the option) and admits each model to
     memory, before anything runs. ``config.engines`` is the engine count asked for;
     ``targets_ms`` each model's latency target."""
@@ -94,6 +97,10 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
     if backend != AUTO and backend not in SERVING_BACKENDS:
         raise RecstackError(f"--backend: {backend!r} is not allowed for serving; expected one "
                             f"of {', '.join((*SERVING_BACKENDS, AUTO))}")
+    reason = unsupported_reason(precision, "fused" if backend == AUTO else backend)
+    if reason is not None:
+        raise RecstackError(f"--precision: {precision.label!r} is not allowed with --backend "
+                            f"{backend}; {reason}")
     if not tune_deployment:
         check_deployment(config.engines, threads, cores, oversubscribe)
     if config.offload_threshold is not None and "cuda" not in available_devices():
@@ -104,7 +111,8 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
     specs, configs, notes = [], {}, []
     maximum = config.query_sizes.maximum
     for name in models:
-        spec, note = fit_spec(resolve_spec(name), row_scale, available, (maximum,))
+        spec, note = fit_spec(resolve_spec(name), row_scale, available, (maximum,),
+                              (precision,))
         notes += [note] if note else []
         per_item = input_bytes_per_batch(spec, 1)
         mean_items = max(1.0, _mean_items(config))
@@ -117,13 +125,15 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
         target = targets_ms.get(spec.name, config.target_ms)
         configs[spec.name] = replace(config, target_ms=target, library_requests=requests)
         require_point_memory(spec, maximum, f"{spec.name} serving", distinct_batches=1,
-                             max_input_bytes=LIBRARY_BYTES_MAX, available_bytes=available)
+                             max_input_bytes=LIBRARY_BYTES_MAX, available_bytes=available,
+                             precision=precision)
         specs.append(spec)
     offload = ()
     if tune_deployment and "cuda" in available_devices():
         offload = tuple(sorted({max(1, maximum // d) for d in (8, 4, 2)}))
     return ServingPlan(tuple(specs), configs, threads, sub_batch, tune_deployment, backend,
-                       query, seed, cores, dict(choices or {}), tuple(notes), offload)
+                       query, seed, cores, dict(choices or {}), tuple(notes), offload,
+                       precision)
 
 
 def _mean_items(config: ServingConfig) -> float:
