@@ -12,8 +12,8 @@ import pandas as pd
 from recstack.records import (Build, Hardware, HardwareRecord, PointRow, Profile,
                               ProfileRecord, TimingRecord, TimingStats)
 
-__all__ = ["Build", "PointRow", "TimingRecord", "hardware", "point", "profile", "stats",
-           "timing"]
+__all__ = ["Build", "PointRow", "TimingRecord", "build", "hardware", "point", "profile",
+           "stats", "timing"]
 
 
 def _row(row_class: type, values: dict[str, Any]) -> Any:
@@ -41,10 +41,16 @@ def stats(**values: Any) -> TimingStats:
     return _row(TimingStats, values)
 
 
-def timing(samples: pd.DataFrame | None = None, **stat_values: Any) -> TimingRecord:
+def build(**values: Any) -> Build:
+    """How a timing point's model was built (the ``points`` columns of :class:`Build`)."""
+    return _row(Build, values)
+
+
+def timing(samples: pd.DataFrame | None = None, built: Build | None = None,
+           **stat_values: Any) -> TimingRecord:
     frame = samples if samples is not None else pd.DataFrame(
         {"iteration": [], "latency_ns": []})
-    return TimingRecord(samples=frame, stats=stats(**stat_values))
+    return TimingRecord(samples=frame, stats=stats(**stat_values), build=built)
 
 
 def profile(operators: pd.DataFrame, **values: Any) -> ProfileRecord:

@@ -235,6 +235,27 @@ def test_compare_command(tmp_path: Path) -> None:
                           "run: 'nope' is not in")
 
 
+def test_compare_runs_of_two_precisions(tmp_path: Path) -> None:
+    """A in fp32, B in fp32 and int8 tables: only the fp32 points are matched; B's int8 point
+    is listed as B's alone, named with its precision, and a warning says why."""
+    from recstack.store import ResultStore
+    from tests.analysis.test_compare import record
+
+    store = ResultStore(tmp_path / "r.duckdb")
+    a = store.create_run("a", {}, {}, "p", "machine")
+    b = store.create_run("b", {}, {}, "p", "machine")
+    record(store, a, "rmc1", 1, 1.0, seed=1)
+    record(store, b, "rmc1", 1, 1.0, seed=2, embedding="fp32")
+    record(store, b, "rmc1", 1, 0.5, seed=3, embedding="int8")
+    result = recstack("compare", a, b, "--store", str(store.path))
+    assert result.returncode == 0, result.stderr
+    assert "precision" in result.stdout  # a column: the points span two precisions
+    assert "0 of 1 matched points differ significantly" in result.stdout
+    assert "1 point(s) in B only: rmc1 b1 cpu t1 emb=int8,dense=fp32" in result.stdout
+    assert "different precisions (A: fp32; B: fp32, emb=int8,dense=fp32)" in \
+        " ".join(result.stdout.split())
+
+
 def test_compare_two_platforms_of_one_run(tmp_path: Path) -> None:
     from recstack.store import ResultStore
     from tests.analysis.test_compare import record

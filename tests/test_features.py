@@ -42,3 +42,38 @@ def test_feature_table_uses_the_footprint_and_has_every_column() -> None:
         size = footprint(spec)
         assert row.flops_total == size.flops.total
         assert row.parameter_bytes == size.model_bytes
+
+
+def test_bytes_follow_the_precision_and_work_does_not() -> None:
+    from recstack.precision import Precision
+
+    spec = zoo_spec("rmc1")
+    fp32 = spec_features(spec)
+    int8 = spec_features(spec, Precision("int8", "int8"))
+    assert fp32["embedding_bytes_per_element"] == 4.0
+    assert fp32["dense_bytes_per_parameter"] == 4.0
+    assert (fp32["embedding_precision"], fp32["dense_precision"]) == ("fp32", "fp32")
+    # 32-wide rows: 32 bytes and a float32 scale and bias each, against 128
+    assert int8["embedding_bytes_per_element"] == (32 + 8) / 32
+    assert int8["embedding_bytes"] == fp32["embedding_bytes"] * 40 / 128
+    assert int8["gathered_bytes"] == 8 * 80 * 40
+    size = footprint(spec, Precision("int8", "int8"))
+    assert int8["dense_bytes_per_parameter"] == size.dense_bytes / size.dense_parameters
+    assert 1 < int8["dense_bytes_per_parameter"] < 2  # int8 weights, float32 biases and scales
+    assert int8["parameter_bytes"] == size.model_bytes
+    assert int8["bytes_per_flop"] == int8["gathered_bytes"] / int8["flops_total"]
+    assert int8["flops_total"] == fp32["flops_total"]
+    bf16 = spec_features(spec, Precision("bf16", "bf16"))
+    assert bf16["embedding_bytes_per_element"] == bf16["dense_bytes_per_parameter"] == 2.0
+
+
+def test_feature_table_has_a_row_per_model_and_precision() -> None:
+    from recstack.precision import FP32, Precision
+
+    spec = zoo_spec("rmc1")
+    int8 = Precision("int8", "fp32")
+    table = feature_table([spec, (spec, int8), (spec, FP32)])
+    assert list(table.columns) == FEATURE_COLUMNS
+    assert table[["model", "embedding_precision", "dense_precision"]].values.tolist() == [
+        ["rmc1", "fp32", "fp32"], ["rmc1", "int8", "fp32"]]
+    assert table.embedding_bytes_per_element.tolist() == [4.0, 1.25]

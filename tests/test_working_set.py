@@ -72,3 +72,16 @@ def test_cache_state_is_part_of_the_point() -> None:
 
 def test_the_machine_llc_is_read() -> None:
     assert machine_llc_bytes() >= 1 << 20
+
+
+def test_a_quantized_point_cycles_more_batches_to_be_as_cold() -> None:
+    """Distinct bytes are counted in the stored rows: int4 rows are a sixth of fp32's, so
+    the cold set of an int4 point needs more batches to touch the same multiple of the LLC."""
+    from recstack.precision import Precision
+    from recstack.specs import zoo_spec
+
+    spec, query = zoo_spec("rmc1"), QuerySpec()
+    fp32 = cycled_set(spec, query, 64, "cold", 32 << 20)
+    int4 = cycled_set(spec, query, 64, "cold", 32 << 20, precision=Precision("int4"))
+    assert int4.batches > 3 * fp32.batches
+    assert int4.reached and fp32.reached

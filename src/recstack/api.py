@@ -280,15 +280,16 @@ class Comparison:
 def compare(run_a: str, run_b: str, store: str | Path = DEFAULT_STORE, alpha: float = 0.05,
             platform_a: str | None = None, platform_b: str | None = None) -> Comparison:
     """Run B against run A: median ratio and a Mann-Whitney U test per matched point,
-    Holm-corrected; warnings when settings, method versions or completeness differ, or a
-    side spans platforms. ``platform_a`` / ``platform_b``: only the points that platform
-    measured of the side (two platforms of one run: ``run_b`` = ``run_a``)."""
+    Holm-corrected; warnings when settings, method versions, precisions or completeness
+    differ, or a side spans platforms. ``platform_a`` / ``platform_b``: only the points that
+    platform measured of the side (two platforms of one run: ``run_b`` = ``run_a``)."""
     from recstack.analysis import compare as comparison
     from recstack.analysis.runs import runs_with_status
 
     results, sides = ResultStore(store), (platform_a, platform_b)
     table = comparison.compare_runs(results, run_a, run_b, alpha, *sides)
     warnings = comparison.platform_warnings(results, run_a, run_b, *sides)
+    warnings += comparison.precision_warnings(results, run_a, run_b, *sides)
     changed = comparison.settings_differences(results, run_a, run_b)
     if changed:
         warnings.append("the runs were measured with different timing settings: "

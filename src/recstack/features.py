@@ -1,8 +1,10 @@
-"""A model's algorithmic features, computed from its spec alone (nothing is built).
+"""A model's algorithmic features, computed from its spec alone (nothing is built), in a
+numeric precision (:mod:`recstack.precision`; fp32 by default).
 
 These are what the cross-stack correlation relates to the measured bottlenecks. Work and
 sizes come from :mod:`recstack.footprint` (the counting rules are documented there); this
-module only names and arranges them.
+module only names and arranges them. Bytes follow the precision (an int8 table's row is
+``dim + 8`` bytes); work does not (the FLOPs of a layer are those of its shape).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from recstack.footprint import footprint
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 # Every feature, in a stable order, with what it means. All are numbers; `interaction` is
@@ -42,8 +45,13 @@ FEATURES: dict[str, str] = {
     "interaction_dot": "1 for the DLRM dot interaction, 0 for concatenation",
     "num_tasks": "prediction tasks",
     "bytes_per_flop": "gathered bytes per FLOP: the memory-versus-compute balance",
+    "embedding_bytes_per_element": "stored embedding bytes per table element (4 in fp32; "
+                                   "int8 rows carry their scale and bias)",
+    "dense_bytes_per_parameter": "bytes per parameter outside the tables (4 in fp32)",
 }
-FEATURE_COLUMNS = ["model", "model_type", "interaction", *FEATURES]
+# Which precision the features were computed in: a model is one row per precision.
+PRECISION_KEYS = ["embedding_precision", "dense_precision"]
+FEATURE_COLUMNS = ["model", "model_type", "interaction", *FEATURES, *PRECISION_KEYS]
 # Features spanning orders of magnitude: the correlation analysis uses their log10(1 + x).
 LOG_FEATURES: tuple[str, ...] = ("flops_mlp", "flops_attention", "flops_recurrent",
                                  "flops_interaction", "flops_total", "parameter_bytes",
@@ -66,9 +74,9 @@ def _mlp_layers(spec: ModelSpec) -> list[int]:
     return layers
 
 
-def spec_features(spec: ModelSpec) -> dict[str, Any]:
-    """The features of one spec (keys: ``FEATURE_COLUMNS``)."""
-    size = footprint(spec)
+def spec_features(spec: ModelSpec, precision: Precision = FP32) -> dict[str, Any]:
+    """The features of one spec in ``precision`` (keys: ``FEATURE_COLUMNS``)."""
+    size = footprint(spec, precision)
     flops = size.flops
     layers = _mlp_layers(spec)
     attention = spec.model_type in ("din", "dien")
@@ -102,10 +110,19 @@ def spec_features(spec: ModelSpec) -> dict[str, Any]:
         "interaction_dot": int(spec.interaction == "dot"),
         "num_tasks": spec.num_tasks,
         "bytes_per_flop": size.gathered_bytes_per_sample / flops.total,
+        "embedding_bytes_per_element": size.embedding_bytes / size.embedding_parameters,
+        "dense_bytes_per_parameter": (size.dense_bytes / size.dense_parameters
+                                      if size.dense_parameters else 0.0),
+        "embedding_precision": precision.embedding,
+        "dense_precision": precision.dense,
     }
 
 
-def feature_table(specs: Iterable[ModelSpec]) -> pd.DataFrame:
-    """One row per distinct spec name. Columns: ``FEATURE_COLUMNS``."""
-    rows = {spec.name: spec_features(spec) for spec in specs}
+def feature_table(specs: Iterable[ModelSpec | tuple[ModelSpec, Precision]]) -> pd.DataFrame:
+    """One row per distinct spec name and precision: each item a spec (in fp32) or a (spec,
+    precision) pair. Columns: ``FEATURE_COLUMNS``."""
+    rows = {}
+    for item in specs:
+        spec, precision = item if isinstance(item, tuple) else (item, FP32)
+        rows[(spec.name, precision)] = spec_features(spec, precision)
     return pd.DataFrame(list(rows.values()), columns=FEATURE_COLUMNS)

@@ -207,12 +207,16 @@ def table_bytes(rows: tuple[int, ...], dim: int, precision: Precision) -> int:
     return sum(rows) * precision.table_row_bytes(dim)
 
 
+CONVERT_SLICE_BYTES = 1 << 20
+"""Converted rows a fill thread makes at a time (``table_formats.CONVERT_BYTES``)."""
+
+
 def chunk_overhead_bytes(dim: int, stored: str, threads: int = REDUCED_FILL_THREADS,
                          chunk_elements: int = FILL_CHUNK_ELEMENTS) -> int:
     """Memory a reduced-precision fill takes beyond the table: per thread one chunk of
-    float32 values (plus a row's worth of the next chunk) and that chunk's rows converted."""
-    rows = math.ceil(chunk_elements / dim) + 1
-    return threads * ((chunk_elements + dim) * FLOAT_BYTES + rows * row_bytes(stored, dim))
+    float32 values (plus a row's worth of the next chunk) and a slice of converted rows."""
+    slice_bytes = max(CONVERT_SLICE_BYTES, row_bytes(stored, dim))
+    return threads * ((chunk_elements + dim) * FLOAT_BYTES + slice_bytes)
 
 
 def fill_overhead(widths: tuple[int, ...], precision: Precision) -> int:

@@ -145,13 +145,13 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     budget = budget_seconds(budget_minutes, quick, "serving" in levels)
     clock = Clock(budget)
     notify = on_stage or (lambda event: None)
-    results = api.ResultStore(store)
-    results.check_writable()  # before minutes of measuring, not after
     names = list(models or ZOO_NAMES)
     thread_counts = list(threads or [usable_cores()])
     check_options(names, batch_sizes or [1], thread_counts, devices or ["cpu"],
                   backends or ["auto"], levels, row_scale, oversubscribe)
     check_precisions(precisions or [FP32], backends or ["auto"], devices or ["cpu"])
+    results = api.ResultStore(store)
+    results.check_writable()  # before minutes of measuring, not after
     if min_time is not None:
         api.timing_settings(min_time)  # refused before anything runs
     if resume and run_id is None and results.path.is_file():

@@ -103,6 +103,9 @@ class Precision:
             if not equals or field is None or field in chosen:
                 raise SpecError("precision", text, allowed)
             chosen[field] = value.strip()
+        if chosen.get("embedding", REFERENCE) not in EMBEDDING_PRECISIONS or \
+                chosen.get("dense", REFERENCE) not in DENSE_PRECISIONS:
+            raise SpecError("precision", text, allowed)
         return cls(**chosen)
 
     @classmethod

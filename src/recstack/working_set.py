@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from recstack.errors import SpecError
 from recstack.inputs import QuerySpec, expected_distinct_rows
+from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
 CACHE_STATES: tuple[str, ...] = ("cold", "warm")
@@ -77,13 +78,15 @@ class CycledSet:
 
 
 def distinct_embedding_bytes(spec: ModelSpec, query: QuerySpec, batch_size: int,
-                             batches: int) -> float:
+                             batches: int, precision: Precision = FP32) -> float:
     """Expected distinct embedding bytes that ``batches`` batches of ``batch_size`` touch:
-    per table, the distinct rows among all their draws times the row's bytes."""
+    per table, the distinct rows among all their draws times the row's stored bytes (in
+    ``precision``: an int4 point needs about six times the batches of an fp32 one to be
+    as cold)."""
     from recstack.batch_work import table_gathers
 
     return sum(expected_distinct_rows(query, g.rows, g.draws * batches) * g.row_bytes
-               for g in table_gathers(spec, batch_size))
+               for g in table_gathers(spec, batch_size, precision))
 
 
 # Planning (admission), the driver (the point's row) and perf's request ask for the same
@@ -91,7 +94,7 @@ def distinct_embedding_bytes(spec: ModelSpec, query: QuerySpec, batch_size: int,
 @functools.lru_cache(maxsize=1024)
 def cycled_set(spec: ModelSpec, query: QuerySpec, batch_size: int, cache: str, llc_bytes: int,
                warm_batches: int = 4, cold_multiple: float = COLD_LLC_MULTIPLE,
-               max_input_bytes: int = 1 << 29) -> CycledSet:
+               max_input_bytes: int = 1 << 29, precision: Precision = FP32) -> CycledSet:
     """How many distinct batches a point of ``cache`` state cycles (see the module
     docstring), within ``max_input_bytes`` of query batches (always at least one)."""
     from recstack.admission import input_bytes_per_batch
@@ -101,7 +104,7 @@ def cycled_set(spec: ModelSpec, query: QuerySpec, batch_size: int, cache: str, l
     most = max(1, max_input_bytes // per_batch)
 
     def touched(count: int) -> int:
-        return int(distinct_embedding_bytes(spec, query, batch_size, count))
+        return int(distinct_embedding_bytes(spec, query, batch_size, count, precision))
 
     if cache == "warm":
         count = min(warm_batches, most)

@@ -103,3 +103,67 @@ def test_features_come_from_the_hardware_points_spec_only_where_no_other_level_r
     assert table.loc["rmc1", "embedding_bytes"] == footprint(timed).embedding_bytes
     assert table.loc["ncf", "embedding_bytes"] == \
         footprint(simulated_only.scaled(0.5)).embedding_bytes
+
+
+def test_a_design_in_several_precisions_has_a_feature_row_per_model_and_precision(
+        tmp_path: Path) -> None:
+    """rmc1 timed and profiled in fp32 and in int8 tables, ncf timed in fp32 only: one row
+    per model and precision, each with the features of its own precision and its own
+    bottlenecks (never an average of the two precisions' shares)."""
+    import pandas as pd
+
+    from recstack.footprint import footprint
+    from recstack.precision import Precision
+    from tests import fill
+    from tests.conftest import small_spec
+
+    store = ResultStore(tmp_path / "store.duckdb")
+    run_id = open_run(store, QUICK, "test")
+    rmc1, ncf = small_spec("rmc1"), small_spec("ncf")
+    int8 = Precision("int8", "fp32")
+
+    def put(key: str, spec, precision: Precision | None, level: str, record) -> None:
+        store.record_point(run_id, key, fill.point(
+            model=spec.name, model_type=spec.model_type, spec=spec.to_config(), level=level,
+            batch_size=4, device="cpu", threads=1, backend="eager", row_scale=spec.row_scale,
+            embedding_precision=None if precision is None else precision.embedding,
+            dense_precision=None if precision is None else precision.dense), record)
+
+    def profile(embedding_us: float) -> object:
+        operators = pd.DataFrame([
+            {"part": "sparse", "op": "quantized::embedding_bag_byte_rowwise_offsets"
+             if embedding_us < 50 else "aten::embedding_bag", "calls": 1.0,
+             "time_us": embedding_us},
+            {"part": "over", "op": "aten::linear", "calls": 1.0, "time_us": 100 - embedding_us}])
+        return fill.profile(operators, iterations=10, time_basis="wall", wall_us=100.0,
+                            operator_us=100.0, uncovered_us=0.0, profiled_median_us=100.0,
+                            unprofiled_median_us=100.0, profiler_overhead=0.0,
+                            trace_path=None)
+
+    put("t1", rmc1, None, "timing", fill.timing(median_ms=2.0))  # stored before precision
+    put("t2", rmc1, int8, "timing", fill.timing(median_ms=1.0))
+    put("t3", ncf, None, "timing", fill.timing(median_ms=0.5))
+    put("o1", rmc1, None, "operators", profile(60.0))
+    put("o2", rmc1, int8, "operators", profile(30.0))
+    table = load_bottlenecks(store, [run_id])
+    rows = table.set_index(["model", "embedding_precision", "dense_precision"])
+    assert sorted(rows.index) == [("ncf", "fp32", "fp32"), ("rmc1", "fp32", "fp32"),
+                                  ("rmc1", "int8", "fp32")]
+    assert rows.latency_ms.to_dict() == {("ncf", "fp32", "fp32"): 0.5,
+                                         ("rmc1", "fp32", "fp32"): 2.0,
+                                         ("rmc1", "int8", "fp32"): 1.0}
+    assert rows.share_embedding[("rmc1", "fp32", "fp32")] == pytest.approx(0.6)
+    assert rows.share_embedding[("rmc1", "int8", "fp32")] == pytest.approx(0.3)
+    assert rows.embedding_bytes[("rmc1", "int8", "fp32")] == \
+        footprint(rmc1, int8).embedding_bytes
+    assert rows.embedding_bytes[("rmc1", "fp32", "fp32")] == footprint(rmc1).embedding_bytes
+    assert rows.embedding_bytes_per_element.to_dict() == {
+        ("ncf", "fp32", "fp32"): 4.0, ("rmc1", "fp32", "fp32"): 4.0,
+        ("rmc1", "int8", "fp32"): 1.25}
+    # in fp32 the per-element features are constant: the correlation drops them, so a store
+    # of one precision correlates exactly what it did before they existed
+    from recstack.analysis.correlation import transformed_features
+
+    fp32 = table[table.embedding_precision == "fp32"]
+    assert {"embedding_bytes_per_element", "dense_bytes_per_parameter"}.isdisjoint(
+        transformed_features(fp32).columns)

@@ -187,3 +187,18 @@ def test_breakdown_figures_are_drawn(shares: pd.DataFrame, tmp_path: Path) -> No
     for path in written:
         pixels = matplotlib.image.imread(path)
         assert path.stat().st_size > 10_000 and pixels.std() > 0.05
+
+
+@pytest.mark.parametrize(("op", "expected"), [
+    ("quantized::embedding_bag_byte_rowwise_offsets", "embedding"),  # int8 tables
+    ("quantized::embedding_bag_4bit_rowwise_offsets", "embedding"),  # int4 tables
+    ("aten::embedding_bag", "embedding"),  # fp16 and bf16 tables, as fp32 ones
+    ("quantized::linear_dynamic", "fc"),  # dense int8
+    ("aten::to", "data_movement"),  # casts between bf16/fp16 and fp32
+    ("aten::_to_copy", "data_movement"),
+    ("aten::copy_", "data_movement"),
+    ("aten::quantize_per_tensor_dynamic", "data_movement"),
+    ("aten::dequantize", "data_movement"),
+])
+def test_reduced_precision_operators_are_classified(op: str, expected: str) -> None:
+    assert default_classes().classify(op) == expected

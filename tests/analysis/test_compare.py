@@ -19,17 +19,21 @@ from tests import fill
 
 
 def record(store: ResultStore, run_id: str, model: str, batch: int, median_ms: float,
-           seed: int, method_version: int = 1, platform: str | None = None) -> None:
+           seed: int, method_version: int = 1, platform: str | None = None,
+           embedding: str | None = None) -> None:
     """A timing point; ``platform``: the machine that measured it (None: stored as before
-    points had one, when the run's platform measured every point)."""
+    points had one, when the run's platform measured every point); ``embedding``: its
+    tables' precision (None: stored before points had one, read as fp32)."""
     # Skewed, noisy latencies like real ones: a log-normal around the median.
     latency = median_ms * 1e6 * np.random.default_rng(seed).lognormal(0.0, 0.05, 200)
     samples = pd.DataFrame({"iteration": range(200), "latency_ns": latency.astype(np.int64)})
     point = fill.point(config_key=f"{model}-{batch}", level="timing", model=model,
                        model_type="dlrm", row_scale=1.0, batch_size=batch, device="cpu",
                        threads=1, backend="eager", method_version=method_version,
-                       platform_id=platform)
-    key = f"{run_id}-{model}-{batch}" + (f"-{platform}" if platform else "")
+                       platform_id=platform, embedding_precision=embedding,
+                       dense_precision=None if embedding is None else "fp32")
+    key = (f"{run_id}-{model}-{batch}" + (f"-{platform}" if platform else "")
+           + (f"-{embedding}" if embedding else ""))
     store.record_point(run_id, key, point, TimingRecord(
         samples=samples, stats=timing_stats(list(samples.latency_ns), batch)))
 
@@ -187,3 +191,35 @@ def test_an_unknown_platform_is_one_line_naming_the_flag(
     with pytest.raises(RecstackError, match="--platform-b: 'pb' is not a platform of run "
                                             f"{single}; its points were measured on pa$"):
         compare_runs(store, fleet, single, platform_b="pb")
+
+
+# ---- precisions: an int8 point is never set against an fp32 one ----------------------------
+
+
+def test_points_are_matched_precision_by_precision(tmp_path: Path) -> None:
+    """A in fp32 (rmc1 b1 stored before points had a precision, b16 named fp32), B in int8
+    tables at b1 and fp32 at b16. The points share their config_key here (written by hand),
+    so only the precision keeps b1 apart."""
+    from recstack import api
+    from recstack.analysis.compare import precision_warnings
+
+    store = ResultStore(tmp_path / "r.duckdb")
+    a = store.create_run("a", {}, {}, "p", "machine")
+    b = store.create_run("b", {}, {}, "p", "machine")
+    record(store, a, "rmc1", 1, 2.0, seed=1)
+    record(store, a, "rmc1", 16, 4.0, seed=2, embedding="fp32")
+    record(store, b, "rmc1", 1, 1.0, seed=3, embedding="int8")
+    record(store, b, "rmc1", 16, 4.0, seed=4)
+    table = compare_runs(store, a, b)
+    assert list(table.columns) == COMPARISON_COLUMNS
+    assert table[["batch_size", "embedding_precision", "present"]].values.tolist() == [
+        [16, "fp32", "both"], [1, "fp32", "only A"], [1, "int8", "only B"]]
+    assert table.ratio.iloc[0] == pytest.approx(1.0, rel=0.03)
+    assert set(table.dense_precision) == {"fp32"}
+    warning = precision_warnings(store, a, b)
+    assert warning == ["the runs were measured in different precisions (A: fp32; B: fp32, "
+                       "emb=int8,dense=fp32): points are matched precision by precision, so "
+                       "only the fp32 points are compared; `recstack report` compares "
+                       "precisions within a run"]
+    assert precision_warnings(store, a, a) == []
+    assert warning[0] in api.compare(a, b, store.path).warnings

@@ -198,3 +198,26 @@ def test_findings_keep_hardware_points_to_the_platform_that_measured_them() -> N
     assert set(table.columns[2:]) == set(FINDING_COLUMNS)
     empty = findings_by_platform(evidence, points.iloc[:0])
     assert empty.empty and list(empty.columns) == FLEET_FINDING_COLUMNS
+
+
+def test_platforms_are_ranked_precision_by_precision() -> None:
+    """rmc1 b1 on p in fp32 (2 ms) and in int8 tables (0.5 ms), on q in fp32 (1 ms): q is
+    the faster machine in fp32; p's int8 point, measured on p alone, is ranked with nothing
+    (and never beats q's fp32 one)."""
+    from tests.analysis.test_systems import in_precision, timing
+
+    rows = [in_precision(timing("rmc1", "cpu", 1, 1, 2.0), "fp32"),
+            in_precision(timing("rmc1", "cpu", 1, 1, 0.5), "int8"),
+            in_precision(timing("rmc1", "cpu", 1, 1, 1.0), "fp32") | {"platform_id": "q"}]
+    timings = pd.DataFrame(rows)
+    ranked = best_platform(timings)
+    assert ranked[["embedding_precision", "best_platform_id", "ratio"]].values.tolist() == [
+        ["fp32", "q", 2.0]]
+    lines = best_per_platform(timings)
+    assert lines[["platform_id", "embedding_precision", "median_ms"]].values.tolist() == [
+        ["p", "fp32", 2.0], ["q", "fp32", 1.0], ["p", "int8", 0.5]]
+    every = per_platform_latency(timings)
+    assert list(every.columns) == PER_PLATFORM_COLUMNS and len(every) == 3
+    # a frame built without the precision columns reads as fp32
+    assert set(per_platform_latency(pd.DataFrame(rows[:1]).drop(
+        columns=["embedding_precision", "dense_precision"])).embedding_precision) == {"fp32"}

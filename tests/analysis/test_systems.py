@@ -83,10 +83,12 @@ def test_batching_gain(timings: pd.DataFrame) -> None:
 
 def test_latency_throughput_columns(timings: pd.DataFrame) -> None:
     table = latency_throughput(timings)
-    assert list(table.columns) == ["model", "device", "threads", "backend", "batch_size",
-                                   "median_ms", "p95_ms", "p99_ms", "throughput_per_s", "cv",
-                                   "unstable"]
+    assert list(table.columns) == ["model", "embedding_precision", "dense_precision",
+                                   "device", "threads", "backend", "batch_size", "median_ms",
+                                   "p95_ms", "p99_ms", "throughput_per_s", "cv", "unstable"]
     assert len(table) == len(timings)
+    # a frame built without the precision columns reads as fp32, as an older store does
+    assert set(table.embedding_precision) == set(table.dense_precision) == {"fp32"}
 
 
 def test_targets_defaults_file_and_overrides(tmp_path: Path) -> None:
@@ -119,3 +121,61 @@ def test_prefer_cold_keeps_one_point_per_configuration() -> None:
     ordered = sort_points(frame)
     assert list(zip(ordered.model, ordered.batch_size, ordered.cache_state)) == [
         ("rmc1", 1, "cold"), ("rmc1", 1, "warm"), ("rmc1", 4, "warm"), ("din", 1, "cold")]
+
+
+def in_precision(row: dict[str, object], embedding: str, dense: str = "fp32"
+                 ) -> dict[str, object]:
+    return row | {"embedding_precision": embedding, "dense_precision": dense}
+
+
+def test_per_model_views_keep_precisions_apart() -> None:
+    """Model a in fp32 (1 ms at b1, 8 ms at b64 on the CPU; 2 ms at b64 on the GPU) and in
+    int8 tables on the CPU (0.5 ms at b1, 2 ms at b64): an int8 point is never a deployment
+    of the fp32 model, nor its CPU baseline."""
+    from recstack.analysis.systems import prefer_cold
+
+    frame = pd.DataFrame([
+        in_precision(timing("a", "cpu", 1, 1, 1.0), "fp32"),
+        in_precision(timing("a", "cpu", 1, 64, 8.0), "fp32"),
+        in_precision(timing("a", "cuda", 1, 64, 2.0), "fp32"),
+        in_precision(timing("a", "cpu", 1, 1, 0.5), "int8"),
+        in_precision(timing("a", "cpu", 1, 64, 2.0), "int8"),
+        in_precision(timing("a", "cpu", 1, 64, 1.0, cache_state="warm"), "int8")])
+    # the warm int8 b64 point has an int8 cold twin; the fp32 b64 is no twin of it
+    assert len(prefer_cold(frame)) == 5
+    spread = deployment_spread(frame).set_index(["model", "embedding_precision"])
+    # fp32: 32,000/s (cuda b64) over 1,000/s (b1); int8: 32,000/s over 2,000/s
+    assert spread.ratio[("a", "fp32")] == pytest.approx(32.0)
+    assert spread.ratio[("a", "int8")] == pytest.approx(16.0)
+    best = best_deployment(frame, LatencyTargets({}, 100.0, "test"))
+    assert best[["embedding_precision", "device", "batch_size"]].values.tolist() == [
+        ["fp32", "cuda", 64], ["int8", "cpu", 64]]
+    speedup = speedup_over_cpu(frame).set_index(["embedding_precision", "device",
+                                                 "batch_size"]).speedup
+    # the GPU against the fp32 CPU (8 ms), not the faster int8 CPU point (2 ms)
+    assert speedup[("fp32", "cuda", 64)] == pytest.approx(4.0)
+    assert ("int8", "cuda", 64) not in speedup.index
+    gains = batching_gain(frame).set_index(["embedding_precision", "device",
+                                            "batch_size"]).gain
+    assert gains[("int8", "cpu", 64)] == pytest.approx(16.0)  # over int8's own b1
+    assert gains[("fp32", "cpu", 64)] == pytest.approx(8.0)
+    table = latency_throughput(frame)
+    assert list(zip(table.batch_size, table.device, table.embedding_precision)) == [
+        (1, "cpu", "fp32"), (1, "cpu", "int8"), (64, "cpu", "fp32"), (64, "cpu", "int8"),
+        (64, "cuda", "fp32")]
+
+
+def test_precision_labels_and_order() -> None:
+    from recstack.analysis.systems import precision_labels, precisions_of, sort_points
+
+    frame = pd.DataFrame([in_precision(timing("a", "cpu", 1, 1, 1.0), "int4", "bf16"),
+                          in_precision(timing("a", "cpu", 1, 1, 1.0), "bf16"),
+                          in_precision(timing("a", "cpu", 1, 1, 1.0), "fp32")])
+    assert precisions_of(frame) == ["fp32", "emb=bf16,dense=fp32", "emb=int4,dense=bf16"]
+    assert list(precision_labels(sort_points(frame))) == precisions_of(frame)
+    # NULL (a point stored before precision) and a frame without the columns read as fp32
+    assert precisions_of(frame.assign(embedding_precision=None, dense_precision=None)) == [
+        "fp32"]
+    assert precisions_of(frame.drop(columns=["embedding_precision"]).iloc[:1]) == [
+        "emb=fp32,dense=bf16"]
+    assert precisions_of(two_models()) == ["fp32"] and precisions_of(two_models().iloc[:0]) == []

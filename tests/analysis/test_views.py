@@ -54,6 +54,30 @@ def test_deployment_choice_and_its_headline(timings: pd.DataFrame) -> None:
     assert spread_extremes(deployment_choice(timings.iloc[:0], TARGETS)) is None
 
 
+def test_systems_summary_and_choice_per_model_and_precision(timings: pd.DataFrame) -> None:
+    """Model a again in int8 tables, one CPU deployment at 0.1 ms: a row of its own, whose
+    speed never enters the fp32 model's peak, best deployment or spread."""
+    from tests.analysis.test_systems import in_precision, timing
+
+    int8 = pd.DataFrame([in_precision(timing("a", "cpu", 2, 1, 0.1), "int8")])
+    both = pd.concat([timings, int8], ignore_index=True)
+    summary = systems_summary(both, TARGETS)
+    rows = summary.set_index(["model", "embedding_precision", "dense_precision"])
+    assert list(rows.index) == [("a", "fp32", "fp32"), ("a", "int8", "fp32"),
+                                ("b", "fp32", "fp32")]
+    assert rows.peak_throughput_per_s[("a", "fp32", "fp32")] == pytest.approx(80_000)
+    assert rows.smallest_batch_median_ms[("a", "fp32", "fp32")] == pytest.approx(0.8)
+    assert rows.spread_ratio[("a", "fp32", "fp32")] == pytest.approx(160)
+    assert rows.smallest_batch_median_ms[("a", "int8", "fp32")] == pytest.approx(0.1)
+    assert rows.spread_ratio[("a", "int8", "fp32")] == pytest.approx(1.0)
+    choice = deployment_choice(both, TARGETS)
+    assert choice[["model", "embedding_precision", "deployments"]].values.tolist() == [
+        ["a", "fp32", 6], ["a", "int8", 1], ["b", "fp32", 2]]
+    extremes = spread_extremes(choice)
+    assert (extremes.model, extremes.precision, extremes.within_precision) == ("a", "fp32",
+                                                                               "fp32")
+
+
 def test_timing_quality_and_unstable_points(timings: pd.DataFrame) -> None:
     # One flagged, one not recorded (not flagged), the rest steady.
     timings["unstable"] = pd.Series([True, None, *[False] * 6], dtype=object)

@@ -248,6 +248,20 @@ def test_hostile_files_are_refused_quickly(work: Path, tmp_path: Path) -> None:
     (["locality", "rmc1", "--row-scale", "nan"], "--row-scale: nan is not allowed"),
     (["sweep", "-m", "ncf", *BASE, "--min-time", "abc"], "Invalid value for '--min-time'"),
     (["sweep", "-m", "ncf", "--no-such-option"], "No such option: --no-such-option"),
+    (["sweep", "-m", "ncf", *BASE, "--precision", "emb=int3"],
+     "--precision: 'emb=int3' is not allowed; expected emb=E,dense=D with E one of"),
+    (["sweep", "-m", "ncf", *BASE, "--precision", "fp32", "--precision", "dense=int4"],
+     "--precision: 'dense=int4' is not allowed"),
+    (["sweep", "-m", "ncf", *BASE, "--backend", "compile", "--precision", "dense=int8"],
+     "--precision: 'emb=fp32,dense=int8' is not allowed with --backend compile on cpu; "
+     "dense int8 does not run on the compile backend"),
+    (["profile", "-m", "rmc1", *BASE[:4], "--precision", "emb=int9"], "--precision: "),
+    (["hardware", "-m", "rmc1", "--precision", "emb=int8,dense=int8,emb=fp16"],
+     "--precision: 'emb=int8,dense=int8,emb=fp16' is not allowed"),
+    (["serve", "-m", "rmc1", "--precision", "int4"], "--precision: 'int4' is not allowed"),
+    (["correlate", "--quick", "--precision", "emb=fp8"], "--precision: 'emb=fp8'"),
+    (["run", "-m", "ncf", *BASE, "--precision", "emb=int8,dense=int8", "--backend", "compile"],
+     "--precision: 'emb=int8,dense=int8' is not allowed with --backend compile"),
 ])
 def test_refused_before_anything_starts(work: Path, args: list[str], text: str) -> None:
     assert_refused(cli(*args), work, text)

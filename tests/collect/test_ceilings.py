@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from recstack.ceiling_shapes import parse_table_gather_shape
-from recstack.collect.ceiling_kernels import (CeilingSettings, distinct_ids,
-                                              measure_table_gathers, summarize)
+from recstack.collect.ceiling_kernels import (CeilingSettings, distinct_ids, measure_gathers,
+                                              measure_gemm, measure_table_gathers, summarize)
 from recstack.collect.ceilings import (CEILING_COLUMNS, covers, ensure_ceilings, gemm_shapes,
-                                       llc_bytes, row_sizes, table_gather_points,
-                                       triad_working_set, working_sets)
+                                       llc_bytes, row_sizes, stored_row_sizes,
+                                       table_gather_points, triad_working_set, working_sets)
 from recstack.errors import RecstackError
 from recstack.store import ResultStore
 
@@ -44,13 +44,18 @@ def test_triad_shape_parsing_and_cover():
 
     assert triad_working_set("2013265920 B") == 2013265920
     assert triad_working_set("row 128 B") is None
-    stored = pd.DataFrame({"kind": ["triad_dram", "gather_table"],
-                           "shape": ["1000 B", "row 4 B, table 64 B, ids 16"]})
+    stored = pd.DataFrame({"kind": ["triad_dram", "gather_table", "gemm_large_bf16",
+                                    "gemm_large_int8"],
+                           "shape": ["1000 B", "row 4 B, table 64 B, ids 16", "8x8x8",
+                                     "8x8x8"]})
     assert covers(stored, 2000) and not covers(stored, 4000)
     assert not covers(stored.assign(kind="dispatch"), 10)
-    # Stored before gathers were measured per table size, or per run length: measured again.
-    assert not covers(stored.head(1), 2000)
-    assert not covers(stored.assign(shape=["1000 B", "row 4 B, table 64 B"]), 2000)
+    # Stored before gathers were measured per table size, or per run length, or before GEMMs
+    # were measured per dense precision: measured again.
+    assert not covers(stored.drop(index=1), 2000)
+    assert not covers(stored.assign(shape=["1000 B", "row 4 B, table 64 B", "8x8x8",
+                                           "8x8x8"]), 2000)
+    assert not covers(stored.head(2), 2000)
     assert parse_table_gather_shape("row 128 B, table 4096 B, ids 20") == (128, 4096, 20)
     assert parse_table_gather_shape("row 128 B, table 4096 B") == (128, 4096, None)
     assert parse_table_gather_shape("row 128 B") is None
@@ -72,6 +77,43 @@ def test_shapes_come_from_the_models():
     rmc2 = sorted(run for row, table, run in points if (row, table) == (256, 500_000 * 256))
     assert rmc2 == [settings.min_run_ids, 7680, 30_720, 122_880, 491_520]
     assert (128, 4 << 30, settings.table_draws) in points
+
+
+def test_precision_shapes_come_from_the_models():
+    quick = CeilingSettings.quick()
+    # rmc1's layers all run in each dense precision; DIEN's GRU stays fp32 under int8.
+    assert gemm_shapes(quick, "bf16") == gemm_shapes(quick, "int8") == gemm_shapes(quick)
+    dien = CeilingSettings(models=("dien",), batch_sizes=(1,))
+    assert set(gemm_shapes(dien, "int8")) < set(gemm_shapes(dien))
+    # 32 and 64 values stored row-wise: 32 + 8 and 64 + 8 bytes, 16 + 4 and 32 + 4; the wide
+    # part's width-1 rows stay fp32.
+    assert stored_row_sizes(CeilingSettings(), "int8") == [40, 72]
+    assert stored_row_sizes(CeilingSettings(), "int4") == [20, 36]
+
+
+def test_gemms_and_gathers_in_each_precision():
+    settings = CeilingSettings.quick()
+    for dtype in ("bf16", "int8"):
+        ceiling = measure_gemm(4, 16, 8, settings, f"gemm_{dtype}", dtype=dtype)
+        assert ceiling.kind == f"gemm_{dtype}" and ceiling.shape == "4x16x8"
+        assert ceiling.value > 0
+    rows = measure_gathers(1 << 16, [40], settings, "gather_cached_int8", precision="int8")
+    assert [(c.kind, c.shape) for c in rows] == [("gather_cached_int8", "row 40 B")]
+    rows = measure_gathers(1 << 16, [20], settings, "gather_cached_int4", precision="int4")
+    assert rows[0].shape == "row 20 B" and rows[0].value > 0
+
+
+def test_table_gathers_in_each_format_share_the_tables_rows():
+    settings = CeilingSettings.quick()
+    ceilings = measure_table_gathers(4 << 20, [(128, 1 << 20, 1000), (4, 1 << 20, 1000)],
+                                     llc=1 << 20, settings=settings, formats=("int8", "int4"))
+    # 8192 rows of 32 values: as many rows of 40 and of 20 bytes; 4 B rows stay fp32.
+    assert [(c.kind, c.shape) for c in ceilings] == [
+        ("gather_table", "row 128 B, table 1048576 B, ids 1000"),
+        ("gather_table_int8", "row 40 B, table 327680 B, ids 1000"),
+        ("gather_table_int4", "row 20 B, table 163840 B, ids 1000"),
+        ("gather_table", "row 4 B, table 1048576 B, ids 1000")]
+    assert all(c.value > 0 for c in ceilings)
 
 
 def test_table_gathers_cut_the_buffer_into_tables():
@@ -115,6 +157,11 @@ def test_measure_store_and_reuse(tmp_path):
     kinds = set(frame.kind)
     assert {"cache", "dispatch", "triad_dram", "triad_cached", "gather_dram",
             "gather_cached", "gather_table", "gemm", "gemm_large"} <= kinds
+    assert {f"{kind}_{dtype}" for kind in ("gemm", "gemm_large") for dtype in ("bf16", "int8")
+            } <= kinds
+    assert {f"{kind}_{table_format}" for kind in ("gather_dram", "gather_cached",
+                                                  "gather_table")
+            for table_format in ("int8", "int4")} <= kinds
     measured_rows = frame[frame.kind != "cache"]
     assert (measured_rows.value > 0).all() and (measured_rows.repeats == quick.repeats).all()
     assert all(len(json.loads(s)) == quick.repeats for s in measured_rows.samples)

@@ -86,3 +86,26 @@ def test_summaries_print_and_write_nothing(store: tuple[ResultStore, str],
     assert "caveat: no AVX2 in the simulator" in text
     assert MISSING in text  # the L1 and LLC rates the point did not measure
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_of_two_precisions_gets_figures_per_precision(tmp_path: Path) -> None:
+    """tests/analysis/test_precision.py's store (rmc1 in fp32 and in int8 tables, profiled
+    in both): a folder of figures per precision, never one figure of both; and the printed
+    summaries name the reduced precision beside the model."""
+    from tests.analysis.test_precision import make_precision_store
+
+    store, run_id = make_precision_store(tmp_path)
+    written = write_run_figures(store, run_id, tmp_path / "figures")
+    names = sorted(str(path.relative_to(tmp_path / "figures")) for path in written)
+    assert names == sorted([
+        *(f"precision-fp32/{name}" for name in (
+            "latency_vs_batch.png", "speedup_heatmap.png", "cache_cold_vs_warm.png",
+            "operator_breakdown.png", "part_breakdown.png")),
+        *(f"precision-emb-int8-dense-fp32/{name}" for name in (
+            "latency_vs_batch.png", "speedup_heatmap.png", "operator_breakdown.png",
+            "part_breakdown.png"))])
+    with console.capture() as captured:
+        summaries.print_summary(load_timings(store, [run_id]),
+                                LatencyTargets({}, 100.0, "test"))
+    text = captured.get()
+    assert "rmc1 emb=int8,dense=fp32" in text

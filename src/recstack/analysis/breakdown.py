@@ -126,11 +126,14 @@ def dominant(shares: pd.DataFrame, view: str = "operator",
 
 
 def share_trend(shares: pd.DataFrame, view: str = "operator") -> pd.DataFrame:
-    """How shares move with batch size: per model, device, threads and category, the share at
-    the smallest and the largest batch measured. Columns: model, device, threads, category,
+    """How shares move with batch size: per model, device, threads, backend, precision and
+    category, the share at the smallest and the largest batch measured. Columns: model,
+    device, threads, backend, embedding_precision, dense_precision, category,
     smallest_batch, share_at_smallest, largest_batch, share_at_largest, change."""
-    rows = shares[shares.view == view]
-    keys = ["model", "device", "threads", "backend"]
+    from recstack.analysis.systems import PRECISION_COLUMNS, with_precision
+
+    rows = with_precision(shares[shares.view == view])
+    keys = ["model", "device", "threads", "backend", *PRECISION_COLUMNS]
     pivot = rows.pivot_table(index=[*keys, "category"], columns="batch_size", values="share",
                              aggfunc="mean", fill_value=0.0)
     out = []

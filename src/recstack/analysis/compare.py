@@ -1,8 +1,12 @@
 """Two runs (or two platforms) side by side, point by point.
 
 Points are matched by ``config_key`` (the same model spec, batch, device, threads, backend,
-queries and seed) and cache state (cold or warm; 'warm' for points stored before it was), so
-runs on different machines compare configuration for configuration. A run on a cluster
+queries and seed), cache state (cold or warm; 'warm' for points stored before it was) and
+precision (embedding and dense; 'fp32' for points stored before it was), so runs on different
+machines compare configuration for configuration. An int8 point is never set against an fp32
+one: a run in int8 against a run in fp32 matches no point (each is "only A" or "only B"), and
+:func:`precision_warnings` says why; the precision view (``analysis/precision.py``) compares
+precisions within a run. A run on a cluster
 measures points on several platforms: each side can be restricted to one of them
 (``platform_a``, ``platform_b``; two platforms of one run compare so), and where a side
 spans several platforms and none was named, points are matched platform by platform as
@@ -27,7 +31,8 @@ from recstack.store import ResultStore
 from recstack.text import MISSING, shown
 
 COMPARISON_COLUMNS = ["config_key", "model", "row_scale", "batch_size", "device", "threads",
-                      "backend", "cache_state", "platform_a", "platform_b", "present",
+                      "backend", "embedding_precision", "dense_precision", "cache_state",
+                      "platform_a", "platform_b", "present",
                       "samples_a", "samples_b", "median_a_ms", "median_b_ms", "ratio",
                       "p_value", "p_adjusted", "significant", "change"]
 """``platform_a``, ``platform_b``: the machine that measured each side's point (missing on
@@ -36,16 +41,17 @@ the side that lacks it). ``present``: both, only A, only B. ``ratio``: median B 
 over the matched points; ``significant``: p_adjusted < alpha; ``change``: slower, faster or
 same (B against A; "same" when not significant). Statistics are NaN for points present in
 one run only."""
-MATCHED_BY = ["config_key", "cache_state"]
+MATCHED_BY = ["config_key", "cache_state", "embedding_precision", "dense_precision"]
 
 
 def _timing_points(store: ResultStore, run_id: str, platform: str | None) -> pd.DataFrame:
-    from recstack.analysis.select import measuring_platform, point_columns
+    from recstack.analysis.select import PRECISION_COLUMNS, measuring_platform, point_columns
 
     only = "" if platform is None else " AND COALESCE(pt.platform_id, r.platform_id) = ?"
+    read = ", ".join(point_columns(names=["cache_state", *PRECISION_COLUMNS]))
     return store.query(f"""
         SELECT pt.point_key, pt.config_key, pt.model, pt.row_scale, pt.batch_size, pt.device,
-               pt.threads, pt.backend, {point_columns(names=["cache_state"])[0]},
+               pt.threads, pt.backend, {read},
                pt.method_version, t.median_ms, {measuring_platform()}
         FROM points pt JOIN timing t USING (run_id, point_key) JOIN runs r USING (run_id)
         WHERE pt.run_id = ? AND pt.status = 'ok' AND pt.level = 'timing'{only}
@@ -81,6 +87,33 @@ def mixed_sides(store: ResultStore, run_a: str, run_b: str, platform_a: str | No
     spans = {side: run_platform_ids(store, run) for side, (run, named) in sides.items()
              if named is None}
     return {side: platforms for side, platforms in spans.items() if len(platforms) > 1}
+
+
+def run_precisions(store: ResultStore, run_id: str, platform: str | None = None
+                   ) -> list[str]:
+    """The precisions (``Precision.label``, fp32 first) of the run's measured timing points
+    (those ``platform`` measured, when named)."""
+    from recstack.analysis.systems import precisions_of
+
+    return precisions_of(_timing_points(store, run_id, platform))
+
+
+def precision_warnings(store: ResultStore, run_a: str, run_b: str,
+                       platform_a: str | None = None, platform_b: str | None = None
+                       ) -> list[str]:
+    """One line when the two sides' timing points were measured in different precisions:
+    points are matched precision by precision, so a precision one side lacks matches
+    nothing."""
+    a = run_precisions(store, run_a, platform_a)
+    b = run_precisions(store, run_b, platform_b)
+    if a == b or not a or not b:
+        return []
+    shared = [label for label in a if label in b]
+    return [f"the runs were measured in different precisions (A: {', '.join(a)}; B: "
+            f"{', '.join(b)}): points are matched precision by precision, "
+            + (f"so only the {', '.join(shared)} points are compared" if shared else
+               "and no point of one is set against a point of the other")
+            + "; `recstack report` compares precisions within a run"]
 
 
 def _samples(store: ResultStore, run_id: str) -> dict[str, np.ndarray]:
@@ -125,7 +158,7 @@ def compare_runs(store: ResultStore, run_a: str, run_b: str, alpha: float = 0.05
     from scipy.stats import mannwhitneyu
     from statsmodels.stats.multitest import multipletests
 
-    from recstack.analysis.systems import order_models
+    from recstack.analysis.systems import order_models, precision_rank
 
     if not 0 < alpha < 1:
         raise RecstackError(f"--alpha: {alpha!r} is not allowed; expected a number between 0 "
@@ -159,6 +192,8 @@ def compare_runs(store: ResultStore, run_a: str, run_b: str, alpha: float = 0.05
         if xs is not None and ys is not None and len(xs) and len(ys):
             p_value = float(mannwhitneyu(xs, ys, alternative="two-sided").pvalue)
         rows.append({**{c: getattr(row, c) for c in descriptive},
+                     "embedding_precision": row.embedding_precision,
+                     "dense_precision": row.dense_precision,
                      "cache_state": row.cache_state, "platform_a": row.platform_a,
                      "platform_b": row.platform_b, "present": row.present,
                      "samples_a": 0 if xs is None else len(xs),
@@ -176,8 +211,9 @@ def compare_runs(store: ResultStore, run_a: str, run_b: str, alpha: float = 0.05
     frame["change"] = np.select([~tested, ~frame.significant, frame.ratio > 1],
                                 [MISSING, "same", "slower"], "faster")
     frame = frame.assign(_both=frame.present != "both").sort_values(
-        ["_both", "batch_size", "device", "threads", "backend", "cache_state", "platform_a",
-         "platform_b"]).drop(columns="_both")
+        ["_both", "batch_size", "device", "threads", "backend", "embedding_precision",
+         "dense_precision", "cache_state", "platform_a", "platform_b"],
+        key=precision_rank).drop(columns="_both")
     return order_models(frame)[COMPARISON_COLUMNS]
 
 

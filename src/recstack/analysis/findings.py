@@ -14,7 +14,10 @@ analyses return. Every finding gets a status:
 here, as text, or :data:`recstack.text.MISSING`), ``detail`` (how it was decided, one
 line), ``figure`` (the name of the report figure the finding rests on, from findings.yaml;
 empty when not measured). Where a configuration was measured cold and warm, the rules
-read its cold point. The serving level's rules are in :mod:`serving_findings`.
+read its cold point. A model measured in several precisions is one variant per precision
+to the rules that read a model's points as one curve or one vote (the deployment spread,
+the CPU-to-GPU crossover, the stall at the smallest batch). The serving level's rules are in
+:mod:`serving_findings`.
 """
 
 from __future__ import annotations
@@ -178,6 +181,8 @@ def _crossover(evidence: Evidence, thresholds: dict[str, float]) -> Outcome:
     if speedups.empty:
         return NOT_MEASURED, MISSING, "no model measured on both the CPU and a GPU"
     crossovers, failures = {}, []
+    # A curve per model and precision: an fp16 model's batches never continue an fp32 one's.
+    speedups = speedups.assign(model=_variant_names(speedups))
     for (model, device), group in speedups.groupby(["model", "device"], sort=False):
         group = group.sort_values("batch_size")
         first, last = group.iloc[0], group.iloc[-1]
@@ -257,10 +262,22 @@ def _sources(rows: pd.DataFrame) -> str:
     return "/".join(kinds)
 
 
+def _variant_names(frame: pd.DataFrame) -> list[str]:
+    """Each row's model, named with its precision where that is not fp32 ("rmc1
+    emb=int8,dense=fp32"): one model in two precisions is two variants to every rule that
+    reads a model's points as one curve or one vote."""
+    from recstack.analysis.systems import precision_labels
+    from recstack.precision import REFERENCE
+
+    return [str(model) if label == REFERENCE else f"{model} {label}"
+            for model, label in zip(frame.model, precision_labels(frame))]
+
+
 def _frontend_small_batch(evidence: Evidence, thresholds: dict[str, float]) -> Outcome:
     rows = _stalls(evidence.hardware)
     if rows.empty:
         return NOT_MEASURED, MISSING, "no top-down points (hardware level not measured)"
+    rows = rows.assign(model=_variant_names(rows))
     smallest = rows[rows.batch_size == rows.groupby("model").batch_size.transform("min")]
     per_model = smallest.groupby("model", sort=False).agg(
         batch_size=("batch_size", "first"), frontend=("frontend_bound", "mean"),

@@ -5,9 +5,10 @@ A run on a cluster measures its points on several platforms (``points.platform_i
 point stored before that column was measured on its run's platform: see
 ``select.measuring_platform``). No statistic here mixes machines without saying so: every
 frame is keyed by ``platform_id``, and the cross-platform views (:func:`best_platform`)
-compare machines only where each measured the same model, table size, batch size and cache
-state. Every view (all but :func:`platforms_of`, a list) is a DataFrame whose columns its
-docstring (or the named constant) lists; the report's fleet section (``report/fleet_section.py``) renders them.
+compare machines only where each measured the same model, table size, batch size, precision
+and cache state. Every view (all but :func:`platforms_of`, a list) is a DataFrame whose
+columns its docstring (or the named constant) lists; the report's fleet section
+(``report/fleet_section.py``) renders them.
 """
 
 from __future__ import annotations
@@ -22,17 +23,18 @@ from recstack.analysis.findings import (
     Findings,
     check_findings,
 )
-from recstack.analysis.systems import order_models, prefer_cold
+from recstack.analysis.systems import (PRECISION_COLUMNS, order_models, precision_rank,
+                                       prefer_cold, with_precision)
 from recstack.text import MISSING
 
 POINT_PLATFORM_COLUMNS = ["run_id", "point_key", "level", "status", "platform_id", "platform"]
 PLATFORM_SUMMARY_COLUMNS = ["platform_id", "platform", "runs", "points", "timing_points",
                             "failed_points"]
 PER_PLATFORM_COLUMNS = ["model", "row_scale", "batch_size", "device", "threads", "backend",
-                        "cache_state", "platform_id", "platform", "points", "median_ms",
-                        "p95_ms", "throughput_per_s"]
+                        *PRECISION_COLUMNS, "cache_state", "platform_id", "platform", "points",
+                        "median_ms", "p95_ms", "throughput_per_s"]
 # What two platforms must share before their latencies are set side by side.
-COMPARABLE = ["model", "row_scale", "batch_size", "cache_state"]
+COMPARABLE = ["model", "row_scale", "batch_size", *PRECISION_COLUMNS, "cache_state"]
 PLATFORM_BEST_COLUMNS = [*COMPARABLE, "platform_id", "platform", "deployment", "median_ms",
                          "p95_ms", "throughput_per_s"]
 BEST_PLATFORM_COLUMNS = [*COMPARABLE, "platforms", "best_platform_id", "best_platform",
@@ -93,50 +95,52 @@ def platform_summary(point_platforms: pd.DataFrame) -> pd.DataFrame:
 
 def per_platform_latency(timings: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration and platform: (model, row_scale, batch_size, device,
-    threads, backend, cache_state, platform_id), with the platform's description
-    (``platform``), ``points`` (how many points measured it: several runs may have), the
-    median latency and p95 (ms; the median of the points' own where several did) and
+    threads, backend, embedding_precision, dense_precision, cache_state, platform_id), with
+    the platform's description (``platform``), ``points`` (how many points measured it:
+    several runs may have), the median latency and p95 (ms; the median of the points' own
+    where several did) and
     ``throughput_per_s`` (batch_size over the median, in samples per second). Columns
     PER_PLATFORM_COLUMNS, in the order of every table of points, then by platform."""
     if timings.empty:
         return pd.DataFrame(columns=PER_PLATFORM_COLUMNS)
-    key = PER_PLATFORM_COLUMNS[:8]
-    table = timings.groupby(key, as_index=False, dropna=False).agg(
+    key = PER_PLATFORM_COLUMNS[:PER_PLATFORM_COLUMNS.index("platform_id") + 1]
+    table = with_precision(timings).groupby(key, as_index=False, dropna=False).agg(
         points=("median_ms", "size"), median_ms=("median_ms", "median"),
         p95_ms=("p95_ms", "median"))
     table["platform"] = table.platform_id.astype(str).map(_descriptions(timings))
     table["throughput_per_s"] = table.batch_size / (table.median_ms / 1e3)
-    return _in_point_order(table, ["device", "threads", "backend", "cache_state",
-                                   "platform_id"])[PER_PLATFORM_COLUMNS]
+    return _in_point_order(table, ["device", "threads", "backend", *PRECISION_COLUMNS,
+                                   "cache_state", "platform_id"])[PER_PLATFORM_COLUMNS]
 
 
 def best_per_platform(timings: pd.DataFrame) -> pd.DataFrame:
-    """Per model, row_scale, batch size, cache state and platform: the platform's fastest
-    deployment there (lowest median latency over its devices, thread counts and backends),
+    """Per model, row_scale, batch size, precision, cache state and platform: the platform's
+    fastest deployment there (lowest median latency over its devices, thread counts and backends),
     as ``deployment`` ("cpu t4 eager"), with its median_ms, p95_ms and throughput_per_s. A
     configuration measured cold and warm counts by its cold point (``systems.prefer_cold``).
     Columns PLATFORM_BEST_COLUMNS. What the fleet figure draws: one line per platform."""
     if timings.empty:
         return pd.DataFrame(columns=PLATFORM_BEST_COLUMNS)
-    points = prefer_cold(timings)
+    points = with_precision(prefer_cold(timings))
     points = points[points.median_ms.notna()]
     fastest = points.loc[points.groupby([*COMPARABLE, "platform_id"], dropna=False)
                          .median_ms.idxmin()]
     table = fastest.assign(
         platform=fastest.platform_id.astype(str).map(_descriptions(timings)),
         deployment=[f"{r.device} t{r.threads} {r.backend}" for r in fastest.itertuples()])
-    return _in_point_order(table, ["cache_state", "platform_id"])[PLATFORM_BEST_COLUMNS]
+    return _in_point_order(table, [*PRECISION_COLUMNS, "cache_state", "platform_id"])[
+        PLATFORM_BEST_COLUMNS]
 
 
 def best_platform(timings: pd.DataFrame) -> pd.DataFrame:
     """Which machine serves each model and batch size fastest. Per model, row_scale, batch
-    size and cache state (cold points preferred, as everywhere: ``systems.prefer_cold``),
+    size, precision and cache state (cold points preferred, as everywhere: ``systems.prefer_cold``),
     of each platform's fastest deployment (:func:`best_per_platform`): the platform with the
     lowest median latency (``best_*``), the runner-up (``runner_up_*``), ``ratio`` (the
     runner-up's median over the best's: how much the best machine gains) and ``platforms``
     (how many platforms measured it). Only what 2 or more platforms measured is ranked: a
     configuration one machine measured has no best and no row; a model measured at another
-    table size or cache state on each machine is never set against itself. Columns
+    table size, precision or cache state on each machine is never set against itself. Columns
     BEST_PLATFORM_COLUMNS, in the zoo's model order, then batch size."""
     per_platform = best_per_platform(timings)
     rows = []
@@ -154,12 +158,14 @@ def best_platform(timings: pd.DataFrame) -> pd.DataFrame:
                      "runner_up_median_ms": runner_up.median_ms,
                      "ratio": runner_up.median_ms / best.median_ms})
     table = pd.DataFrame(rows, columns=BEST_PLATFORM_COLUMNS)
-    return _in_point_order(table, ["cache_state"])
+    return _in_point_order(table, [*PRECISION_COLUMNS, "cache_state"])
 
 
 def _in_point_order(frame: pd.DataFrame, then: list[str]) -> pd.DataFrame:
-    """Rows by model (the zoo's order), row_scale, batch size, then ``then``."""
-    ordered = frame.sort_values(["row_scale", "batch_size", *then], kind="stable")
+    """Rows by model (the zoo's order), row_scale, batch size, then ``then`` (precisions
+    fp32 first)."""
+    ordered = frame.sort_values(["row_scale", "batch_size", *then], kind="stable",
+                                key=precision_rank)
     return order_models(ordered)
 
 

@@ -7,6 +7,12 @@ at the measured ceilings of the machine that measured it (a run on a cluster spa
 brackets its framework overhead (:mod:`recstack.analysis.overhead_bracket`) where the run
 profiled the same configuration. :func:`roofline_view` does so for the runs of a
 report. The bound, the lookups and the bracket are re-exported here for existing callers.
+
+Each point is bounded in its own precision (``embedding_precision``, ``dense_precision``;
+points stored before schema 15 ran in fp32): its bytes, intensity and ceilings are that
+precision's, ``ceiling_basis`` says which ceilings stood in where the stored set has none for
+it, and ``memory_bound`` whether memory limits most of its bound (:func:`memory_bound_points`
+selects those columns per point).
 """
 
 from __future__ import annotations
@@ -22,30 +28,40 @@ from recstack.analysis.ceiling_lookup import (CEILING_SET_COLUMNS, REQUIRED_KIND
                                               ceilings_for, nearest_ceiling_sets)
 from recstack.analysis.overhead_bracket import (INCONSISTENT_MARGIN, clocked_overhead_shares,
                                                 overhead_shares)
-from recstack.analysis.roofline_bound import (STAGE_COLUMNS, GatherBound, gather_bound,
-                                              point_bound, stage_bounds)
+from recstack.analysis.roofline_bound import (MEMORY_BOUND_SHARE, STAGE_COLUMNS, GatherBound,
+                                              ceiling_basis, gather_bound, point_bound,
+                                              stage_bounds)
 from recstack.analysis.select import STORED_BEFORE_CACHE_STATE
 from recstack.errors import RecstackError
 from recstack.footprint import footprint
 from recstack.inputs import QuerySpec
+from recstack.precision import REFERENCE, Precision
 from recstack.specs import spec_from_config
 
-__all__ = ["CEILING_SET_COLUMNS", "INCONSISTENT_MARGIN", "REQUIRED_KINDS", "ROOFLINE_COLUMNS",
-           "STAGE_COLUMNS", "Ceilings", "GatherBound", "RooflineView", "ceilings_for",
-           "clocked_overhead_shares", "gather_bound", "load_points", "nearest_ceiling_sets",
-           "overhead_shares", "point_bound", "roofline_table", "roofline_view",
-           "stage_bounds"]
+__all__ = ["CEILING_SET_COLUMNS", "INCONSISTENT_MARGIN", "MEMORY_BOUND_COLUMNS",
+           "MEMORY_BOUND_SHARE", "REQUIRED_KINDS", "ROOFLINE_COLUMNS", "STAGE_COLUMNS",
+           "Ceilings", "GatherBound", "RooflineView", "ceiling_basis", "ceilings_for",
+           "clocked_overhead_shares", "gather_bound", "load_points", "memory_bound_points",
+           "nearest_ceiling_sets", "overhead_shares", "point_bound", "roofline_table",
+           "roofline_view", "stage_bounds"]
 
 ROOFLINE_COLUMNS = [
     "run_id", "platform_id", "model", "model_type", "row_scale", "batch_size", "device",
-    "threads", "backend", "cache_state", "measured_ms", "p5_ms", "p95_ms", "bound_ms", "efficiency", "flops",
+    "threads", "backend", "cache_state", "embedding_precision", "dense_precision",
+    "measured_ms", "p5_ms", "p95_ms", "bound_ms", "efficiency", "flops",
     "bytes", "operational_intensity", "attained_gflops", "attained_gbps", "limiting_stage",
-    "limit", "compute_ms", "memory_ms", "cycled_rows_bytes", "rows_resident", "operator_ms",
-    "operator_calls", "dispatch_floor_ms",
+    "limit", "compute_ms", "memory_ms", "memory_share", "memory_bound", "cycled_rows_bytes",
+    "rows_resident", "operator_ms", "operator_calls", "dispatch_floor_ms",
     "overhead_share_low", "overhead_share_high", "overhead_basis", "ceilings_set",
-    "ceilings_offset_minutes", "build_seconds", "compile_seconds",
-    "peak_memory_growth_bytes",
+    "ceilings_offset_minutes", "ceiling_basis", "ceiling_fallback", "build_seconds",
+    "compile_seconds", "peak_memory_growth_bytes",
     "model_bytes", "embedding_bytes"]
+# What a precision report needs of each point: which it is, and whether memory bounds it.
+MEMORY_BOUND_COLUMNS = [
+    "run_id", "platform_id", "model", "batch_size", "device", "threads", "backend",
+    "cache_state", "embedding_precision", "dense_precision", "bytes",
+    "operational_intensity", "compute_ms", "memory_ms", "memory_share", "memory_bound",
+    "ceiling_basis", "ceiling_fallback"]
 
 
 def load_points(store: Any, run_id: str) -> pd.DataFrame:
@@ -59,7 +75,7 @@ def load_points(store: Any, run_id: str) -> pd.DataFrame:
     point = ["run_id", "point_key", *declared_names(store, "points", ["platform_id"])]
     stats = declared_names(store, "timing", point)
     profile = declared_names(store, "profiles", [*point, *stats, "platform_id"])
-    selected = ", ".join([*(f"pt.{c}" for c in point), measuring_platform(),
+    selected = ", ".join([*(_stored_before_precision(c) for c in point), measuring_platform(),
                           *(f"t.{c}" for c in stats), *(f"prof.{c}" for c in profile),
                           "prof.calls"])
     return store.query(f"""
@@ -76,6 +92,13 @@ def load_points(store: Any, run_id: str) -> pd.DataFrame:
               AND pt.device = 'cpu'
         ORDER BY pt.model, pt.threads, pt.backend, pt.batch_size
     """, [run_id])
+
+
+def _stored_before_precision(name: str) -> str:
+    # Points stored before schema 15 left their precision NULL: they ran in fp32.
+    if name in ("embedding_precision", "dense_precision"):
+        return f"COALESCE(pt.{name}, '{REFERENCE}') AS {name}"
+    return f"pt.{name}"
 
 
 def roofline_table(store: Any, run_id: str, ceilings: pd.DataFrame | None = None
@@ -123,9 +146,19 @@ def roofline_table(store: Any, run_id: str, ceilings: pd.DataFrame | None = None
     return order_models(pd.DataFrame(rows, columns=ROOFLINE_COLUMNS))
 
 
+def point_precision(point: object) -> Precision:
+    """A loaded point's precision (its columns NULL, or absent, before schema 15: fp32)."""
+    def read(name: str) -> str:
+        value = getattr(point, name, None)
+        return value if isinstance(value, str) and value else REFERENCE
+
+    return Precision(embedding=read("embedding_precision"), dense=read("dense_precision"))
+
+
 def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
     spec = spec_from_config(json.loads(point.spec))
-    size = footprint(spec)
+    precision = point_precision(point)
+    size = footprint(spec, precision)
     measured = float(point.median_ms)
     row: dict[str, object] = {
         "run_id": point.run_id, "platform_id": point.platform_id, "model": point.model,
@@ -133,6 +166,7 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
         "batch_size": int(point.batch_size), "device": point.device,
         "threads": int(point.threads), "backend": point.backend,
         "cache_state": getattr(point, "cache_state", None) or STORED_BEFORE_CACHE_STATE,
+        "embedding_precision": precision.embedding, "dense_precision": precision.dense,
         "measured_ms": measured,
         "p5_ms": point.p5_ms, "p95_ms": point.p95_ms, "build_seconds": point.build_seconds,
         "compile_seconds": _number(point.compile_seconds),
@@ -142,7 +176,7 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
         query = QuerySpec(**json.loads(point.query)) if point.query else QuerySpec()
         distinct = _number(point.distinct_batches)
         cycled = int(distinct) if distinct >= 1 else 1
-        bound = point_bound(spec, int(point.batch_size), ceilings, query, cycled)
+        bound = point_bound(spec, int(point.batch_size), ceilings, query, cycled, precision)
         row.update(bound)
         row["efficiency"] = bound["bound_ms"] / measured
         row["attained_gflops"] = bound["flops"] / (measured * 1e-3) / 1e9
@@ -186,6 +220,18 @@ def _number(value: object) -> float:
     except (TypeError, ValueError):
         return math.nan
     return number
+
+
+def memory_bound_points(table: pd.DataFrame) -> pd.DataFrame:
+    """Per bounded point of a :func:`roofline_table` (or :class:`RooflineView` ``table``)
+    frame, whether memory bounds it, with its precision: columns MEMORY_BOUND_COLUMNS.
+    ``memory_share`` is the share of the point's bound in stages whose memory time exceeds
+    their compute time; ``memory_bound`` is True when it is at least MEMORY_BOUND_SHARE.
+    ``ceiling_fallback`` marks points of a reduced precision bounded at fp32's ceilings
+    (``ceiling_basis`` says which), whose verdict leans on the fp32 kernels' rates. Points
+    without a bound (no ceilings for their platform and threads) are left out."""
+    bounded = table[table.bound_ms.notna()] if "bound_ms" in table else table
+    return bounded.reindex(columns=MEMORY_BOUND_COLUMNS).reset_index(drop=True)
 
 
 # ---- the runs of a report ------------------------------------------------------------------

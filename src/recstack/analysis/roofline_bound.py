@@ -23,6 +23,14 @@ measured ceilings (:mod:`recstack.analysis.ceiling_lookup`):
 - a stage's bound = max(compute, memory); the point's (sequential) bound = the sum over stages;
   efficiency = bound / measured median latency (1 = as fast as the ceilings allow).
 
+All of it in the point's precision (:mod:`recstack.precision`): rows, weights and activations
+at their stored and flowing bytes (:func:`recstack.batch_work.stage_work`), each product at
+the GEMM ceilings of its type and each table's rows at the gather ceilings of its format;
+where the stored set measured none in that precision, at fp32's, and :func:`ceiling_basis`
+says so. A point is memory-bound when stages limited by memory take at least half its bound
+(``memory_share``): precision moves stages across that line, as fewer bytes move and the
+products run at another ceiling.
+
 Per-operator dispatch cost is not in the bound (it depends on the backend); the table gives
 ``dispatch_floor_ms`` (operator calls x the dispatch ceiling) where an operator profile of the
 same configuration exists.
@@ -40,10 +48,15 @@ from recstack.ceiling_shapes import CACHE_LINE_BYTES
 from recstack.batch_work import StageWork, stage_work, table_gathers
 from recstack.footprint import footprint
 from recstack.inputs import QuerySpec, expected_distinct_rows
+from recstack.precision import FP32, REFERENCE, Precision
 from recstack.specs import ModelSpec
 
 STAGE_COLUMNS = ["stage", "flops", "bytes", "gathered_bytes", "weight_bytes",
                  "activation_bytes", "compute_ms", "memory_ms", "bound_ms", "limit"]
+MEMORY_BOUND_SHARE = 0.5
+"""A point is memory-bound when its memory-limited stages take at least this share of its
+bound."""
+
 
 @dataclass(frozen=True)
 class GatherBound:
@@ -58,26 +71,27 @@ class GatherBound:
 
 
 def gather_bound(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
-                 query: QuerySpec | None = None, cycled_batches: int = 1) -> GatherBound:
+                 query: QuerySpec | None = None, cycled_batches: int = 1,
+                 precision: Precision = FP32) -> GatherBound:
     """Lower-bound time of one batch's embedding gathers (see the module docstring).
 
     ``query`` is the distribution the ids were drawn from (default uniform);
     ``cycled_batches`` how many distinct batches the timing loop went round (rows of the
-    others can still be cached when a batch comes round again)."""
+    others can still be cached when a batch comes round again); ``precision`` the tables'."""
     query = query or QuerySpec()
-    gathers = table_gathers(spec, batch_size)
+    gathers = table_gathers(spec, batch_size, precision)
     cycled = sum(expected_distinct_rows(query, g.rows, g.draws * cycled_batches)
                  * max(g.row_bytes, CACHE_LINE_BYTES) for g in gathers)
     resident = (cycled <= ceilings.llc_bytes
-                or footprint(spec).embedding_bytes <= ceilings.llc_bytes)
+                or footprint(spec, precision).embedding_bytes <= ceilings.llc_bytes)
     seconds = 0.0
     for g in gathers:
-        fastest = ceilings.fastest_gather_gbps(g.row_bytes) * 1e9
+        fastest = ceilings.fastest_gather_gbps(g.row_bytes, g.precision) * 1e9
         if resident:
             seconds += g.draws * g.row_bytes / fastest
             continue
         first = expected_distinct_rows(query, g.rows, g.draws)
-        rate = ceilings.table_gather_gbps(g.row_bytes, g.table_bytes, first)
+        rate = ceilings.table_gather_gbps(g.row_bytes, g.table_bytes, first, g.precision)
         seconds += first * g.row_bytes / (rate * 1e9)
         seconds += (g.draws - first) * g.row_bytes / fastest
     return GatherBound(seconds, cycled, resident)
@@ -104,16 +118,17 @@ def _stage_times(stage: StageWork, ceilings: Ceilings, gather_seconds: float,
 
 
 def stage_bounds(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
-                 query: QuerySpec | None = None, cycled_batches: int = 1
-                 ) -> tuple[pd.DataFrame, GatherBound]:
-    """Each stage's work and lower-bound time for one batch, and the gathers' bound. Columns
-    STAGE_COLUMNS (times in ms; ``limit`` is ``compute`` or ``memory``, whichever bounds the
-    stage). ``query`` and ``cycled_batches`` as in :func:`gather_bound`."""
-    size = footprint(spec)
+                 query: QuerySpec | None = None, cycled_batches: int = 1,
+                 precision: Precision = FP32) -> tuple[pd.DataFrame, GatherBound]:
+    """Each stage's work and lower-bound time for one batch in ``precision``, and the
+    gathers' bound. Columns STAGE_COLUMNS (times in ms; ``limit`` is ``compute`` or
+    ``memory``, whichever bounds the stage). ``query`` and ``cycled_batches`` as in
+    :func:`gather_bound`."""
+    size = footprint(spec, precision)
     weights_resident = size.dense_bytes <= ceilings.llc_bytes
-    gathers = gather_bound(spec, batch_size, ceilings, query, cycled_batches)
+    gathers = gather_bound(spec, batch_size, ceilings, query, cycled_batches, precision)
     rows = []
-    for stage in stage_work(spec, batch_size):
+    for stage in stage_work(spec, batch_size, precision):
         gather_seconds = gathers.seconds if stage.gathered else 0.0
         compute, memory = _stage_times(stage, ceilings, gather_seconds, weights_resident)
         rows.append({"stage": stage.stage, "flops": stage.flops, "bytes": stage.bytes,
@@ -124,19 +139,51 @@ def stage_bounds(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
     return pd.DataFrame(rows, columns=STAGE_COLUMNS), gathers
 
 
+def ceiling_basis(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
+                  precision: Precision = FP32) -> tuple[str, bool]:
+    """Which ceilings bound a batch of ``spec`` in ``precision``, and whether any precision
+    fell back to fp32's: ``("fp32", False)`` for an fp32 point; else one part per reduced
+    precision its products or gathers run in, as ``"gemm bf16: bf16 ceilings"`` or
+    ``"gather int8: fp32 ceilings (none stored for int8)"``, joined by ``"; "``."""
+    used = ([("gemm", g.dtype, ceilings.gemm_precision(g.dtype))
+             for stage in stage_work(spec, batch_size, precision) for g in stage.gemms]
+            + [("gather", g.precision, ceilings.gather_precision(g.precision))
+               for g in table_gathers(spec, batch_size, precision)])
+    parts, fallback = [], False
+    for what, wanted, found in dict.fromkeys(used):
+        if wanted == REFERENCE:
+            continue
+        fallback |= found != wanted
+        parts.append(f"{what} {wanted}: {found} ceilings"
+                     + ("" if found == wanted else f" (none stored for {wanted})"))
+    return ("; ".join(parts) or REFERENCE), fallback
+
+
 def point_bound(spec: ModelSpec, batch_size: int, ceilings: Ceilings,
-                query: QuerySpec | None = None, cycled_batches: int = 1) -> dict[str, object]:
-    """The sequential bound of one batch and its totals: ``bound_ms`` (sum over stages),
-    ``flops``, ``bytes``, ``operational_intensity`` (FLOPs per byte), ``compute_ms`` and
-    ``memory_ms`` (sums), the ``limiting_stage`` (largest bound) and its ``limit``,
-    ``cycled_rows_bytes`` and ``rows_resident`` (:class:`GatherBound`)."""
-    stages, gathers = stage_bounds(spec, batch_size, ceilings, query, cycled_batches)
+                query: QuerySpec | None = None, cycled_batches: int = 1,
+                precision: Precision = FP32) -> dict[str, object]:
+    """The sequential bound of one batch in ``precision`` and its totals: ``bound_ms`` (sum
+    over stages), ``flops``, ``bytes``, ``operational_intensity`` (FLOPs per byte),
+    ``compute_ms`` and ``memory_ms`` (sums), the ``limiting_stage`` (largest bound) and its
+    ``limit``, ``memory_share`` (the share of the bound in memory-limited stages) and
+    ``memory_bound`` (at least MEMORY_BOUND_SHARE of it), ``cycled_rows_bytes`` and
+    ``rows_resident`` (:class:`GatherBound`), ``ceiling_basis`` and ``ceiling_fallback``
+    (:func:`ceiling_basis`)."""
+    stages, gathers = stage_bounds(spec, batch_size, ceilings, query, cycled_batches,
+                                   precision)
     top = stages.loc[stages.bound_ms.idxmax()]
     flops, moved = float(stages.flops.sum()), float(stages.bytes.sum())
-    return {"bound_ms": float(stages.bound_ms.sum()), "flops": flops, "bytes": moved,
+    bound = float(stages.bound_ms.sum())
+    memory_share = (float(stages.bound_ms[stages.limit == "memory"].sum()) / bound
+                    if bound > 0 else math.nan)
+    basis, fallback = ceiling_basis(spec, batch_size, ceilings, precision)
+    return {"bound_ms": bound, "flops": flops, "bytes": moved,
             "operational_intensity": flops / moved if moved else math.nan,
             "compute_ms": float(stages.compute_ms.sum()),
             "memory_ms": float(stages.memory_ms.sum()),
             "limiting_stage": str(top.stage), "limit": str(top.limit),
+            "memory_share": memory_share,
+            "memory_bound": bool(memory_share >= MEMORY_BOUND_SHARE),
             "cycled_rows_bytes": gathers.cycled_rows_bytes,
-            "rows_resident": gathers.rows_resident}
+            "rows_resident": gathers.rows_resident,
+            "ceiling_basis": basis, "ceiling_fallback": fallback}

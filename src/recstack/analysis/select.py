@@ -6,14 +6,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from recstack.precision import REFERENCE
+
+# A point's numeric precision (schema 15): its embedding tables' and its dense layers'.
+PRECISION_COLUMNS: list[str] = ["embedding_precision", "dense_precision"]
 # What identifies a measured point in every loaded frame (from ``points``).
 POINT_COLUMNS: list[str] = ["run_id", "point_key", "model", "model_type", "row_scale",
-                            "batch_size", "device", "threads", "backend", "cache_state"]
+                            "batch_size", "device", "threads", "backend", "cache_state",
+                            *PRECISION_COLUMNS]
 # Stores made before schema 12 left cache_state NULL: every point then cycled four batches,
 # whose rows stay cached at small batch, so it reads as warm. Read here, in one place.
 STORED_BEFORE_CACHE_STATE = "warm"
+# Points stored before schema 15 ran in fp32 (the only precision there was).
+STORED_BEFORE_PRECISION = REFERENCE
 _READ_AS = {"cache_state": f"COALESCE({{alias}}.cache_state, '{STORED_BEFORE_CACHE_STATE}') "
-                           "AS cache_state"}
+                           "AS cache_state",
+            **{name: f"COALESCE({{alias}}.{name}, '{STORED_BEFORE_PRECISION}') AS {name}"
+               for name in PRECISION_COLUMNS}}
 
 
 def measuring_platform(point: str = "pt", run: str = "r") -> str:
@@ -36,8 +45,8 @@ def declared_names(store: object, table: str, exclude: Iterable[str] = ()) -> li
 
 
 def point_columns(alias: str = "pt", names: Sequence[str] = POINT_COLUMNS) -> list[str]:
-    """``alias.name`` per name (a column stored NULL before its schema, as ``cache_state``,
-    read with its meaning then)."""
+    """``alias.name`` per name (a column stored NULL before its schema, as ``cache_state``
+    and the precision columns, read with its meaning then)."""
     return [_READ_AS[name].format(alias=alias) if name in _READ_AS else f"{alias}.{name}"
             for name in names]
 

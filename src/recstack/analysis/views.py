@@ -18,8 +18,10 @@ import pandas as pd
 
 from recstack.analysis.breakdown import (OVERHEAD, breakdown, dominant, load_operators,
                                          profiler_overhead)
-from recstack.analysis.systems import (CONFIGURATION, best_deployment, deployment_spread,
-                                       order_models, prefer_cold, sort_points)
+from recstack.analysis.systems import (CONFIGURATION, PRECISION_COLUMNS, VARIANT,
+                                       best_deployment, deployment_spread, order_models,
+                                       precision_rank, prefer_cold, sort_points,
+                                       with_precision)
 from recstack.analysis.topdown import LEVEL1
 
 POINT = ["run_id", "point_key"]
@@ -27,33 +29,36 @@ POINT = ["run_id", "point_key"]
 # ---- systems level --------------------------------------------------------------------------
 
 SYSTEMS_SUMMARY_COLUMNS = [
-    "model", "row_scale", "smallest_batch", "smallest_batch_median_ms", "peak_throughput_per_s",
-    "peak_device", "peak_threads", "peak_backend", "peak_batch_size", "target_ms",
-    "best_device", "best_threads", "best_backend", "best_batch_size", "best_p95_ms",
+    "model", *PRECISION_COLUMNS, "row_scale", "smallest_batch", "smallest_batch_median_ms",
+    "peak_throughput_per_s", "peak_device", "peak_threads", "peak_backend", "peak_batch_size",
+    "target_ms", "best_device", "best_threads", "best_backend", "best_batch_size", "best_p95_ms",
     "best_throughput_per_s", "meets_target", "spread_ratio", "spread_ratio_within_target"]
-DEPLOYMENT_CHOICE_COLUMNS = ["model", "deployments", "best", "worst", "best_throughput_per_s",
-                             "worst_throughput_per_s", "ratio", "ratio_within_target"]
+DEPLOYMENT_CHOICE_COLUMNS = ["model", *PRECISION_COLUMNS, "deployments", "best", "worst",
+                             "best_throughput_per_s", "worst_throughput_per_s", "ratio",
+                             "ratio_within_target"]
 
 
 def systems_summary(timings: pd.DataFrame, targets: Any) -> pd.DataFrame:
-    """One row per model (in the order of ``timings``), columns SYSTEMS_SUMMARY_COLUMNS: the
-    median latency at its smallest batch (the best deployment there), its peak throughput and
-    the deployment reaching it (``peak_*``), the best deployment under its p95 target
-    (``best_*``, :func:`systems.best_deployment`; ``meets_target`` False when none meets it and
-    the lowest p95 is shown), and how much its best deployment beats its worst in throughput,
-    over all deployments and over those meeting the target (NaN where none does). A
-    configuration measured cold and warm counts by its cold point (``systems.prefer_cold``)."""
-    timings = prefer_cold(timings)
-    best = best_deployment(timings, targets).set_index("model")
-    spread = deployment_spread(timings).set_index("model").ratio
-    within = deployment_spread(timings, targets).set_index("model").ratio
+    """One row per model and precision (``systems.VARIANT``; models in the order of
+    ``timings``, fp32 first),
+    columns SYSTEMS_SUMMARY_COLUMNS: the median latency at its smallest batch (the best
+    deployment there), its peak throughput and the deployment reaching it (``peak_*``), the
+    best deployment under its p95 target (``best_*``, :func:`systems.best_deployment`;
+    ``meets_target`` False when none meets it and the lowest p95 is shown), and how much its
+    best deployment beats its worst in throughput, over all deployments and over those
+    meeting the target (NaN where none does). A configuration measured cold and warm counts
+    by its cold point (``systems.prefer_cold``)."""
+    timings = with_precision(prefer_cold(timings))
+    best = best_deployment(timings, targets).set_index(VARIANT)
+    spread = deployment_spread(timings).set_index(VARIANT).ratio
+    within = deployment_spread(timings, targets).set_index(VARIANT).ratio
     rows = []
-    for model, group in timings.groupby("model", sort=False):
+    for variant, group in timings.groupby(VARIANT, sort=False):
         smallest = group[group.batch_size == group.batch_size.min()]
         peak = group.loc[group.throughput_per_s.idxmax()]
-        choice = best.loc[model]
+        choice = best.loc[variant]
         rows.append({
-            "model": model, "row_scale": group.row_scale.iloc[0],
+            **dict(zip(VARIANT, variant)), "row_scale": group.row_scale.iloc[0],
             "smallest_batch": int(smallest.batch_size.iloc[0]),
             "smallest_batch_median_ms": smallest.median_ms.min(),
             "peak_throughput_per_s": peak.throughput_per_s, "peak_device": peak.device,
@@ -62,19 +67,26 @@ def systems_summary(timings: pd.DataFrame, targets: Any) -> pd.DataFrame:
             "best_device": choice.device, "best_threads": choice.threads,
             "best_backend": choice.backend, "best_batch_size": choice.batch_size,
             "best_p95_ms": choice.p95_ms, "best_throughput_per_s": choice.throughput_per_s,
-            "meets_target": bool(choice.meets_target), "spread_ratio": spread.get(model),
-            "spread_ratio_within_target": within.get(model, math.nan)})
-    return pd.DataFrame(rows, columns=SYSTEMS_SUMMARY_COLUMNS)
+            "meets_target": bool(choice.meets_target), "spread_ratio": spread.get(variant),
+            "spread_ratio_within_target": within.get(variant, math.nan)})
+    summary = pd.DataFrame(rows, columns=SYSTEMS_SUMMARY_COLUMNS)
+    rank = {model: position for position, model in enumerate(dict.fromkeys(timings.model))}
+    return summary.sort_values(
+        VARIANT, kind="stable", key=lambda c: c.map(rank) if c.name == "model"
+        else precision_rank(c)).reset_index(drop=True)
 
 
 def deployment_choice(timings: pd.DataFrame, targets: Any) -> pd.DataFrame:
-    """Per model, the best and the worst deployment by throughput and their ratio
-    (:func:`systems.deployment_spread`), with ``ratio_within_target``: the same ratio over
-    the deployments meeting the model's p95 target (NaN where none does). Columns
+    """Per model and precision, the best and the worst deployment by throughput and their
+    ratio (:func:`systems.deployment_spread`), with ``ratio_within_target``: the same ratio
+    over the deployments meeting the model's p95 target (NaN where none does). Columns
     DEPLOYMENT_CHOICE_COLUMNS; cold points where a configuration has both."""
     spread = deployment_spread(timings)
-    within = deployment_spread(timings, targets).set_index("model").ratio
-    return spread.assign(ratio_within_target=spread.model.map(within).astype(float))[
+    within = deployment_spread(timings, targets).set_index(VARIANT).ratio
+    ratios = [within.get(tuple(key), math.nan)
+              for key in spread[VARIANT].itertuples(index=False)]
+    return spread.assign(ratio_within_target=pd.Series(ratios, index=spread.index,
+                                                       dtype=float))[
         DEPLOYMENT_CHOICE_COLUMNS]
 
 
@@ -90,20 +102,28 @@ class SpreadExtremes:
     """The model with the largest spread among deployments meeting its target (None when
     no deployment of any model meets its target)."""
     within_ratio: float
+    precision: str = "fp32"
+    """``model``'s precision (``Precision.label``): a model's spread is within one."""
+    within_precision: str = "fp32"
 
 
 def spread_extremes(choice: pd.DataFrame) -> SpreadExtremes | None:
     """The largest ``ratio`` and ``ratio_within_target`` of :func:`deployment_choice`'s frame
     and their models; None when it is empty."""
+    from recstack.analysis.systems import precision_labels
+
     if choice.empty:
         return None
-    top = choice.loc[choice.ratio.idxmax()]
+    labels = precision_labels(choice)
+    top = choice.ratio.idxmax()
     within = choice.ratio_within_target
     inside = within.idxmax() if within.notna().any() else None
     return SpreadExtremes(
-        model=str(top.model), ratio=float(top.ratio), best=str(top.best), worst=str(top.worst),
+        model=str(choice.model[top]), ratio=float(choice.ratio[top]),
+        best=str(choice.best[top]), worst=str(choice.worst[top]),
         within_model=None if inside is None else str(choice.model[inside]),
-        within_ratio=math.nan if inside is None else float(within[inside]))
+        within_ratio=math.nan if inside is None else float(within[inside]),
+        precision=labels[top], within_precision="fp32" if inside is None else labels[inside])
 
 
 def timing_quality(timings: pd.DataFrame) -> pd.DataFrame:
@@ -166,7 +186,8 @@ def measurement_basis(timings: pd.DataFrame) -> pd.DataFrame:
 # ---- cache state ----------------------------------------------------------------------------
 
 CACHE_COMPARISON_COLUMNS = [
-    "model", "batch_size", "device", "threads", "backend", "warm_ms", "cold_ms",
+    "model", "batch_size", "device", "threads", "backend", *PRECISION_COLUMNS, "warm_ms",
+    "cold_ms",
     "cold_over_warm", "memory_share", "working_set_mib", "llc_mib", "llc_multiple", "reached",
     "run_id"]
 MIB = 2**20
@@ -182,7 +203,8 @@ def cache_comparison(timings: pd.DataFrame) -> pd.DataFrame:
     batch size."""
     if timings.empty or "cache_state" not in timings.columns:
         return pd.DataFrame(columns=CACHE_COMPARISON_COLUMNS)
-    timings = timings if "run_id" in timings.columns else timings.assign(run_id=None)
+    timings = with_precision(timings if "run_id" in timings.columns
+                             else timings.assign(run_id=None))
     key = [c for c in CONFIGURATION if c in timings.columns]
     warm = timings[timings.cache_state == "warm"][[*key, "median_ms"]]
     pairs = cold_working_sets(timings).merge(warm.rename(columns={"median_ms": "warm_ms"}),
@@ -214,7 +236,7 @@ def cold_working_sets(timings: pd.DataFrame) -> pd.DataFrame:
 
 # ---- model x batch grids ---------------------------------------------------------------------
 
-GRID_KEYS = ["run_id", "device", "threads", "backend", "cache_state"]
+GRID_KEYS = ["run_id", "device", "threads", "backend", *PRECISION_COLUMNS, "cache_state"]
 
 
 def batch_grid(frame: pd.DataFrame, cells: list[str]) -> pd.DataFrame:
@@ -257,8 +279,8 @@ def dominant_grid(summary: pd.DataFrame) -> pd.DataFrame:
 # ---- software level -------------------------------------------------------------------------
 
 SOFTWARE_SUMMARY_COLUMNS = [
-    "run_id", "point_key", "model", "device", "threads", "backend", "cache_state", "batch_size",
-    "top_class",
+    "run_id", "point_key", "model", "device", "threads", "backend", *PRECISION_COLUMNS,
+    "cache_state", "batch_size", "top_class",
     "top_class_share", "top_part", "top_part_share", "overhead_share", "profiler_overhead"]
 
 
@@ -297,7 +319,7 @@ def software_summary(shares: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFra
              .merge(profiler, on=POINT, how="left"))
     if "cache_state" not in table.columns:
         table = table.assign(cache_state=None)
-    return sort_points(table)[SOFTWARE_SUMMARY_COLUMNS]
+    return sort_points(with_precision(table))[SOFTWARE_SUMMARY_COLUMNS]
 
 
 def profile_quality(profiles: pd.DataFrame) -> pd.DataFrame:

@@ -70,20 +70,28 @@ def _print_ceilings(frame: Any, platform: str, measured: bool, store: str, all_g
     for column in ("kind", "shape", "median", "p5", "p95", "unit", "repeats"):
         table.add_column(column, justify="right" if column in ("median", "p5", "p95",
                                                                 "repeats") else "left")
-    gemms = frame[frame.kind == "gemm"]
-    tables = frame[frame.kind == "gather_table"]
+    from recstack.ceiling_shapes import split_precision_kind
+
+    # Per-precision kinds (gemm_bf16, gather_table_int8) are listed and summed up as their
+    # fp32 kind is.
+    base, precision = zip(*frame.kind.map(split_precision_kind)) if len(frame) else ((), ())
+    frame = frame.assign(base=list(base), precision=list(precision))
     hidden = ([] if all_gemms else ["gemm"]) + ([] if all_tables else ["gather_table"])
-    shown = frame[~frame.kind.isin(hidden)]
+    shown = frame[~frame.base.isin(hidden)]
     for row in shown.itertuples(index=False):
         table.add_row(row.kind, row.shape, f"{row.value:.4g}", f"{row.p5:.4g}",
                       f"{row.p95:.4g}", row.unit, str(row.repeats))
     console.print(table)
-    if not all_gemms and not gemms.empty:
-        console.print(f"gemm at {len(gemms)} layer shapes: median {gemms.value.median():.3g} "
-                      f"GFLOP/s (from {gemms.value.min():.3g} to {gemms.value.max():.3g}); "
-                      "--all-gemms lists them", highlight=False)
-    if not all_tables and not tables.empty:
-        console.print(_table_summary(tables), highlight=False)
+    for name, rows in frame.groupby("precision", sort=False):
+        label = "" if name == "fp32" else f"{name} "
+        gemms, tables = rows[rows.base == "gemm"], rows[rows.base == "gather_table"]
+        if not all_gemms and not gemms.empty:
+            console.print(f"{label}gemm at {len(gemms)} layer shapes: median "
+                          f"{gemms.value.median():.3g} GFLOP/s (from {gemms.value.min():.3g} "
+                          f"to {gemms.value.max():.3g}); --all-gemms lists them",
+                          highlight=False)
+        if not all_tables and not tables.empty:
+            console.print(label + _table_summary(tables), highlight=False)
 
 
 def _table_summary(tables: object) -> str:

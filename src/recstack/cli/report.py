@@ -67,14 +67,20 @@ def compare(
     for row in platforms.itertuples():
         console.print(f"{row.run}: {row.run_id} on {row.description} ({row.platform_id})",
                       highlight=False, markup=False)
-    matched = table[table.present == "both"]
     side_a = run_a + (f" on {platform_a}" if platform_a else "")
     side_b = run_b + (f" on {platform_b}" if platform_b else "")
     view = Table(title=f"B ({side_b}) against A ({side_a}): median latency ratio, "
                        f"Mann-Whitney U, Holm-corrected, alpha {alpha:g}", header_style="bold")
     # A side spanning several platforms: each row says which machine measured it.
     by_platform = table.platform_a.nunique() > 1 or table.platform_b.nunique() > 1
+    # Points of several precisions (matched precision by precision): each row says which.
+    from recstack.analysis.systems import precision_labels, precisions_of
+
+    by_precision = len(precisions_of(table)) > 1
+    table = table.assign(precision=precision_labels(table))
+    matched = table[table.present == "both"]
     columns = ["model", "batch", "device", "threads", *(["platform"] if by_platform else []),
+               *(["precision"] if by_precision else []),
                "A median ms", "B median ms", "B/A", "p (Holm)", "change"]
     for column in columns:
         view.add_column(column, justify="left" if column in ("model", "device", "platform",
@@ -85,7 +91,8 @@ def compare(
         machine = ([row.platform_a if row.platform_a == row.platform_b
                     else f"{row.platform_a} / {row.platform_b}"] if by_platform else [])
         view.add_row(str(row.model), str(row.batch_size), row.device, str(row.threads),
-                     *machine, fmt.ms(row.median_a_ms), fmt.ms(row.median_b_ms),
+                     *machine, *([row.precision] if by_precision else []),
+                     fmt.ms(row.median_a_ms), fmt.ms(row.median_b_ms),
                      f"{row.ratio:.3f}", f"{row.p_adjusted:.2g}", row.change, style=style)
     console.print(view)
     significant = matched[matched.significant]
@@ -96,6 +103,7 @@ def compare(
         alone = table[table.present == side]
         if not alone.empty:
             labels = ", ".join(f"{r.model} b{r.batch_size} {r.device} t{r.threads}"
+                               + (f" {r.precision}" if by_precision else "")
                                + (f" on {r.platform_a if side == 'only A' else r.platform_b}"
                                   if by_platform else "") for r in alone.itertuples())
             console.print(f"{len(alone)} point(s) in {side.replace('only ', '')} only: "

@@ -48,13 +48,24 @@ def _text(value: Any) -> str:
     return MISSING if _missing(value) else str(value).replace("_", " ")
 
 
+def _model(row: Any) -> str:
+    """The row's model, followed by its precision where that is not fp32: a model timed in
+    two precisions is two rows that must read apart."""
+    from recstack.analysis.systems import precision_label
+    from recstack.precision import REFERENCE
+
+    label = precision_label(getattr(row, "embedding_precision", None),
+                            getattr(row, "dense_precision", None))
+    return str(row.model) if label == REFERENCE else f"{row.model} {label}"
+
+
 def points_table(timings: Any) -> Table:
     """Every measured point of ``systems.load_timings``' frame, one row each."""
     table = _table("measured points", (
         "model", "batch", "device", "threads", "backend", "median ms", "p95 ms", "p99 ms",
         "samples/s", "CV", "iterations", "flag"), {"model", "device", "backend", "flag"})
     for row in timings.itertuples():
-        table.add_row(row.model, str(row.batch_size), row.device, str(row.threads),
+        table.add_row(_model(row), str(row.batch_size), row.device, str(row.threads),
                       str(row.backend),
                       fmt.ms(row.median_ms), fmt.ms(row.p95_ms), fmt.ms(row.p99_ms),
                       fmt.rate(row.throughput_per_s), _pct(row.cv), str(row.iterations),
@@ -79,7 +90,7 @@ def print_summary(timings: Any, targets: Any) -> None:
         deployment = (f"{row.best_device} t{row.best_threads} b{row.best_batch_size}"
                       + ("" if row.meets_target else " (misses target)"))
         table.add_row(
-            str(row.model), "full" if row.row_scale == 1 else f"x{row.row_scale:g}",
+            _model(row), "full" if row.row_scale == 1 else f"x{row.row_scale:g}",
             fmt.ms(row.smallest_batch_median_ms), fmt.rate(row.peak_throughput_per_s),
             f"{row.peak_device} t{row.peak_threads} b{row.peak_batch_size}",
             f"{row.target_ms:g}", deployment, fmt.ms(row.best_p95_ms),
@@ -92,7 +103,9 @@ def print_summary(timings: Any, targets: Any) -> None:
                   if extremes.within_model is not None
                   else "no deployment meets the latency targets")
         console.print(f"deployment choice: the best configuration beats the worst by up to "
-                      f"{extremes.ratio:.1f}x in throughput ({extremes.model}); {within}",
+                      f"{extremes.ratio:.1f}x in throughput ({extremes.model}"
+                      f"{'' if extremes.precision == 'fp32' else ' ' + extremes.precision}); "
+                      f"{within}",
                       highlight=False)
     console.print(f"targets: {targets.source}", highlight=False)
 
@@ -110,7 +123,7 @@ def print_software_level(store: Any, run_id: str) -> None:
         "model", "device", "batch", "top class", "share", "top part", "share ", "overhead",
         "profiler +"), {"model", "device", "top class", "top part"})
     for row in software_summary(shares, profiles).itertuples():
-        table.add_row(row.model, row.device, str(row.batch_size), _text(row.top_class),
+        table.add_row(_model(row), row.device, str(row.batch_size), _text(row.top_class),
                       _pct(row.top_class_share), _text(row.top_part), _pct(row.top_part_share),
                       _pct(row.overhead_share), _pct(row.profiler_overhead, signed=True))
     console.print(table)

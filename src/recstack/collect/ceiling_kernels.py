@@ -28,8 +28,10 @@ groups in turn."""
 
 @dataclass(frozen=True)
 class CeilingSettings:
-    """How much to measure. The defaults take about 5 minutes on two cores (most of it
-    drawing the ids of the gathers by table size and run length);
+    """How much to measure. The defaults took about 5 minutes on two cores before the
+    per-precision kinds (most of it drawing the ids of the gathers by table size and run
+    length, which those reuse; they add a bf16 and an int8 GEMM per layer shape and an int8
+    and an int4 gather per table point);
     :meth:`quick` is for tests (tiny sizes: its bandwidths are not DRAM's)."""
 
     dram_bytes: int | None = None
@@ -145,7 +147,6 @@ def measure_triad(working_set: int, settings: CeilingSettings, kind: str) -> Cei
     n = max(1, working_set // (3 * 4))
     a, b, c = (torch.full((n,), value, dtype=torch.float32) for value in (0.0, 1.0, 2.0))
     seconds = _repeat(lambda: torch.add(b, c, alpha=3.0, out=a), settings)
-    del a, b, c
     return summarize(kind, f"{3 * n * 4} B", "GB/s", _rates(3 * n * 4, seconds, 1e9))
 
 
@@ -158,29 +159,57 @@ def gather_buffer(working_set: int) -> Any:
     return empty_table(max(1, working_set // 4), 1).view(-1).fill_(0.5)
 
 
-def measure_gathers(working_set: int, row_bytes: list[int], settings: CeilingSettings,
-                    kind: str, seed: int = 0, buffer: Any = None) -> list[Ceiling]:
-    """Random-row gathers with sum pooling from one table of ``working_set`` bytes (the
-    first bytes of ``buffer`` when given, else a :func:`gather_buffer`), viewed with each row
-    size."""
-    import torch
+def _pooling(precision: str) -> Callable[[Any, Any, Any], Any]:
+    """``pool(ids, table, offsets)``: sum pooling of rows of a table stored in ``precision``,
+    by the kernel the models call (``F.embedding_bag`` in fp32, as the fp32 ceilings have
+    always been measured; torch's row-wise quantized kernels for int8 and int4)."""
     import torch.nn.functional as F
 
+    if precision == "fp32":
+        return lambda ids, table, offsets: F.embedding_bag(ids, table, offsets, mode="sum")
+    from recstack.models.table_formats import pooled_lookup
+
+    lookup = pooled_lookup(precision)
+    return lambda ids, table, offsets: lookup(table, ids, offsets)
+
+
+def _row_view(buffer: Any, precision: str) -> tuple[Any, int]:
+    """``buffer`` as the elements rows of ``precision`` are made of, and their size in bytes:
+    float32 values, or the bytes of quantized rows. (At the zoo's widths, multiples of 4, the
+    buffer's float 0.5s read as a row's scale and bias are normal finite numbers: no
+    denormal slow path.)"""
+    import torch
+
+    return (buffer, 4) if precision == "fp32" else (buffer.view(torch.uint8), 1)
+
+
+def measure_gathers(working_set: int, row_bytes: list[int], settings: CeilingSettings,
+                    kind: str, seed: int = 0, buffer: Any = None, precision: str = "fp32"
+                    ) -> list[Ceiling]:
+    """Random-row gathers with sum pooling from one table of ``working_set`` bytes (the
+    first bytes of ``buffer`` when given, else a :func:`gather_buffer`), viewed with each row
+    size; rows stored in ``precision`` (``row_bytes`` then its stored rows, scale and bias
+    included) and pooled by its kernel."""
+    import torch
+
     buffer = gather_buffer(working_set) if buffer is None else buffer[:max(1, working_set // 4)]
+    elements, unit = _row_view(buffer, precision)
+    pool = _pooling(precision)
     generator = torch.Generator().manual_seed(seed)
     ceilings = []
     for row in row_bytes:
-        dim = max(1, row // 4)
-        rows = buffer.numel() // dim
-        table = buffer[:rows * dim].view(rows, dim)
+        width = max(1, row // unit)
+        row = width * unit
+        rows = elements.numel() // width
+        table = elements[:rows * width].view(rows, width)
         ids_count = max(settings.bag_size,
                         settings.gather_ids // settings.bag_size * settings.bag_size)
         ids = torch.randint(0, rows, (ids_count,), generator=generator)
         offsets = torch.arange(0, ids_count, settings.bag_size)
-        seconds = _repeat(lambda: F.embedding_bag(ids, table, offsets, mode="sum"), settings)
-        ceilings.append(summarize(kind, f"row {dim * 4} B", "GB/s",
-                                  _rates(ids_count * dim * 4, seconds, 1e9)))
-    del buffer
+        seconds = _repeat(lambda: pool(ids, table, offsets), settings)
+        ceilings.append(summarize(kind, f"row {row} B", "GB/s",
+                                  _rates(ids_count * row, seconds, 1e9)))
+    del buffer, elements
     return ceilings
 
 
@@ -196,8 +225,8 @@ def distinct_ids(generator: np.random.Generator, rows: int, count: int) -> np.nd
 
 
 def measure_table_gathers(buffer_bytes: int, points: list[tuple[int, int, int]], llc: int,
-                          settings: CeilingSettings, seed: int = 0, buffer: Any = None
-                          ) -> list[Ceiling]:
+                          settings: CeilingSettings, seed: int = 0, buffer: Any = None,
+                          formats: tuple[str, ...] = ()) -> list[Ceiling]:
     """``gather_table`` ceilings at ``(row_bytes, table_bytes, ids)`` points: the buffer is
     cut into as many tables of that size as it holds; one call gathers ``ids`` distinct rows
     (at most the table's rows, in bags of ``bag_size``) from each table of a group in turn
@@ -211,14 +240,22 @@ def measure_table_gathers(buffer_bytes: int, points: list[tuple[int, int, int]],
     at one point of four to five checked (128 MB tables, 12k ids; three rounds each,
     alternated with the current way), unexplained, so none is used. Tables larger than the
     buffer are measured at the buffer's size (the shape says what was measured). ``buffer``:
-    as in :func:`measure_gathers`."""
+    as in :func:`measure_gathers`.
+
+    ``formats`` (``int8``, ``int4``): at each point whose row width a format stores smaller
+    (:meth:`recstack.precision.Precision.table_precision`), the same tables (as many, of as
+    many rows: the same model's tables in that format) are gathered again in that format,
+    with the same ids (drawing them is the cost), as kind ``gather_table_<format>`` with the
+    stored row and table bytes in the shape."""
     import torch
-    import torch.nn.functional as F
+
+    from recstack.ceiling_shapes import precision_kind
+    from recstack.precision import Precision, row_bytes
 
     buffer = (gather_buffer(buffer_bytes) if buffer is None
               else buffer[:max(1, buffer_bytes // 4)])
     generator = np.random.default_rng(seed)
-    measured: dict[tuple[int, int, int], Ceiling] = {}
+    measured: dict[tuple[str, int, int, int], Ceiling] = {}
     for row, wanted, run in points:
         dim = max(1, row // 4)
         row = dim * 4
@@ -226,40 +263,61 @@ def measure_table_gathers(buffer_bytes: int, points: list[tuple[int, int, int]],
         count = max(1, buffer.numel() // (rows * dim))
         bag = max(1, min(settings.bag_size, rows, run))
         draws = max(bag, min(run, rows) // bag * bag)
-        if (row, rows * row, draws) in measured:
+        if ("fp32", row, rows * row, draws) in measured:
             continue
-        tables = [buffer[i * rows * dim:(i + 1) * rows * dim].view(rows, dim)
-                  for i in range(count)]
+        stored = [(precision, row_bytes(precision, dim)) for precision in formats
+                  if Precision(embedding=precision).table_precision(dim) == precision]
         # Equal groups of tables, one per call (a remainder smaller than a group is left
         # out), so that every call does the same work.
         per_group = min(count, max(1, MAX_IDS_PER_CALL // draws))
         starts = range(0, count - per_group + 1, per_group)
-        # (Bounded by the buffer, so a small --quick buffer does not draw ids for a large LLC.)
-        touched = min(2 * llc, 4 * buffer_bytes) // max(row, CACHE_LINE_BYTES)
+        # (Bounded by the buffer, so a small --quick buffer does not draw ids for a large LLC;
+        # the narrowest row measured here sets how many rows fill the LLC's lines.)
+        narrowest = min([row, *(size for _, size in stored)])
+        touched = min(2 * llc, 4 * buffer_bytes) // max(narrowest, CACHE_LINE_BYTES)
         sets = max(1, math.ceil(touched / (count * draws)))
         ids = [[torch.from_numpy(distinct_ids(generator, rows, draws)) for _ in range(count)]
                for _ in range(sets)]
         offsets = torch.arange(0, draws, bag)
-        turn = [0]
-
-        def call() -> None:
-            first = starts[turn[0] % len(starts)]
-            id_set = ids[(turn[0] // len(starts)) % sets]
-            for index in range(first, first + per_group):
-                F.embedding_bag(id_set[index], tables[index], offsets, mode="sum")
-            turn[0] += 1
-
-        seconds = _repeat(call, settings)
-        measured[(row, rows * row, draws)] = summarize(
-            "gather_table", table_gather_shape(row, rows * row, draws), "GB/s",
-            _rates(per_group * draws * row, seconds, 1e9))
-        del tables, ids
+        for precision, size in [("fp32", row), *stored]:
+            elements, unit = _row_view(buffer, precision)
+            width = size // unit
+            tables = [elements[i * rows * width:(i + 1) * rows * width].view(rows, width)
+                      for i in range(count)]
+            seconds = _repeat(_table_calls(tables, ids, offsets, starts, per_group,
+                                           _pooling(precision)), settings)
+            measured[(precision, size, rows * size, draws)] = summarize(
+                precision_kind("gather_table", precision),
+                table_gather_shape(size, rows * size, draws), "GB/s",
+                _rates(per_group * draws * size, seconds, 1e9))
+            del tables, elements
+        del ids
     del buffer
     return list(measured.values())
 
 
+def _table_calls(tables: list[Any], ids: list[list[Any]], offsets: Any, starts: range,
+                 per_group: int, pool: Callable[[Any, Any, Any], Any]) -> Callable[[], None]:
+    """One call of :func:`measure_table_gathers`: the next group of tables, each gathering
+    its ids of the current set; after the last group, the next set."""
+    turn = [0]
+
+    def call() -> None:
+        first = starts[turn[0] % len(starts)]
+        id_set = ids[(turn[0] // len(starts)) % len(ids)]
+        for index in range(first, first + per_group):
+            pool(id_set[index], tables[index], offsets)
+        turn[0] += 1
+
+    return call
+
+
 def measure_gemm(m: int, k: int, n: int, settings: CeilingSettings, kind: str = "gemm",
-                 shape: str | None = None) -> Ceiling:
+                 shape: str | None = None, dtype: str = "fp32") -> Ceiling:
+    """A layer's product ``(m, k) x (k, n)`` plus bias in ``dtype``, as the models run it:
+    ``F.linear`` on float32 or bfloat16 operands, or under ``int8`` the models' own
+    dynamically quantized layer (:class:`recstack.models.layers.DynamicInt8Linear`: float32
+    in and out, the input quantized in every call)."""
     import torch
     import torch.nn.functional as F
 
@@ -267,7 +325,19 @@ def measure_gemm(m: int, k: int, n: int, settings: CeilingSettings, kind: str = 
     x = torch.rand((m, k), generator=generator)
     weight = torch.rand((n, k), generator=generator)
     bias = torch.rand((n,), generator=generator)
-    seconds = _repeat(lambda: F.linear(x, weight, bias), settings)
+    if dtype == "int8":
+        from recstack.models.layers import DynamicInt8Linear
+
+        linear = torch.nn.utils.skip_init(torch.nn.Linear, k, n)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            linear.bias.copy_(bias)
+        layer = DynamicInt8Linear(linear)
+        seconds = _repeat(lambda: layer.forward(x), settings)
+    else:
+        if dtype == "bf16":
+            x, weight, bias = (t.to(torch.bfloat16) for t in (x, weight, bias))
+        seconds = _repeat(lambda: F.linear(x, weight, bias), settings)
     return summarize(kind, shape or f"{m}x{k}x{n}", "GFLOP/s",
                      _rates(2.0 * m * k * n, seconds, 1e9))
 

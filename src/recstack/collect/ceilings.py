@@ -27,6 +27,17 @@ lower bound on its time. Kinds measured (``kind``, ``shape``, ``unit``):
   layer shape of the canonical models at the batch sizes 1 to 4096 (``M`` capped at
   ``gemm_max_m``; larger products are as fast as the cap's);
   ``gemm_large`` (``"NxNxN"``): a large square product.
+- ``gemm_bf16``, ``gemm_large_bf16``: the same products on bfloat16 operands (a model's dense
+  layers under ``dense=bf16``); ``gemm_int8``, ``gemm_large_int8``: the models' dynamically
+  quantized layer (``quantized::linear_dynamic`` on a prepacked int8 weight, the float32 input
+  quantized in every call, FLOPs counted as the float product's), at the shapes that run in
+  int8 under ``dense=int8`` (DIEN's GRU stays fp32).
+- ``gather_dram_int8``, ``gather_cached_int8``, ``gather_table_int8`` and the ``_int4`` kinds:
+  the gathers above from tables stored row-wise quantized (torch's
+  ``quantized::embedding_bag_byte_rowwise_offsets`` and ``..._4bit_...``), shapes in stored
+  bytes (``row 40 B``: 32 values, scale and bias), at each row width the models store in that
+  format; ``gather_table_<format>`` at every ``gather_table`` point of such a width, over the
+  same tables in that format (as many, of as many rows) with the same ids.
 - ``dispatch`` (``"add 1 float"``, microseconds per call): a tiny torch operator, the cost of
   going through the dispatcher once.
 - ``cache`` (``"llc"``, bytes): the LLC size as the platform reports it; read, not measured.
@@ -44,7 +55,7 @@ from typing import Any
 
 import pandas as pd
 
-from recstack.ceiling_shapes import parse_table_gather_shape
+from recstack.ceiling_shapes import parse_table_gather_shape, precision_kind
 from recstack.collect.ceiling_kernels import (Ceiling, CeilingSettings, gather_buffer,
                                               measure_dispatch, measure_gathers, measure_gemm,
                                               measure_table_gathers, measure_triad)
@@ -55,6 +66,11 @@ CEILING_COLUMNS = ["platform_id", "threads", "kind", "shape", "value", "unit", "
 # Used when the platform does not report its caches.
 DEFAULT_LLC_BYTES = 32 << 20
 MIN_DRAM_BYTES = 256 << 20
+GEMM_PRECISIONS: tuple[str, ...] = ("bf16", "int8")
+"""Dense precisions whose GEMMs are measured besides fp32's (``gemm_<p>``, ``gemm_large_<p>``)."""
+GATHER_FORMATS: tuple[str, ...] = ("int8", "int4")
+"""Table formats whose gathers are measured besides fp32's (fp16 and bf16 tables are bounded
+at the fp32 gathers' rates, and the roofline says so)."""
 
 
 def llc_bytes(platform: dict[str, Any]) -> int:
@@ -95,13 +111,13 @@ def triad_working_set(shape: str) -> int | None:
 # ---- what is measured -------------------------------------------------------------------------
 
 
-def gemm_shapes(settings: CeilingSettings) -> list[tuple[int, int, int]]:
-    """The layer shapes to measure, ``M`` capped at ``gemm_max_m``."""
+def gemm_shapes(settings: CeilingSettings, dtype: str = "fp32") -> list[tuple[int, int, int]]:
+    """The layer shapes to measure in ``dtype``, ``M`` capped at ``gemm_max_m``."""
     from recstack.batch_work import linear_gemm_shapes
     from recstack.specs import ZOO_NAMES, zoo_spec
 
     specs = [zoo_spec(name) for name in (settings.models or ZOO_NAMES)]
-    shapes = linear_gemm_shapes(specs, settings.batch_sizes)
+    shapes = linear_gemm_shapes(specs, settings.batch_sizes, dtype)
     return sorted({(min(m, settings.gemm_max_m), k, n) for m, k, n in shapes})
 
 
@@ -126,6 +142,16 @@ def row_sizes(settings: CeilingSettings) -> list[int]:
     from recstack.specs import ZOO_NAMES, zoo_spec
 
     return gathered_row_bytes([zoo_spec(name) for name in (settings.models or ZOO_NAMES)])
+
+
+def stored_row_sizes(settings: CeilingSettings, table_format: str) -> list[int]:
+    """The stored row sizes (bytes) of the models' rows kept in ``table_format``: their fp32
+    rows the format stores smaller (the others stay fp32 and are measured as such)."""
+    from recstack.precision import Precision
+
+    precision = Precision(embedding=table_format)
+    return sorted({precision.table_row_bytes(row // 4) for row in row_sizes(settings)
+                   if precision.table_precision(row // 4) == table_format})
 
 
 def measure_ceilings(threads: int, platform: dict[str, Any],
@@ -157,12 +183,24 @@ def measure_ceilings(threads: int, platform: dict[str, Any],
             buffer = gather_buffer(gathered)
             ceilings += measure_gathers(gathered, rows, settings, "gather_dram", buffer=buffer)
             ceilings += measure_gathers(cached, rows, settings, "gather_cached")
+            for table_format in GATHER_FORMATS:
+                stored = stored_row_sizes(settings, table_format)
+                ceilings += measure_gathers(gathered, stored, settings,
+                                            precision_kind("gather_dram", table_format),
+                                            buffer=buffer, precision=table_format)
+                ceilings += measure_gathers(cached, stored, settings,
+                                            precision_kind("gather_cached", table_format),
+                                            precision=table_format)
             ceilings += measure_table_gathers(gathered, table_gather_points(settings), llc,
-                                              settings, buffer=buffer)
+                                              settings, buffer=buffer, formats=GATHER_FORMATS)
             del buffer
             size = settings.large_gemm
-            ceilings.append(measure_gemm(size, size, size, settings, "gemm_large"))
-            ceilings += [measure_gemm(m, k, n, settings) for m, k, n in gemm_shapes(settings)]
+            for dtype in ("fp32", *GEMM_PRECISIONS):
+                ceilings.append(measure_gemm(size, size, size, settings,
+                                             precision_kind("gemm_large", dtype), dtype=dtype))
+                ceilings += [measure_gemm(m, k, n, settings, precision_kind("gemm", dtype),
+                                          dtype=dtype)
+                             for m, k, n in gemm_shapes(settings, dtype)]
     finally:
         torch.set_num_threads(previous)
     return ceilings
@@ -186,8 +224,13 @@ def ceilings_frame(ceilings: list[Ceiling], platform_id: str, threads: int) -> p
 
 def covers(stored: pd.DataFrame, wanted_dram_bytes: int) -> bool:
     """Whether stored ceilings were measured with a DRAM working set at least half the wanted
-    one (a ``--quick`` set is never reused for a full measurement)."""
+    one (a ``--quick`` set is never reused for a full measurement) and hold every kind the
+    roofline reads."""
     triad = stored[stored.kind == "triad_dram"]
+    # Ceilings stored before GEMMs were measured per dense precision are measured again (the
+    # roofline of older sets bounds reduced-precision points at fp32's ceilings, and says so).
+    if not {precision_kind("gemm_large", d) for d in GEMM_PRECISIONS} <= set(stored.kind):
+        return False
     # Ceilings stored before gathers were measured per table size and run length are
     # measured again.
     runs = [parse_table_gather_shape(str(shape))

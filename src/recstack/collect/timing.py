@@ -154,7 +154,7 @@ def point_cycled_set(point: Point, settings: TimingSettings,
            else machine_llc_bytes())
     return cycled_set(point.spec, point.query, point.batch_size, point.cache, llc,
                       settings.distinct_batches, settings.cold_llc_multiple,
-                      settings.max_input_bytes)
+                      settings.max_input_bytes, point.precision)
 
 
 def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False,

@@ -6,7 +6,7 @@ generator chunks (:func:`recstack.models.embeddings.chunk_values`), chunk by chu
 as a full fp32 copy. Each thread owns the rows that begin in its generator chunk: it draws
 that chunk (and the first elements of the next, for the row straddling the boundary),
 converts those rows and writes them into the table's storage. Peak memory: the stored table
-plus, per fill thread, one chunk of float32 values and its converted rows
+plus, per fill thread, one chunk of float32 values and a slice of converted rows
 (:func:`recstack.footprint.chunk_overhead_bytes`).
 
 Quantized rows are made by torch's own packing operators
@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from recstack.footprint import CONVERT_SLICE_BYTES
 from recstack.precision import row_bytes
 
 _SUM = 0
@@ -36,6 +37,15 @@ def storage_shape(rows: int, dim: int, precision: str) -> tuple[tuple[int, int],
     if precision in _HALF:
         return (rows, dim), _HALF[precision]
     return (rows, row_bytes(precision, dim)), torch.uint8
+
+
+CONVERT_BYTES = CONVERT_SLICE_BYTES
+"""Converted bytes made at a time (see :func:`fill_converted`)."""
+
+
+def convert_rows(dim: int, precision: str) -> int:
+    """Rows converted at a time: about :data:`CONVERT_BYTES` of converted rows."""
+    return max(1, CONVERT_BYTES // row_bytes(precision, dim))
 
 
 def _convert(values: torch.Tensor, precision: str) -> torch.Tensor:
@@ -73,7 +83,15 @@ def fill_converted(storage: torch.Tensor, dim: int, precision: str, seed: int,
                 [values, chunk_values(seed, table_index, chunk + 1, need, bound)])
         offset = first_row * dim - start
         block = torch.from_numpy(values[offset:offset + (last_row - first_row) * dim])
-        storage[first_row:last_row] = _convert(block.view(-1, dim), precision)
+        block = block.view(-1, dim)
+        # Converted a slice at a time: torch allocates each converted slice anew, and glibc
+        # kept every freed 20 MB one resident (a chunk's rows at once grew the build by the
+        # converted table again); slices of CONVERT_BYTES are reused.
+        step = convert_rows(dim, precision)
+        count = last_row - first_row
+        for row in range(0, count, step):
+            end = min(count, row + step)
+            storage[first_row + row:first_row + end] = _convert(block[row:end], precision)
 
     if num_chunks == 1:
         fill(0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from recstack.report.sections import (ReportContext, Section, by_run, figures_from,
-                                      not_measured, table_from_frame)
+from recstack.report.sections import (ReportContext, Section, by_precision, by_run,
+                                      figures_from, not_measured, table_from_frame,
+                                      with_precision_label)
 
 TITLE = "Cache state: cold against warm embedding caches"
 
@@ -37,16 +38,18 @@ def cache_section(context: ReportContext) -> Section:
     if pairs.empty:
         section.notes.append("No configuration was measured both cold and warm in these runs.")
     else:
-        for label, rows in by_run(context, pairs):
+        for label, rows in (split for run_rows in by_run(context, pairs)
+                            for split in by_precision(*run_rows)):
             section.figures += figures_from(
                 lambda directory, rows=rows: plot_cache_comparison(
                     rows, directory / "cache_cold_vs_warm.png"),
                 "Median latency, warm and cold, of each configuration measured both ways.",
                 label)
+        shown, precision = with_precision_label(pairs)
         section.tables.append(table_from_frame(
-            pairs, "Cold against warm, per configuration measured both ways",
+            shown, "Cold against warm, per configuration measured both ways",
             {"model": "model", "batch_size": "batch", "device": "device", "threads": "threads",
-             "backend": "backend", "warm_ms": "warm ms", "cold_ms": "cold ms",
+             "backend": "backend", **precision, "warm_ms": "warm ms", "cold_ms": "cold ms",
              "cold_over_warm": "cold/warm", "memory_share": "hidden by the cache",
              "working_set_mib": "cold working set MiB", "llc_mib": "LLC MiB",
              "llc_multiple": "x LLC"},

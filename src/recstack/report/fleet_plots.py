@@ -17,8 +17,11 @@ _PLATFORM_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 def plot_latency_by_platform(per_platform: pd.DataFrame, path: Path) -> Path:
     """One panel per model (and table size): each platform's fastest median latency against
     batch size (``analysis.fleet.best_per_platform``'s frame), one line and marker shape per
-    platform, labelled with its id (and the cache state, where a panel holds both). Log-log
-    axes."""
+    platform, labelled with its id (and the cache state, where a panel holds both, and the
+    precision, where it holds several: a line never joins two precisions). Log-log axes."""
+    from recstack.analysis.systems import precision_labels
+
+    per_platform = per_platform.assign(precision=precision_labels(per_platform))
     platforms = sorted(str(p) for p in per_platform.platform_id.unique())
     marker = {p: _PLATFORM_MARKERS[i % len(_PLATFORM_MARKERS)] for i, p in enumerate(platforms)}
     colour = {p: f"C{i % 10}" for i, p in enumerate(platforms)}
@@ -30,10 +33,12 @@ def plot_latency_by_platform(per_platform: pd.DataFrame, path: Path) -> Path:
     for axis, (model, scale) in zip(axes.flat, panels):
         panel = per_platform[(per_platform.model == model) & (per_platform.row_scale == scale)]
         states = panel.cache_state.nunique() > 1
-        for (platform, state), line in panel.groupby(["platform_id", "cache_state"],
-                                                     sort=True):
+        precisions = panel.precision.nunique() > 1
+        for (platform, state, precision), line in panel.groupby(
+                ["platform_id", "cache_state", "precision"], sort=True):
             line = line.sort_values("batch_size")
-            label = str(platform) + (f" ({state})" if states else "")
+            label = (str(platform) + (f" ({state})" if states else "")
+                     + (f" {precision}" if precisions else ""))
             axis.plot(line.batch_size, line.median_ms, label=label,
                       color=colour[str(platform)], marker=marker[str(platform)],
                       markersize=4, linestyle="--" if states and state == "warm" else "-")

@@ -17,6 +17,7 @@ from recstack.report.sections import (
     Table,
     figures_from,
     table_from_frame,
+    with_precision_label,
 )
 
 TITLE = "Fleet: the platforms side by side"
@@ -46,10 +47,11 @@ def fleet_section(context: ReportContext) -> Section | None:
         section.notes.append("No timing point was measured: no platform is ranked.")
     else:
         _ranking(section, best_platform(context.timings), best_per_platform(context.timings))
+        every, precision = with_precision_label(per_platform_latency(context.timings))
         section.tables.append(_collapsed(table_from_frame(
-            per_platform_latency(context.timings), "Every configuration, per platform",
+            every, "Every configuration, per platform",
             {"model": "model", "batch_size": "batch", "device": "device", "threads": "threads",
-             "backend": "backend", "cache_state": "cache", "platform_id": "platform",
+             "backend": "backend", **precision, "cache_state": "cache", "platform_id": "platform",
              "points": "points", "median_ms": "median ms", "p95_ms": "p95 ms",
              "throughput_per_s": "samples/s"},
             {"median_ms": "ms", "p95_ms": "ms", "throughput_per_s": "rate"},
@@ -77,9 +79,10 @@ def _ranking(section: Section, ranked: pd.DataFrame, lines: pd.DataFrame) -> Non
         section.notes.append("No model and batch size was timed on two or more platforms: "
                              "nothing is ranked.")
         return
+    shown, precision = with_precision_label(ranked)
     section.tables.append(table_from_frame(
-        ranked, "Fastest platform per model and batch size",
-        {"model": "model", "batch_size": "batch", "cache_state": "cache",
+        shown, "Fastest platform per model and batch size",
+        {"model": "model", "batch_size": "batch", **precision, "cache_state": "cache",
          "platforms": "platforms", "best_platform_id": "fastest",
          "best_deployment": "deployment", "best_median_ms": "median ms",
          "runner_up_platform_id": "runner-up", "runner_up_deployment": "deployment",

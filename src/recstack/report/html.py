@@ -26,6 +26,7 @@ from recstack.report.cache_section import cache_section
 from recstack.report.correlation_section import correlation_section
 from recstack.report.fleet_section import fleet_section
 from recstack.report.level_sections import hardware_section, software_section, systems_section
+from recstack.report.precision_section import precision_section
 from recstack.report.roofline_section import roofline_section
 from recstack.report.run_sections import findings_section, methodology_section, platform_section
 from recstack.report.sections import Section, SectionSpec, link_figures, load_context
@@ -44,6 +45,7 @@ DEFAULT_SECTIONS: list[SectionSpec] = [
     SectionSpec("platform", platform_section),
     SectionSpec("systems", systems_section),
     SectionSpec("fleet", fleet_section),  # only where the runs' points span several platforms
+    SectionSpec("precision", precision_section),  # only where they span several precisions
     SectionSpec("cache", cache_section),
     SectionSpec("software", software_section),
     SectionSpec("hardware", hardware_section),

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from recstack.report.sections import (ReportContext, Section, Table, by_run,
+from recstack.report.sections import (ReportContext, Section, Table, by_precision, by_run,
                                       by_run_and_platform, cell, figures_from, grid_table,
-                                      not_measured, table_from_frame)
+                                      not_measured, table_from_frame, with_precision_label)
 from recstack.text import MISSING
 
 if TYPE_CHECKING:
@@ -25,7 +25,8 @@ HARDWARE_RATES = {"ipc": "IPC", "l1i_mpki": "L1i MPKI", "l1d_mpki": "L1d MPKI",
 LEVEL1 = {"retiring": "retiring", "bad_speculation": "bad spec.",
           "frontend_bound": "frontend", "backend_bound": "backend"}
 GRID_KEYS = {"model": "model", "run_id": "run", "device": "device", "threads": "threads",
-             "backend": "backend", "cache_state": "cache"}
+             "backend": "backend", "embedding_precision": "embedding",
+             "dense_precision": "dense", "cache_state": "cache"}
 UNSTABLE_MARK = "*"
 # Operator classes, short enough for a cell of the model x batch table.
 SHORT_CLASS = {"embedding": "emb", "interaction": "inter", "attention": "attn",
@@ -63,7 +64,7 @@ def _cache_note(timings: pd.DataFrame) -> str:
 
 def systems_section(context: ReportContext) -> Section:
     from recstack.analysis.fleet import platforms_of
-    from recstack.analysis.systems import sort_points
+    from recstack.analysis.systems import precisions_of, sort_points
     from recstack.report.plots import write_systems_figures
 
     title = "Systems level: latency, throughput and deployment"
@@ -71,7 +72,8 @@ def systems_section(context: ReportContext) -> Section:
     if timings.empty:
         return not_measured("systems", title, "Measure it with `recstack run` (timing level).")
     section = Section("systems", title)
-    for label, rows in by_run_and_platform(context, timings):
+    for label, rows in (split for run_rows in by_run_and_platform(context, timings)
+                        for split in by_precision(*run_rows)):
         section.figures += figures_from(
             lambda directory, rows=rows: write_systems_figures(rows, directory),
             "Median latency per batch size (p5-p95 band shaded); speedup heatmap; cold points "
@@ -98,12 +100,18 @@ def systems_section(context: ReportContext) -> Section:
             f"({', '.join(platforms)}): the figures and the latency, deployment and spread "
             "tables are per platform, so no statistic mixes machines; the fleet section "
             "compares them.")
-    points = sort_points(timings)
+    if len(precisions := precisions_of(timings)) > 1:
+        section.notes.append(
+            f"These runs' timing points span {len(precisions)} precisions "
+            f"({', '.join(precisions)}): every figure and every model's row is per precision "
+            "(an int8 model is not a deployment of its fp32 original); the precision section "
+            "sets them side by side.")
+    points, precision = with_precision_label(sort_points(timings))
     section.tables.append(_collapsed(table_from_frame(
         points, "Every timing point",
         {"run_id": "run", **({"platform_id": "platform"} if len(platforms) > 1 else {}),
          "model": "model", "batch_size": "batch", "device": "device",
-         "threads": "threads", "backend": "backend", "cache_state": "cache",
+         "threads": "threads", "backend": "backend", **precision, "cache_state": "cache",
          "median_ms": "median ms", "p95_ms": "p95 ms", "p99_ms": "p99 ms",
          "throughput_per_s": "samples/s", "cv": "CV", "unstable": "unstable"},
         {"median_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "throughput_per_s": "rate",
@@ -126,19 +134,21 @@ def _deployment_tables(section: Section, context: ReportContext, timings: pd.Dat
         f"{UNSTABLE_MARK}: flagged unstable (p5-p95 spread over the threshold, see the "
         "methodology). Each cell: the point of that model and batch (its backend in the "
         "detail below).", GRID_KEYS))
-    best = best_deployment(timings, context.targets)
+    best, precision = with_precision_label(best_deployment(timings, context.targets))
     section.tables.append(table_from_frame(
         best, "Best deployment per model (highest throughput meeting the p95 target)" + suffix,
-        {"model": "model", "target_ms": "p95 target ms", "device": "device",
+        {"model": "model", **precision, "target_ms": "p95 target ms", "device": "device",
          "threads": "threads", "backend": "backend", "batch_size": "batch",
          "p95_ms": "p95 ms", "throughput_per_s": "samples/s", "meets_target": "meets target"},
         {"p95_ms": "ms", "throughput_per_s": "rate"}, f"targets: {context.targets.source}",
         ["" if meets else "flag" for meets in best.meets_target]))
     choice = deployment_choice(timings, context.targets)
+    shown, precision = with_precision_label(choice)
     section.tables.append(table_from_frame(
-        choice, "Deployment choice: best over worst throughput" + suffix,
-        {"model": "model", "deployments": "deployments", "best": "best", "worst": "worst",
-         "ratio": "best/worst", "ratio_within_target": "best/worst within target"},
+        shown, "Deployment choice: best over worst throughput" + suffix,
+        {"model": "model", **precision, "deployments": "deployments", "best": "best",
+         "worst": "worst", "ratio": "best/worst",
+         "ratio_within_target": "best/worst within target"},
         {"ratio": "x", "ratio_within_target": "x"},
         f"{MISSING} within target: no deployment of the model meets its target."))
     return spread_extremes(choice)
@@ -154,15 +164,22 @@ def _spread_headline(extremes: list[tuple[str, SpreadExtremes | None]]) -> str |
     platform, top = max(found, key=lambda pair: pair[1].ratio)
     where = f" on platform {platform}" if platform else ""
     headline = (f"Deployment choice: the best configuration beats the worst by up to "
-                f"{top.ratio:.1f}x in throughput ({top.model}{where}: {top.best} "
-                f"over {top.worst})")
+                f"{top.ratio:.1f}x in throughput ({top.model}{_in(top.precision)}{where}: "
+                f"{top.best} over {top.worst})")
     inside = [(p, e) for p, e in found if e.within_model is not None]
     if inside:
         platform, within = max(inside, key=lambda pair: pair[1].within_ratio)
         where = f" on platform {platform}" if platform else ""
         headline += (f"; within the latency targets by up to {within.within_ratio:.1f}x "
-                     f"({within.within_model}{where})")
+                     f"({within.within_model}{_in(within.within_precision)}{where})")
     return headline + ". The paper reports up to 15x."
+
+
+def _in(precision: str) -> str:
+    """`` in emb=int8,dense=fp32`` for a model's reduced precision; nothing for fp32."""
+    from recstack.precision import REFERENCE
+
+    return "" if precision == REFERENCE else f" in {precision}"
 
 
 def software_section(context: ReportContext) -> Section:
@@ -175,7 +192,8 @@ def software_section(context: ReportContext) -> Section:
         return not_measured("software", title, "Measure it with `recstack run` (operators "
                             "level) or `recstack profile`.")
     section = Section("software", title)
-    for label, rows in by_run(context, context.shares):
+    for label, rows in (split for run_rows in by_run(context, context.shares)
+                        for split in by_precision(*run_rows)):
         section.figures += figures_from(
             lambda directory, rows=rows: write_software_figures(rows, directory),
             "Share of inference time by operator class and by model part (profiled runs).",
@@ -189,10 +207,11 @@ def software_section(context: ReportContext) -> Section:
         "Each cell: the largest operator class and its share of the iteration / the largest "
         "model part. " + ", ".join(f"{short} = {name}" for name, short in SHORT_CLASS.items())
         + ".", GRID_KEYS))
+    summary, precision = with_precision_label(summary)
     section.tables.append(_collapsed(table_from_frame(
         summary, "Dominant operator class and model part per point",
         {"run_id": "run", "model": "model", "batch_size": "batch", "device": "device",
-         "threads": "threads", "backend": "backend", "cache_state": "cache",
+         "threads": "threads", "backend": "backend", **precision, "cache_state": "cache",
          "top_class": "top class", "top_class_share": "share",
          "top_part": "top part", "top_part_share": "share (part)",
          "overhead_share": "overhead", "profiler_overhead": "profiler +"},
@@ -217,7 +236,8 @@ def hardware_section(context: ReportContext) -> Section:
                             "with valgrind where the CPU exposes no counters).")
     section = Section("hardware", title)
     hardware = hardware_summary(context.hardware)
-    for label, rows in by_run(context, hardware):
+    for label, rows in (split for run_rows in by_run(context, hardware)
+                        for split in by_precision(*run_rows)):
         # Measured and simulated figures are never drawn in one chart.
         for kind, group in rows.groupby("kind"):
             if group[list(LEVEL1)].notna().all(axis=1).any():
@@ -227,10 +247,12 @@ def hardware_section(context: ReportContext) -> Section:
                         group, directory / "topdown.png"),
                     f"Top-down level 1, {kind.upper()}: "
                     + "; ".join(sorted(set(group.source))), name)
+    shown, precision = with_precision_label(
+        hardware.assign(top_stall=hardware.top_stall.str.replace("_", " ")))
     section.tables.append(table_from_frame(
-        hardware.assign(top_stall=hardware.top_stall.str.replace("_", " ")),
-        "Miss rates and top-down per point (each labelled measured or simulated)",
-        {"model": "model", "row_scale": "rows x", "batch_size": "batch", "kind": "source",
+        shown, "Miss rates and top-down per point (each labelled measured or simulated)",
+        {"model": "model", "row_scale": "rows x", "batch_size": "batch", **precision,
+         "kind": "source",
          **HARDWARE_RATES, **LEVEL1, "top_stall": "top stall"},
         {**dict.fromkeys(HARDWARE_RATES, "num"), **dict.fromkeys(LEVEL1, "pct"),
          "row_scale": "num"},

@@ -3,7 +3,8 @@
 A builder is ``def my_section(context: ReportContext) -> Section``; builders live in
 ``report/level_sections.py`` (the three levels), ``report/run_sections.py`` (platform,
 methodology, findings), ``report/correlation_section.py``, ``report/roofline_section.py``,
-``report/cache_section.py``, ``report/serving_section.py`` and ``report/fleet_section.py``.
+``report/cache_section.py``, ``report/serving_section.py``, ``report/fleet_section.py`` and
+``report/precision_section.py``.
 Builders render: the analyses compute (their view frames, :mod:`recstack.analysis.views`),
 and a builder formats those frames into figures, tables and notes; it never runs SQL,
 measures or recomputes.
@@ -294,6 +295,33 @@ def by_run_and_platform(context: ReportContext, frame: pd.DataFrame
             own = rows[rows.platform_id == platform]
             if not own.empty:
                 yield ", ".join(part for part in (label, f"platform {platform}") if part), own
+
+
+def by_precision(label: str, frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(label, rows) per precision of ``frame`` where its points span several (the label
+    then names it: one figure per precision, so an int8 point never shares a line or a bar
+    with an fp32 one); ``(label, frame)`` for the points of one precision."""
+    from recstack.analysis.systems import precision_labels, precisions_of
+
+    found = precisions_of(frame)
+    if len(found) < 2:
+        yield label, frame
+        return
+    labels = precision_labels(frame)
+    for precision in found:
+        yield ", ".join(part for part in (label, f"precision {precision}") if part), \
+            frame[labels == precision]
+
+
+def with_precision_label(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """``frame`` with a ``precision`` column (``Precision.label``) and the header to show it
+    under, where its rows span several precisions; ``frame`` and no header otherwise (a
+    report of one precision shows no precision column)."""
+    from recstack.analysis.systems import precision_labels, precisions_of
+
+    if len(precisions_of(frame)) < 2:
+        return frame, {}
+    return frame.assign(precision=precision_labels(frame)), {"precision": "precision"}
 
 
 @dataclass(frozen=True)

@@ -308,7 +308,7 @@ def _admitted(points: list[Point], notes: list[str], drop_unfit: bool,
     kept: dict[tuple[ModelSpec, int, Precision], int] = {}
     for point in points:
         count = cycled_set(point.spec, point.query, point.batch_size, point.cache,
-                           llc_bytes).batches
+                           llc_bytes, precision=point.precision).batches
         key = (point.spec, point.batch_size, point.precision)
         kept[key] = max(kept.get(key, 1), count)
     for (spec, batch, precision), count in kept.items():
