@@ -12,10 +12,18 @@ int8 and int4 over fp32 (medians of the same run), the deviation of the predicti
 the embedding bytes the batch gathers per second of latency (what a gather-bound model
 moves: the roofline's memory side).
 
-    .venv/bin/python benchmarks/precision.py [--models rmc1,rmc2,rmc3,wnd]
-        [--batch-sizes 1,16,256,4096] [--threads N] [--min-time 1.0] [--store PATH]
+``--part kernels``: the three gather kernels alone (torch's ``embedding_bag`` on float32
+rows, FBGEMM's int8 and int4 row-wise kernels) on one 512 MB-in-fp32 table, 640 random ids
+per sample (RMC1's lookups), at 1 thread and at every usable core: whether each kernel uses
+more threads, and its rows per second. Ids drawn ahead, eight id sets cycled, 1 s per case
+after two calls of warm-up; the median of five rounds.
 
-Raw samples and the table go to docs/results/precision/benchmark.json.
+    .venv/bin/python benchmarks/precision.py [--part models|kernels]
+        [--models rmc1,rmc2,rmc3,wnd] [--batch-sizes 1,16,256,4096] [--threads N]
+        [--min-time 1.0] [--store PATH]
+
+Raw samples and the table go to docs/results/precision/benchmark.json (kernels:
+kernels.json).
 """
 
 from __future__ import annotations
@@ -106,8 +114,49 @@ def print_table(table: list[dict[str, Any]]) -> None:
               f"{int4['gathered_gb_per_s']:.2f} |")
 
 
+def kernels(threads: int) -> dict[str, Any]:
+    import statistics
+    import time
+
+    import torch
+
+    from recstack.models.embeddings import random_table
+    from recstack.models.table_formats import pooled_lookup
+
+    rows, dim, lookups = 4_000_000, 32, 640
+    tables = {name: random_table(rows, dim, 0, 0, name) for name in ("fp32", "int8", "int4")}
+    found: dict[str, Any] = {}
+    for batch in (64, 1024):
+        generator = torch.Generator().manual_seed(batch)
+        id_sets = [torch.randint(0, rows, (batch * lookups,), generator=generator)
+                   for _ in range(8)]
+        offsets = torch.arange(0, batch * lookups, lookups // 8)  # bags of 80, as RMC1
+        for count in sorted({1, threads}):
+            torch.set_num_threads(count)
+            for name, table in tables.items():
+                lookup = pooled_lookup(name)
+                rounds = []
+                for _ in range(5):
+                    for ids in id_sets[:2]:
+                        lookup(table, ids, offsets)
+                    calls, began = 0, time.perf_counter()
+                    while time.perf_counter() - began < 1.0:
+                        lookup(table, id_sets[calls % 8], offsets)
+                        calls += 1
+                    rounds.append((time.perf_counter() - began) / calls * 1e3)
+                median = statistics.median(rounds)
+                found[f"{name} b{batch} t{count}"] = {
+                    "ms": rounds, "median_ms": median,
+                    "mrows_per_s": batch * lookups / (median / 1e3) / 1e6}
+                print(f"{name} batch {batch} threads {count}: {median:.3f} ms "
+                      f"({found[f'{name} b{batch} t{count}']['mrows_per_s']:.0f} M rows/s)",
+                      flush=True)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("models", "kernels"), default="models")
     parser.add_argument("--models", default="rmc1,rmc2,rmc3,wnd")
     parser.add_argument("--batch-sizes", default="1,16,256,4096")
     parser.add_argument("--threads", type=int, default=usable_cores())
@@ -119,6 +168,11 @@ def main() -> None:
     sizes = [int(size) for size in args.batch_sizes.split(",")]
     host = describe_platform(collect_platform())
     print(f"host: {host}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.part == "kernels":
+        (RESULTS / "kernels.json").write_text(json.dumps(
+            {"host": host, "threads": args.threads, **kernels(args.threads)}, indent=1))
+        return
     with tempfile.TemporaryDirectory() as folder:
         path = Path(args.store) if args.store else Path(folder) / "precision.duckdb"
         store, run_id = measure(models, sizes, args.threads, args.min_time, path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pandas as pd
+
 from recstack.report.sections import (ReportContext, Section, by_run, cell, figures_from,
                                       grid_table, not_measured, table_from_frame)
 
@@ -51,7 +53,8 @@ def roofline_section(context: ReportContext) -> Section:
         lambda point: f"{cell(point['efficiency'], 'pct')} {cell(point['limiting_stage'])}",
         "Each cell: the efficiency and the stage that limits the bound (detail below).",
         {"model": "model", "run_id": "run", "device": "device", "threads": "threads",
-         "backend": "backend", "cache_state": "cache"}))
+         "backend": "backend", "cache_state": "cache", "embedding_precision": "tables",
+         "dense_precision": "dense layers"}))
     table = sort_points(table)
     section.tables.append(replace(table_from_frame(
         table, "Roofline bound and efficiency per point",
@@ -61,7 +64,8 @@ def roofline_section(context: ReportContext) -> Section:
          "limiting_stage": "limiting stage", "limit": "limit",
          "rows_resident": "rows fit LLC", "overhead_share_low": "overhead (low)",
          "overhead_share_high": "overhead (high)", "overhead_basis": "overhead from",
-         "ceilings_offset_minutes": "ceilings measured (min from run)"},
+         "ceilings_offset_minutes": "ceilings measured (min from run)",
+         **(PRECISION_HEADERS if _several_precisions(table) else {})},
         {"measured_ms": "ms", "bound_ms": "ms", "efficiency": "pct",
          "ceilings_offset_minutes": "num",
          "overhead_share_low": "pct", "overhead_share_high": "pct"},
@@ -96,3 +100,13 @@ def _ceilings_note(run_id: str, choice: object) -> str:
                  "beside the run (`recstack ceilings --refresh` before or after it) for a "
                  "trustworthy efficiency")
     return note
+
+
+PRECISION_HEADERS = {"embedding_precision": "tables", "dense_precision": "dense layers",
+                     "ceiling_basis": "ceilings of"}
+
+
+def _several_precisions(table: pd.DataFrame) -> bool:
+    """Whether the points span more than one precision (only then do they name it)."""
+    columns = [c for c in ("embedding_precision", "dense_precision") if c in table.columns]
+    return bool(columns) and len(table[columns].drop_duplicates()) > 1
