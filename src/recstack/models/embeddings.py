@@ -182,6 +182,22 @@ def fused_tables(rows: tuple[int, ...], dim: int, seed: int, first_table_index: 
     return weight, bases
 
 
+def hold_fused_tables(module: nn.Module, rows: tuple[int, ...], dim: int, seed: int,
+                      first_table_index: int, precision: Precision) -> str:
+    """Gives a fused layout's ``module`` its tables (:func:`fused_tables`) as ``weight``,
+    ``rows``, the ``row_bases`` buffer, ``stored_precision`` and the dtype its lookups are
+    cast to; returns the stored precision."""
+    stored = precision.table_precision(dim)
+    module.stored_precision = stored
+    weight, bases = fused_tables(rows, dim, seed, first_table_index, stored)
+    module.weight = nn.Parameter(weight, requires_grad=False)
+    module.rows = tuple(rows)
+    module.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
+                           persistent=False)
+    module._out_dtype = out_dtype(stored, precision)
+    return stored
+
+
 class StoredTable(nn.Module):
     """A table in a reduced precision: its stored ``weight`` (fp16/bf16 rows, or FBGEMM's
     packed int8/int4 rows), frozen."""
@@ -275,16 +291,9 @@ class FusedPooledEmbeddings(nn.Module):
     def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int = 0,
                  precision: Precision = FP32):
         super().__init__()
-        stored = precision.table_precision(dim)
-        self.stored_precision = stored
-        weight, bases = fused_tables(rows, dim, seed, first_table_index, stored)
-        self.weight = nn.Parameter(weight, requires_grad=False)
-        self.rows = tuple(rows)
+        stored = hold_fused_tables(self, rows, dim, seed, first_table_index, precision)
         self.dim = dim
         self._lookup = None if stored == REFERENCE else table_formats.pooled_lookup(stored)
-        self._out_dtype = out_dtype(stored, precision)
-        self.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
-                             persistent=False)
         # Read at call time without nn.Module.__getattr__ (see RecModel).
         self._parameter_dict = self._parameters
         self._shifts: dict[tuple[int, ...], torch.Tensor] = {}

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from recstack.models import table_formats
-from recstack.models.embeddings import (StoredTable, fused_tables, out_dtype, random_table,
-                                        table_views)
+from recstack.models.embeddings import (StoredTable, hold_fused_tables, out_dtype,
+                                        random_table, table_views)
 from recstack.precision import FP32, REFERENCE, Precision
 
 
@@ -66,16 +66,9 @@ class FusedSequenceEmbeddings(nn.Module):
     def __init__(self, rows: tuple[int, ...], dim: int, seed: int, first_table_index: int,
                  precision: Precision = FP32):
         super().__init__()
-        stored = precision.table_precision(dim)
-        self.stored_precision = stored
-        weight, bases = fused_tables(rows, dim, seed, first_table_index, stored)
-        self.weight = nn.Parameter(weight, requires_grad=False)
-        self.rows = tuple(rows)
-        self.register_buffer("row_bases", torch.tensor(bases, dtype=torch.int64),
-                             persistent=False)
+        stored = hold_fused_tables(self, rows, dim, seed, first_table_index, precision)
         self._step_bases: dict[int, torch.Tensor] = {}
         self._gather = table_formats.RowLookup(stored, dim)
-        self._out_dtype = out_dtype(stored, precision)
 
     def _bases_of_steps(self, steps: int) -> torch.Tensor:
         """``(steps,)``: the first row of the table each step reads."""
