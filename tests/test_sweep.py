@@ -248,6 +248,23 @@ def test_sweep_file(tmp_path: Path) -> None:
         load_sweep_file(path)
 
 
+def test_a_sweep_file_names_its_precisions(tmp_path: Path) -> None:
+    from recstack.precision import FP32, Precision
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text("models: [ncf]\nbatch_sizes: [1]\nthreads: [1]\ndevices: [cpu]\n"
+                    "backends: [fused]\nrow_scale: 0.01\n"
+                    "precisions: [fp32, 'emb=int8,dense=bf16']\n")
+    plan = plan_sweep(**load_sweep_file(path))
+    assert [p.precision for p in plan.points] == [FP32, Precision("int8", "bf16")]
+    path.write_text("models: [ncf]\nprecisions: ['emb=int3']\n")
+    with pytest.raises(RecstackError, match="sweep.yaml: precision: 'emb=int3' is not allowed"):
+        load_sweep_file(path)
+    path.write_text("models: [ncf]\nprecisions: fp32\n")
+    with pytest.raises(RecstackError, match="precisions: 'fp32' is not allowed"):
+        load_sweep_file(path)
+
+
 def test_open_run_creates_and_resumes_with_the_same_settings_only(tmp_path: Path) -> None:
     from recstack.sweep import open_run
 
