@@ -117,3 +117,22 @@ def test_dense_int8_layers_are_dynamically_quantized_and_bf16_layers_are_bf16() 
     halved = build_model(spec, precision=Precision("fp32", "bf16"))
     assert halved.over[0].weight.dtype == torch.bfloat16
     assert halved.sparse.table_weights()[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", ["rmc1", "din"])
+def test_static_runtime_runs_quantized_tables_and_layers(name: str) -> None:
+    """Static Runtime's graphs call the quantized embedding and linear operators: the same
+    predictions as the eager model of the same precision."""
+    from recstack.backends import build_for_backend, prepare_backend
+    from recstack.static_runtime import unavailable_reason
+
+    if unavailable_reason("cpu") is not None:
+        pytest.skip(unavailable_reason("cpu"))
+    spec = small_spec(name)
+    precision = Precision("int8", "int8")
+    batch = one_batch(spec, batch_size=8)
+    static = build_for_backend(spec, "static", seed=2, precision=precision)
+    prepare_backend(static, "static", [batch])
+    with torch.inference_mode():
+        expected = build_model(spec, seed=2, precision=precision)(batch)
+        assert torch.allclose(static(batch), expected, atol=1e-5)
