@@ -147,7 +147,7 @@ def print_hardware_level(store: Any, run_id: str) -> None:
         "branch MPKI", "retiring", "bad spec", "frontend", "backend", "top stall"),
         {"model", "source", "top stall"})
     for row in hardware_summary(hardware).itertuples():
-        table.add_row(row.model, f"x{row.row_scale:g}", str(row.batch_size), row.kind,
+        table.add_row(_model(row), f"x{row.row_scale:g}", str(row.batch_size), row.kind,
                       _num(row.ipc), _num(row.l1i_mpki), _num(row.l1d_mpki),
                       _num(row.llc_mpki), _num(row.branch_mpki), _pct(row.retiring),
                       _pct(row.bad_speculation), _pct(row.frontend_bound),
