@@ -67,9 +67,46 @@ def test_dien_defaults_follow_the_deeprecsys_layout() -> None:
               "arch_embedding_size": "-".join(["1000"] * 43)}
     spec = spec_from_config(config)
     assert spec.sequence_length == 40  # one behaviour table per step
-    assert spec.gru_hidden_size == 32  # the original DIEN: GRU as wide as the embedding
+    assert spec.gru_hidden_size == 64  # DeepRecSys's default: its dien.json sets none
     assert spec.attention_mlp == (80, 40)
     assert spec.bottom_mlp == ()
+
+
+def test_deeprecsys_dien_json_loads_as_deeprecsys_ran_it() -> None:
+    """DeepRecSys's dien.json puts "512" in arch_mlp_bot, which its DIEN never reads, and
+    sets no GRU width (its default is 64): neither becomes part of the model."""
+    config = {"model_type": "dien", "arch_mlp_bot": "512", "arch_mlp_top": "200-80-2",
+              "arch_sparse_feature_size": 32, "arch_embedding_size": "-".join(["1000"] * 43)}
+    spec = spec_from_config(config)
+    assert spec.gru_hidden_size == 64
+    assert spec.attention_mlp == (80, 40)  # not a 512-wide attention unit
+    assert spec.unused_keys() == ("arch_mlp_bot",)
+    assert spec_from_config(spec.to_config()) == spec
+    din = spec_from_config({**config, "model_type": "din"})
+    assert din.attention_mlp == (512,)  # DeepRecSys's DIN does read it, as its attention
+
+
+def test_mtwnd_tasks_first_width_is_the_towers_input() -> None:
+    config = {"model_type": "mtwnd", "arch_mlp_bot": "512", "arch_mlp_top": "1024-512",
+              "arch_mlp_tasks": "512-256-128", "arch_embedding_size": "1000-1000",
+              "arch_sparse_feature_size": 32}
+    assert spec_from_config(config).tower_widths == (256, 128, 1)
+    with pytest.raises(SpecError, match="arch_mlp_tasks: '256-128' is not allowed; its first "
+                                        "width is the towers' input and must equal the last "
+                                        "arch_mlp_top width \\(512\\)"):
+        spec_from_config({**config, "arch_mlp_tasks": "256-128"})
+
+
+def test_activation_is_a_din_and_dien_key() -> None:
+    din = {"model_type": "din", "arch_mlp_top": "8-2", "arch_embedding_size": "10-10-10-10",
+           "arch_sparse_feature_size": 4}
+    assert spec_from_config(din).activation is None  # ReLU, as DeepRecSys
+    dice = spec_from_config({**din, "activation": "Dice"})
+    assert dice.activation == "dice" and spec_from_config(dice.to_config()) == dice
+    with pytest.raises(SpecError, match="activation: 'gelu' is not allowed; expected one of "
+                                        "relu, prelu, dice"):
+        spec_from_config({**din, "activation": "gelu"})
+    assert spec_from_config(rmc1_config(activation="prelu")).unused_keys() == ("activation",)
 
 
 def test_attention_widths_have_their_own_key() -> None:

@@ -200,7 +200,7 @@ def stage_work(spec: ModelSpec, batch_size: int, precision: Precision = FP32
         stages.append(StageWork("interaction", activation_bytes=_concat_bytes(b, width, value)))
         stages.append(_dense_stage("top_mlp", mlp_gemms(b, width, spec.top_mlp, dtype=dense)))
         if kind == "mtwnd":
-            tower = spec.task_mlp + (1,)
+            tower = spec.tower_widths
             gemms = mlp_gemms(b, spec.top_mlp[-1], tower, dtype=dense) * spec.num_tasks
             stages.append(_dense_stage("towers", gemms))
     else:  # din, dien

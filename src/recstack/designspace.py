@@ -321,6 +321,8 @@ def apply_factors(base: ModelSpec, draw: Mapping[str, Any], name: str,
         else:
             hidden = hidden[:max(1, len(hidden) + depth)]
         top = hidden + output
+    if kind == "mtwnd" and tasks:
+        tasks[0] = top[-1]  # the towers' input is the shared bottom's output (spec rule)
     if kind in ("din", "dien") and "attention_width" in draw:
         attention = [_scaled_width(w, draw["attention_width"]) for w in attention]
     interaction = draw.get("interaction", base.interaction)

@@ -68,7 +68,7 @@ def _mlp_layers(spec: ModelSpec) -> list[int]:
     elif kind == "ncf":
         layers += [1]  # the NeuMF output layer
     elif kind == "mtwnd":
-        layers += spec.num_tasks * [*spec.task_mlp, 1]
+        layers += spec.num_tasks * list(spec.tower_widths)
     elif kind in ("din", "dien"):
         layers += [*spec.attention_mlp, 1]  # the attention unit's MLP
     return layers

@@ -151,6 +151,12 @@ def over_input_width(spec: ModelSpec) -> int:
     return 3 * dim + (spec.gru_hidden_size or 0)  # dien: the final interest state replaces it
 
 
+def activation_parameters(spec: ModelSpec) -> int:
+    """Parameters of DIN's or DIEN's learned activations: one per channel of each hidden
+    over-arch layer (PReLU's slope, Dice's alpha); none for ReLU."""
+    return sum(spec.top_mlp[:-1]) if spec.activation in ("prelu", "dice") else 0
+
+
 def wide_width(spec: ModelSpec) -> int:
     """Output width of the wide (linear) part of WnD models: one logit per output."""
     return spec.top_mlp[-1] if spec.model_type == "wnd" else 1
@@ -191,7 +197,7 @@ def dense_layer_shapes(spec: ModelSpec) -> list[tuple[int, int]]:
         shapes = ([(spec.dense_features, wide_width(spec))]
                   + _chain(over_input_width(spec), spec.top_mlp))
         if kind == "mtwnd":
-            shapes += spec.num_tasks * _chain(spec.top_mlp[-1], spec.task_mlp + (1,))
+            shapes += spec.num_tasks * _chain(spec.top_mlp[-1], spec.tower_widths)
         return shapes
     top = _chain(over_input_width(spec), spec.top_mlp)
     attention = spec.attention_mlp + (1,)
@@ -270,13 +276,14 @@ def footprint(spec: ModelSpec, precision: Precision = FP32) -> Footprint:
         mlp = (mlp_flops(spec.dense_features, (wide,))
                + mlp_flops(over_input_width(spec), spec.top_mlp))
         if kind == "mtwnd":
-            tower = spec.task_mlp + (1,)
+            tower = spec.tower_widths
             dense += spec.num_tasks * mlp_parameters(spec.top_mlp[-1], tower)
             mlp += spec.num_tasks * mlp_flops(spec.top_mlp[-1], tower)
     else:  # din, dien
         steps = layout.sequence_length
         attention_widths = spec.attention_mlp + (1,)
-        top = mlp_parameters(over_input_width(spec), spec.top_mlp)
+        top = (mlp_parameters(over_input_width(spec), spec.top_mlp)
+               + activation_parameters(spec))
         mlp = mlp_flops(over_input_width(spec), spec.top_mlp)
         if kind == "din":
             dense = mlp_parameters(4 * dim, attention_widths) + top

@@ -18,7 +18,10 @@ Id distributions:
   to ``k ** -s``), sampled exactly by inverse CDF. Ranks map to rows through a seeded affine
   bijection ``(rank * a + b) % rows``, fixed per table for all batches, so the hot rows are
   the same in every batch but scattered over the table rather than packed at its start.
-- ``locality``: the reuse model of DeepRecSys. Each access, with probability
+- ``locality``: recstack's own two-parameter reuse model, not DeepRecSys's method
+  (DeepRecSys, like the DLRM reference's trace generator, samples LRU stack distances from a
+  profile learned from a trace: each access either reuses the row at a drawn stack depth or
+  touches a new row). Here each access, with probability
   ``reuse_probability``, repeats the row accessed ``d`` accesses earlier in the same stream;
   otherwise it takes a fresh uniform row. ``d`` is drawn log-uniformly from
   ``1..reuse_distance_max`` and clipped to the access's position. ``d`` is a distance in

@@ -17,8 +17,13 @@ How each model type reads the keys:
 - ``din`` / ``dien``: tables in the order user profile, behaviour table(s), candidate ad,
   context; ``arch_mlp_att`` is the hidden widths of the attention unit (default 80-40);
   ``sequence_length`` (DeepRecSys: ``user_behavior_tables``) is the number of behaviours per
-  user. They have no bottom MLP: DeepRecSys files put the attention widths in
-  ``arch_mlp_bot``, so there ``arch_mlp_bot`` is read as ``arch_mlp_att``.
+  user. They have no bottom MLP. DeepRecSys's DIN reads its attention widths from
+  ``arch_mlp_bot``, so for ``din`` ``arch_mlp_bot`` is read as ``arch_mlp_att``; its DIEN
+  never reads ``arch_mlp_bot`` (its ``dien.json`` has ``"512"`` there), so for ``dien`` it is
+  accepted and unused. ``gru_hidden_size`` (``dien``) defaults to 64, DeepRecSys's default
+  (its ``dien.json`` does not set it). ``activation`` (``relu``, ``prelu``, ``dice``) is the
+  hidden activation of their fully connected (over-arch) layers: ReLU by default, as
+  DeepRecSys ran them; the papers use PReLU (DIN's baseline) and Dice (DIN's own).
 """
 
 from __future__ import annotations
@@ -39,12 +44,17 @@ MODEL_TYPE_ALIASES: dict[str, str] = {
     "mt-wnd": "mtwnd",
 }
 INTERACTIONS: tuple[str, ...] = ("cat", "dot")
+ACTIVATIONS: tuple[str, ...] = ("relu", "prelu", "dice")
+"""The hidden activation of DIN's and DIEN's fully connected layers: ReLU as DeepRecSys (the
+default), or the papers' PReLU and Dice."""
 ATTENTION_TYPES: tuple[str, ...] = ("din", "dien")
 
 # The DIN and DIEN attention unit hidden widths when a file does not give them: those of the
 # DIN authors' released code (80-40, sigmoid).
 DEFAULT_ATTENTION_WIDTHS: tuple[int, ...] = (80, 40)
 DEFAULT_MTWND_TASKS = 2
+DEFAULT_DIEN_GRU_HIDDEN = 64
+"""DeepRecSys's DIEN GRU width when its config gives none (its ``dien.json`` gives none)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,6 +119,12 @@ def _parse_model_type(key: str, value: Any) -> str:
     return canonical
 
 
+def _parse_activation(key: str, value: Any) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in ACTIVATIONS:
+        raise SpecError(key, value, f"expected one of {', '.join(ACTIVATIONS)}")
+    return value.strip().lower()
+
+
 def _parse_interaction(key: str, value: Any) -> str:
     if not isinstance(value, str) or value.strip().lower() not in INTERACTIONS:
         raise SpecError(key, value, f"expected one of {', '.join(INTERACTIONS)}")
@@ -160,6 +176,8 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
     SpecKey("sequence_length", "sequence_length", _parse_int, _same, "behaviours per user"),
     SpecKey("num_tasks", "num_tasks", _parse_int, _same, "number of tasks (mtwnd)"),
     SpecKey("gru_hidden_size", "gru_hidden_size", _parse_int, _same, "GRU hidden size (dien)"),
+    SpecKey("activation", "activation", _parse_activation, _same,
+            "hidden activation of the fully connected layers (din, dien): relu, prelu, dice"),
     SpecKey("row_scale", "row_scale", _parse_number, _same, "factor applied to table rows"),
 )
 KEYS_BY_NAME: dict[str, SpecKey] = {k.key: k for k in SPEC_KEYS}
@@ -216,7 +234,7 @@ def config_fields(config: Mapping[str, Any], default_name: str | None) -> dict[s
                             f"must equal user_behavior_tables ({b}) when both are given")
 
     model_type = values["model_type"]
-    if model_type in ATTENTION_TYPES and "bottom_mlp" in values:
+    if model_type == "din" and "bottom_mlp" in values:
         _bottom_as_attention(config, values)
     values.setdefault("name", default_name or model_type)
     _fill_type_defaults(model_type, values)
@@ -224,8 +242,8 @@ def config_fields(config: Mapping[str, Any], default_name: str | None) -> dict[s
 
 
 def _bottom_as_attention(config: Mapping[str, Any], values: dict[str, Any]) -> None:
-    """A DIN/DIEN file's ``arch_mlp_bot`` (DeepRecSys's place for the attention widths) read
-    as ``arch_mlp_att``."""
+    """A DIN file's ``arch_mlp_bot`` (DeepRecSys's place for DIN's attention widths) read as
+    ``arch_mlp_att``."""
     widths = values.pop("bottom_mlp")
     given = values.setdefault("attention_mlp", widths)
     if given != widths:
@@ -244,5 +262,4 @@ def _fill_type_defaults(model_type: str, values: dict[str, Any]) -> None:
         behaviour_tables = len(values["table_rows"]) - 3
         values.setdefault("sequence_length", max(1, behaviour_tables))
     if model_type == "dien":
-        # The original DIEN's GRU is as wide as the behaviour embedding.
-        values.setdefault("gru_hidden_size", values["embedding_dim"])
+        values.setdefault("gru_hidden_size", DEFAULT_DIEN_GRU_HIDDEN)

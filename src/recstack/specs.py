@@ -20,8 +20,8 @@ from typing import Any
 
 from recstack.errors import RecstackError, SpecError
 from recstack.limits import is_number
-from recstack.spec_format import (ATTENTION_TYPES, INTERACTIONS, MODEL_TYPES, WRITTEN_KEYS,
-                                  config_fields, dash, key_of)
+from recstack.spec_format import (ACTIVATIONS, ATTENTION_TYPES, INTERACTIONS, MODEL_TYPES,
+                                  WRITTEN_KEYS, config_fields, dash, key_of)
 from recstack.text import has_control
 
 # Structural limits of a spec, far beyond any published model; whether a model fits this
@@ -66,6 +66,8 @@ class ModelSpec:
     num_tasks: int = 1
     sequence_length: int | None = None
     gru_hidden_size: int | None = None
+    activation: str | None = None
+    """DIN/DIEN over-arch hidden activation (``spec_format.ACTIVATIONS``); None: ReLU."""
     row_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -90,6 +92,14 @@ class ModelSpec:
         if self.model_type in ("dlrm", "wnd", "mtwnd"):
             return self.bottom_mlp[0]
         return 0
+
+    @property
+    def tower_widths(self) -> tuple[int, ...]:
+        """Each MT-WnD task tower's layers after its input, the prediction layer last. As
+        DeepRecSys reads ``arch_mlp_tasks``, its first width is the tower's input (the shared
+        bottom's output, checked equal): ``512-256-128`` is 512 -> 256 -> 128; recstack
+        adds the one-unit layer DeepRecSys's towers lack, so that each task predicts."""
+        return (*self.task_mlp[1:], 1)
 
     @property
     def is_full_size(self) -> bool:
@@ -119,7 +129,7 @@ class ModelSpec:
     def unused_keys(self) -> tuple[str, ...]:
         """File keys that this model type accepts but does not use (to tell users)."""
         unused = []
-        if self.model_type == "ncf" and self.bottom_mlp:
+        if self.model_type in ("ncf", "dien") and self.bottom_mlp:
             unused.append("arch_mlp_bot")
         if self.model_type != "mtwnd" and self.task_mlp:
             unused.append("arch_mlp_tasks")
@@ -129,6 +139,8 @@ class ModelSpec:
             unused.append("num_tasks")
         if self.model_type not in ATTENTION_TYPES and self.sequence_length is not None:
             unused.append("sequence_length")
+        if self.model_type not in ATTENTION_TYPES and self.activation is not None:
+            unused.append("activation")
         if self.model_type != "dien" and self.gru_hidden_size is not None:
             unused.append("gru_hidden_size")
         return tuple(unused)
@@ -145,6 +157,9 @@ def _validate(spec: ModelSpec) -> None:
     """Checks every value and every rule of the model type; raises SpecError on the first."""
     if spec.model_type not in MODEL_TYPES:
         raise SpecError("model_type", spec.model_type, f"expected one of {', '.join(MODEL_TYPES)}")
+    if spec.activation is not None and spec.activation not in ACTIVATIONS:
+        raise SpecError("activation", spec.activation,
+                        f"expected one of {', '.join(ACTIVATIONS)}")
     if spec.interaction not in INTERACTIONS:
         raise SpecError("arch_interaction_op", spec.interaction,
                         f"expected one of {', '.join(INTERACTIONS)}")
@@ -199,12 +214,16 @@ def _validate(spec: ModelSpec) -> None:
         if kind == "mtwnd" and not spec.task_mlp:
             raise SpecError("arch_mlp_tasks", None,
                             "mtwnd needs the task tower widths (e.g. '512-256-128')")
+        if kind == "mtwnd" and spec.task_mlp[0] != spec.top_mlp[-1]:
+            raise SpecError("arch_mlp_tasks", dash(spec.task_mlp),
+                            "its first width is the towers' input and must equal the last "
+                            f"arch_mlp_top width ({spec.top_mlp[-1]}), as DeepRecSys reads it")
     elif kind in ATTENTION_TYPES:
         if spec.num_tables < 4:
             raise SpecError("arch_embedding_size", dash(spec.table_rows),
                             f"{kind} needs at least 4 tables: user profile, behaviour table(s), "
                             "candidate ad, context")
-        if spec.bottom_mlp:
+        if spec.bottom_mlp and kind == "din":
             raise SpecError("arch_mlp_bot", dash(spec.bottom_mlp),
                             f"{kind} has no bottom MLP; its attention unit's hidden widths are "
                             "arch_mlp_att (attention_mlp)")

@@ -18,8 +18,8 @@ class DIEN(BehaviourModel):
     """Interest extractor: a GRU over the behaviours ``(batch, steps, hidden)``. Interest
     evolution: attention of each state against the candidate (projected to ``hidden``),
     softmax over steps, then an AUGRU whose final state ``(batch, hidden)`` is the evolved
-    interest. The MLP (ReLU) reads ``[user, interest, candidate, context]``
-    ``(batch, 3 dim + hidden)``; output ``(batch, top[-1])``. The auxiliary loss of the paper
+    interest. The MLP (ReLU, or the spec's ``activation``) reads ``[user, interest,
+    candidate, context]`` ``(batch, 3 dim + hidden)``; output ``(batch, top[-1])``. The auxiliary loss of the paper
     is a training-time term and does not exist at inference."""
 
     def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
@@ -30,7 +30,8 @@ class DIEN(BehaviourModel):
         self.query = nn.Linear(spec.embedding_dim, hidden)
         self.attention = LocalActivationUnit(hidden, spec.attention_mlp)
         self.evolution = AUGRU(hidden, hidden)
-        self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
+        self.over = MLP(over_input_width(spec), spec.top_mlp, hidden=spec.activation or "relu",
+                        last="none")
         self.output = OutputActivation()
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -15,7 +15,7 @@ from recstack.specs import ModelSpec
 class DIN(BehaviourModel):
     """Each behaviour is weighted by a local activation unit against the candidate ad, and
     the behaviours are sum-pooled with those weights (no softmax, as in the paper) into the
-    user's interest ``(batch, dim)``. The MLP (ReLU) reads
+    user's interest ``(batch, dim)``. The MLP (ReLU, or the spec's ``activation``) reads
     ``[user, interest, candidate, context]`` ``(batch, 4 dim)``; output ``(batch, top[-1])``
     (softmax over the 2 classes of the canonical config)."""
 
@@ -23,7 +23,8 @@ class DIN(BehaviourModel):
                  precision: Precision = FP32):
         super().__init__(spec, seed, fused, precision)
         self.attention = LocalActivationUnit(spec.embedding_dim, spec.attention_mlp)
-        self.over = MLP(over_input_width(spec), spec.top_mlp, last="none")
+        self.over = MLP(over_input_width(spec), spec.top_mlp, hidden=spec.activation or "relu",
+                        last="none")
         self.output = OutputActivation()
 
     def forward(self, batch: Batch) -> torch.Tensor:

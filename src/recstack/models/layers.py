@@ -57,7 +57,33 @@ def _never() -> bool:
     return False
 
 
+class Dice(nn.Module):
+    """DIN's data-adaptive activation (Zhou et al. 2018): ``p * x + (1 - p) * alpha * x`` with
+    ``p = sigmoid((x - mean) / sqrt(var + eps))``, per channel. At inference the mean and the
+    variance are running statistics (buffers; a trained model's would replace the initial 0
+    and 1) and ``alpha`` a learned parameter (initially 0, as the authors' code).
+    Input and output ``(..., width)``."""
+
+    def __init__(self, width: int, eps: float = 1e-9):
+        super().__init__()
+        self.eps = eps
+        self.alpha = nn.Parameter(torch.zeros(width))
+        self.register_buffer("running_mean", torch.zeros(width))
+        self.register_buffer("running_var", torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid((x - self.running_mean) * torch.rsqrt(self.running_var + self.eps))
+        return x * (p + (1 - p) * self.alpha)
+
+
+def _prelu(width: int) -> nn.Module:
+    return nn.PReLU(width)  # one slope per channel, torch's initial 0.25
+
+
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "none": nn.Identity}
+_LEARNED = {"prelu": _prelu, "dice": Dice}
+"""Activations with parameters of their own, one module per layer (the others are
+stateless: one in-place function serves every layer)."""
 # What MLP.forward applies after each layer: ReLU in place (the layer's output is its own;
 # aten::relu_ is classified like aten::relu), sigmoid as the module would.
 _IN_PLACE = {"relu": torch.relu_, "sigmoid": torch.sigmoid, "none": None}
@@ -140,12 +166,18 @@ class MLP(nn.Sequential):
             linear = nn.Linear(fan_in, width)
             layers.append(linear)
             activation = last if position == len(widths) - 1 else hidden
-            if activation != "none":
-                layers.append(_ACTIVATIONS[activation]())
+            if activation in _LEARNED:
+                module = _LEARNED[activation](width)
+                layers.append(module)
+                activate = module.forward
+            else:
+                if activation != "none":
+                    layers.append(_ACTIVATIONS[activation]())
+                activate = _IN_PLACE[activation]
             # The layer's own parameter dict, read at call time: `linear.weight` goes through
             # nn.Module.__getattr__ (about 0.4 us per access), the dict does not, and it
             # stays the layer's (moves and dtype changes update it in place).
-            steps.append((linear._parameters, _IN_PLACE[activation]))
+            steps.append((linear._parameters, activate))
             fan_in = width
         super().__init__(*layers)
         self.in_features = in_features

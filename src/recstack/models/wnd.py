@@ -67,8 +67,10 @@ class WideAndDeep(_WideAndDeepBase):
 
 
 class MultiTaskWideAndDeep(_WideAndDeepBase):
-    """A shared deep bottom ``top`` (ReLU) and one tower per task: ``tasks`` (ReLU) then a
-    one-unit output layer (DeepRecSys's towers end at 128 units with no prediction layer).
+    """A shared deep bottom ``top`` (ReLU) and one tower per task: the widths after the
+    first of ``tasks`` (the first is the tower's input, as DeepRecSys reads it: ``512-256-128``
+    is 512 -> 256 -> 128, ReLU), then a one-unit output layer (DeepRecSys's towers end at 128
+    units with no prediction layer; ``ModelSpec.tower_widths``).
     The wide logit is shared by all tasks. Output ``(batch, num_tasks)`` probabilities."""
 
     def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
@@ -76,7 +78,7 @@ class MultiTaskWideAndDeep(_WideAndDeepBase):
         super().__init__(spec, seed, fused, precision)
         self.over = MLP(over_input_width(spec), spec.top_mlp)
         self.towers = nn.ModuleList(
-            MLP(spec.top_mlp[-1], spec.task_mlp + (1,), last="none")
+            MLP(spec.top_mlp[-1], spec.tower_widths, last="none")
             for _ in range(spec.num_tasks)
         )
 
