@@ -162,9 +162,10 @@ def stage_work(spec: ModelSpec, batch_size: int, precision: Precision = FP32
 
     if kind in ("wnd", "mtwnd"):
         wide = wide_width(spec)
-        gathered.append((precision.table_row_bytes(wide), b * pooled))
-        pooling_flops += b * pooled * wide
-        embedding_out += b * spec.num_tables * wide * value
+        crosses = len(spec.cross_pairs)
+        gathered.append((precision.table_row_bytes(wide), b * (pooled + crosses)))
+        pooling_flops += b * (pooled + crosses) * wide
+        embedding_out += b * (spec.num_tables + crosses) * wide * value
     stages.append(StageWork("embedding", other_flops=float(pooling_flops),
                             gathered=tuple(gathered), activation_bytes=float(embedding_out)))
 
@@ -235,8 +236,9 @@ class TableGather:
     """One table's part of a batch's embedding gather: ``draws`` ids (the expected count, with
     variable pooling) read rows of ``row_bytes`` from a table of ``rows`` rows stored in
     ``precision`` (:meth:`recstack.precision.Precision.table_precision`). ``part`` is
-    ``"deep"`` (the embedding table) or ``"wide"`` (the per-id weights of WnD's wide part,
-    gathered with the same ids)."""
+    ``"deep"`` (the embedding table), ``"wide"`` (the per-id weights of WnD's wide part,
+    gathered with the same ids) or ``"cross"`` (a cross-product feature's hashed weights,
+    one id per sample; its ``table`` numbered after the spec's tables)."""
 
     table: int
     part: str
@@ -273,6 +275,11 @@ def table_gathers(spec: ModelSpec, batch_size: int, precision: Precision = FP32
                                 batch_size * mean_bag_size(spec, pooling),
                                 precision.table_precision(wide))
                     for t, pooling in zip(layout.pooled, layout.pooling)]
+        # Cross-product tables are numbered after the spec's own.
+        gathers += [TableGather(spec.num_tables + k, "cross", rows,
+                                precision.table_row_bytes(wide), float(batch_size),
+                                precision.table_precision(wide))
+                    for k, rows in enumerate(spec.cross_rows)]
     return tuple(gathers)
 
 

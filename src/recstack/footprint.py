@@ -271,6 +271,14 @@ def footprint(spec: ModelSpec, precision: Precision = FP32) -> Footprint:
         widths += (wide,)
         gathered_rows_bytes += pooled_lookups * precision.table_row_bytes(wide)
         pooling_flops += pooled_lookups * wide
+        # Cross-product features: one hashed id per cross and sample, a weight per bucket
+        # and output, summed into the wide logits with the rest.
+        crosses = len(spec.cross_pairs)
+        embedding_parameters += sum(spec.cross_rows) * wide
+        stored_bytes += table_bytes(spec.cross_rows, wide, precision)
+        gathered_rows_bytes += crosses * precision.table_row_bytes(wide)
+        pooling_flops += crosses * wide
+        lookups += crosses
         dense = (mlp_parameters(spec.dense_features, (wide,))
                  + mlp_parameters(over_input_width(spec), spec.top_mlp))
         mlp = (mlp_flops(spec.dense_features, (wide,))

@@ -13,7 +13,12 @@ How each model type reads the keys:
 - ``ncf``: exactly 4 tables (GMF user, GMF item, MLP user, MLP item); ``arch_mlp_top`` is the
   MLP branch; ``arch_mlp_bot`` is accepted and unused (there are no dense features).
 - ``wnd`` / ``mtwnd``: ``arch_mlp_bot`` is the single dense feature width; ``arch_mlp_top`` is
-  the deep MLP (for ``mtwnd`` the shared bottom); ``arch_mlp_tasks`` is each task tower.
+  the deep MLP (for ``mtwnd`` the shared bottom); ``arch_mlp_tasks`` is each task tower, its
+  first width the towers' input (the shared bottom's last width), as DeepRecSys reads it.
+  ``wide_cross_features: K`` adds the paper's cross-product transformations to the wide
+  part (none by default, as DeepRecSys): cross ``k`` crosses sparse features ``k`` and
+  ``k + 1`` (modulo the tables; a bag's first id stands for it), hashed into
+  ``wide_cross_buckets`` rows (default: the largest table's rows), one weight per bucket.
 - ``din`` / ``dien``: tables in the order user profile, behaviour table(s), candidate ad,
   context; ``arch_mlp_att`` is the hidden widths of the attention unit (default 80-40);
   ``sequence_length`` (DeepRecSys: ``user_behavior_tables``) is the number of behaviours per
@@ -176,6 +181,10 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
     SpecKey("sequence_length", "sequence_length", _parse_int, _same, "behaviours per user"),
     SpecKey("num_tasks", "num_tasks", _parse_int, _same, "number of tasks (mtwnd)"),
     SpecKey("gru_hidden_size", "gru_hidden_size", _parse_int, _same, "GRU hidden size (dien)"),
+    SpecKey("wide_cross_features", "cross_features", _parse_int, _same,
+            "cross-product features of the wide part (wnd, mtwnd)"),
+    SpecKey("wide_cross_buckets", "cross_buckets", _parse_int, _same,
+            "hash buckets (rows) of each cross-product feature"),
     SpecKey("activation", "activation", _parse_activation, _same,
             "hidden activation of the fully connected layers (din, dien): relu, prelu, dice"),
     SpecKey("row_scale", "row_scale", _parse_number, _same, "factor applied to table rows"),

@@ -68,6 +68,10 @@ class ModelSpec:
     gru_hidden_size: int | None = None
     activation: str | None = None
     """DIN/DIEN over-arch hidden activation (``spec_format.ACTIVATIONS``); None: ReLU."""
+    cross_features: int | None = None
+    """WnD/MT-WnD cross-product features of the wide part; None: none (DeepRecSys)."""
+    cross_buckets: int | None = None
+    """Rows of each cross-product feature's hashed table; None: the largest table's rows."""
     row_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -100,6 +104,22 @@ class ModelSpec:
         bottom's output, checked equal): ``512-256-128`` is 512 -> 256 -> 128; recstack
         adds the one-unit layer DeepRecSys's towers lack, so that each task predicts."""
         return (*self.task_mlp[1:], 1)
+
+    @property
+    def cross_pairs(self) -> tuple[tuple[int, int], ...]:
+        """The tables each wide cross-product feature crosses: ``(k, k + 1)`` modulo the
+        tables, for ``k`` below ``cross_features`` (none outside WnD and MT-WnD)."""
+        if self.model_type not in ("wnd", "mtwnd") or not self.cross_features:
+            return ()
+        count = self.num_tables
+        return tuple((k % count, (k + 1) % count) for k in range(self.cross_features))
+
+    @property
+    def cross_rows(self) -> tuple[int, ...]:
+        """Rows of each cross-product feature's table after ``row_scale``."""
+        buckets = self.cross_buckets or max(self.table_rows)
+        scaled = buckets if self.row_scale == 1.0 else max(1, round(buckets * self.row_scale))
+        return (scaled,) * len(self.cross_pairs)
 
     @property
     def is_full_size(self) -> bool:
@@ -141,6 +161,10 @@ class ModelSpec:
             unused.append("sequence_length")
         if self.model_type not in ATTENTION_TYPES and self.activation is not None:
             unused.append("activation")
+        if self.model_type not in ("wnd", "mtwnd") and self.cross_features is not None:
+            unused.append("wide_cross_features")
+        if not self.cross_pairs and self.cross_buckets is not None:
+            unused.append("wide_cross_buckets")
         if self.model_type != "dien" and self.gru_hidden_size is not None:
             unused.append("gru_hidden_size")
         return tuple(unused)
@@ -180,7 +204,8 @@ def _validate(spec: ModelSpec) -> None:
     for field, high in (("embedding_dim", MAX_WIDTH), ("pooling_factor", MAX_LOOKUPS),
                         ("num_tasks", MAX_TASKS)):
         _positive(key_of(field), getattr(spec, field), high)
-    for field, high in (("sequence_length", MAX_LOOKUPS), ("gru_hidden_size", MAX_WIDTH)):
+    for field, high in (("sequence_length", MAX_LOOKUPS), ("gru_hidden_size", MAX_WIDTH),
+                        ("cross_features", MAX_TABLES), ("cross_buckets", MAX_ROWS)):
         if getattr(spec, field) is not None:
             _positive(key_of(field), getattr(spec, field), high)
     if not is_number(spec.row_scale) or not math.isfinite(spec.row_scale) \

@@ -63,3 +63,50 @@ def test_dice_at_its_initial_statistics_is_x_times_sigmoid_x() -> None:
 
 def test_the_canonical_dien_keeps_its_gru_width() -> None:
     assert zoo_spec("dien").gru_hidden_size == 64
+
+
+def _crossed(name: str) -> object:
+    return dataclasses.replace(small_spec(name), cross_features=3, cross_buckets=200_000)
+
+
+@pytest.mark.parametrize("name", ["wnd", "mtwnd"])
+def test_cross_product_features_hash_pairs_of_ids_into_their_own_weights(name: str) -> None:
+    from recstack.models.wnd import CROSS_MULTIPLIER
+
+    spec = _crossed(name)
+    assert spec.cross_pairs == ((0, 1), (1, 2), (2, 3))
+    assert spec.cross_rows == (20,) * 3  # 200,000 buckets at the test scale (1e-4)
+    model = build_model(spec, seed=1)
+    batch = one_batch(spec, 8)
+    ids = model.cross_ids(batch)
+    first = [batch.bag_indices[t][batch.bag_offsets[t]] for t in range(4)]
+    expected = torch.stack([(first[a] * CROSS_MULTIPLIER + first[b]) % 20
+                            for a, b in spec.cross_pairs], dim=1)
+    assert torch.equal(ids, expected) and ids.shape == (8, 3)
+    assert sum(p.numel() for p in model.parameters()) == footprint(spec).parameters
+    assert footprint(spec).lookups_per_sample == footprint(small_spec(name)).lookups_per_sample + 3
+    with torch.inference_mode():
+        crossed, fused = model(batch), build_model(spec, seed=1, fused=True)(batch)
+        plain = build_model(small_spec(name), seed=1)(batch)
+    assert torch.allclose(crossed, fused, atol=1e-6)
+    assert not torch.equal(crossed, plain)
+    from recstack.backends import build_for_backend, prepare_backend
+    from recstack.static_runtime import unavailable_reason
+
+    if unavailable_reason("cpu") is None:  # the static backend's batches: all-tables ids only
+        static = build_for_backend(spec, "static", seed=1)
+        prepare_backend(static, "static", [batch])
+        with torch.inference_mode():
+            assert torch.allclose(static(batch), crossed, atol=1e-6)
+
+
+def test_cross_product_keys_belong_to_wide_and_deep() -> None:
+    from recstack.specs import spec_from_config
+
+    wnd = zoo_spec("wnd").to_config()
+    spec = spec_from_config({**wnd, "wide_cross_features": 2})
+    assert spec.cross_rows == (max(spec.table_rows),) * 2  # default: the largest table
+    assert spec_from_config(spec.to_config()) == spec
+    assert "wide_cross_features" not in wnd  # DeepRecSys's WnD has none, and neither do we
+    rmc1 = {**zoo_spec("rmc1").to_config(), "wide_cross_features": 2}
+    assert spec_from_config(rmc1).unused_keys() == ("wide_cross_features",)

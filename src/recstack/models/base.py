@@ -12,7 +12,7 @@ from recstack.models.layers import MLP, DynamicInt8Linear
 from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
-EMBEDDING_PARTS = ("sparse", "wide_sparse", "behaviours")
+EMBEDDING_PARTS = ("sparse", "wide_sparse", "wide_cross", "behaviours")
 """The parts of a model that hold embedding tables: their precision is the tables' own."""
 
 

@@ -10,8 +10,13 @@ from recstack.footprint import over_input_width, wide_width
 from recstack.models.base import RecModel
 from recstack.models.embeddings import pooled_embeddings
 from recstack.models.layers import MLP, part_scope
+from recstack.models.sequence_embeddings import sequence_embeddings
 from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
+
+CROSS_MULTIPLIER = 1_000_003
+"""A prime: crossed id ``a * CROSS_MULTIPLIER + b`` stays below 2**63 for tables of up to
+2**40 rows, and distinct pairs spread over the buckets."""
 
 
 class _WideAndDeepBase(RecModel):
@@ -22,6 +27,10 @@ class _WideAndDeepBase(RecModel):
     ``(batch, wide)`` logits. Deep input: ``[dense, table_1, ..., table_T]``
     ``(batch, dense + T * dim)``. Both sets of tables read the same ids, so their lookups
     share one preparation (for the fused layout: one shift and concatenation of the ids).
+    With the spec's ``wide_cross_features``, the wide part also sums one weight per
+    cross-product feature (Cheng et al.'s transformed features): the crossed features' ids
+    hashed into each cross's table (:meth:`cross_ids`), computed in the forward as a model
+    serving raw features computes them.
     """
 
     def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
@@ -35,6 +44,28 @@ class _WideAndDeepBase(RecModel):
                                              first_table_index=spec.num_tables, fused=fused,
                                              precision=precision)
         self.wide_dense = nn.Linear(spec.dense_features, wide)
+        if spec.cross_pairs:
+            # Seeded after both sets of tables; step k of the (batch, crosses) ids reads
+            # cross k's table.
+            self.wide_cross = sequence_embeddings(spec.cross_rows, wide, seed,
+                                                  first_table_index=2 * spec.num_tables,
+                                                  fused=fused, precision=precision)
+            self.register_buffer("cross_buckets", torch.tensor(spec.cross_rows),
+                                 persistent=False)
+            left, right = zip(*spec.cross_pairs)
+            self.register_buffer("cross_left", torch.tensor(left), persistent=False)
+            self.register_buffer("cross_right", torch.tensor(right), persistent=False)
+        self._cross_pairs = spec.cross_pairs
+
+    def cross_ids(self, batch: Batch) -> torch.Tensor:
+        """``(batch, crosses)``: each cross-product feature's hashed id, from the first id of
+        each crossed feature's bag (``(a * CROSS_MULTIPLIER + b) % buckets``)."""
+        # The all-tables form: every backend's batches carry it (the static backend's only it).
+        starts = batch.pooled_offsets.view(-1, batch.size)             # (tables, batch)
+        firsts = batch.pooled_ids[starts]                              # each bag's first id
+        left = firsts[self._buffers["cross_left"]].transpose(0, 1)     # (batch, crosses)
+        right = firsts[self._buffers["cross_right"]].transpose(0, 1)
+        return (left * CROSS_MULTIPLIER + right) % self._buffers["cross_buckets"]
 
     def deep_input_and_wide_logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         parts = self._modules  # see RecModel: no nn.Module.__getattr__ per part
@@ -46,6 +77,9 @@ class _WideAndDeepBase(RecModel):
             wide_weights = parts["wide_sparse"].pool(ids)            # (batch, T, wide)
         with part_scope("wide"):
             wide = parts["wide_dense"].forward(dense) + wide_weights.sum(dim=1)
+            if self._cross_pairs:
+                crossed = parts["wide_cross"].forward(self.cross_ids(batch))  # (batch, K, wide)
+                wide = wide + crossed.sum(dim=1)
         with part_scope("interaction"):
             deep_input = torch.cat([dense, embeddings.flatten(1)], dim=1)
         return deep_input, wide
