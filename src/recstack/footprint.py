@@ -214,7 +214,7 @@ def table_bytes(rows: tuple[int, ...], dim: int, precision: Precision) -> int:
 
 
 CONVERT_SLICE_BYTES = 1 << 20
-"""Converted rows a fill thread makes at a time (``table_formats.CONVERT_BYTES``)."""
+"""Converted rows a fill thread makes at a time (``table_formats.convert_rows``)."""
 
 
 def chunk_overhead_bytes(dim: int, stored: str, threads: int = REDUCED_FILL_THREADS,

@@ -124,16 +124,13 @@ def _parse_model_type(key: str, value: Any) -> str:
     return canonical
 
 
-def _parse_activation(key: str, value: Any) -> str:
-    if not isinstance(value, str) or value.strip().lower() not in ACTIVATIONS:
-        raise SpecError(key, value, f"expected one of {', '.join(ACTIVATIONS)}")
-    return value.strip().lower()
-
-
-def _parse_interaction(key: str, value: Any) -> str:
-    if not isinstance(value, str) or value.strip().lower() not in INTERACTIONS:
-        raise SpecError(key, value, f"expected one of {', '.join(INTERACTIONS)}")
-    return value.strip().lower()
+def _parse_choice(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
+    """A parser of one of ``allowed`` names, in any case."""
+    def parse(key: str, value: Any) -> str:
+        if not isinstance(value, str) or value.strip().lower() not in allowed:
+            raise SpecError(key, value, f"expected one of {', '.join(allowed)}")
+        return value.strip().lower()
+    return parse
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,7 +171,7 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
     SpecKey("num_indices_per_lookup", "pooling_factor", _parse_int, _same, "lookups per bag"),
     SpecKey("num_indices_per_lookup_fixed", "pooling_fixed", _parse_bool, _same,
             "fixed (true) or variable (false) lookups per bag"),
-    SpecKey("arch_interaction_op", "interaction", _parse_interaction, _same,
+    SpecKey("arch_interaction_op", "interaction", _parse_choice(INTERACTIONS), _same,
             "feature interaction"),
     SpecKey("user_behavior_tables", "sequence_length", _parse_int, _same,
             "DeepRecSys name of sequence_length"),
@@ -185,7 +182,7 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
             "cross-product features of the wide part (wnd, mtwnd)"),
     SpecKey("wide_cross_buckets", "cross_buckets", _parse_int, _same,
             "hash buckets (rows) of each cross-product feature"),
-    SpecKey("activation", "activation", _parse_activation, _same,
+    SpecKey("activation", "activation", _parse_choice(ACTIVATIONS), _same,
             "hidden activation of the fully connected layers (din, dien): relu, prelu, dice"),
     SpecKey("row_scale", "row_scale", _parse_number, _same, "factor applied to table rows"),
 )

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from recstack.errors import RecstackError
-from recstack.text import shown
+from recstack.userfiles import require_file
 
 MAX_TRACE_BYTES = 8 << 30
 """The largest trace file read (Meta's published traces are about 1 to 3 GB each)."""
@@ -64,13 +64,7 @@ def read_trace(path: str | Path, option: str = "--trace") -> Trace:
     import torch
 
     path = Path(path)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise RecstackError(f"{option}: {shown(str(path))} {what}; expected a trace file")
-    size = path.stat().st_size
-    if size > MAX_TRACE_BYTES:
-        raise RecstackError(f"{path.name}: {size} bytes is too large; expected a trace of at "
-                            f"most {MAX_TRACE_BYTES} bytes")
+    require_file(path, option, MAX_TRACE_BYTES, "a trace file", "bytes of trace")
     data = path.read_bytes()
     if data[:2] == _GZIP_MAGIC:
         try:

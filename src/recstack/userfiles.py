@@ -25,17 +25,24 @@ MAX_VALUES = 100_000
 """The most values (scalars, lists, mappings) a file may hold with its aliases expanded."""
 
 
+def require_file(path: Path, option: str, most_bytes: int, expected: str,
+                 content: str) -> None:
+    """Refuses, in one line, a ``path`` that is no file or holds more than ``most_bytes``
+    (``expected``: what a user should have named, ``content``: what the bytes should be)."""
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise RecstackError(f"{option}: {shown(str(path))} {what}; expected {expected}")
+    size = path.stat().st_size
+    if size > most_bytes:
+        raise RecstackError(f"{path.name}: {size} bytes is too large; expected at most "
+                            f"{most_bytes} {content}")
+
+
 def read_text(path: str | Path, option: str) -> str:
     """The text of a user's file: it must exist, be at most :data:`MAX_FILE_BYTES`, and be
     UTF-8 without NUL bytes; ``option`` names where it came from in errors."""
     path = Path(path)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise RecstackError(f"{option}: {shown(str(path))} {what}; expected a file")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise RecstackError(f"{path.name}: {size} bytes is too large; expected at most "
-                            f"{MAX_FILE_BYTES} bytes of JSON or YAML")
+    require_file(path, option, MAX_FILE_BYTES, "a file", "bytes of JSON or YAML")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")

@@ -19,8 +19,8 @@ class DIEN(BehaviourModel):
     evolution: attention of each state against the candidate (projected to ``hidden``),
     softmax over steps, then an AUGRU whose final state ``(batch, hidden)`` is the evolved
     interest. The MLP (ReLU, or the spec's ``activation``) reads ``[user, interest,
-    candidate, context]`` ``(batch, 3 dim + hidden)``; output ``(batch, top[-1])``. The auxiliary loss of the paper
-    is a training-time term and does not exist at inference."""
+    candidate, context]`` ``(batch, 3 dim + hidden)``; output ``(batch, top[-1])``. The
+    auxiliary loss of the paper is a training-time term and does not exist at inference."""
 
     def __init__(self, spec: ModelSpec, seed: int, fused: bool = False,
                  precision: Precision = FP32):

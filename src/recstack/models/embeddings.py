@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import mmap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -207,6 +207,21 @@ class StoredTable(nn.Module):
         self.weight = nn.Parameter(weight, requires_grad=False)
 
 
+def table_modules(rows: tuple[int, ...], dim: int, seed: int, first_table_index: int,
+                  stored: str, fp32_module: Callable[[torch.Tensor], nn.Module]
+                  ) -> nn.ModuleList:
+    """One module per table, stored in ``stored``: ``fp32_module(weight)`` in fp32 (the
+    ``nn.EmbeddingBag`` or ``nn.Embedding`` the eager layout always had), else a
+    :class:`StoredTable`."""
+    make = fp32_module if stored == REFERENCE else StoredTable
+    return nn.ModuleList(make(random_table(r, dim, seed, first_table_index + k, stored))
+                         for k, r in enumerate(rows))
+
+
+def _fp32_bag(weight: torch.Tensor) -> nn.Module:
+    return nn.EmbeddingBag.from_pretrained(weight, freeze=True, mode="sum")
+
+
 class PooledEmbeddings(nn.Module):
     """Eager backend: one sum-pooled ``nn.EmbeddingBag`` per table, one lookup per table.
 
@@ -226,16 +241,7 @@ class PooledEmbeddings(nn.Module):
         super().__init__()
         stored = precision.table_precision(dim)
         self.stored_precision = stored
-        if stored == REFERENCE:
-            self.bags = nn.ModuleList(
-                nn.EmbeddingBag.from_pretrained(
-                    random_table(r, dim, seed, first_table_index + k), freeze=True,
-                    mode="sum")
-                for k, r in enumerate(rows))
-        else:
-            self.bags = nn.ModuleList(
-                StoredTable(random_table(r, dim, seed, first_table_index + k, stored))
-                for k, r in enumerate(rows))
+        self.bags = table_modules(rows, dim, seed, first_table_index, stored, _fp32_bag)
         self._lookup = None if stored == REFERENCE else table_formats.pooled_lookup(stored)
         self._out_dtype = out_dtype(stored, precision)
         # Each bag's parameter dict: read at call time without nn.Module.__getattr__.
@@ -272,8 +278,7 @@ def out_dtype(stored: str, precision: Precision) -> torch.dtype | None:
     """The dtype pooled rows are cast to for the dense layers, or None where the lookup
     already gives it (fp32 tables and fp32 layers; bf16 tables and bf16 layers)."""
     wanted = getattr(torch, precision.dense_dtype_name)
-    given = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(stored, torch.float32)
-    return None if wanted == given else wanted
+    return None if wanted == table_formats.lookup_dtype(stored) else wanted
 
 
 class FusedPooledEmbeddings(nn.Module):

@@ -76,12 +76,8 @@ class Dice(nn.Module):
         return x * (p + (1 - p) * self.alpha)
 
 
-def _prelu(width: int) -> nn.Module:
-    return nn.PReLU(width)  # one slope per channel, torch's initial 0.25
-
-
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "none": nn.Identity}
-_LEARNED = {"prelu": _prelu, "dice": Dice}
+_LEARNED = {"prelu": nn.PReLU, "dice": Dice}  # PReLU: one slope per channel, initially 0.25
 """Activations with parameters of their own, one module per layer (the others are
 stateless: one in-place function serves every layer)."""
 # What MLP.forward applies after each layer: ReLU in place (the layer's output is its own;

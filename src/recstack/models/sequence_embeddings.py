@@ -7,9 +7,8 @@ import torch
 from torch import nn
 
 from recstack.models import table_formats
-from recstack.models.embeddings import (StoredTable, hold_fused_tables, out_dtype,
-                                        random_table, table_views)
-from recstack.precision import FP32, REFERENCE, Precision
+from recstack.models.embeddings import hold_fused_tables, out_dtype, table_modules, table_views
+from recstack.precision import FP32, Precision
 
 
 class SequenceEmbeddings(nn.Module):
@@ -25,16 +24,9 @@ class SequenceEmbeddings(nn.Module):
         self.dim = dim
         stored = precision.table_precision(dim)
         self.stored_precision = stored
-        if stored == REFERENCE:
-            self.tables = nn.ModuleList(
-                nn.Embedding.from_pretrained(
-                    random_table(r, dim, seed, first_table_index + k), freeze=True)
-                for k, r in enumerate(rows))
-        else:
-            self.tables = nn.ModuleList(
-                StoredTable(random_table(r, dim, seed, first_table_index + k, stored))
-                for k, r in enumerate(rows))
-        self._gather = table_formats.RowLookup(stored, dim)
+        self.tables = table_modules(rows, dim, seed, first_table_index, stored, _fp32_table)
+        self._gather = table_formats.row_lookup(stored, dim)
+        self._gathered = table_formats.lookup_dtype(stored)
         self._out_dtype = out_dtype(stored, precision)
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
@@ -43,12 +35,10 @@ class SequenceEmbeddings(nn.Module):
             out = gather(self.tables[0].weight, sequence)
         else:
             batch, steps = sequence.shape
-            parts = [gather(table.weight, sequence[:, k::len(self.tables)])
-                     for k, table in enumerate(self.tables)]
-            out = sequence.new_empty((batch, steps, self.dim), dtype=parts[0].dtype)
+            out = sequence.new_empty((batch, steps, self.dim), dtype=self._gathered)
             stride = len(self.tables)
-            for k, part in enumerate(parts):
-                out[:, k::stride] = part
+            for k, table in enumerate(self.tables):
+                out[:, k::stride] = gather(table.weight, sequence[:, k::stride])
         return out if self._out_dtype is None else out.to(self._out_dtype)
 
     def table_weights(self) -> list[torch.Tensor]:
@@ -68,7 +58,7 @@ class FusedSequenceEmbeddings(nn.Module):
         super().__init__()
         stored = hold_fused_tables(self, rows, dim, seed, first_table_index, precision)
         self._step_bases: dict[int, torch.Tensor] = {}
-        self._gather = table_formats.RowLookup(stored, dim)
+        self._gather = table_formats.row_lookup(stored, dim)
 
     def _bases_of_steps(self, steps: int) -> torch.Tensor:
         """``(steps,)``: the first row of the table each step reads."""
@@ -102,3 +92,7 @@ def sequence_embeddings(rows: tuple[int, ...], dim: int, seed: int, first_table_
     stored in ``precision``."""
     kind = FusedSequenceEmbeddings if fused else SequenceEmbeddings
     return kind(rows, dim, seed, first_table_index, precision)
+
+
+def _fp32_table(weight: torch.Tensor) -> nn.Module:
+    return nn.Embedding.from_pretrained(weight, freeze=True)

@@ -39,13 +39,10 @@ def storage_shape(rows: int, dim: int, precision: str) -> tuple[tuple[int, int],
     return (rows, row_bytes(precision, dim)), torch.uint8
 
 
-CONVERT_BYTES = CONVERT_SLICE_BYTES
-"""Converted bytes made at a time (see :func:`fill_converted`)."""
-
-
 def convert_rows(dim: int, precision: str) -> int:
-    """Rows converted at a time: about :data:`CONVERT_BYTES` of converted rows."""
-    return max(1, CONVERT_BYTES // row_bytes(precision, dim))
+    """Rows converted at a time (see :func:`fill_converted`): about
+    :data:`recstack.footprint.CONVERT_SLICE_BYTES` of converted rows."""
+    return max(1, CONVERT_SLICE_BYTES // row_bytes(precision, dim))
 
 
 def _convert(values: torch.Tensor, precision: str) -> torch.Tensor:
@@ -86,12 +83,12 @@ def fill_converted(storage: torch.Tensor, dim: int, precision: str, seed: int,
         block = block.view(-1, dim)
         # Converted a slice at a time: torch allocates each converted slice anew, and glibc
         # kept every freed 20 MB one resident (a chunk's rows at once grew the build by the
-        # converted table again); slices of CONVERT_BYTES are reused.
+        # converted table again); 1 MiB slices are reused.
         step = convert_rows(dim, precision)
         count = last_row - first_row
         for row in range(0, count, step):
-            end = min(count, row + step)
-            storage[first_row + row:first_row + end] = _convert(block[row:end], precision)
+            stop = min(count, row + step)
+            storage[first_row + row:first_row + stop] = _convert(block[row:stop], precision)
 
     if num_chunks == 1:
         fill(0)
@@ -123,20 +120,28 @@ def pooled_lookup(precision: str) -> Callable[[torch.Tensor, torch.Tensor, torch
     return {"int8": _pool_int8, "int4": _pool_int4}.get(precision, _pool_float)
 
 
+def lookup_dtype(precision: str) -> torch.dtype:
+    """The dtype a lookup of a table stored in ``precision`` gives (quantized: float32)."""
+    return _HALF.get(precision, torch.float32)
+
+
+def row_lookup(precision: str, dim: int) -> Callable[[torch.Tensor, torch.Tensor],
+                                                      torch.Tensor]:
+    """``gather(weight, ids)``: rows (not pooled) of a table stored in ``precision``,
+    ``(…)`` ids -> ``(…, dim)``; ``torch.embedding`` itself for float tables."""
+    return RowLookup(precision, dim) if precision in ("int8", "int4") else torch.embedding
+
+
 class RowLookup:
-    """Rows (not pooled) of a table stored in ``precision``: ``(…)`` ids -> ``(…, dim)``.
-    Quantized tables have no plain gather in torch: each id is its own bag of one, with the
-    bag offsets cached per id count."""
+    """Rows of a quantized table: torch has no plain gather of one taking a tensor, so each
+    id is its own bag of one, with the bag offsets cached per id count."""
 
     def __init__(self, precision: str, dim: int):
         self.dim = dim
-        self.quantized = precision in ("int8", "int4")
         self._pool = pooled_lookup(precision)
         self._offsets: dict[int, torch.Tensor] = {}
 
     def __call__(self, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        if not self.quantized:
-            return torch.embedding(weight, ids)
         flat = ids.reshape(-1).contiguous()  # a strided step slice may stay strided
         count = int(flat.shape[0])
         offsets = self._offsets.get(count)
