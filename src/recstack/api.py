@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from recstack.executors import Executor
+from recstack.inputs import QuerySpec
 from recstack.precision import FP32, Precision
 from recstack.store import DEFAULT_STORE, ResultStore
 from recstack.sweep import SweepEvent, SweepOutcome, SweepPlan
@@ -88,21 +89,22 @@ def plan(models: Sequence[str] | None = None, batch_sizes: Sequence[int] | None 
          hardware_mode: str | None = None, hierarchy: str = "host", no_multiplex: bool = False,
          oversubscribe: bool = False, store: str | Path | None = None,
          cache: str = "cold", here: bool = True,
-         precisions: Sequence[Precision] | None = None) -> SweepPlan:
+         precisions: Sequence[Precision] | None = None,
+         query: QuerySpec | None = None) -> SweepPlan:
     """The points to measure (every option checked, every point admitted to memory), each
     with queries of the ``cache`` state (:mod:`recstack.working_set`), in each of
-    ``precisions`` (default fp32).
+    ``precisions`` (default fp32), drawn as ``query`` says (default: ``distribution`` with
+    ``seed``; :func:`recstack.trace_queries.parse_queries` makes trace and profile ones).
     ``models`` default to the zoo; ``backends`` to ``auto``, which reads the races stored
     in ``store`` for this machine at each thread count (``recstack backends``), where the
     file exists and holds one, else the shipped choices; those alone when the points are
     not measured ``here`` (a cluster's nodes: this machine's races say nothing of theirs)."""
     from recstack.errors import SpecError
-    from recstack.inputs import QuerySpec
     from recstack.specs import ZOO_NAMES
     from recstack.sweep import plan_sweep
 
     try:
-        query = QuerySpec(distribution=distribution, seed=seed)
+        query = query or QuerySpec(distribution=distribution, seed=seed)
     except SpecError as error:
         raise error.for_option() from None
     from recstack.backend_race import stored_choices_at

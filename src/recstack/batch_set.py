@@ -174,6 +174,10 @@ def generate_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int,
         if not _is_int(value) or value < 1:
             raise SpecError(field, value, "expected an integer >= 1")
     size, count = int(batch_size), int(count)
+    if query.distribution == "trace":
+        from recstack.trace_queries import trace_batch_set
+
+        return trace_batch_set(spec, query, size, count)
     layout = table_layout(spec)
     steps_of = _steps_by_table(layout)
     tables = sorted(set(layout.pooled) | set(steps_of))
@@ -187,13 +191,7 @@ def generate_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int,
     for k, (table, pooling) in enumerate(zip(layout.pooled, layout.pooling, strict=True)):
         lengths[:, k] = (pooling if fixed else
                          rngs[table].integers(1, pooling + 1, size=(count, size), dtype=np.int64))
-    per_table = lengths.sum(axis=2)  # (count, tables) ids of each table in each batch
-    starts = _exclusive_cumsum(per_table.sum(axis=1))  # (count + 1,) each batch in the set
-    table_starts = np.zeros_like(per_table)  # (count, tables) each table within its batch
-    np.cumsum(per_table[:, :-1], axis=1, out=table_starts[:, 1:])
-    bag_offsets = np.zeros_like(lengths)
-    np.cumsum(lengths[:, :, :-1], axis=2, out=bag_offsets[:, :, 1:])
-    pooled_offsets = (bag_offsets + table_starts[:, :, None]).reshape(count, -1)
+    per_table, starts, table_starts, bag_offsets, pooled_offsets = bag_layout(lengths)
 
     pooled = np.empty(int(starts[-1]), dtype=np.int64)
     sequence_shape = (count * size, layout.sequence_length)
@@ -204,7 +202,7 @@ def generate_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int,
         steps = steps_of.get(table)
         steps_count = size * len(steps) if steps is not None else 0
         stream_starts = _exclusive_cumsum(bags + steps_count)  # (count + 1,)
-        ids = _set_ids(query, rngs[table], table, spec.rows[table], stream_starts)
+        ids = _set_ids(spec, query, rngs[table], table, spec.rows[table], stream_starts)
         bag_ids, step_ids = _split_streams(ids, bags, steps_count, stream_starts)
         if k is not None:
             _place(pooled, bag_ids, bags, starts[:-1] + table_starts[:, k], fixed)
@@ -240,6 +238,22 @@ def generate_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int,
                     tensor(sequence, count, size, layout.sequence_length), fixed)
 
 
+def bag_layout(lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Where every id goes, from the bag lengths ``(count, tables, size)``: ids per table per
+    batch ``(count, tables)``, each batch's start in the set ``(count + 1,)``, each table's
+    start within its batch ``(count, tables)``, each bag's start within its table
+    ``(count, tables, size)`` and within its batch ``(count, tables * size)``."""
+    count = lengths.shape[0]
+    per_table = lengths.sum(axis=2)
+    starts = _exclusive_cumsum(per_table.sum(axis=1))
+    table_starts = np.zeros_like(per_table)
+    np.cumsum(per_table[:, :-1], axis=1, out=table_starts[:, 1:])
+    bag_offsets = np.zeros_like(lengths)
+    np.cumsum(lengths[:, :, :-1], axis=2, out=bag_offsets[:, :, 1:])
+    pooled_offsets = (bag_offsets + table_starts[:, :, None]).reshape(count, -1)
+    return per_table, starts, table_starts, bag_offsets, pooled_offsets
+
+
 def _shared_rows(per_table: np.ndarray) -> list[tuple[int, ...]]:
     """Each row of ``(count, tables)`` as a tuple of ints, one tuple object per distinct row.
     Deduplicated in numpy (rows packed into one int64 key when they fit: sorting rows as
@@ -256,11 +270,15 @@ def _shared_rows(per_table: np.ndarray) -> list[tuple[int, ...]]:
     return list(map(distinct.__getitem__, which.reshape(-1).tolist()))
 
 
-def _set_ids(query: QuerySpec, rng: np.random.Generator, table: int, rows: int,
-             stream_starts: np.ndarray) -> np.ndarray:
+def _set_ids(spec: ModelSpec, query: QuerySpec, rng: np.random.Generator, table: int,
+             rows: int, stream_starts: np.ndarray) -> np.ndarray:
     """``(stream_starts[-1],)`` ids of one table's access streams of all batches, back to
     back; batch ``i``'s stream starts at ``stream_starts[i]``."""
     n = int(stream_starts[-1])
+    if query.distribution == "profile":  # one LRU stream across the batches, not restarted
+        from recstack.trace_queries import profile_ids
+
+        return profile_ids(spec, query, table, n, rng)
     if query.distribution == "locality":  # the only distribution with memory across accesses
         return _locality_ids(rng, n, rows, query.reuse_probability, query.reuse_distance_max,
                              stream_starts[:-1])

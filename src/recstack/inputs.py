@@ -28,6 +28,11 @@ Id distributions:
   accesses (a time distance), which is an upper bound on the LRU stack distance (the number
   of distinct rows touched in between), not the stack distance itself. The stream restarts
   with every batch: there is no reuse across batches.
+- ``trace``: the ids of a real access trace (:mod:`recstack.trace_files`), its tables mapped
+  onto the model's and rows beyond a table folded in (:mod:`recstack.trace_queries`); bags
+  keep the trace's lengths, samples are cut in order or in a seeded shuffle.
+- ``profile``: ids generated from a reuse profile fitted to a trace
+  (:mod:`recstack.reuse_profile`): one LRU stream per table across all the batches.
 """
 
 from __future__ import annotations
@@ -49,8 +54,11 @@ if TYPE_CHECKING:  # torch is imported where batches are made: a query spec need
 
     from recstack.batch import Batch
 
-DISTRIBUTIONS: tuple[str, ...] = ("uniform", "zipf", "locality")
+DISTRIBUTIONS: tuple[str, ...] = ("uniform", "zipf", "locality", "trace", "profile")
+FILE_DISTRIBUTIONS: tuple[str, ...] = ("trace", "profile")
+"""Distributions whose ids come from a user's file (:mod:`recstack.trace_queries`)."""
 POOLING_MODES: tuple[str, ...] = ("spec", "fixed", "variable")
+TRACE_ORDERS: tuple[str, ...] = ("sequential", "shuffled")
 
 # Spawn-key tags keep the per-batch streams and the per-table constants (the Zipf rank
 # bijection) in disjoint parts of the seed space.
@@ -86,6 +94,12 @@ class QuerySpec:
     exactly the table's pooling factor ``L``; ``"variable"`` draws each bag's length uniformly
     from ``1..L`` (the DLRM reference's convention).
     ``seed``: a non-negative integer.
+    ``source``: for ``"trace"`` and ``"profile"``, the file's absolute path; ``source_digest``
+    the digest of its bytes (measurements are keyed to the content, and a file changed
+    since planning is refused); ``table_map``: the file's table for each of the model's
+    tables, in ``spec.rows`` order (empty: table ``t`` reads the file's table ``t``);
+    ``order``: ``"sequential"`` (samples in the trace's order) or ``"shuffled"`` (a seeded
+    permutation of them).
     """
 
     distribution: str = "uniform"
@@ -94,6 +108,10 @@ class QuerySpec:
     reuse_distance_max: int = 4096
     pooling: str = "spec"
     seed: int = 0
+    source: str = ""
+    source_digest: str = ""
+    table_map: tuple[int, ...] = ()
+    order: str = "sequential"
 
     def __post_init__(self) -> None:
         if not isinstance(self.distribution, str) or self.distribution not in DISTRIBUTIONS:
@@ -112,18 +130,48 @@ class QuerySpec:
             raise SpecError("pooling", self.pooling,
                             f"expected one of {', '.join(POOLING_MODES)}")
         check_int("seed", self.seed, 0, SEED_MAX)
+        self._check_source()
         # numpy scalars would leak into to_dict (not JSON-serializable) and into hashing.
         object.__setattr__(self, "zipf_exponent", float(self.zipf_exponent))
         object.__setattr__(self, "reuse_probability", float(self.reuse_probability))
         object.__setattr__(self, "reuse_distance_max", int(self.reuse_distance_max))
         object.__setattr__(self, "seed", int(self.seed))
 
+    def _check_source(self) -> None:
+        from_file = self.distribution in FILE_DISTRIBUTIONS
+        if not isinstance(self.source, str) or bool(self.source) != from_file:
+            raise SpecError("source", self.source,
+                            "expected a file for the trace and profile distributions, "
+                            "and none for the others")
+        if not isinstance(self.source_digest, str):
+            raise SpecError("source_digest", self.source_digest, "expected a string")
+        if not isinstance(self.table_map, (tuple, list)) or not all(
+                _is_int(t) and 0 <= t <= INT32_MAX for t in self.table_map):
+            raise SpecError("table_map", self.table_map,
+                            "expected a list of table numbers >= 0")
+        if self.table_map and not from_file:
+            raise SpecError("table_map", self.table_map,
+                            "only the trace and profile distributions map tables")
+        if not isinstance(self.order, str) or self.order not in TRACE_ORDERS:
+            raise SpecError("order", self.order, f"expected one of {', '.join(TRACE_ORDERS)}")
+        object.__setattr__(self, "table_map", tuple(int(t) for t in self.table_map))
+
     def to_dict(self) -> dict[str, Any]:
-        """The fields as plain JSON-compatible values, for storing with results."""
-        return asdict(self)
+        """The fields as plain JSON-compatible values, for storing with results. The file
+        fields appear only for the distributions that read one, so the synthetic
+        distributions keep the dictionaries (and the point keys) they always had."""
+        fields = asdict(self)
+        fields["table_map"] = list(self.table_map)
+        if self.distribution not in FILE_DISTRIBUTIONS:
+            for name in ("source", "source_digest", "table_map", "order"):
+                del fields[name]
+        return fields
 
     def fixed_pooling(self, spec: ModelSpec) -> bool:
-        """Whether bags have exactly the pooling factor of their table, for ``spec``."""
+        """Whether bags have exactly the pooling factor of their table, for ``spec`` (a
+        trace's bags have the trace's lengths)."""
+        if self.distribution == "trace":
+            return False
         if self.pooling == "spec":
             return spec.pooling_fixed
         return self.pooling == "fixed"
@@ -136,6 +184,15 @@ def describe(query: QuerySpec) -> str:
     elif query.distribution == "locality":
         ids = (f"locality(p={query.reuse_probability:g}, "
                f"reuse distance 1..{query.reuse_distance_max})")
+    elif query.distribution in FILE_DISTRIBUTIONS:
+        from pathlib import PurePath
+
+        mapped = (f", tables {','.join(map(str, query.table_map))}" if query.table_map
+                  else "")
+        ids = (f"{query.distribution} {PurePath(query.source).name} "
+               f"({query.source_digest[:8] or 'no digest'}{mapped})")
+        if query.distribution == "trace":
+            return f"{ids}, {query.order} samples, seed {query.seed}"
     else:
         ids = "uniform"
     pooling = "pooling as in the spec" if query.pooling == "spec" else f"{query.pooling} pooling"
@@ -241,6 +298,9 @@ def expected_distinct_rows(query: QuerySpec, rows: int, draws: float) -> float:
     drawn under ``query`` (the rest re-read rows already read). Independent draws (uniform,
     Zipf) give ``sum_k 1 - (1 - p_k)^draws``; under ``locality`` only the fresh accesses,
     a ``1 - reuse_probability`` share, can bring new rows, and they are uniform."""
+    if query.distribution in FILE_DISTRIBUTIONS:
+        raise ValueError("the distinct rows of a file's ids depend on the table: use "
+                         "recstack.trace_queries.distinct_bytes")
     if rows < 1 or not draws > 0:
         return 0.0
     if query.distribution == "zipf":
@@ -295,6 +355,11 @@ def generate_batches(spec: ModelSpec, query: QuerySpec, batch_size: int,
         if not _is_int(value) or value < 1:
             raise SpecError(field, value, "expected an integer >= 1")
     batch_size, num_batches = int(batch_size), int(num_batches)
+    if query.distribution in FILE_DISTRIBUTIONS:
+        # A file's ids form one stream across all the batches: the batch set cuts it.
+        from recstack.batch_set import generate_batch_set
+
+        return list(generate_batch_set(spec, query, batch_size, num_batches))
 
     layout = table_layout(spec)
     rows = spec.rows

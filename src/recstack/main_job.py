@@ -130,10 +130,14 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
                  on_start: Callable[[Any], None] | None = None,
                  on_stage: Callable[[StageEvent], None] | None = None,
                  executor: Any = None, command: str = "recstack api",
-                 precisions: Sequence[Any] | None = None) -> api.RunResult:
+                 precisions: Sequence[Any] | None = None,
+                 query: Any = None) -> api.RunResult:
     """The whole paper on this machine within ``budget_minutes`` (default 30; 5 with
-    ``quick``; 20 with the serving level): see :mod:`recstack.paper_job`. Returns the characterization run, its notes
-    saying which stages were skipped and why, with the figures and report written.
+    ``quick``; 20 with the serving level): see :mod:`recstack.paper_job`. Returns the
+    characterization run, its notes saying which stages were skipped and why, with the
+    figures and report written. ``query`` (a :class:`~recstack.inputs.QuerySpec`, e.g. a
+    trace's) feeds the characterization and hardware stages; the correlation design's
+    variants change their tables, so they keep synthetic queries.
     ``resume`` continues the characterization run ``run_id`` (default: the latest)."""
     from recstack.admission import available_memory_bytes
     from recstack.analysis.runs import latest_characterization
@@ -159,6 +163,11 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
         run_id = latest_characterization(results)
     available = available_memory_bytes()
     specs = [fit_spec(resolve_spec(name), row_scale, available)[0] for name in names]
+    if query is not None and query.source:
+        from recstack.trace_queries import query_note
+
+        for spec in specs:  # a file that does not fit a model: refused before any stage
+            query_note(spec, query)
     mode, _ = hardware_mode([probe_pmu(), probe_valgrind()])
     mode = None if mode == "unavailable" else mode
     most_threads = max(thread_counts)
@@ -214,7 +223,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     plan_options: dict[str, Any] = {
         "devices": devices, "backends": backends, "row_scale": scale, "threads": thread_counts,
         "oversubscribe": oversubscribe, "store": results.path,
-        "here": api.measures_here(executor), "precisions": precisions}
+        "here": api.measures_here(executor), "precisions": precisions, "query": query}
     characterized = api.plan(names, batch_sizes=sizes, levels=measured_levels,
                              **plan_options)
     wanted = {(spec.name, batch) for spec, batch, _, cache
@@ -241,6 +250,10 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
 
     if (current := stage("correlation")) is not None:
         from recstack.designspace import default_design_space
+
+        if query is not None and query.distribution != "uniform":
+            notes.append(f"correlation: the design's variants change their tables, so they "
+                         f"read uniform queries, not {query.distribution}")
 
         # Variants of the job's models (the eight by default).
         space = dataclasses.replace(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from recstack.errors import RecstackError, SpecError
-from recstack.inputs import QuerySpec
+from recstack.inputs import FILE_DISTRIBUTIONS, QuerySpec
 from recstack.limits import INT32_MAX, SEED_MAX, THREADS_MAX, check_int, check_scale
 from recstack.text import shown
 
@@ -76,10 +76,35 @@ def _sweep_options(data: Any, path: Path) -> dict[str, Any]:
         if not isinstance(data["query"], dict):
             raise SpecError("query", data["query"], "expected a mapping of QuerySpec fields")
         try:
-            options["query"] = QuerySpec(**data["query"])
+            options["query"] = _query(data["query"], path)
         except TypeError as error:
             raise RecstackError(f"{path.name}: query: {error}") from None
     return options
+
+
+def _query(fields: dict[str, Any], path: Path) -> QuerySpec:
+    """The file's query; a trace or profile ``source`` is read relative to the sweep file's
+    folder, and keyed to its content as ``--queries`` does."""
+    if fields.get("distribution") not in FILE_DISTRIBUTIONS:
+        return QuerySpec(**fields)
+    from recstack.trace_queries import file_query
+
+    allowed = {"distribution", "source", "seed", "table_map", "order"}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise SpecError(f"query.{unknown[0]}", fields[unknown[0]],
+                        f"a {fields['distribution']} query takes {', '.join(sorted(allowed))}")
+    source = fields.get("source")
+    if not isinstance(source, str) or not source:
+        raise SpecError("query.source", source, "expected the path of the trace or profile")
+    table_map = fields.get("table_map", [])
+    if not isinstance(table_map, list):
+        raise SpecError("query.table_map", table_map, "expected a list of table numbers")
+    query = QuerySpec(distribution=fields["distribution"], source=source,
+                      seed=fields.get("seed", 0), table_map=tuple(table_map),
+                      order=fields.get("order", "sequential"))  # every field checked
+    return file_query(query.distribution, path.parent / source, query.seed, query.table_map,
+                      query.order)
 
 
 def sweep_file_options(path: str | Path, **overrides: Any) -> dict[str, Any]:

@@ -14,36 +14,58 @@ which unpickles tensors and plain containers only (a pickle of any other object 
 before it runs), then every rule above is checked, and ids must be non-negative. Every
 problem is one :class:`~recstack.errors.RecstackError` line naming the file. Reading is
 this module's job; mapping a trace's tables onto a model's and cutting batches from it are
-the query side's (not built yet).
+the query side's.
+
+:func:`read_trace` is the one entry point for every format, picked by the file name's
+suffix (:data:`SUFFIXES`): this torch format, Criteo click logs
+(:mod:`recstack.trace_criteo`) and tables of accesses in CSV or Parquet
+(:mod:`recstack.trace_tables`). Each gives the same :class:`Trace`.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from recstack.errors import RecstackError
+from recstack.text import shown
 from recstack.userfiles import require_file
 
 MAX_TRACE_BYTES = 8 << 30
-"""The largest trace file read (Meta's published traces are about 1 to 3 GB each)."""
-_GZIP_MAGIC = b"\x1f\x8b"
+"""The largest trace file read, in every format (Meta's published traces are about 1 to 3 GB
+each; a Criteo Terabyte day is larger: cut it, or read its start with ``max_samples``)."""
+SUFFIXES: dict[str, tuple[str, ...]] = {
+    "torch": (".pt", ".pth", ".pt.gz", ".pth.gz"),
+    "criteo": (".tsv", ".txt", ".tsv.gz", ".txt.gz"),
+    "table": (".csv", ".csv.gz", ".parquet"),
+}
+"""The file-name endings of each trace format (any letter case)."""
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
 class Trace:
     """A validated trace: ``indices`` ``(ids,)``, ``offsets`` ``(tables * samples + 1,)``,
-    both int64; ``name``: the file's name."""
+    both int64; ``name``: the file's name; ``dense`` ``(samples, features)`` float32 where
+    the format has dense features (Criteo), else None; ``labels`` ``(samples,)`` float32
+    clicks where it has them; ``format``: a key of :data:`SUFFIXES`; ``digest``: the first
+    16 hex digits of the SHA-256 of the whole file as stored (compressed or not, however
+    many samples were kept), to key results to the trace's content."""
 
     name: str
     indices: Any
     offsets: Any
     tables: int
     samples: int
+    dense: Any = None
+    format: str = "torch"
+    digest: str = ""
+    labels: Any = None
 
     def table_ids(self, table: int) -> Any:
         """Every id of ``table``, in sample order ``(ids of the table,)``."""
@@ -58,15 +80,61 @@ class Trace:
         return bags - bags[0]
 
 
-def read_trace(path: str | Path, option: str = "--trace") -> Trace:
-    """The trace in ``path`` (see the module docstring), checked; ``option`` names where the
-    path came from in errors."""
+def trace_format(path: str | Path) -> str:
+    """The format of the trace file ``path`` from its name (a key of :data:`SUFFIXES`)."""
+    name = Path(path).name
+    lowered = name.lower()
+    for kind, endings in SUFFIXES.items():
+        if lowered.endswith(endings):
+            return kind
+    accepted = ", ".join(ending for endings in SUFFIXES.values() for ending in endings)
+    raise RecstackError(f"{name}: not a trace file name recstack reads; expected a "
+                        f"name ending {accepted}")
+
+
+def read_trace(path: str | Path, option: str = "--trace",
+               max_samples: int | None = None) -> Trace:
+    """The trace in ``path``, in the format its name says (:data:`SUFFIXES`), checked;
+    ``option`` names where the path came from in errors; ``max_samples`` keeps only the
+    first that many samples (the text formats read no further than they need)."""
+    kind = trace_format(path)
+    check_max_samples(max_samples, option)
+    if kind == "criteo":
+        from recstack.trace_criteo import read_criteo
+        return read_criteo(path, option, max_samples)
+    if kind == "table":
+        from recstack.trace_tables import read_table_file
+        return read_table_file(path, option, max_samples)
+    return read_torch_trace(path, option, max_samples)
+
+
+def check_max_samples(max_samples: int | None, option: str) -> None:
+    """Refuses a ``max_samples`` that is not None or a positive integer."""
+    if max_samples is not None and (isinstance(max_samples, bool) or
+                                    not isinstance(max_samples, int) or max_samples < 1):
+        raise RecstackError(f"{option}: max_samples {shown(max_samples)} is not allowed; "
+                            "expected a positive integer or none")
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of the file's bytes (read in blocks, so a
+    large trace is never held whole for it)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
+
+
+def read_torch_trace(path: str | Path, option: str = "--trace",
+                     max_samples: int | None = None) -> Trace:
+    """The torch-format trace in ``path`` (see the module docstring), checked, whatever its
+    name; the first ``max_samples`` samples of it, when given (cut after loading: the
+    format has no way to read less)."""
     import torch
 
     path = Path(path)
     require_file(path, option, MAX_TRACE_BYTES, "a trace file", "bytes of trace")
     data = path.read_bytes()
-    if data[:2] == _GZIP_MAGIC:
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    if data[:2] == GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as error:
@@ -77,10 +145,38 @@ def read_trace(path: str | Path, option: str = "--trace") -> Trace:
             warnings.simplefilter("ignore")
             loaded = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as error:  # noqa: BLE001 - whatever the unpickler says is the reason
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise RecstackError(f"{path.name}: not a trace of plain tensors saved by torch.save "
-                            f"({type(error).__name__}: {first[:160]})") from None
-    return _checked(loaded, path.name)
+                            f"({_load_problem(error)}); objects in a trace are refused, "
+                            "never run") from None
+    trace = replace(_checked(loaded, path.name), digest=digest)
+    if max_samples is not None and max_samples < trace.samples:
+        trace = first_samples(trace, max_samples)
+    return trace
+
+
+def first_samples(trace: Trace, count: int) -> Trace:
+    """``trace`` cut to its first ``count`` samples (``count`` below ``trace.samples``)."""
+    import torch
+
+    lengths = trace.offsets.diff().view(trace.tables, trace.samples)[:, :count]
+    indices = torch.cat([trace.table_ids(table)[:int(lengths[table].sum())]
+                         for table in range(trace.tables)])
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.reshape(-1).cumsum(0)])
+    dense = None if trace.dense is None else trace.dense[:count]
+    labels = None if trace.labels is None else trace.labels[:count]
+    return replace(trace, indices=indices, offsets=offsets, samples=count, dense=dense,
+                   labels=labels)
+
+
+def _load_problem(error: Exception) -> str:
+    """The line of torch.load's error that names the problem: the weights-only unpickler's
+    own reason (e.g. ``Unsupported global: GLOBAL os.system``) rather than its advice."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first[:160]}"
 
 
 def _checked(loaded: Any, name: str) -> Trace:
@@ -114,7 +210,8 @@ def _checked(loaded: Any, name: str) -> Trace:
         raise RecstackError(f"{name}: lengths differ from the bags the offsets mark")
     if indices.numel() and int(indices.min()) < 0:
         raise RecstackError(f"{name}: ids must be non-negative; found {int(indices.min())}")
-    return Trace(name=name, indices=indices, offsets=offsets, tables=tables, samples=samples)
+    return Trace(name=name, indices=indices, offsets=offsets, tables=tables, samples=samples,
+                 format="torch")
 
 
 def _kind(value: Any) -> str:
@@ -138,7 +235,8 @@ def write_trace(path: str | Path, bags: list[list[list[int]]], compress: bool = 
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.view(-1).cumsum(0)])
     buffer = io.BytesIO()
     torch.save((indices, offsets, lengths), buffer)
-    data = gzip.compress(buffer.getvalue()) if compress else buffer.getvalue()
+    # mtime=0: the same bags give the same bytes (the shipped sample traces are compared)
+    data = gzip.compress(buffer.getvalue(), mtime=0) if compress else buffer.getvalue()
     path = Path(path)
     path.write_bytes(data)
     return path

@@ -38,11 +38,12 @@ def require_file(path: Path, option: str, most_bytes: int, expected: str,
                             f"{most_bytes} {content}")
 
 
-def read_text(path: str | Path, option: str) -> str:
-    """The text of a user's file: it must exist, be at most :data:`MAX_FILE_BYTES`, and be
-    UTF-8 without NUL bytes; ``option`` names where it came from in errors."""
+def read_text(path: str | Path, option: str, most_bytes: int = MAX_FILE_BYTES) -> str:
+    """The text of a user's file: it must exist, be at most ``most_bytes`` (a format of
+    many numbers, such as a reuse profile, allows more), and be UTF-8 without NUL bytes;
+    ``option`` names where it came from in errors."""
     path = Path(path)
-    require_file(path, option, MAX_FILE_BYTES, "a file", "bytes of JSON or YAML")
+    require_file(path, option, most_bytes, "a file", "bytes of JSON or YAML")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
@@ -55,8 +56,8 @@ def read_text(path: str | Path, option: str) -> str:
     return text
 
 
-def load_json(text: str, source: str) -> Any:
-    """JSON text as Python data, within the nesting and size limits."""
+def load_json(text: str, source: str, most_values: int = MAX_VALUES) -> Any:
+    """JSON text as Python data, within the nesting limit and ``most_values`` values."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -64,7 +65,7 @@ def load_json(text: str, source: str) -> Any:
                             f"{error.colno}: {error.msg})") from None
     except RecursionError:
         raise _too_deep(source) from None
-    _check_data(data, source)
+    _check_data(data, source, most_values)
     return data
 
 
@@ -174,15 +175,15 @@ def _check_graph(root: Any, source: str) -> None:
         stack.extend((child, False) for child in _children(node) if id(child) not in size)
 
 
-def _check_data(data: Any, source: str) -> None:
+def _check_data(data: Any, source: str, most_values: int = MAX_VALUES) -> None:
     """Nesting depth and value count of parsed JSON, without recursion."""
     count = 0
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, level = stack.pop()
         count += 1
-        if count > MAX_VALUES:
-            raise _too_large(source)
+        if count > most_values:
+            raise RecstackError(f"{source}: holds more than {most_values} values")
         if isinstance(value, (list, dict)):
             if level > MAX_DEPTH:
                 raise _too_deep(source)

@@ -27,7 +27,7 @@ import functools
 from dataclasses import dataclass
 
 from recstack.errors import SpecError
-from recstack.inputs import QuerySpec, expected_distinct_rows
+from recstack.inputs import FILE_DISTRIBUTIONS, QuerySpec, expected_distinct_rows
 from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
 
@@ -85,6 +85,11 @@ def distinct_embedding_bytes(spec: ModelSpec, query: QuerySpec, batch_size: int,
     as cold)."""
     from recstack.batch_work import table_gathers
 
+    if query.distribution in FILE_DISTRIBUTIONS:
+        from recstack.trace_queries import distinct_bytes
+
+        return distinct_bytes(spec, query, batch_size, batches,
+                              table_gathers(spec, batch_size, precision))
     return sum(expected_distinct_rows(query, g.rows, g.draws * batches) * g.row_bytes
                for g in table_gathers(spec, batch_size, precision))
 

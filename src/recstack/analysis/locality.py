@@ -28,7 +28,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from recstack.analysis.stack_distance import (as_numpy, check_capacity, hit_rate_curve,
+from recstack.analysis.stack_distance import (HISTOGRAM_COLUMNS, as_numpy, check_capacity,
+                                              hit_rate_curve, reuse_distance_histogram,
                                               stack_distances)
 from recstack.batch import Batch
 from recstack.errors import RecstackError
@@ -154,28 +155,41 @@ def _unique_sizes(cache_bytes: Iterable[int]) -> list[int]:
 
 def locality_profile(spec: ModelSpec, batches: Iterable[Batch],
                      cache_bytes: Iterable[int] = ()) -> pd.DataFrame:
-    """One row per table the model reads, ascending table index. Columns (PROFILE_COLUMNS):
+    """One row per table the model reads, ascending table index: :func:`stream_locality`
+    of its access stream (:func:`table_streams`), ``rows`` the table's (scaled) size and
+    a cache row one float32 embedding vector (``embedding_dim * 4`` bytes).
 
-    - ``table``: index into ``spec.rows``; ``rows``: the table's (scaled) size;
-    - ``accesses``: length of its stream (:func:`table_streams`);
+    Raises RecstackError when the batches do not fit ``spec`` or a cache size is negative.
+    """
+    rows = spec.rows
+    streams = table_streams(spec, batches)
+    return stream_locality(streams, {table: int(rows[table]) for table in streams},
+                           spec.embedding_dim * BYTES_PER_VALUE, cache_bytes)
+
+
+def stream_locality(streams: dict[int, np.ndarray], rows: dict[int, int], row_bytes: int,
+                    cache_bytes: Iterable[int] = ()) -> pd.DataFrame:
+    """One row per stream (``{table: ids}``, a model's or a trace's), in key order.
+    Columns (PROFILE_COLUMNS):
+
+    - ``table``: the key; ``rows``: the table's size (``rows[table]``);
+    - ``accesses``: length of its stream;
     - ``unique_rows``: distinct rows in it; ``unique_fraction``: ``unique_rows / accesses``;
     - ``reuse_fraction``: share of accesses that re-access a row (``1 - unique_fraction``);
     - ``median_stack_distance``, ``p90_stack_distance``: over the re-accesses only
       (``numpy.percentile``, linear interpolation); NaN when there are none;
     - then, per cache size in ``cache_bytes`` (first occurrence order, duplicates dropped),
       ``hit_rate_<size>`` (:func:`hit_rate_column`): the LRU hit rate of this table alone
-      in a cache of ``capacity_rows(spec, size) = size // (embedding_dim * 4)`` rows, one
-      row being one float32 embedding vector; the cache starts empty, so first accesses
+      in a cache of ``size // row_bytes`` rows; the cache starts empty, so first accesses
       count as misses.
 
-    Fractions and hit rates are NaN for a table with no accesses. Raises RecstackError when
-    the batches do not fit ``spec`` or a cache size is negative.
+    Fractions and hit rates are NaN for a table with no accesses.
     """
     sizes = _unique_sizes(cache_bytes)
-    capacities = [capacity_rows(spec, size) for size in sizes]
-    rows = spec.rows
+    capacities = [size // row_bytes for size in sizes]
     records = []
-    for table, stream in table_streams(spec, batches).items():
+    for table in sorted(streams):
+        stream = streams[table]
         distances = stack_distances(stream)
         accesses = int(stream.size)
         reuses = distances[distances >= 0]
@@ -203,6 +217,25 @@ def locality_profile(spec: ModelSpec, batches: Iterable[Batch],
     for column in columns[4:]:
         frame[column] = frame[column].astype(np.float64)
     return frame
+
+
+DISTANCE_BINS = (16, 256, 4096, 65536, 1 << 20)
+"""Coarse stack-distance ranges for :func:`distance_distribution`: cold, 0-15, 16-255, ..."""
+
+
+def distance_distribution(streams: dict[int, np.ndarray],
+                          bins: Iterable[int] = DISTANCE_BINS) -> pd.DataFrame:
+    """Each stream's LRU stack-distance distribution: ``table`` then the columns of
+    :func:`recstack.analysis.stack_distance.reuse_distance_histogram` (``label``,
+    ``bin_low``, ``bin_high``, ``count``, ``fraction``), the first row of each table its
+    first accesses (``cold``)."""
+    frames = []
+    for table in sorted(streams):
+        histogram = reuse_distance_histogram(stack_distances(streams[table]), list(bins))
+        frames.append(histogram.assign(table=table))
+    if not frames:
+        return pd.DataFrame(columns=["table", *HISTOGRAM_COLUMNS])
+    return pd.concat(frames, ignore_index=True)[["table", *HISTOGRAM_COLUMNS]]
 
 
 def shared_cache_hit_rates(spec: ModelSpec, batches: Iterable[Batch],

@@ -34,7 +34,7 @@ from recstack.analysis.roofline_bound import (MEMORY_BOUND_SHARE, STAGE_COLUMNS,
 from recstack.analysis.select import STORED_BEFORE_CACHE_STATE
 from recstack.errors import RecstackError
 from recstack.footprint import footprint
-from recstack.inputs import QuerySpec
+from recstack.inputs import FILE_DISTRIBUTIONS, QuerySpec
 from recstack.precision import REFERENCE, Precision
 from recstack.specs import spec_from_config
 
@@ -172,8 +172,10 @@ def _row(point: object, ceilings: Ceilings | None) -> dict[str, object]:
         "compile_seconds": _number(point.compile_seconds),
         "peak_memory_growth_bytes": point.peak_memory_growth_bytes,
         "model_bytes": size.model_bytes, "embedding_bytes": size.embedding_bytes}
-    if ceilings is not None:
-        query = QuerySpec(**json.loads(point.query)) if point.query else QuerySpec()
+    query = QuerySpec(**json.loads(point.query)) if point.query else QuerySpec()
+    # A file's ids have no distinct-row model here (the file may not even be on this
+    # machine): such points get no bound rather than one of a synthetic distribution.
+    if ceilings is not None and query.distribution not in FILE_DISTRIBUTIONS:
         distinct = _number(point.distinct_batches)
         cycled = int(distinct) if distinct >= 1 else 1
         bound = point_bound(spec, int(point.batch_size), ceilings, query, cycled, precision)

@@ -223,3 +223,30 @@ def run_points(store: Any, run_id: str) -> pd.DataFrame:
         LEFT JOIN profiles pr USING (run_id, point_key)
         WHERE pt.run_id = ? ORDER BY pt.model, pt.device, pt.threads, pt.batch_size
     """, [run_id])[RUN_POINT_COLUMNS]
+
+
+QUERY_COLUMNS = ["run_id", "queries", "distribution", "models", "points", "folded_fraction"]
+
+
+def queries_by_run(store: Any, run_ids: list[str]) -> pd.DataFrame:
+    """How each run's points drew their query ids, one row per (run, query): ``queries``
+    (:func:`recstack.inputs.describe`: a trace or profile named with its digest),
+    ``distribution``, ``models`` (comma-separated), ``points``, and ``folded_fraction``
+    (the largest share of a trace's ids folded into a model's tables; NaN when none were
+    read from a trace)."""
+    from recstack.inputs import QuerySpec, describe
+
+    if not run_ids:
+        return pd.DataFrame(columns=QUERY_COLUMNS)
+    rows = store.query(f"""
+        SELECT run_id, CAST(query AS VARCHAR) AS query,
+               string_agg(DISTINCT model, ', ' ORDER BY model) AS models,
+               count(*) AS points, max(folded_fraction) AS folded_fraction
+        FROM points WHERE run_id IN ({_placeholders(run_ids)}) GROUP BY run_id, query
+        ORDER BY run_id, query
+    """, list(run_ids))
+    queries = [QuerySpec(**json.loads(text)) if text else QuerySpec() for text in rows["query"]]
+    rows["queries"] = [describe(query) for query in queries]
+    rows["distribution"] = [query.distribution for query in queries]
+    rows["folded_fraction"] = rows.folded_fraction.astype(float)
+    return rows[QUERY_COLUMNS]

@@ -24,6 +24,7 @@ from recstack.cli import (  # noqa: F401
     report,
     results,
     serve,
+    traces,
     zoo,
 )
 from recstack.cli.app import app

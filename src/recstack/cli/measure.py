@@ -12,9 +12,10 @@ from recstack.cli import summaries
 from recstack.cli.app import app, console, make_console
 from recstack.cli.options import (DEFAULT_STORE, AddressOption, ExecutorOption, JsonOption,
                                   OversubscribeOption, PlatformsOption, PrecisionOption,
-                                  ResumeOption, RetriesOption, RowScaleOption, RunIdOption,
-                                  StoreOption, executor_option, int_list, levels_list,
-                                  precision_list)
+                                  QueriesOption, ResumeOption, RetriesOption, RowScaleOption,
+                                  RunIdOption, StoreOption, TraceOrderOption,
+                                  TraceTablesOption, executor_option, int_list, levels_list,
+                                  precision_list, queries_option)
 from recstack.cli.progress import (command_line, finish, measure_with_progress,
                                    progress_display, report_outcome)
 
@@ -68,6 +69,9 @@ def sweep(
     run_id: RunIdOption = None,
     min_time: MinTimeOption = 1.0,
     distribution: DistributionOption = "uniform",
+    queries: QueriesOption = None,
+    trace_tables: TraceTablesOption = None,
+    trace_order: TraceOrderOption = "sequential",
     seed: Annotated[int, typer.Option(help="Seed of weights and queries.")] = 0,
     levels: Annotated[str, typer.Option(
         "--levels", help="What to measure: timing, operators, or both (comma-separated).")]
@@ -100,6 +104,7 @@ def sweep(
                                 "--model rmc1) or use --sweep-file")
         planned = api.plan(model, devices=device or None, backends=backend,
                            row_scale=row_scale, distribution=distribution, seed=seed,
+                           query=queries_option(queries, seed, trace_tables, trace_order),
                            levels=levels_list(levels), oversubscribe=oversubscribe,
                            store=store, cache=cache, here=api.measures_here(cluster),
                            precisions=precision_list(precision),
@@ -161,6 +166,9 @@ def run(
     address: AddressOption = None,
     platforms: PlatformsOption = None,
     retries: RetriesOption = 1,
+    queries: QueriesOption = None,
+    trace_tables: TraceTablesOption = None,
+    trace_order: TraceOrderOption = "sequential",
 ) -> None:
     """The main job: the paper on this machine within a time budget. Ceilings and a backend
     race where none are stored, timing and operator profiles of the eight canonical models
@@ -176,6 +184,7 @@ def run(
     targets = with_overrides(targets, target or [], set(model or ZOO_NAMES))
     sizes = _sizes(batch_sizes, threads)
     cluster = executor_option(executor, address, platforms, retries)
+    query = queries_option(queries, 0, trace_tables, trace_order)
     # One display for the job's stages, its runs and their points.
     with progress_display(console) as update:
         result = run_main_job(
@@ -183,7 +192,7 @@ def run(
             sizes["batch_sizes"], sizes["threads"], device or None, backend, row_scale,
             oversubscribe, trace, resume, run_id, progress=update, on_start=update,
             on_stage=update, executor=cluster, command=command_line(),
-            precisions=precision_list(precision))
+            precisions=precision_list(precision), query=query)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
     timings = result.timings()

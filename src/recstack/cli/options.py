@@ -25,6 +25,17 @@ RunIdOption = Annotated[str | None, typer.Option(
 OversubscribeOption = Annotated[bool, typer.Option(
     "--oversubscribe", help="Allow more intra-op threads than the cores this process may use "
                             "(each operator then also measures waiting for a core).")]
+QueriesOption = Annotated[str | None, typer.Option(
+    "--queries", help="Where the embedding ids come from: uniform, zipf, locality, "
+                      "trace:FILE (a real trace: Meta's .pt/.pt.gz, Criteo .tsv/.txt, or "
+                      "(sample, id[, table]) .csv/.parquet) or profile:FILE (generated from "
+                      "`recstack fit-trace`'s profile).")]
+TraceTablesOption = Annotated[str | None, typer.Option(
+    "--trace-tables", help="The file's table for each of the model's tables, in the spec's "
+                           "order, e.g. 0,1,2,0 (default: table t reads the file's table t).")]
+TraceOrderOption = Annotated[str, typer.Option(
+    "--trace-order", help="sequential (the trace's samples in order) or shuffled (a seeded "
+                          "permutation).")]
 
 
 def levels_list(text: str) -> list[str]:
@@ -119,3 +130,31 @@ def precision_list(values: list[str] | None) -> list[Any] | None:
         return list(dict.fromkeys(Precision.parse(value) for value in values))
     except SpecError as error:
         raise error.for_option("--precision") from None
+
+
+def queries_option(queries: str | None, seed: int = 0, tables: str | None = None,
+                   order: str = "sequential") -> Any:
+    """``--queries`` with ``--trace-tables`` and ``--trace-order`` as a QuerySpec (a file is
+    read and checked now), or None when ``--queries`` is not given."""
+    if queries is None:
+        if tables is not None:
+            raise RecstackError("--trace-tables: only with --queries trace:FILE or "
+                                "profile:FILE")
+        return None
+    from recstack.errors import SpecError
+    from recstack.trace_queries import parse_queries
+
+    table_map = _table_numbers(tables) if tables is not None else ()
+    try:
+        return parse_queries(queries, seed, table_map, order)
+    except SpecError as error:
+        named = {"order": "--trace-order", "table_map": "--trace-tables"}.get(error.field)
+        raise error.for_option(named or "--queries") from None
+
+
+def _table_numbers(text: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in text.split(",")]
+    if not parts or not all(part.isascii() and part.isdigit() for part in parts):
+        raise RecstackError(f"--trace-tables: {shown(text)} is not allowed; expected table "
+                            "numbers >= 0 separated by commas (e.g. 0,1,2,0)")
+    return tuple(int(part) for part in parts)

@@ -68,6 +68,10 @@ class PointRow:
     dense_precision: str | None = column(
         "VARCHAR", "the dense layers' precision: fp32, bf16 or int8 (dynamic); none read as "
                    "fp32", since=15, default=None)
+    folded_fraction: float | None = column(
+        "DOUBLE", "the share of a trace's ids at or beyond their table's rows, folded in "
+                  "modulo the rows; none for queries not read from a trace", since=16,
+        default=None)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,10 +54,28 @@ def methodology_section(context: ReportContext) -> Section:
             {"setting": "setting", **{run: run for run in settings.columns[1:]}},
             caption="Warm-up iterations are never timed; every iteration's latency is kept "
                     "(table samples); statistics are derived from those samples."))
+    _query_table(context, section)
     _timing_notes(context, section)
     _profile_notes(context, section)
     _hardware_notes(context, section)
     return section
+
+
+def _query_table(context: ReportContext, section: Section) -> None:
+    """Where the query ids came from; shown when any point read a trace or a profile."""
+    from recstack.analysis.runs import queries_by_run
+    from recstack.inputs import FILE_DISTRIBUTIONS
+
+    queries = queries_by_run(context.store, list(context.runs.run_id))
+    if not queries.distribution.isin(FILE_DISTRIBUTIONS).any():
+        return
+    section.tables.append(table_from_frame(
+        queries, "Queries: where the embedding ids came from",
+        {"run_id": "run", "queries": "queries", "models": "models", "points": "points",
+         "folded_fraction": "ids folded"}, {"folded_fraction": "pct"},
+        caption="A trace's ids at or beyond a table's rows are folded in modulo the rows "
+                "(the largest share over the models is shown); a profile's ids are "
+                "generated within the rows."))
 
 
 def _timing_notes(context: ReportContext, section: Section) -> None:

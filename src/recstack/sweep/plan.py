@@ -15,7 +15,7 @@ from recstack.collect.hardware import scaled_for_simulation
 from recstack.doctor import hardware_mode
 from recstack.errors import RecstackError, SpecError
 from recstack.host import usable_cores
-from recstack.inputs import QuerySpec
+from recstack.inputs import FILE_DISTRIBUTIONS, QuerySpec
 from recstack.levels import LEVEL_NAMES, LevelOptions
 from recstack.limits import (INT32_MAX, SEED_MAX, THREADS_MAX, check_int, check_scale,
                              is_integer)
@@ -233,6 +233,10 @@ def plan_specs(specs: Sequence[ModelSpec], batch_sizes: Sequence[int], threads: 
     choices_at = _choices_by_threads(backend_choices)
     points, bases = [], []
     check_precisions(precisions, backends, devices)
+    if query.distribution in FILE_DISTRIBUTIONS:
+        from recstack.trace_queries import query_note
+
+        notes.extend(query_note(spec, query) for spec in specs)  # refuses a bad mapping
     for spec, device, count, backend, precision, batch, level in itertools.product(
             specs, devices, threads, backends, precisions, batch_sizes, levels):
         if level == "hardware":

@@ -106,7 +106,19 @@ def point_row(point: Point, status: str, started: datetime, error: str | None = 
         llc_bytes=None if cycled is None else cycled.llc_bytes, attempts=attempts,
         platform_id=machine.platform_id if machine is not None else platform_id,
         node=None if machine is None else machine.node, retried_after=retried_after,
-        embedding_precision=point.precision.embedding, dense_precision=point.precision.dense)
+        embedding_precision=point.precision.embedding, dense_precision=point.precision.dense,
+        folded_fraction=_folded_fraction(point))
+
+
+def _folded_fraction(point: Point) -> float | None:
+    if point.query.distribution != "trace":
+        return None
+    from recstack.trace_queries import folded_fraction
+
+    try:
+        return folded_fraction(point.spec, point.query)
+    except RecstackError:  # the point's own error says why its trace could not be read
+        return None
 
 
 @dataclass
