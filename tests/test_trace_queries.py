@@ -262,3 +262,17 @@ def test_profile_queries_reproduce_the_fitted_streams_hit_rates(tmp_path) -> Non
         curve = hit_rate_curve(stack_distances(generated[:stream.size]), capacities).hit_rate
         assert np.abs(curve.to_numpy() - real.to_numpy()).max() < 0.05
     assert "generated from profile p.json" in query_note(spec, query)
+
+
+def test_admission_counts_the_trace_a_worker_holds(rmc1_trace) -> None:
+    from recstack.admission import point_memory
+    from recstack.trace_queries import held_bytes
+
+    spec, bags, query = rmc1_trace
+    ids = sum(len(bag) for table in bags for bag in table)
+    offsets = len(bags) * SAMPLES + 1
+    assert held_bytes(query) == 2 * (ids + offsets) * 8  # the trace and its mapped copy
+    assert held_bytes(QuerySpec()) == 0
+    need = point_memory(spec, 4, source_bytes=held_bytes(query))
+    assert need.total == point_memory(spec, 4).total + held_bytes(query)
+    assert "trace 0.00" in need.describe()

@@ -120,29 +120,34 @@ class PointMemory:
     inputs: int
     activations: int
     worker: int = WORKER_BYTES
+    source: int = 0
+    """A trace the queries are cut from, held whole (and mapped) in the worker."""
 
     @property
     def total(self) -> int:
-        return self.model + self.inputs + self.activations + self.worker
+        return self.model + self.inputs + self.activations + self.worker + self.source
 
     def describe(self) -> str:
+        trace = f", trace {self.source / 1e9:.2f}" if self.source else ""
         return (f"{self.total / 1e9:.2f} GB (model {self.model / 1e9:.2f}, query batches "
-                f"{self.inputs / 1e9:.2f}, activations {self.activations / 1e9:.2f}, worker "
-                f"{self.worker / 1e9:.2f})")
+                f"{self.inputs / 1e9:.2f}{trace}, activations {self.activations / 1e9:.2f}, "
+                f"worker {self.worker / 1e9:.2f})")
 
 
 def point_memory(spec: ModelSpec, batch_size: int, distinct_batches: int = 4,
-                 max_input_bytes: int = 1 << 29, precision: Precision = FP32) -> PointMemory:
+                 max_input_bytes: int = 1 << 29, precision: Precision = FP32,
+                 source_bytes: int = 0) -> PointMemory:
     """The peak memory of a point of ``spec`` at ``batch_size`` whose timing loop keeps up
     to ``distinct_batches`` batches within ``max_input_bytes`` (at least one batch, as
-    ``collect.timing.prepare_point`` keeps them)."""
+    ``collect.timing.prepare_point`` keeps them), its queries cut from a trace holding
+    ``source_bytes`` (:func:`recstack.trace_queries.held_bytes`)."""
     per_batch = input_bytes_per_batch(spec, batch_size)
     kept = max(1, min(distinct_batches, max_input_bytes // max(1, per_batch)))
     activations = ACTIVATION_FACTOR * sum(stage.activation_bytes
                                           for stage in stage_work(spec, batch_size))
     return PointMemory(model=sizes.footprint(spec, precision).build_memory_bytes,
                        inputs=(kept + TRANSIENT_BATCHES) * per_batch,
-                       activations=int(activations))
+                       activations=int(activations), source=source_bytes)
 
 
 def _advice(spec: ModelSpec, batch_size: int, need: PointMemory) -> str:
@@ -156,10 +161,11 @@ def _advice(spec: ModelSpec, batch_size: int, need: PointMemory) -> str:
 def require_point_memory(spec: ModelSpec, batch_size: int, label: str,
                          distinct_batches: int = 4, max_input_bytes: int = 1 << 29,
                          available_bytes: int | None = None,
-                         precision: Precision = FP32) -> PointMemory:
+                         precision: Precision = FP32, source_bytes: int = 0) -> PointMemory:
     """Refuses, before anything is allocated, a point that would not fit; returns its
     estimate otherwise."""
-    need = point_memory(spec, batch_size, distinct_batches, max_input_bytes, precision)
+    need = point_memory(spec, batch_size, distinct_batches, max_input_bytes, precision,
+                        source_bytes)
     available = available_memory_bytes() if available_bytes is None else available_bytes
     if need.total > usable_memory(available):
         raise RecstackError(f"{label}: needs about {need.describe()} but only "

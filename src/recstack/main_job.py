@@ -154,6 +154,11 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     check_options(names, batch_sizes or [1], thread_counts, devices or ["cpu"],
                   backends or ["auto"], levels, row_scale, oversubscribe)
     check_precisions(precisions or [FP32], backends or ["auto"], devices or ["cpu"])
+    if query is not None and query.source:
+        from recstack.trace_queries import check_fits
+
+        for name in names:  # a file that does not fit a model: refused before any stage
+            check_fits(resolve_spec(name), query)
     results = api.ResultStore(store)
     results.check_writable()  # before minutes of measuring, not after
     if min_time is not None:
@@ -163,11 +168,6 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
         run_id = latest_characterization(results)
     available = available_memory_bytes()
     specs = [fit_spec(resolve_spec(name), row_scale, available)[0] for name in names]
-    if query is not None and query.source:
-        from recstack.trace_queries import query_note
-
-        for spec in specs:  # a file that does not fit a model: refused before any stage
-            query_note(spec, query)
     mode, _ = hardware_mode([probe_pmu(), probe_valgrind()])
     mode = None if mode == "unavailable" else mode
     most_threads = max(thread_counts)

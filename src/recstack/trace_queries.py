@@ -118,6 +118,16 @@ def parse_queries(text: str, seed: int = 0, table_map: tuple[int, ...] = (),
                             "locality, trace:FILE or profile:FILE") from None
 
 
+def held_bytes(query: QuerySpec) -> int:
+    """Memory a worker holds for a trace query beyond its batches: the trace read whole, a
+    mapped copy of its ids (folding makes one) and its dense features; 0 for the others."""
+    if query.distribution != "trace":
+        return 0
+    trace = loaded_source(query)
+    dense = 0 if trace.dense is None else trace.dense.numel() * trace.dense.element_size()
+    return 2 * (trace.indices.numel() + trace.offsets.numel()) * 8 + dense
+
+
 # --------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------
@@ -145,6 +155,13 @@ def table_mapping(spec: ModelSpec, query: QuerySpec, available: int) -> list[int
     return list(range(wanted))
 
 
+def check_fits(spec: ModelSpec, query: QuerySpec) -> None:
+    """Refuses a file whose tables cannot be mapped onto ``spec``'s (its RecstackError)."""
+    loaded = loaded_source(query)
+    count = loaded.tables if query.distribution == "trace" else len(loaded.tables)
+    table_mapping(spec, query, count)
+
+
 @dataclass(frozen=True)
 class MappedTable:
     """One model table's ids from the trace: ``ids`` ``(n,)`` int64 folded into
@@ -158,7 +175,8 @@ class MappedTable:
     folded: int
 
 
-@functools.lru_cache(maxsize=4)
+# A mapped trace is as large as the trace: keep one or two, not one per model of a run.
+@functools.lru_cache(maxsize=2)
 def mapped_tables(spec: ModelSpec, query: QuerySpec) -> tuple[MappedTable, ...]:
     """Every model table's trace ids, mapped and folded (see the module docstring)."""
     trace = loaded_source(query)
@@ -185,6 +203,7 @@ def folding(spec: ModelSpec, query: QuerySpec) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=FOLDING_COLUMNS)
 
 
+@functools.lru_cache(maxsize=64)  # the recorder asks for every point it stores
 def folded_fraction(spec: ModelSpec, query: QuerySpec) -> float:
     """The share of all the trace ids the model reads that were folded."""
     tables = mapped_tables(spec, query)
@@ -252,7 +271,7 @@ def profile_ids(spec: ModelSpec, query: QuerySpec, table: int, n: int,
 # --------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)
 def _first_touches(spec: ModelSpec, query: QuerySpec) -> dict[int, np.ndarray]:
     """Per model table, the sorted query slots (in sample order) where each distinct row is
     first read: the distinct rows of the first ``n`` slots are ``searchsorted(first, n)``."""

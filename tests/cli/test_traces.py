@@ -216,3 +216,13 @@ def test_a_sweep_file_names_a_trace_relative_to_itself(tmp_path: Path) -> None:
                      "zipf_exponent: 2}\n")
     with pytest.raises(RecstackError, match="query.zipf_exponent"):
         sweep_file_options(sweep)
+
+
+def test_the_main_job_refuses_a_trace_that_does_not_fit_before_any_stage(
+        tmp_path: Path) -> None:
+    trace = _trace(tmp_path / "few.pt", tables=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert_refused(cli("run", "-m", "rmc1", "--quick", "--levels", "timing", "--queries",
+                       f"trace:{trace}", "--store", str(out / "r.duckdb")), out,
+                   "few.pt: 3 tables for rmc1's 8; map them with --trace-tables")

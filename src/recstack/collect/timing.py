@@ -170,13 +170,15 @@ def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False
     from recstack.admission import require_point_memory
     from recstack.backends import build_for_backend, prepare_backend
     from recstack.batch_set import generate_batch_set
+    from recstack.trace_queries import held_bytes
 
     torch.set_num_threads(point.threads)
     check_device(point.device)
     cycled = point_cycled_set(point, settings, options)
     # Planning admitted the point; memory may have gone to something else since.
     require_point_memory(point.spec, point.batch_size, point.label, cycled.batches,
-                         settings.max_input_bytes, precision=point.precision)
+                         settings.max_input_bytes, precision=point.precision,
+                         source_bytes=held_bytes(point.query))
     on_cuda = point.device.startswith("cuda")
 
     baseline = _peak_rss_bytes()

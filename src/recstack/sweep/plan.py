@@ -23,6 +23,7 @@ from recstack.points import BACKEND_CHOICES, Point
 from recstack.precision import FP32, Precision, unsupported_reason
 from recstack.specs import ModelSpec, resolve_spec
 from recstack.text import shown
+from recstack.trace_queries import held_bytes
 from recstack.working_set import DEFAULT_CACHE, check_cache_state, cycled_set, machine_llc_bytes
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 4, 16, 64, 256, 1024, 4096)
@@ -319,7 +320,8 @@ def _admitted(points: list[Point], notes: list[str], drop_unfit: bool,
         try:
             what = "" if precision.is_reference else f" in {precision.label}"
             require_point_memory(spec, batch, f"{spec.name} at batch {batch}{what}", count,
-                                 available_bytes=available, precision=precision)
+                                 available_bytes=available, precision=precision,
+                                 source_bytes=held_bytes(points[0].query))
         except RecstackError as error:
             if not drop_unfit:
                 raise
