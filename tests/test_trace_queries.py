@@ -276,3 +276,19 @@ def test_admission_counts_the_trace_a_worker_holds(rmc1_trace) -> None:
     need = point_memory(spec, 4, source_bytes=held_bytes(query))
     assert need.total == point_memory(spec, 4).total + held_bytes(query)
     assert "trace 0.00" in need.describe()
+
+
+def test_trace_samples_keep_the_traces_start(tmp_path) -> None:
+    from recstack.inputs import describe
+
+    spec = small_spec("ncf")
+    bags = _bags(len(spec.rows), min(spec.rows), empty=False)
+    path = write_trace(tmp_path / "t.pt", bags)
+    query = file_query("trace", path, samples=5)
+    assert query.to_dict()["samples"] == 5 and "first 5 sequential samples" in describe(query)
+    (batch,) = generate_batches(spec, query, 12, 1)  # wraps after the 5 samples kept
+    table = table_layout(spec).pooled[0]
+    assert batch.bag_indices[0].tolist() == [i for s in range(12) for i in bags[table][s % 5]]
+    assert file_query("trace", path).source_digest == query.source_digest  # the same file
+    with pytest.raises(RecstackError, match="--trace-samples: only trace:FILE"):
+        parse_queries("uniform", samples=3)

@@ -99,7 +99,7 @@ class QuerySpec:
     since planning is refused); ``table_map``: the file's table for each of the model's
     tables, in ``spec.rows`` order (empty: table ``t`` reads the file's table ``t``);
     ``order``: ``"sequential"`` (samples in the trace's order) or ``"shuffled"`` (a seeded
-    permutation of them).
+    permutation of them); ``samples``: read only the trace's first that many (0: all).
     """
 
     distribution: str = "uniform"
@@ -112,6 +112,7 @@ class QuerySpec:
     source_digest: str = ""
     table_map: tuple[int, ...] = ()
     order: str = "sequential"
+    samples: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.distribution, str) or self.distribution not in DISTRIBUTIONS:
@@ -154,6 +155,9 @@ class QuerySpec:
                             "only the trace and profile distributions map tables")
         if not isinstance(self.order, str) or self.order not in TRACE_ORDERS:
             raise SpecError("order", self.order, f"expected one of {', '.join(TRACE_ORDERS)}")
+        check_int("samples", self.samples, 0, INT32_MAX)
+        if self.samples and self.distribution != "trace":
+            raise SpecError("samples", self.samples, "only a trace's samples are cut")
         object.__setattr__(self, "table_map", tuple(int(t) for t in self.table_map))
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,7 +167,7 @@ class QuerySpec:
         fields = asdict(self)
         fields["table_map"] = list(self.table_map)
         if self.distribution not in FILE_DISTRIBUTIONS:
-            for name in ("source", "source_digest", "table_map", "order"):
+            for name in ("source", "source_digest", "table_map", "order", "samples"):
                 del fields[name]
         return fields
 
@@ -192,7 +196,8 @@ def describe(query: QuerySpec) -> str:
         ids = (f"{query.distribution} {PurePath(query.source).name} "
                f"({query.source_digest[:8] or 'no digest'}{mapped})")
         if query.distribution == "trace":
-            return f"{ids}, {query.order} samples, seed {query.seed}"
+            first = f"first {query.samples} " if query.samples else ""
+            return f"{ids}, {first}{query.order} samples, seed {query.seed}"
     else:
         ids = "uniform"
     pooling = "pooling as in the spec" if query.pooling == "spec" else f"{query.pooling} pooling"

@@ -89,7 +89,7 @@ def _query(fields: dict[str, Any], path: Path) -> QuerySpec:
         return QuerySpec(**fields)
     from recstack.trace_queries import file_query
 
-    allowed = {"distribution", "source", "seed", "table_map", "order"}
+    allowed = {"distribution", "source", "seed", "table_map", "order", "samples"}
     unknown = sorted(set(fields) - allowed)
     if unknown:
         raise SpecError(f"query.{unknown[0]}", fields[unknown[0]],
@@ -102,9 +102,10 @@ def _query(fields: dict[str, Any], path: Path) -> QuerySpec:
         raise SpecError("query.table_map", table_map, "expected a list of table numbers")
     query = QuerySpec(distribution=fields["distribution"], source=source,
                       seed=fields.get("seed", 0), table_map=tuple(table_map),
-                      order=fields.get("order", "sequential"))  # every field checked
+                      order=fields.get("order", "sequential"),
+                      samples=fields.get("samples", 0))  # every field checked
     return file_query(query.distribution, path.parent / source, query.seed, query.table_map,
-                      query.order)
+                      query.order, query.samples)
 
 
 def sweep_file_options(path: str | Path, **overrides: Any) -> dict[str, Any]:

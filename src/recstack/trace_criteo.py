@@ -15,10 +15,10 @@ Criteo's files): folding them into a model table's rows (modulo the table's size
 of whoever maps the trace onto a model, not this reader's. Labels are checked (0 or 1) and
 kept as :attr:`~recstack.trace_files.Trace.labels`.
 
-A file may be as large as any trace (:data:`~recstack.trace_files.MAX_TRACE_BYTES`); all of
-it is hashed for the digest, but with ``max_samples`` only that many lines are decompressed
-and parsed, which is how to read the start of a Criteo day (a whole day does not fit the
-limit, nor, parsed, the memory of most machines). Every problem is one
+Read whole, a file may be as large as any trace (:data:`~recstack.trace_files.MAX_TRACE_BYTES`);
+with ``max_samples`` only that many lines are decompressed and parsed, and the file may be
+of any size, which is how to read the start of a Criteo day (a whole day does not fit the
+limit, nor, parsed, the memory of most machines). All of it is hashed for the digest. Every problem is one
 :class:`~recstack.errors.RecstackError` line naming the file and, where it has one, the line.
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from recstack.errors import RecstackError
 from recstack.text import shown
-from recstack.trace_files import GZIP_MAGIC, MAX_TRACE_BYTES, Trace, file_digest
+from recstack.trace_files import GZIP_MAGIC, Trace, file_digest, most_bytes
 from recstack.userfiles import require_file
 
 DENSE_FEATURES = 13
@@ -54,7 +54,7 @@ def read_criteo(path: str | Path, option: str = "--trace",
     import torch
 
     path = Path(path)
-    require_file(path, option, MAX_TRACE_BYTES, "a Criteo click log", "bytes of trace")
+    require_file(path, option, most_bytes(max_samples), "a Criteo click log", "bytes of trace")
     digest = file_digest(path)
     frame = _frame(path, _lines(path, max_samples))
     samples = len(frame)

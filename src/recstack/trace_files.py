@@ -37,8 +37,9 @@ from recstack.text import shown
 from recstack.userfiles import require_file
 
 MAX_TRACE_BYTES = 8 << 30
-"""The largest trace file read, in every format (Meta's published traces are about 1 to 3 GB
-each; a Criteo Terabyte day is larger: cut it, or read its start with ``max_samples``)."""
+"""The largest trace file read whole (Meta's published traces are about 1 to 3 GB each); a
+Criteo day or a table of accesses may be larger when only its start is read
+(``max_samples``, ``--trace-samples``: :func:`most_bytes`)."""
 SUFFIXES: dict[str, tuple[str, ...]] = {
     "torch": (".pt", ".pth", ".pt.gz", ".pth.gz"),
     "criteo": (".tsv", ".txt", ".tsv.gz", ".txt.gz"),
@@ -106,6 +107,13 @@ def read_trace(path: str | Path, option: str = "--trace",
         from recstack.trace_tables import read_table_file
         return read_table_file(path, option, max_samples)
     return read_torch_trace(path, option, max_samples)
+
+
+def most_bytes(max_samples: int | None) -> int:
+    """The size limit of a text or table trace: :data:`MAX_TRACE_BYTES` when it is read
+    whole, none when only its first ``max_samples`` are kept (the rest is streamed past,
+    never held)."""
+    return MAX_TRACE_BYTES if max_samples is None else 1 << 62
 
 
 def check_max_samples(max_samples: int | None, option: str) -> None:

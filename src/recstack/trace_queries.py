@@ -60,12 +60,12 @@ def file_digest(path: str | Path) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _load(distribution: str, source: str, digest: str) -> Any:
+def _load(distribution: str, source: str, digest: str, samples: int) -> Any:
     from recstack.reuse_profile import read_profile
     from recstack.trace_files import read_trace
 
     if distribution == "trace":
-        loaded = read_trace(source, "--queries")
+        loaded = read_trace(source, "--queries", max_samples=samples or None)
         found = loaded.digest
     else:
         loaded = read_profile(source, "--queries")
@@ -81,16 +81,18 @@ def loaded_source(query: QuerySpec) -> Any:
     :class:`~recstack.reuse_profile.TraceProfile`, read once and checked."""
     if query.distribution not in FILE_DISTRIBUTIONS:
         raise ValueError(f"{query.distribution!r} queries read no file")
-    return _load(query.distribution, query.source, query.source_digest)
+    return _load(query.distribution, query.source, query.source_digest, query.samples)
 
 
 def file_query(distribution: str, path: str | Path, seed: int = 0,
-               table_map: tuple[int, ...] = (), order: str = "sequential") -> QuerySpec:
-    """A ``trace`` or ``profile`` query of the file at ``path``, read now (so a bad file is
-    refused before anything is planned) and keyed to its content."""
+               table_map: tuple[int, ...] = (), order: str = "sequential",
+               samples: int = 0) -> QuerySpec:
+    """A ``trace`` or ``profile`` query of the file at ``path`` (a trace's first ``samples``
+    only, when not 0), read now (so a bad file is refused before anything is planned) and
+    keyed to its content."""
     path = Path(path).expanduser().resolve()
     query = QuerySpec(distribution=distribution, seed=seed, source=str(path),
-                      table_map=table_map, order=order)
+                      table_map=table_map, order=order, samples=samples)
     if path.is_file():  # else reading says what is wrong with it
         query = dataclasses.replace(query, source_digest=file_digest(path))
     loaded_source(query)
@@ -98,17 +100,19 @@ def file_query(distribution: str, path: str | Path, seed: int = 0,
 
 
 def parse_queries(text: str, seed: int = 0, table_map: tuple[int, ...] = (),
-                  order: str = "sequential") -> QuerySpec:
+                  order: str = "sequential", samples: int = 0) -> QuerySpec:
     """``--queries``: ``uniform``, ``zipf``, ``locality``, ``trace:FILE`` or
     ``profile:FILE``."""
     kind, _, path = text.partition(":")
     if kind in FILE_DISTRIBUTIONS:
         if not path:
             raise RecstackError(f"--queries: {text!r} names no file; expected {kind}:FILE")
-        return file_query(kind, path, seed, table_map, order)
+        return file_query(kind, path, seed, table_map, order, samples)
     if table_map:
         raise RecstackError("--trace-tables: only trace:FILE and profile:FILE queries map "
                             "tables")
+    if samples:
+        raise RecstackError("--trace-samples: only trace:FILE queries read samples")
     from recstack.errors import SpecError
 
     try:

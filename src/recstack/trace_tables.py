@@ -27,7 +27,7 @@ import numpy as np
 
 from recstack.errors import RecstackError
 from recstack.text import shown
-from recstack.trace_files import GZIP_MAGIC, MAX_TRACE_BYTES, Trace, file_digest
+from recstack.trace_files import GZIP_MAGIC, Trace, file_digest, most_bytes
 from recstack.userfiles import require_file
 
 MAX_BAGS = 1 << 28
@@ -46,7 +46,7 @@ def read_table_file(path: str | Path, option: str = "--trace",
     import duckdb
 
     path = Path(path)
-    require_file(path, option, MAX_TRACE_BYTES, "a table of accesses", "bytes of trace")
+    require_file(path, option, most_bytes(max_samples), "a table of accesses", "bytes of trace")
     digest = file_digest(path)
     if path.stat().st_size == 0:
         raise RecstackError(f"{path.name}: an empty file; expected a table of accesses")

@@ -226,3 +226,10 @@ def test_the_main_job_refuses_a_trace_that_does_not_fit_before_any_stage(
     assert_refused(cli("run", "-m", "rmc1", "--quick", "--levels", "timing", "--queries",
                        f"trace:{trace}", "--store", str(out / "r.duckdb")), out,
                    "few.pt: 3 tables for rmc1's 8; map them with --trace-tables")
+
+
+def test_trace_samples_need_a_trace(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    assert_refused(cli("sweep", "-m", "rmc1", *TINY, "--trace-samples", "10", "--store",
+                       str(out / "r.duckdb")), out, "--trace-samples: only with --queries")

@@ -14,7 +14,7 @@ from recstack.cli.options import (DEFAULT_STORE, AddressOption, ExecutorOption, 
                                   OversubscribeOption, PlatformsOption, PrecisionOption,
                                   QueriesOption, ResumeOption, RetriesOption, RowScaleOption,
                                   RunIdOption, StoreOption, TraceOrderOption,
-                                  TraceTablesOption, executor_option, int_list, levels_list,
+                                  TraceSamplesOption, TraceTablesOption, executor_option, int_list, levels_list,
                                   precision_list, queries_option)
 from recstack.cli.progress import (command_line, finish, measure_with_progress,
                                    progress_display, report_outcome)
@@ -72,6 +72,7 @@ def sweep(
     queries: QueriesOption = None,
     trace_tables: TraceTablesOption = None,
     trace_order: TraceOrderOption = "sequential",
+    trace_samples: TraceSamplesOption = 0,
     seed: Annotated[int, typer.Option(help="Seed of weights and queries.")] = 0,
     levels: Annotated[str, typer.Option(
         "--levels", help="What to measure: timing, operators, or both (comma-separated).")]
@@ -104,7 +105,8 @@ def sweep(
                                 "--model rmc1) or use --sweep-file")
         planned = api.plan(model, devices=device or None, backends=backend,
                            row_scale=row_scale, distribution=distribution, seed=seed,
-                           query=queries_option(queries, seed, trace_tables, trace_order),
+                           query=queries_option(queries, seed, trace_tables, trace_order,
+                                                trace_samples),
                            levels=levels_list(levels), oversubscribe=oversubscribe,
                            store=store, cache=cache, here=api.measures_here(cluster),
                            precisions=precision_list(precision),
@@ -169,6 +171,7 @@ def run(
     queries: QueriesOption = None,
     trace_tables: TraceTablesOption = None,
     trace_order: TraceOrderOption = "sequential",
+    trace_samples: TraceSamplesOption = 0,
 ) -> None:
     """The main job: the paper on this machine within a time budget. Ceilings and a backend
     race where none are stored, timing and operator profiles of the eight canonical models
@@ -184,7 +187,7 @@ def run(
     targets = with_overrides(targets, target or [], set(model or ZOO_NAMES))
     sizes = _sizes(batch_sizes, threads)
     cluster = executor_option(executor, address, platforms, retries)
-    query = queries_option(queries, 0, trace_tables, trace_order)
+    query = queries_option(queries, 0, trace_tables, trace_order, trace_samples)
     # One display for the job's stages, its runs and their points.
     with progress_display(console) as update:
         result = run_main_job(

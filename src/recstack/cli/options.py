@@ -33,6 +33,9 @@ QueriesOption = Annotated[str | None, typer.Option(
 TraceTablesOption = Annotated[str | None, typer.Option(
     "--trace-tables", help="The file's table for each of the model's tables, in the spec's "
                            "order, e.g. 0,1,2,0 (default: table t reads the file's table t).")]
+TraceSamplesOption = Annotated[int, typer.Option(
+    "--trace-samples", help="Read only the trace's first N samples (default 0: all); how to "
+                            "take the start of a Criteo day larger than a trace may be.")]
 TraceOrderOption = Annotated[str, typer.Option(
     "--trace-order", help="sequential (the trace's samples in order) or shuffled (a seeded "
                           "permutation).")]
@@ -133,22 +136,24 @@ def precision_list(values: list[str] | None) -> list[Any] | None:
 
 
 def queries_option(queries: str | None, seed: int = 0, tables: str | None = None,
-                   order: str = "sequential") -> Any:
-    """``--queries`` with ``--trace-tables`` and ``--trace-order`` as a QuerySpec (a file is
-    read and checked now), or None when ``--queries`` is not given."""
+                   order: str = "sequential", samples: int = 0) -> Any:
+    """``--queries`` with ``--trace-tables``, ``--trace-order`` and ``--trace-samples`` as
+    a QuerySpec (a file is read and checked now), or None when ``--queries`` is not
+    given."""
     if queries is None:
-        if tables is not None:
-            raise RecstackError("--trace-tables: only with --queries trace:FILE or "
-                                "profile:FILE")
+        if tables is not None or samples:
+            option = "--trace-tables" if tables is not None else "--trace-samples"
+            raise RecstackError(f"{option}: only with --queries trace:FILE or profile:FILE")
         return None
     from recstack.errors import SpecError
     from recstack.trace_queries import parse_queries
 
     table_map = _table_numbers(tables) if tables is not None else ()
     try:
-        return parse_queries(queries, seed, table_map, order)
+        return parse_queries(queries, seed, table_map, order, samples)
     except SpecError as error:
-        named = {"order": "--trace-order", "table_map": "--trace-tables"}.get(error.field)
+        named = {"order": "--trace-order", "table_map": "--trace-tables",
+                 "samples": "--trace-samples"}.get(error.field)
         raise error.for_option(named or "--queries") from None
 
 
