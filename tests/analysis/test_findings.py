@@ -183,3 +183,21 @@ def test_systems_findings_that_do_not_hold(known_store: ResultStore) -> None:
     status = status_of(check_findings(Evidence(evidence.timings, empty, empty)))
     assert status["embedding_dominates_rmc1"] == NOT_MEASURED
     assert status["frontend_bound_small_batch"] == NOT_MEASURED
+
+
+def test_findings_judge_fp32_points_where_a_model_has_them(known_store: ResultStore) -> None:
+    """int8 and int4 profiles of RMC1 whose embedding and fc times are swapped beside the
+    fp32 one change nothing (the paper's models are fp32); alone, they are what the finding
+    reads."""
+    evidence = load_evidence(known_store)
+    shares = evidence.shares
+    assert {"embedding_precision", "dense_precision"} <= set(shares.columns)
+    rmc1 = shares[shares.model == "rmc1"]
+    flipped = pd.concat([rmc1.assign(embedding_precision=precision, category=rmc1.category.map(
+        {"embedding": "fc", "fc": "embedding"}).fillna(rmc1.category))
+        for precision in ("int8", "int4")])  # pooled, they would outvote fp32 two to one
+    both = Evidence(evidence.timings, pd.concat([shares, flipped]), evidence.hardware)
+    assert status_of(check_findings(both))["embedding_dominates_rmc1"] == HOLDS
+    alone = Evidence(evidence.timings, pd.concat([shares[shares.model != "rmc1"], flipped]),
+                     evidence.hardware)
+    assert status_of(check_findings(alone))["embedding_dominates_rmc1"] == DOES_NOT_HOLD

@@ -164,3 +164,26 @@ def test_best_deployments_skip_points_that_met_no_rate() -> None:
     best = best_deployments(serving)
     assert list(best.point_key) == ["b"]
     assert best.deployment.iloc[0] == "2 engines x 1 thread, sub-batch 32"
+
+
+def test_served_points_carry_their_precision(tmp_path) -> None:
+    """A serving run's precision reaches the serving frame (a run has one; stores made
+    before precisions read fp32)."""
+    from recstack import api
+    from recstack.analysis.serving import load_serving
+    from recstack.precision import Precision
+    from tests.serving_stubs import SyntheticServing
+
+    store = tmp_path / "s.duckdb"
+    options = {"row_scale": 1e-4, "query_sizes": "fixed:8", "qps": [50.0], "target_ms": 100}
+    api.serve(["ncf"], store, executor=SyntheticServing(),
+              precision=Precision.parse("emb=int8"), **options)
+    api.serve(["ncf"], store, executor=SyntheticServing(), **options)
+    frame = load_serving(api.ResultStore(store))
+    assert sorted(zip(frame.embedding_precision, frame.dense_precision)) == [
+        ("fp32", "fp32"), ("int8", "fp32")]
+    from recstack.analysis.serving import deployment_label
+
+    labels = sorted(deployment_label(row) for _, row in frame.iterrows())
+    assert labels == ["2 engines x 1 thread, whole requests",
+                      "2 engines x 1 thread, whole requests, emb=int8,dense=fp32"]

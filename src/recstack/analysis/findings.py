@@ -102,13 +102,18 @@ def default_findings() -> Findings:
 
 
 def check_findings(evidence: Evidence, findings: Findings | None = None) -> pd.DataFrame:
-    """Every finding with its status and measured number (columns FINDING_COLUMNS)."""
-    from recstack.analysis.systems import prefer_cold
+    """Every finding with its status and measured number (columns FINDING_COLUMNS), judged
+    as the paper measured: on cold points where a configuration has them, and on fp32
+    points where a model has them."""
+    from recstack.analysis.systems import prefer_cold, prefer_reference_precision
+
+    def paper_setting(frame: pd.DataFrame) -> pd.DataFrame:  # cold, in fp32, where measured
+        return prefer_reference_precision(prefer_cold(frame))
 
     findings = findings or default_findings()
-    evidence = replace(evidence, timings=prefer_cold(evidence.timings),
-                       shares=prefer_cold(evidence.shares),
-                       hardware=prefer_cold(evidence.hardware))
+    evidence = replace(evidence, timings=paper_setting(evidence.timings),
+                       shares=paper_setting(evidence.shares),
+                       hardware=paper_setting(evidence.hardware))
     rows, every = [], rules()
     for finding in findings.findings:
         status, measured, detail = every[finding.check](evidence, findings.thresholds,

@@ -27,6 +27,7 @@ KNEE_FACTOR = 2.0
 tail latency exceeds this factor times the tail at the lowest rate (past it, queueing
 dominates the latency)."""
 SERVING_COLUMNS = ["run_id", "platform_id", "point_key", "label", "model", "row_scale",
+                   "embedding_precision", "dense_precision",
                    "backend", "backend_basis", *DEPLOYMENT, "scenario", "splits",
                    "query_sizes", "mean_items", "max_items", "target_ms", "percentile",
                    "latency_bounded_qps", "lowest_invalid_qps", "capacity_qps", "converged",
@@ -36,7 +37,8 @@ SERVING_COLUMNS = ["run_id", "platform_id", "point_key", "label", "model", "row_
 
 def load_serving(store: object, run_ids: list[str] | None = None) -> pd.DataFrame:
     """One row per measured serving point (failed ones excluded): SERVING_COLUMNS
-    (``platform_id``: the machine that measured it)."""
+    (``platform_id``: the machine that measured it; the precisions: fp32 where a store made
+    before them holds none)."""
     from recstack.analysis.select import measuring_platform, run_filter
 
     runs, parameters = run_filter(run_ids)
@@ -44,7 +46,8 @@ def load_serving(store: object, run_ids: list[str] | None = None) -> pd.DataFram
         return pd.DataFrame(columns=SERVING_COLUMNS)
     frame = store.query(f"""
         SELECT pt.run_id, {measuring_platform()}, pt.point_key, pt.label, pt.model,
-               pt.row_scale, pt.backend, pt.backend_basis, s.engines, pt.threads,
+               pt.row_scale, coalesce(pt.embedding_precision, 'fp32') AS embedding_precision,
+               coalesce(pt.dense_precision, 'fp32') AS dense_precision, pt.backend, pt.backend_basis, s.engines, pt.threads,
                pt.batch_size AS sub_batch, s.offload_threshold, s.scenario, s.splits,
                s.query_sizes, s.mean_items, s.max_items, s.target_ms, s.percentile,
                s.latency_bounded_qps, s.lowest_invalid_qps, s.capacity_qps, s.converged,
@@ -84,13 +87,21 @@ def _has_serving(store: object) -> bool:
 
 
 def deployment_label(row: pd.Series) -> str:
-    """``2 engines x 1 thread, sub-batch 32`` (``whole requests`` when it never splits)."""
+    """``2 engines x 1 thread, sub-batch 32`` (``whole requests`` when it never splits; a
+    reduced precision named last, as ``, emb=int8,dense=fp32``)."""
     split = "whole requests" if row.sub_batch >= row.max_items else \
         f"sub-batch {int(row.sub_batch)}"
     offload = "" if pd.isna(row.offload_threshold) else \
         f", GPU >= {int(row.offload_threshold)} items"
+    precision = ""
+    if isinstance(row.get("embedding_precision"), str):  # the serving frame has them
+        from recstack.precision import Precision
+
+        chosen = Precision(row["embedding_precision"], row["dense_precision"])
+        precision = "" if chosen.is_reference else f", {chosen.label}"
     return (f"{int(row.engines)} engine{'s' if row.engines != 1 else ''} x "
-            f"{int(row.threads)} thread{'s' if row.threads != 1 else ''}, {split}{offload}")
+            f"{int(row.threads)} thread{'s' if row.threads != 1 else ''}, {split}{offload}"
+            f"{precision}")
 
 
 CURVE_COLUMNS = ["run_id", "model", "point_key", "deployment", "offered_qps",

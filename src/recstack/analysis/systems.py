@@ -169,6 +169,18 @@ def prefer_cold(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[cold | ~configurations.isin(configurations[cold])]
 
 
+def prefer_reference_precision(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the reduced-precision rows of models it also has fp32 rows of (the
+    paper's findings are about fp32 models); a frame without precision columns, or a model
+    measured in reduced precision alone, as it is."""
+    if frame.empty or not set(PRECISION_COLUMNS) <= set(frame.columns):
+        return frame
+    reference = ((frame.embedding_precision.fillna("fp32") == "fp32")
+                 & (frame.dense_precision.fillna("fp32") == "fp32")).to_numpy()
+    measured = set(frame.model[reference])
+    return frame[reference | ~frame.model.isin(measured).to_numpy()]
+
+
 def _require(timings: pd.DataFrame) -> None:
     missing = [c for c in TIMING_COLUMNS if c not in timings.columns]
     if missing:
