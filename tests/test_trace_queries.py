@@ -292,3 +292,19 @@ def test_trace_samples_keep_the_traces_start(tmp_path) -> None:
     assert file_query("trace", path).source_digest == query.source_digest  # the same file
     with pytest.raises(RecstackError, match="--trace-samples: only trace:FILE"):
         parse_queries("uniform", samples=3)
+
+
+def test_cycled_tables_map_any_model_onto_a_short_trace(tmp_path) -> None:
+    from recstack.inputs import describe
+
+    spec = small_spec("rmc1")  # 8 tables
+    bags = _bags(3, min(spec.rows))
+    query = file_query("trace", write_trace(tmp_path / "t.pt", bags), table_map="cycle")
+    assert query.cycle_tables and query.to_dict()["cycle_tables"] is True
+    assert "tables cycled" in describe(query)
+    (batch,) = generate_batches(spec, query, SAMPLES, 1)
+    for k, table in enumerate(table_layout(spec).pooled):
+        assert batch.bag_indices[k].tolist() == [i for bag in bags[table % 3] for i in bag]
+    assert "tables 0,1,2,0,1,2,0,1" in query_note(spec, query)
+    with pytest.raises(Exception, match="cycle_tables"):
+        QuerySpec(distribution="trace", source="/x", table_map=(0,), cycle_tables=True)

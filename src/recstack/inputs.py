@@ -97,7 +97,8 @@ class QuerySpec:
     ``source``: for ``"trace"`` and ``"profile"``, the file's absolute path; ``source_digest``
     the digest of its bytes (measurements are keyed to the content, and a file changed
     since planning is refused); ``table_map``: the file's table for each of the model's
-    tables, in ``spec.rows`` order (empty: table ``t`` reads the file's table ``t``);
+    tables, in ``spec.rows`` order (empty: table ``t`` reads the file's table ``t``, or with
+    ``cycle_tables`` the file's table ``t`` modulo its tables);
     ``order``: ``"sequential"`` (samples in the trace's order) or ``"shuffled"`` (a seeded
     permutation of them); ``samples``: read only the trace's first that many (0: all).
     """
@@ -113,6 +114,7 @@ class QuerySpec:
     table_map: tuple[int, ...] = ()
     order: str = "sequential"
     samples: int = 0
+    cycle_tables: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.distribution, str) or self.distribution not in DISTRIBUTIONS:
@@ -150,9 +152,11 @@ class QuerySpec:
                 _is_int(t) and 0 <= t <= INT32_MAX for t in self.table_map):
             raise SpecError("table_map", self.table_map,
                             "expected a list of table numbers >= 0")
-        if self.table_map and not from_file:
+        if (self.table_map or self.cycle_tables) and not from_file:
             raise SpecError("table_map", self.table_map,
                             "only the trace and profile distributions map tables")
+        if not isinstance(self.cycle_tables, bool) or (self.cycle_tables and self.table_map):
+            raise SpecError("cycle_tables", self.cycle_tables, "true or false, without a map")
         if not isinstance(self.order, str) or self.order not in TRACE_ORDERS:
             raise SpecError("order", self.order, f"expected one of {', '.join(TRACE_ORDERS)}")
         check_int("samples", self.samples, 0, INT32_MAX)
@@ -167,7 +171,8 @@ class QuerySpec:
         fields = asdict(self)
         fields["table_map"] = list(self.table_map)
         if self.distribution not in FILE_DISTRIBUTIONS:
-            for name in ("source", "source_digest", "table_map", "order", "samples"):
+            for name in ("source", "source_digest", "table_map", "order", "samples",
+                         "cycle_tables"):
                 del fields[name]
         return fields
 
@@ -189,15 +194,9 @@ def describe(query: QuerySpec) -> str:
         ids = (f"locality(p={query.reuse_probability:g}, "
                f"reuse distance 1..{query.reuse_distance_max})")
     elif query.distribution in FILE_DISTRIBUTIONS:
-        from pathlib import PurePath
+        from recstack.trace_queries import describe_file
 
-        mapped = (f", tables {','.join(map(str, query.table_map))}" if query.table_map
-                  else "")
-        ids = (f"{query.distribution} {PurePath(query.source).name} "
-               f"({query.source_digest[:8] or 'no digest'}{mapped})")
-        if query.distribution == "trace":
-            first = f"first {query.samples} " if query.samples else ""
-            return f"{ids}, {first}{query.order} samples, seed {query.seed}"
+        return describe_file(query)
     else:
         ids = "uniform"
     pooling = "pooling as in the spec" if query.pooling == "spec" else f"{query.pooling} pooling"

@@ -98,14 +98,17 @@ def _query(fields: dict[str, Any], path: Path) -> QuerySpec:
     if not isinstance(source, str) or not source:
         raise SpecError("query.source", source, "expected the path of the trace or profile")
     table_map = fields.get("table_map", [])
-    if not isinstance(table_map, list):
-        raise SpecError("query.table_map", table_map, "expected a list of table numbers")
+    if not isinstance(table_map, list) and table_map != "cycle":
+        raise SpecError("query.table_map", table_map, "expected a list of table numbers, "
+                                                      "or cycle")
     query = QuerySpec(distribution=fields["distribution"], source=source,
-                      seed=fields.get("seed", 0), table_map=tuple(table_map),
+                      seed=fields.get("seed", 0), cycle_tables=table_map == "cycle",
+                      table_map=() if table_map == "cycle" else tuple(table_map),
                       order=fields.get("order", "sequential"),
                       samples=fields.get("samples", 0))  # every field checked
-    return file_query(query.distribution, path.parent / source, query.seed, query.table_map,
-                      query.order, query.samples)
+    return file_query(query.distribution, path.parent / source, query.seed,
+                      "cycle" if query.cycle_tables else query.table_map, query.order,
+                      query.samples)
 
 
 def sweep_file_options(path: str | Path, **overrides: Any) -> dict[str, Any]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from recstack.errors import RecstackError
 from recstack.inputs import FILE_DISTRIBUTIONS, QuerySpec, expected_distinct_rows
 from recstack.layout import table_layout
 from recstack.specs import ModelSpec
+from recstack.trace_files import file_digest
 
 FOLDING_COLUMNS = ["table", "source_table", "rows", "ids", "folded_ids", "folded_fraction"]
 
@@ -48,15 +48,6 @@ _ORDER_STREAM = 3
 # --------------------------------------------------------------------------------------------
 # Reading (once per process) and resolving an option
 # --------------------------------------------------------------------------------------------
-
-
-def file_digest(path: str | Path) -> str:
-    """The first 16 hex digits of the SHA-256 of the file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=2)
@@ -85,21 +76,23 @@ def loaded_source(query: QuerySpec) -> Any:
 
 
 def file_query(distribution: str, path: str | Path, seed: int = 0,
-               table_map: tuple[int, ...] = (), order: str = "sequential",
+               table_map: tuple[int, ...] | str = (), order: str = "sequential",
                samples: int = 0) -> QuerySpec:
-    """A ``trace`` or ``profile`` query of the file at ``path`` (a trace's first ``samples``
-    only, when not 0), read now (so a bad file is refused before anything is planned) and
-    keyed to its content."""
+    """A ``trace`` or ``profile`` query of the file at ``path`` (``table_map``: a map, or
+    ``"cycle"``; a trace's first ``samples`` only, when not 0), read now (so a bad file is
+    refused before anything is planned) and keyed to its content."""
     path = Path(path).expanduser().resolve()
+    cycle = table_map == "cycle"
     query = QuerySpec(distribution=distribution, seed=seed, source=str(path),
-                      table_map=table_map, order=order, samples=samples)
+                      table_map=() if cycle else table_map, order=order, samples=samples,
+                      cycle_tables=cycle)
     if path.is_file():  # else reading says what is wrong with it
         query = dataclasses.replace(query, source_digest=file_digest(path))
     loaded_source(query)
     return query
 
 
-def parse_queries(text: str, seed: int = 0, table_map: tuple[int, ...] = (),
+def parse_queries(text: str, seed: int = 0, table_map: tuple[int, ...] | str = (),
                   order: str = "sequential", samples: int = 0) -> QuerySpec:
     """``--queries``: ``uniform``, ``zipf``, ``locality``, ``trace:FILE`` or
     ``profile:FILE``."""
@@ -141,6 +134,8 @@ def table_mapping(spec: ModelSpec, query: QuerySpec, available: int) -> list[int
     """The file's table for each of the model's tables, in ``spec.rows`` order."""
     name = Path(query.source).name
     wanted = len(spec.rows)
+    if query.cycle_tables:
+        return [table % available for table in range(wanted)]
     if query.table_map:
         if len(query.table_map) != wanted:
             raise RecstackError(
@@ -155,7 +150,7 @@ def table_mapping(spec: ModelSpec, query: QuerySpec, available: int) -> list[int
         raise RecstackError(
             f"{name}: {available} tables for {spec.name}'s {wanted}; map them with "
             f"--trace-tables (one of the file's tables for each model table, repeats "
-            f"allowed)")
+            f"allowed, or cycle)")
     return list(range(wanted))
 
 
@@ -396,6 +391,19 @@ def query_note(spec: ModelSpec, query: QuerySpec) -> str:
             f"{query.order}; tables {_ranges(mapping)}; "
             f"{100 * folded_fraction(spec, query):.1f}% of ids folded into the tables' rows; "
             f"dense features {dense_source(spec, query)})")
+
+
+def describe_file(query: QuerySpec) -> str:
+    """:func:`recstack.inputs.describe` of a file query: the file's name and digest, the
+    mapping when not the default, and for a trace the samples and their order."""
+    mapped = (", tables cycled" if query.cycle_tables else
+              f", tables {','.join(map(str, query.table_map))}" if query.table_map else "")
+    ids = (f"{query.distribution} {Path(query.source).name} "
+           f"({query.source_digest[:8] or 'no digest'}{mapped})")
+    if query.distribution != "trace":
+        return f"{ids}, seed {query.seed}"
+    first = f"first {query.samples} " if query.samples else ""
+    return f"{ids}, {first}{query.order} samples, seed {query.seed}"
 
 
 def _ranges(values: list[int]) -> str:

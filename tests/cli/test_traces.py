@@ -233,3 +233,14 @@ def test_trace_samples_need_a_trace(tmp_path: Path) -> None:
     out.mkdir()
     assert_refused(cli("sweep", "-m", "rmc1", *TINY, "--trace-samples", "10", "--store",
                        str(out / "r.duckdb")), out, "--trace-samples: only with --queries")
+
+
+def test_a_sweep_of_models_of_every_table_count_on_one_short_trace(tmp_path: Path) -> None:
+    trace = _trace(tmp_path / "t.pt", tables=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, stdout, err = cli("sweep", "-m", "rmc1", "-m", "ncf", *TINY, "--queries",
+                            f"trace:{trace}", "--trace-tables", "cycle", "--store",
+                            str(out / "r.duckdb"), "--backend", "fused")
+    assert code == 0, err
+    assert "rmc1 reads trace t.pt" in stdout and "ncf reads trace t.pt" in stdout

@@ -32,7 +32,9 @@ QueriesOption = Annotated[str | None, typer.Option(
                       "`recstack fit-trace`'s profile).")]
 TraceTablesOption = Annotated[str | None, typer.Option(
     "--trace-tables", help="The file's table for each of the model's tables, in the spec's "
-                           "order, e.g. 0,1,2,0 (default: table t reads the file's table t).")]
+                           "order, e.g. 0,1,2,0; or cycle: table t reads the file's table t "
+                           "modulo its tables, for any model (default: the file's table t, "
+                           "refused where the file has fewer).")]
 TraceSamplesOption = Annotated[int, typer.Option(
     "--trace-samples", help="Read only the trace's first N samples (default 0: all); how to "
                             "take the start of a Criteo day larger than a trace may be.")]
@@ -157,9 +159,11 @@ def queries_option(queries: str | None, seed: int = 0, tables: str | None = None
         raise error.for_option(named or "--queries") from None
 
 
-def _table_numbers(text: str) -> tuple[int, ...]:
+def _table_numbers(text: str) -> tuple[int, ...] | str:
+    if text.strip() == "cycle":
+        return "cycle"
     parts = [part.strip() for part in text.split(",")]
     if not parts or not all(part.isascii() and part.isdigit() for part in parts):
         raise RecstackError(f"--trace-tables: {shown(text)} is not allowed; expected table "
-                            "numbers >= 0 separated by commas (e.g. 0,1,2,0)")
+                            "numbers >= 0 separated by commas (e.g. 0,1,2,0), or cycle")
     return tuple(int(part) for part in parts)
