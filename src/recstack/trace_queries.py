@@ -397,7 +397,7 @@ def describe_file(query: QuerySpec) -> str:
     """:func:`recstack.inputs.describe` of a file query: the file's name and digest, the
     mapping when not the default, and for a trace the samples and their order."""
     mapped = (", tables cycled" if query.cycle_tables else
-              f", tables {','.join(map(str, query.table_map))}" if query.table_map else "")
+              f", tables {_ranges(list(query.table_map))}" if query.table_map else "")
     ids = (f"{query.distribution} {Path(query.source).name} "
            f"({query.source_digest[:8] or 'no digest'}{mapped})")
     if query.distribution != "trace":
@@ -407,6 +407,13 @@ def describe_file(query: QuerySpec) -> str:
 
 
 def _ranges(values: list[int]) -> str:
+    """``0..7 as the model's``, else runs of consecutive tables: ``0-25,0-5``."""
     if values == list(range(len(values))):
         return f"0..{len(values) - 1} as the model's" if values else "none"
-    return ",".join(map(str, values))
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)

@@ -71,7 +71,7 @@ def test_the_main_job_runs_on_a_trace_and_its_report_names_it(tmp_path: Path) ->
                                 "WHERE run_id = ?", [result.run_id])
     assert [json.loads(q)["source_digest"] for q in stored.q] == [query.source_digest]
     report = next(path for path in result.reports if path.suffix == ".md").read_text()
-    assert f"trace log.pt ({query.source_digest[:8]}, tables 0,1,2,3,4,5,6,7)" in report
+    assert f"trace log.pt ({query.source_digest[:8]}, tables 0..7 as the model's)" in report
 
 
 def test_locality_of_a_trace_alone_and_on_a_model(tmp_path: Path) -> None:
@@ -170,7 +170,7 @@ def test_fit_trace_writes_a_profile_that_a_sweep_generates_from(tmp_path: Path) 
                          "--trace-tables", "0,1,0,1", "--store", str(store),
                          "--backend", "fused")
     assert code == 0, err
-    assert "ncf generated from profile p.json (tables 0,1,0,1)" in out
+    assert "ncf generated from profile p.json (tables 0-1,0-1)" in out
     points = ResultStore(store).query("SELECT CAST(query AS VARCHAR) AS q, status, "
                                       "folded_fraction FROM points")
     assert list(points.status) == ["ok"] and points.folded_fraction.isna().all()
