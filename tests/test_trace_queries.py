@@ -16,8 +16,9 @@ from recstack.layout import table_layout
 from recstack.models import build_model
 from recstack import trace_queries
 from recstack.trace_files import write_trace
-from recstack.trace_queries import (distinct_bytes, file_query, folded_fraction, folding,
-                                    parse_queries, query_note)
+from recstack.trace_batches import distinct_bytes
+from recstack.trace_queries import (file_query, folded_fraction, folding, parse_queries,
+                                    query_note)
 from recstack.working_set import distinct_embedding_bytes
 from tests.conftest import small_spec
 

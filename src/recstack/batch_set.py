@@ -175,7 +175,7 @@ def generate_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int,
             raise SpecError(field, value, "expected an integer >= 1")
     size, count = int(batch_size), int(count)
     if query.distribution == "trace":
-        from recstack.trace_queries import trace_batch_set
+        from recstack.trace_batches import trace_batch_set
 
         return trace_batch_set(spec, query, size, count)
     layout = table_layout(spec)

@@ -304,7 +304,7 @@ def expected_distinct_rows(query: QuerySpec, rows: int, draws: float) -> float:
     a ``1 - reuse_probability`` share, can bring new rows, and they are uniform."""
     if query.distribution in FILE_DISTRIBUTIONS:
         raise ValueError("the distinct rows of a file's ids depend on the table: use "
-                         "recstack.trace_queries.distinct_bytes")
+                         "recstack.trace_batches.distinct_bytes")
     if rows < 1 or not draws > 0:
         return 0.0
     if query.distribution == "zipf":

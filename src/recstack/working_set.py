@@ -86,7 +86,7 @@ def distinct_embedding_bytes(spec: ModelSpec, query: QuerySpec, batch_size: int,
     from recstack.batch_work import table_gathers
 
     if query.distribution in FILE_DISTRIBUTIONS:
-        from recstack.trace_queries import distinct_bytes
+        from recstack.trace_batches import distinct_bytes
 
         return distinct_bytes(spec, query, batch_size, batches,
                               table_gathers(spec, batch_size, precision))
