@@ -217,17 +217,32 @@ def generate_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int,
             sequence = np.empty(sequence_shape, dtype=np.int64)
         sequence[:, _columns(steps)] = step_ids.reshape(count * size, len(steps))
 
-    dense = None
-    if spec.dense_features > 0:
-        dense = _stream(query.seed, _DENSE_STREAM).random(
-            (count * size, spec.dense_features), dtype=np.float32)
-
     # One tuple per distinct lookups (fixed pooling: one for all batches), so the per-batch
     # Python cost is a list slot, not a tuple of ints.
     if fixed:
         lookups = [tuple(per_table[0].tolist())] * count
     else:
         lookups = _shared_rows(per_table)
+    return assemble(spec, size, pooled, starts, lookups, bag_offsets, pooled_offsets,
+                    synthetic_dense(spec, query.seed, count * size), sequence, fixed)
+
+
+def synthetic_dense(spec: ModelSpec, seed: int, samples: int) -> np.ndarray | None:
+    """``(samples, dense_features)`` float32 uniform in [0, 1) from the set's dense stream,
+    or None for a model without dense features."""
+    if spec.dense_features == 0:
+        return None
+    return _stream(seed, _DENSE_STREAM).random((samples, spec.dense_features),
+                                               dtype=np.float32)
+
+
+def assemble(spec: ModelSpec, size: int, pooled: np.ndarray, starts: np.ndarray,
+             lookups: list[tuple[int, ...]], bag_offsets: np.ndarray,
+             pooled_offsets: np.ndarray, dense: np.ndarray | None,
+             sequence: np.ndarray | None, fixed: bool) -> BatchSet:
+    """The set over the arrays (no copies): ``dense`` ``(count * size, dense_features)`` and
+    ``sequence`` ``(count * size, sequence_length)`` viewed per batch."""
+    count = len(lookups)
 
     def tensor(array: np.ndarray | None, *shape: int) -> torch.Tensor | None:
         return None if array is None else torch.from_numpy(array).view(*shape)
@@ -235,7 +250,7 @@ def generate_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int,
     return BatchSet(size, torch.from_numpy(pooled), starts.tolist(), lookups,
                     torch.from_numpy(bag_offsets), torch.from_numpy(pooled_offsets),
                     tensor(dense, count, size, spec.dense_features),
-                    tensor(sequence, count, size, layout.sequence_length), fixed)
+                    tensor(sequence, count, size, table_layout(spec).sequence_length), fixed)
 
 
 def bag_layout(lengths: np.ndarray) -> tuple[np.ndarray, ...]:

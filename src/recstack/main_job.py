@@ -155,10 +155,10 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
                   backends or ["auto"], levels, row_scale, oversubscribe)
     check_precisions(precisions or [FP32], backends or ["auto"], devices or ["cpu"])
     if query is not None and query.source:
-        from recstack.trace_queries import check_fits
+        from recstack.trace_queries import source_mapping
 
         for name in names:  # a file that does not fit a model: refused before any stage
-            check_fits(resolve_spec(name), query)
+            source_mapping(resolve_spec(name), query)
     results = api.ResultStore(store)
     results.check_writable()  # before minutes of measuring, not after
     if min_time is not None:

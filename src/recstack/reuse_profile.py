@@ -32,6 +32,7 @@ import numpy as np
 
 from recstack.analysis.stack_distance import COLD, as_numpy, previous_occurrence, stack_distances
 from recstack.errors import RecstackError
+from recstack.limits import is_integer
 from recstack.paths import write_atomically
 from recstack.text import shown
 
@@ -310,8 +311,7 @@ def generate_ids(profile: TableProfile, n: int, rows: int,
 
 
 def _bad_int(value: Any, least: int) -> bool:
-    return (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
-            or value < least)
+    return not is_integer(value) or value < least
 
 
 def _ints(value: Any, least: int) -> bool:

@@ -101,14 +101,10 @@ def _query(fields: dict[str, Any], path: Path) -> QuerySpec:
     if not isinstance(table_map, list) and table_map != "cycle":
         raise SpecError("query.table_map", table_map, "expected a list of table numbers, "
                                                       "or cycle")
-    query = QuerySpec(distribution=fields["distribution"], source=source,
-                      seed=fields.get("seed", 0), cycle_tables=table_map == "cycle",
-                      table_map=() if table_map == "cycle" else tuple(table_map),
-                      order=fields.get("order", "sequential"),
-                      samples=fields.get("samples", 0))  # every field checked
-    return file_query(query.distribution, path.parent / source, query.seed,
-                      "cycle" if query.cycle_tables else query.table_map, query.order,
-                      query.samples)
+    # file_query's QuerySpec checks every other field before the file is read
+    return file_query(fields["distribution"], path.parent / source, fields.get("seed", 0),
+                      table_map if table_map == "cycle" else tuple(table_map),
+                      fields.get("order", "sequential"), fields.get("samples", 0))
 
 
 def sweep_file_options(path: str | Path, **overrides: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import numpy as np
 from recstack.inputs import QuerySpec, expected_distinct_rows
 from recstack.layout import table_layout
 from recstack.specs import ModelSpec
-from recstack.trace_queries import MappedTable, loaded_source, mapped_tables, table_mapping
+from recstack.trace_queries import MappedTable, loaded_source, mapped_tables, source_mapping
 
 # Spawn-key tag of the sample permutation: inputs uses 0 and 1, batch sets 2.
 _ORDER_STREAM = 3
@@ -44,21 +44,26 @@ def sample_order(samples: int, query: QuerySpec, count: int) -> np.ndarray:
     return order[np.arange(count, dtype=np.int64) % samples]
 
 
+def _bags(table: MappedTable, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``samples``' bags starts in ``table.ids``, and its length."""
+    starts = table.offsets[samples]
+    return starts, table.offsets[samples + 1] - starts
+
+
 def bag_ids(table: MappedTable, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The bags of ``samples`` back to back ``(ids,)`` and their lengths ``(samples,)``."""
-    starts = table.offsets[samples]
-    lengths = table.offsets[samples + 1] - starts
-    run_starts = np.zeros(len(lengths), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=run_starts[1:])
-    positions = np.repeat(starts - run_starts, lengths) + np.arange(int(lengths.sum()))
+    from recstack.batch_set import _exclusive_cumsum
+
+    starts, lengths = _bags(table, samples)
+    run_starts = _exclusive_cumsum(lengths)
+    positions = np.repeat(starts - run_starts[:-1], lengths) + np.arange(run_starts[-1])
     return table.ids[positions], lengths
 
 
 def sequence_ids(table: MappedTable, samples: np.ndarray, steps: int) -> np.ndarray:
     """``(samples, steps)``: each sample's bag truncated to ``steps``, a short bag repeated,
     an empty one row 0."""
-    starts = table.offsets[samples]
-    lengths = table.offsets[samples + 1] - starts
+    starts, lengths = _bags(table, samples)
     within = np.arange(steps, dtype=np.int64)[None, :] % np.maximum(lengths, 1)[:, None]
     positions = np.minimum(starts[:, None] + within, max(table.ids.size - 1, 0))
     ids = table.ids[positions] if table.ids.size else np.zeros((len(samples), steps),
@@ -77,9 +82,9 @@ def sequence_ids(table: MappedTable, samples: np.ndarray, steps: int) -> np.ndar
 def _first_touches(spec: ModelSpec, query: QuerySpec) -> dict[int, np.ndarray]:
     """Per model table, the sorted query slots (in sample order) where each distinct row is
     first read: the distinct rows of the first ``n`` slots are ``searchsorted(first, n)``."""
-    tables = mapped_tables(spec, query)
-    samples = tables[0].offsets.size - 1 if tables else 0
+    samples = loaded_source(query).samples
     order = sample_order(samples, query, samples)
+    tables = mapped_tables(spec, query)
     firsts = {}
     for table in tables:
         ids, lengths = bag_ids(table, order)
@@ -102,9 +107,7 @@ def distinct_bytes(spec: ModelSpec, query: QuerySpec, batch_size: int, batches: 
         firsts = _first_touches(spec, query)
         distinct = {t: int(np.searchsorted(f, slots)) for t, f in firsts.items()}
     else:
-        profile = loaded_source(query)
-        mapping = table_mapping(spec, query, len(profile.tables))
-        distinct = {}
+        profile, mapping, distinct = loaded_source(query), source_mapping(spec, query), {}
     total = 0.0
     for gather in gathers:
         if gather.part == "cross":
@@ -128,10 +131,8 @@ def distinct_bytes(spec: ModelSpec, query: QuerySpec, batch_size: int, batches: 
 def trace_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int, count: int) -> Any:
     """``count`` batches of ``batch_size`` samples cut from the query's trace, as a
     :class:`~recstack.batch_set.BatchSet` of the shapes synthetic queries have."""
-    import torch
-
-    from recstack.batch_set import (_DENSE_STREAM, BatchSet, _columns, _place, _shared_rows,
-                                    _stream, bag_layout)
+    from recstack.batch_set import (_columns, _place, _shared_rows, assemble, bag_layout,
+                                    synthetic_dense)
     from recstack.inputs import _steps_by_table
 
     trace = loaded_source(query)
@@ -153,27 +154,15 @@ def trace_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int, count: i
         for table, steps in _steps_by_table(layout).items():
             sequence[:, _columns(steps)] = sequence_ids(tables[table], slots, len(steps))
 
-    dense = None
-    if spec.dense_features > 0:
-        if trace.dense is not None and trace.dense.shape[1] == spec.dense_features:
-            dense = trace.dense.numpy()[slots]
-        else:
-            dense = _stream(query.seed, _DENSE_STREAM).random(
-                (count * batch_size, spec.dense_features), dtype=np.float32)
-
-    def tensor(array: np.ndarray | None, *shape: int) -> torch.Tensor | None:
-        return None if array is None else torch.from_numpy(
-            np.ascontiguousarray(array)).view(*shape)
-
-    return BatchSet(batch_size, torch.from_numpy(pooled), starts.tolist(),
-                    _shared_rows(per_table), torch.from_numpy(bag_offsets),
-                    torch.from_numpy(pooled_offsets),
-                    tensor(dense, count, batch_size, spec.dense_features),
-                    tensor(sequence, count, batch_size, layout.sequence_length), False)
+    dense = (trace.dense.numpy()[slots] if dense_source(spec, query) == "trace"
+             else synthetic_dense(spec, query.seed, count * batch_size))
+    return assemble(spec, batch_size, pooled, starts, _shared_rows(per_table), bag_offsets,
+                    pooled_offsets, dense, sequence, False)
 
 
 def dense_source(spec: ModelSpec, query: QuerySpec) -> str:
-    """Where a trace query's dense features come from: ``"trace"`` or ``"uniform"``."""
+    """Where a trace query's dense features come from: ``"trace"`` (as many as the model
+    has), ``"uniform"`` (drawn as for synthetic queries) or ``"none"``."""
     if spec.dense_features == 0:
         return "none"
     trace = loaded_source(query)

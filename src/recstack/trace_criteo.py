@@ -15,11 +15,13 @@ Criteo's files): folding them into a model table's rows (modulo the table's size
 of whoever maps the trace onto a model, not this reader's. Labels are checked (0 or 1) and
 kept as :attr:`~recstack.trace_files.Trace.labels`.
 
-Read whole, a file may be as large as any trace (:data:`~recstack.trace_files.MAX_TRACE_BYTES`);
-with ``max_samples`` only that many lines are decompressed and parsed, and the file may be
-of any size, which is how to read the start of a Criteo day (a whole day does not fit the
-limit, nor, parsed, the memory of most machines). All of it is hashed for the digest. Every problem is one
-:class:`~recstack.errors.RecstackError` line naming the file and, where it has one, the line.
+Read whole, a file may be as large as any trace
+(:data:`~recstack.trace_files.MAX_TRACE_BYTES`); with ``max_samples`` only that many lines
+are decompressed and parsed, and the file may be of any size, which is how to read the
+start of a Criteo day (a whole day does not fit the limit, nor, parsed, the memory of most
+machines). All of it is hashed for the digest. Every problem is one
+:class:`~recstack.errors.RecstackError` line naming the file and, where it has one, the
+line.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from recstack.errors import RecstackError
+from recstack.limits import is_integer
 from recstack.text import shown
 from recstack.userfiles import require_file
 
@@ -73,6 +74,11 @@ class Trace:
         start = int(self.offsets[table * self.samples])
         end = int(self.offsets[(table + 1) * self.samples])
         return self.indices[start:end]
+
+    def streams(self) -> dict[int, Any]:
+        """Every table's ids as a numpy array ``{table: (ids,)}``: the access streams the
+        locality analyses read."""
+        return {table: self.table_ids(table).numpy() for table in range(self.tables)}
 
     def table_offsets(self, table: int) -> Any:
         """Where each sample's bag of ``table`` starts within :meth:`table_ids`
@@ -118,8 +124,7 @@ def most_bytes(max_samples: int | None) -> int:
 
 def check_max_samples(max_samples: int | None, option: str) -> None:
     """Refuses a ``max_samples`` that is not None or a positive integer."""
-    if max_samples is not None and (isinstance(max_samples, bool) or
-                                    not isinstance(max_samples, int) or max_samples < 1):
+    if max_samples is not None and (not is_integer(max_samples) or max_samples < 1):
         raise RecstackError(f"{option}: max_samples {shown(max_samples)} is not allowed; "
                             "expected a positive integer or none")
 

@@ -142,11 +142,12 @@ def table_mapping(spec: ModelSpec, query: QuerySpec, available: int) -> list[int
     return list(range(wanted))
 
 
-def check_fits(spec: ModelSpec, query: QuerySpec) -> None:
-    """Refuses a file whose tables cannot be mapped onto ``spec``'s (its RecstackError)."""
+def source_mapping(spec: ModelSpec, query: QuerySpec) -> list[int]:
+    """:func:`table_mapping` onto the query's file (a trace's or a profile's tables);
+    refuses a file whose tables cannot be mapped onto ``spec``'s (its RecstackError)."""
     loaded = loaded_source(query)
     count = loaded.tables if query.distribution == "trace" else len(loaded.tables)
-    table_mapping(spec, query, count)
+    return table_mapping(spec, query, count)
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def mapped_tables(spec: ModelSpec, query: QuerySpec) -> tuple[MappedTable, ...]:
     """Every model table's trace ids, mapped and folded (see the module docstring)."""
     trace = loaded_source(query)
     tables = []
-    for table, source in enumerate(table_mapping(spec, query, trace.tables)):
+    for table, source in enumerate(source_mapping(spec, query)):
         rows = int(spec.rows[table])
         raw = trace.table_ids(source).numpy()
         offsets = np.append(trace.table_offsets(source).numpy(), raw.size).astype(np.int64)
@@ -209,25 +210,21 @@ def profile_ids(spec: ModelSpec, query: QuerySpec, table: int, n: int,
     LRU stream (:func:`recstack.reuse_profile.generate_ids`)."""
     from recstack.reuse_profile import generate_ids
 
-    profile = loaded_source(query)
-    source = table_mapping(spec, query, len(profile.tables))[table]
-    return generate_ids(profile.tables[source], n, int(spec.rows[table]), rng)
+    source = source_mapping(spec, query)[table]
+    return generate_ids(loaded_source(query).tables[source], n, int(spec.rows[table]), rng)
 
 
 def query_note(spec: ModelSpec, query: QuerySpec) -> str:
     """One line for the plan's notes: the file, the mapping, what was folded. Raises the
     mapping's RecstackError for a file that does not fit ``spec``."""
-    loaded = loaded_source(query)
     name = Path(query.source).name
+    mapping = _ranges(source_mapping(spec, query))
     if query.distribution == "profile":
-        mapping = table_mapping(spec, query, len(loaded.tables))
-        return (f"queries: {spec.name} generated from profile {name} "
-                f"(tables {_ranges(mapping)})")
+        return f"queries: {spec.name} generated from profile {name} (tables {mapping})"
     from recstack.trace_batches import dense_source
 
-    mapping = table_mapping(spec, query, loaded.tables)
-    return (f"queries: {spec.name} reads trace {name} ({loaded.samples} samples, "
-            f"{query.order}; tables {_ranges(mapping)}; "
+    return (f"queries: {spec.name} reads trace {name} ({loaded_source(query).samples} samples, "
+            f"{query.order}; tables {mapping}; "
             f"{100 * folded_fraction(spec, query):.1f}% of ids folded into the tables' rows; "
             f"dense features {dense_source(spec, query)})")
 

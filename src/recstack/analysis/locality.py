@@ -167,9 +167,16 @@ def locality_profile(spec: ModelSpec, batches: Iterable[Batch],
                            spec.embedding_dim * BYTES_PER_VALUE, cache_bytes)
 
 
+def stream_distances(streams: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Each stream's stack distances, for the analyses below to share (the costly part)."""
+    return {table: stack_distances(stream) for table, stream in streams.items()}
+
+
 def stream_locality(streams: dict[int, np.ndarray], rows: dict[int, int], row_bytes: int,
-                    cache_bytes: Iterable[int] = ()) -> pd.DataFrame:
-    """One row per stream (``{table: ids}``, a model's or a trace's), in key order.
+                    cache_bytes: Iterable[int] = (),
+                    distances: dict[int, np.ndarray] | None = None) -> pd.DataFrame:
+    """One row per stream (``{table: ids}``, a model's or a trace's), in key order, from
+    its stack distances (``distances``: :func:`stream_distances`, computed when None).
     Columns (PROFILE_COLUMNS):
 
     - ``table``: the key; ``rows``: the table's size (``rows[table]``);
@@ -187,12 +194,11 @@ def stream_locality(streams: dict[int, np.ndarray], rows: dict[int, int], row_by
     """
     sizes = _unique_sizes(cache_bytes)
     capacities = [size // row_bytes for size in sizes]
+    distances = distances if distances is not None else stream_distances(streams)
     records = []
     for table in sorted(streams):
-        stream = streams[table]
-        distances = stack_distances(stream)
-        accesses = int(stream.size)
-        reuses = distances[distances >= 0]
+        accesses = int(streams[table].size)
+        reuses = distances[table][distances[table] >= 0]
         unique = accesses - int(reuses.size)
         record: dict[str, object] = {
             "table": table,
@@ -206,7 +212,7 @@ def stream_locality(streams: dict[int, np.ndarray], rows: dict[int, int], row_by
             "p90_stack_distance": (float(np.percentile(reuses, 90)) if reuses.size
                                    else float("nan")),
         }
-        curve = hit_rate_curve(distances, capacities)
+        curve = hit_rate_curve(distances[table], capacities)
         for size, rate in zip(sizes, curve["hit_rate"], strict=True):
             record[hit_rate_column(size)] = float(rate)
         records.append(record)
@@ -223,15 +229,16 @@ DISTANCE_BINS = (16, 256, 4096, 65536, 1 << 20)
 """Coarse stack-distance ranges for :func:`distance_distribution`: cold, 0-15, 16-255, ..."""
 
 
-def distance_distribution(streams: dict[int, np.ndarray],
+def distance_distribution(distances: dict[int, np.ndarray],
                           bins: Iterable[int] = DISTANCE_BINS) -> pd.DataFrame:
-    """Each stream's LRU stack-distance distribution: ``table`` then the columns of
+    """Each stream's LRU stack-distance distribution, from its stack distances
+    (:func:`stream_distances`): ``table`` then the columns of
     :func:`recstack.analysis.stack_distance.reuse_distance_histogram` (``label``,
     ``bin_low``, ``bin_high``, ``count``, ``fraction``), the first row of each table its
     first accesses (``cold``)."""
     frames = []
-    for table in sorted(streams):
-        histogram = reuse_distance_histogram(stack_distances(streams[table]), list(bins))
+    for table in sorted(distances):
+        histogram = reuse_distance_histogram(distances[table], list(bins))
         frames.append(histogram.assign(table=table))
     if not frames:
         return pd.DataFrame(columns=["table", *HISTOGRAM_COLUMNS])

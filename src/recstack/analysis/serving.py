@@ -47,7 +47,8 @@ def load_serving(store: object, run_ids: list[str] | None = None) -> pd.DataFram
     frame = store.query(f"""
         SELECT pt.run_id, {measuring_platform()}, pt.point_key, pt.label, pt.model,
                pt.row_scale, coalesce(pt.embedding_precision, 'fp32') AS embedding_precision,
-               coalesce(pt.dense_precision, 'fp32') AS dense_precision, pt.backend, pt.backend_basis, s.engines, pt.threads,
+               coalesce(pt.dense_precision, 'fp32') AS dense_precision, pt.backend,
+               pt.backend_basis, s.engines, pt.threads,
                pt.batch_size AS sub_batch, s.offload_threshold, s.scenario, s.splits,
                s.query_sizes, s.mean_items, s.max_items, s.target_ms, s.percentile,
                s.latency_bounded_qps, s.lowest_invalid_qps, s.capacity_qps, s.converged,

@@ -14,8 +14,8 @@ from recstack.cli.options import (DEFAULT_STORE, AddressOption, ExecutorOption, 
                                   OversubscribeOption, PlatformsOption, PrecisionOption,
                                   QueriesOption, ResumeOption, RetriesOption, RowScaleOption,
                                   RunIdOption, StoreOption, TraceOrderOption,
-                                  TraceSamplesOption, TraceTablesOption, executor_option, int_list, levels_list,
-                                  precision_list, queries_option)
+                                  TraceSamplesOption, TraceTablesOption, executor_option,
+                                  int_list, levels_list, precision_list, queries_option)
 from recstack.cli.progress import (command_line, finish, measure_with_progress,
                                    progress_display, report_outcome)
 

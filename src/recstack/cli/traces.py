@@ -77,7 +77,8 @@ def locality(
     """Embedding locality per table: unique rows, LRU stack distances, and the hit rate of
     an idealized LRU row cache of each size, of the generated queries or of a real trace.
     From the access streams alone: nothing is simulated or measured."""
-    from recstack.analysis.locality import distance_distribution, locality_profile
+    from recstack.analysis.locality import (distance_distribution, stream_distances,
+                                            stream_locality)
     from recstack.errors import RecstackError, SpecError
 
     sizes = _cache_sizes(cache_sizes)
@@ -87,14 +88,11 @@ def locality(
     if trace is not None:
         streams, rows, width, title = _trace_streams(trace, model, trace_tables, samples,
                                                      row_bytes, row_scale)
-        from recstack.analysis.locality import stream_locality
-
-        profile = stream_locality(streams, rows, width, sizes)
     else:
         if model is None:
             raise RecstackError("model: nothing given; name a model, or a trace with --trace")
         from recstack.admission import require_stream_memory
-        from recstack.analysis.locality import table_streams
+        from recstack.analysis.locality import BYTES_PER_VALUE, table_streams
         from recstack.inputs import QuerySpec, generate_batches
         from recstack.specs import resolve_spec
 
@@ -106,11 +104,14 @@ def locality(
             generated = generate_batches(spec, query, batch_size, batches)
         except SpecError as error:
             raise error.for_option() from None
-        profile = locality_profile(spec, generated, sizes)
         streams = table_streams(spec, generated)
+        rows = {table: int(spec.rows[table]) for table in streams}
+        width = spec.embedding_dim * BYTES_PER_VALUE
         title = (f"{spec.name} (rows x{spec.row_scale:g}), {batches} batches of "
                  f"{batch_size}, {distribution}")
-    distances = distance_distribution(streams)
+    computed = stream_distances(streams)  # once, for both tables below
+    profile = stream_locality(streams, rows, width, sizes, computed)
+    distances = distance_distribution(computed)
     if as_json:  # one record per table, its stack-distance shares beside its summary
         records = profile.to_dict("records")
         for record in records:
@@ -140,10 +141,11 @@ def _trace_streams(path: str, model: str | None, tables: str | None, samples: in
             raise RecstackError("--trace-tables: maps a trace onto a model's tables; name "
                                 "the model too")
         trace = read_trace(path, "--trace", max_samples=samples)
-        streams = {t: trace.table_ids(t).numpy() for t in range(trace.tables)}
+        streams = trace.streams()
         rows = {t: int(ids.max()) + 1 if ids.size else 0 for t, ids in streams.items()}
         return streams, rows, row_bytes, (f"trace {trace.name} ({trace.samples} samples, "
                                           f"{row_bytes} B rows)")
+    from recstack.analysis.locality import BYTES_PER_VALUE
     from recstack.specs import resolve_spec
     from recstack.trace_queries import folded_fraction, mapped_tables
 
@@ -158,8 +160,8 @@ def _trace_streams(path: str, model: str | None, tables: str | None, samples: in
     streams = {t.table: t.ids for t in mapped}
     rows = {t.table: t.rows for t in mapped}
     folded = folded_fraction(spec, query)
-    return streams, rows, spec.embedding_dim * 4, (
-        f"trace {query.source.rsplit('/', 1)[-1]} on {spec.name} (rows "
+    return streams, rows, spec.embedding_dim * BYTES_PER_VALUE, (
+        f"trace {Path(query.source).name} on {spec.name} (rows "
         f"x{spec.row_scale:g}; {100 * folded:.1f}% of ids folded)")
 
 
@@ -193,7 +195,7 @@ def fit_trace(
 
     check_file_destination(Path(out), "--out")  # before minutes of fitting, not after
     loaded = read_trace(trace, "trace", max_samples=samples)
-    streams = {t: loaded.table_ids(t).numpy() for t in range(loaded.tables)}
+    streams = loaded.streams()
     profile = TraceProfile(source=loaded.name, source_digest=loaded.digest,
                            tables=tuple(fit_table(streams[t]) for t in sorted(streams)))
     write_profile(out, profile)
