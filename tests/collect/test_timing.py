@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from dataclasses import replace
-
 from recstack.collect.timing import (TimingSettings, measure_point, point_cycled_set,
-                                     timing_stats)
+                                     time_cpu_iterations, timing_stats)
 from recstack.levels import LevelOptions
 from recstack.errors import RecstackError, SpecError
 from recstack.points import Point
@@ -80,6 +82,30 @@ def test_iterations_are_calibrated_to_the_minimum_time() -> None:
     result = measure_point(point, settings)
     assert len(result.latency_ns) > 50  # an NCF forward at batch 1 takes well under 4 ms
     assert sum(result.latency_ns) / 1e9 > 0.1
+
+
+def _slow_to_warm_model() -> Callable[[object], None]:
+    """A model whose first three calls take 10 ms and every later call 1 ms."""
+    calls = 0
+
+    def model(batch: object) -> None:
+        nonlocal calls
+        calls += 1
+        time.sleep(0.01 if calls <= 3 else 0.001)
+
+    return model
+
+
+def test_the_timed_loop_lasts_the_minimum_time_after_a_slow_warm_up() -> None:
+    # The warm-up calibrates 20 iterations for 0.2 s; the steady state takes 1 ms, so the loop
+    # must go on past the calibrated count until 0.2 s have passed, or max_iterations.
+    settings = TimingSettings(warmup_iterations=3, warmup_seconds=0.0, min_seconds=0.2,
+                              min_iterations=5)
+    latency, warmup = time_cpu_iterations(_slow_to_warm_model(), [0, 1], settings)
+    assert warmup == 3
+    assert len(latency) > 60 and sum(latency) / 1e9 >= 0.15
+    capped = replace(settings, max_iterations=30)
+    assert len(time_cpu_iterations(_slow_to_warm_model(), [0, 1], capped)[0]) == 30
 
 
 def test_cuda_is_refused_without_a_gpu() -> None:

@@ -6,7 +6,9 @@ Method (see also the README's "How recstack measures"):
 2. Check one forward pass (finite output of the right shape).
 3. Warm up for at least ``warmup_iterations`` and ``warmup_seconds``.
 4. Calibrate: iterations = ``min_seconds`` / (median warm-up iteration time), clamped to
-   [``min_iterations``, ``max_iterations``].
+   [``min_iterations``, ``max_iterations``]; the loop then goes on until it has lasted
+   ``min_seconds`` (up to ``max_iterations``), because the few warm-up iterations may be
+   slower than the steady state and would otherwise cut the loop short.
 5. Time every iteration separately with ``time.perf_counter_ns`` and keep every sample; the
    garbage collector is off during the loop. On CUDA the query's host-to-device copy and the
    forward are timed separately, each closed by ``torch.cuda.synchronize()`` before the clock
@@ -303,15 +305,19 @@ def time_cpu_iterations(model: Any, batches: list[Any], settings: TimingSettings
         model(batches[len(warmup) % count])
         warmup.append(clock() - start)
     iterations = _iterations_for(warmup, settings)
-    latency = [0] * iterations
+    most = settings.max_iterations
+    latency: list[int] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for i in range(iterations):
+        loop_end = clock() + int(settings.min_seconds * 1e9)
+        i = 0
+        while i < iterations or (i < most and clock() < loop_end):
             batch = batches[i % count]
             start = clock()
             model(batch)
-            latency[i] = clock() - start
+            latency.append(clock() - start)
+            i += 1
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -340,12 +346,17 @@ def _time_cuda(model: Any, batches: list[Any], device: str, settings: TimingSett
     while len(warmup) < settings.warmup_iterations or clock() < warmup_end:
         warmup.append(once(batches[len(warmup) % count])[0])
     iterations = _iterations_for(warmup, settings)
-    latency, copy = [0] * iterations, [0] * iterations
+    most = settings.max_iterations
+    latency: list[int] = []
+    copy: list[int] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for i in range(iterations):
-            latency[i], copy[i] = once(batches[i % count])
+        loop_end = clock() + int(settings.min_seconds * 1e9)
+        while len(latency) < iterations or (len(latency) < most and clock() < loop_end):
+            total, copied = once(batches[len(latency) % count])
+            latency.append(total)
+            copy.append(copied)
     finally:
         if gc_was_enabled:
             gc.enable()
