@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,43 @@ def test_time_limit_kills_the_worker() -> None:
     with pytest.raises(WorkerTimedOut, match="longer than 0.5 s"):
         run_isolated(_sleep, timeout_s=0.5)
     assert time.monotonic() - start < 30
+
+
+def _started_state() -> dict[str, object]:
+    """What a worker finds when it starts."""
+    return {"pid": os.getpid(), "threads": len(os.listdir("/proc/self/task")),
+            "sigint_ignored": signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+            "marker": os.environ.get("RECSTACK_TEST_MARKER")}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/task (Linux)")
+def test_each_worker_is_fresh_single_threaded_deaf_to_ctrl_c_and_sees_the_environment_now(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run_isolated(_started_state)  # the forkserver (if any) has started by now
+    monkeypatch.setenv("RECSTACK_TEST_MARKER", "set after the first worker")
+    second = run_isolated(_started_state)
+    assert first["pid"] != second["pid"] != os.getpid()
+    for state in (first, second):
+        assert state["threads"] == 1 and state["sigint_ignored"] is True
+    assert first["marker"] is None and second["marker"] == "set after the first worker"
+
+
+def test_what_the_forkserver_imports_leaves_cuda_untouched() -> None:
+    # A forked child cannot use CUDA once its parent initialized it: the forkserver's imports
+    # must not ask torch anything about CUDA (on a GPU machine this would initialize it).
+    script = """
+import torch, importlib
+def refuse(*args, **kwargs):
+    raise SystemExit("CUDA was asked at import")
+for name in ("is_available", "device_count", "init", "_lazy_init", "current_device"):
+    setattr(torch.cuda, name, refuse)
+from recstack.worker import _PRELOADED
+for module in _PRELOADED:
+    importlib.import_module(module)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=tool_child_env(), timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 # ---- a child exec'd under a tool ---------------------------------------------------------------

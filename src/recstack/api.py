@@ -4,7 +4,7 @@ progress and renders what they return); a notebook or another program calls them
 
     from recstack import api
 
-    if __name__ == "__main__":  # each point runs in a spawned process importing this file
+    if __name__ == "__main__":  # each point runs in a fresh process importing this file
         result = api.sweep(["rmc1"], batch_sizes=[1, 64], row_scale=0.01, min_time=0.2,
                            store="results/example.duckdb")
         frame = result.timings()   # one row per measured point: median_ms, p95_ms, ...

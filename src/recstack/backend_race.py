@@ -17,7 +17,7 @@ Models race at a reduced row scale (``row_scale``, default 0.01, stored with the
 backends differ in dispatch and fusion overhead (calls per operator, one gather-and-pool
 against one per table, Python between operators), which does not depend on the tables' rows,
 while building three backends of eight full-size models would take minutes and tens of GB.
-The whole race runs in one spawned worker (:func:`recstack.worker.run_isolated`) at the
+The whole race runs in one fresh worker (:func:`recstack.worker.run_isolated`) at the
 requested thread count, so the caller's process keeps its threads and memory.
 ``benchmarks/backend_choice.py`` uses the same pieces (with compile measured too) to write
 the shipped fallback, ``backend_choice.yaml``.
@@ -261,7 +261,7 @@ def race_backends(specs: Sequence[ModelSpec], batch_sizes: Sequence[int] = DEFAU
                   settings: RaceSettings | None = None, platform_id: str | None = None,
                   isolated: bool = True, build: Builder | None = None) -> pd.DataFrame:
     """Races the candidates on every spec (at ``row_scale``; None keeps the specs' own) and
-    batch size at ``threads`` threads, in one spawned worker (``isolated``; else in this
+    batch size at ``threads`` threads, in one fresh worker (``isolated``; else in this
     process). ``build(spec, backend)`` makes a candidate's model (default
     :func:`recstack.backends.build_for_backend`; isolated, a module-level function).
     Returns rows of the ``backend_choices`` table without ``set_id`` (:data:`RACE_COLUMNS`)."""

@@ -93,7 +93,7 @@ def measure_where(executor: Executor, point: Point, settings: Any,
 
 @dataclass
 class LocalExecutor:
-    """Every point in a fresh spawned process on this machine (:func:`recstack.worker.
+    """Every point in a fresh process on this machine (:func:`recstack.worker.
     run_isolated`): nothing one point leaves in memory or caches reaches the next, and a
     worker killed by the OOM killer is a failed point, not a dead sweep."""
 

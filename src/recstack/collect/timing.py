@@ -101,7 +101,7 @@ class TimingResult:
 
 def _peak_rss_bytes() -> int:
     """This process's peak resident memory. On Linux from ``VmHWM``: ``ru_maxrss`` carries
-    the forking parent's peak across exec, so in a spawned worker it hides any growth below
+    the forking parent's peak across exec, so in a worker it hides any growth below
     the parent's size."""
     try:
         with open("/proc/self/status") as status:
