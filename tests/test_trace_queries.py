@@ -279,6 +279,22 @@ def test_admission_counts_the_trace_a_worker_holds(rmc1_trace) -> None:
     assert "trace 0.00" in need.describe()
 
 
+def test_a_batchs_bytes_follow_the_traces_bag_lengths_not_the_specs_pooling(rmc1_trace
+                                                                              ) -> None:
+    from recstack.admission import input_bytes_per_batch
+    from recstack.working_set import cycled_set
+
+    spec, bags, query = rmc1_trace  # bags of 0 to 3 ids, against the spec's pooling of 4+
+    whole = generate_batch_set(spec, query, SAMPLES, 1)[0]  # one batch: the whole trace
+    assert input_bytes_per_batch(spec, SAMPLES, query) == whole.nbytes
+    assert input_bytes_per_batch(spec, SAMPLES, query) < input_bytes_per_batch(spec, SAMPLES)
+    # The cold set's input budget counts what the trace's batches hold (10 batches of 1
+    # sample; its 24 samples would make 24 distinct ones).
+    budget = 10 * input_bytes_per_batch(spec, 1, query)
+    capped = cycled_set(spec, query, 1, "cold", 1 << 40, max_input_bytes=budget)
+    assert capped.batches == 10
+
+
 def test_trace_samples_keep_the_traces_start(tmp_path) -> None:
     from recstack.inputs import describe
 

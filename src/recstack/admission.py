@@ -18,7 +18,9 @@ whoever builds it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from recstack import footprint as sizes
 from recstack.batch_work import stage_work
@@ -26,6 +28,9 @@ from recstack.errors import RecstackError
 from recstack.layout import table_layout
 from recstack.precision import FP32, Precision
 from recstack.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from recstack.inputs import QuerySpec
 
 ID_BYTES = 8  # int64 ids and offsets
 ACTIVATION_FACTOR = 1.5
@@ -103,13 +108,21 @@ def describe_usable(available_bytes: int) -> str:
             f"{memory_margin(available_bytes) / 1e9:.1f})")
 
 
-def input_bytes_per_batch(spec: ModelSpec, batch_size: int) -> int:
-    """Bytes of one query batch: dense features, every pooled id (at the largest bag size),
-    both offset forms, and the behaviour sequence (what ``Batch.nbytes`` counts)."""
+def input_bytes_per_batch(spec: ModelSpec, batch_size: int, query: QuerySpec | None = None
+                          ) -> int:
+    """Bytes of one query batch: dense features, every pooled id (at the largest bag size;
+    under a trace ``query``, the trace's mean bag lengths, which may be far from the spec's
+    pooling), both offset forms, and the behaviour sequence (what ``Batch.nbytes`` counts)."""
     layout = table_layout(spec)
-    ids = sum(layout.pooling) + layout.sequence_length
+    pooled: float = sum(layout.pooling)
+    if query is not None and query.distribution == "trace":
+        from recstack.trace_batches import ids_per_sample
+
+        pooled = ids_per_sample(spec, query)
+    ids = pooled + layout.sequence_length
     offsets = 2 * len(layout.pooled)
-    return batch_size * ((ids + offsets) * ID_BYTES + spec.dense_features * sizes.FLOAT_BYTES)
+    return math.ceil(batch_size * ((ids + offsets) * ID_BYTES
+                                   + spec.dense_features * sizes.FLOAT_BYTES))
 
 
 @dataclass(frozen=True)
@@ -136,12 +149,12 @@ class PointMemory:
 
 def point_memory(spec: ModelSpec, batch_size: int, distinct_batches: int = 4,
                  max_input_bytes: int = 1 << 29, precision: Precision = FP32,
-                 source_bytes: int = 0) -> PointMemory:
+                 source_bytes: int = 0, query: QuerySpec | None = None) -> PointMemory:
     """The peak memory of a point of ``spec`` at ``batch_size`` whose timing loop keeps up
-    to ``distinct_batches`` batches within ``max_input_bytes`` (at least one batch, as
-    ``collect.timing.prepare_point`` keeps them), its queries cut from a trace holding
-    ``source_bytes`` (:func:`recstack.trace_queries.held_bytes`)."""
-    per_batch = input_bytes_per_batch(spec, batch_size)
+    to ``distinct_batches`` batches of ``query`` within ``max_input_bytes`` (at least one
+    batch, as ``collect.timing.prepare_point`` keeps them), its queries cut from a trace
+    holding ``source_bytes`` (:func:`recstack.trace_queries.held_bytes`)."""
+    per_batch = input_bytes_per_batch(spec, batch_size, query)
     kept = max(1, min(distinct_batches, max_input_bytes // max(1, per_batch)))
     activations = ACTIVATION_FACTOR * sum(stage.activation_bytes
                                           for stage in stage_work(spec, batch_size))
@@ -161,11 +174,12 @@ def _advice(spec: ModelSpec, batch_size: int, need: PointMemory) -> str:
 def require_point_memory(spec: ModelSpec, batch_size: int, label: str,
                          distinct_batches: int = 4, max_input_bytes: int = 1 << 29,
                          available_bytes: int | None = None,
-                         precision: Precision = FP32, source_bytes: int = 0) -> PointMemory:
+                         precision: Precision = FP32, source_bytes: int = 0,
+                         query: QuerySpec | None = None) -> PointMemory:
     """Refuses, before anything is allocated, a point that would not fit; returns its
     estimate otherwise."""
     need = point_memory(spec, batch_size, distinct_batches, max_input_bytes, precision,
-                        source_bytes)
+                        source_bytes, query)
     available = available_memory_bytes() if available_bytes is None else available_bytes
     if need.total > usable_memory(available):
         raise RecstackError(f"{label}: needs about {need.describe()} but only "

@@ -99,9 +99,11 @@ def _stored(store: api.ResultStore, threads: int, executor: Any) -> tuple[bool, 
 
 
 def _serve(result: api.RunResult, specs: Sequence[Any], tier: Any, row_scale: float | None,
-           settings: Any, progress: Callable[[Any], None] | None, executor: Any) -> str:
+           settings: Any, progress: Callable[[Any], None] | None, executor: Any,
+           query: Any = None) -> str:
     """The serving stage: each model's deployment tuned against the baseline, into the
-    characterization run (so its report has the serving section); what it found."""
+    characterization run (so its report has the serving section), its requests drawn as
+    ``query`` says (default uniform); what it found."""
     from recstack.serving.command import plan_models
     from recstack.sweep.serving import run_serving
 
@@ -109,7 +111,7 @@ def _serve(result: api.RunResult, specs: Sequence[Any], tier: Any, row_scale: fl
                        here=api.measures_here(executor),
                        row_scale=row_scale,
                        min_duration=tier.serving_min_duration, max_tests=6, tolerance=0.15,
-                       library_requests=128)
+                       library_requests=128, query=query)
     outcome = run_serving(plan, result.store, result.run_id, settings, progress=progress,
                           executor=executor)
     result.outcome.measured += outcome.measured
@@ -136,8 +138,8 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     ``quick``; 20 with the serving level): see :mod:`recstack.paper_job`. Returns the
     characterization run, its notes saying which stages were skipped and why, with the
     figures and report written. ``query`` (a :class:`~recstack.inputs.QuerySpec`, e.g. a
-    trace's) feeds the characterization and hardware stages; the correlation design's
-    variants change their tables, so they keep synthetic queries.
+    trace's) feeds the characterization, hardware and serving stages; the correlation
+    design's variants change their tables, so they keep synthetic queries.
     ``resume`` continues the characterization run ``run_id`` (default: the latest)."""
     from recstack.admission import available_memory_bytes
     from recstack.analysis.runs import latest_characterization
@@ -274,7 +276,7 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
 
     if (current := stage("serving")) is not None:
         done(current, _serve(result, serving_specs(specs, tier), tier, scale, settings,
-                             progress, executor))
+                             progress, executor, query))
 
     api.write_figures(result)
     from recstack.report.html import report_run

@@ -85,13 +85,13 @@ SERVING_BUDGET_MINUTES = 20.0
 """The default budget when the serving level is asked for: the paper's stages and the
 serving stage together, about 20 minutes on a 2-core VM (the tiers shrink the paper's)."""
 
-# The cost model (seconds), fitted to a 2-core AMD EPYC VM's full and quick main jobs (118
-# points in 13.9 min, 50 at a tenth of the rows in 3.9 min): a worker starts, imports torch
-# and draws its batches in about 2.6 s, builds at about 1.6 GB/s of build memory, and an
-# operator profile adds its plain, profiled and plain phases, the operator clock and its
-# warm-up.
-WORKER_START_S = 2.6
-BUILD_BYTES_PER_S = 1.6e9
+# The cost model (seconds), fitted by least squares to the points of a 2-core AMD EPYC VM's
+# full and quick main jobs (150 points in 10.0 min, 50 at a tenth of the rows in 2.2 min):
+# a worker forks from the forkserver and draws its batches in about 0.9 s, builds at about
+# 3 GB/s of build memory, and an operator profile adds its plain, profiled and plain phases,
+# the operator clock and its warm-up.
+WORKER_START_S = 0.9
+BUILD_BYTES_PER_S = 3.0e9
 WARMUP_S = 0.25
 PROFILE_EXTRA_S = 2.6
 SIMULATED_POINT_S = 16.0

@@ -94,6 +94,14 @@ def _first_touches(spec: ModelSpec, query: QuerySpec) -> dict[int, np.ndarray]:
     return firsts
 
 
+def ids_per_sample(spec: ModelSpec, query: QuerySpec) -> float:
+    """The mean ids one trace sample gives the model's pooled tables: the trace's bag
+    lengths, not the spec's pooling factors (a Criteo sample has one id per table)."""
+    tables = mapped_tables(spec, query)
+    return sum(tables[t].ids.size for t in table_layout(spec).pooled) / max(
+        1, loaded_source(query).samples)
+
+
 def distinct_bytes(spec: ModelSpec, query: QuerySpec, batch_size: int, batches: int,
                    gathers: list[Any]) -> float:
     """Distinct embedding bytes ``batches`` batches of ``batch_size`` touch under a file
@@ -128,9 +136,13 @@ def distinct_bytes(spec: ModelSpec, query: QuerySpec, batch_size: int, batches: 
 # --------------------------------------------------------------------------------------------
 
 
-def trace_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int, count: int) -> Any:
+def trace_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int, count: int,
+                    positions: np.ndarray | None = None) -> Any:
     """``count`` batches of ``batch_size`` samples cut from the query's trace, as a
-    :class:`~recstack.batch_set.BatchSet` of the shapes synthetic queries have."""
+    :class:`~recstack.batch_set.BatchSet` of the shapes synthetic queries have. The batches
+    read the query slots ``0 .. batch_size * count - 1`` of :func:`sample_order`, or the
+    slots ``positions`` ``(batch_size * count,)`` name (a serving library's requests read
+    one stream of slots across its sub-batches of every size)."""
     from recstack.batch_set import (_columns, _place, _shared_rows, assemble, bag_layout,
                                     synthetic_dense)
     from recstack.inputs import _steps_by_table
@@ -138,7 +150,10 @@ def trace_batch_set(spec: ModelSpec, query: QuerySpec, batch_size: int, count: i
     trace = loaded_source(query)
     tables = {t.table: t for t in mapped_tables(spec, query)}
     layout = table_layout(spec)
-    slots = sample_order(trace.samples, query, batch_size * count)
+    if positions is None:
+        slots = sample_order(trace.samples, query, batch_size * count)
+    else:
+        slots = sample_order(trace.samples, query, int(positions.max()) + 1)[positions]
 
     gathered = [bag_ids(tables[table], slots) for table in layout.pooled]
     lengths = np.stack([bag_lengths.reshape(count, batch_size) for _, bag_lengths in gathered],

@@ -105,7 +105,7 @@ def cycled_set(spec: ModelSpec, query: QuerySpec, batch_size: int, cache: str, l
     from recstack.admission import input_bytes_per_batch
 
     check_cache_state(cache)
-    per_batch = max(1, input_bytes_per_batch(spec, batch_size))
+    per_batch = max(1, input_bytes_per_batch(spec, batch_size, query))
     most = max(1, max_input_bytes // per_batch)
 
     def touched(count: int) -> int:

@@ -154,6 +154,33 @@ def test_bad_trace_options_are_one_line(tmp_path: Path, args: list[str], text: s
 
 
 @pytest.mark.slow
+def test_serve_reads_a_trace_and_stores_where_its_ids_came_from(tmp_path: Path) -> None:
+    trace = _trace(tmp_path / "mine.pt")
+    store = tmp_path / "s.duckdb"
+    code, out, err = cli("serve", "-m", "rmc1", "--row-scale", "0.0001", "--queries",
+                         f"trace:{trace}", "--qps", "200", "--min-duration", "0.5",
+                         "--query-sizes", "fixed:8", "--library-requests", "16",
+                         "--backend", "fused", "--store", str(store))
+    assert code == 0, err
+    points = ResultStore(store).query("SELECT query, folded_fraction, status FROM points")
+    assert list(points.status) == ["ok"]
+    query = json.loads(points["query"][0])
+    assert query["distribution"] == "trace" and query["source"] == str(trace)
+    expected = np.mean([i >= 400 for i in _all_ids(trace)])  # 400 rows: ids up to 999 fold
+    assert points.folded_fraction[0] == pytest.approx(expected)
+
+
+def test_serve_refuses_a_trace_of_fewer_tables_before_anything_is_written(
+        tmp_path: Path) -> None:
+    trace = _trace(tmp_path / "few.pt", tables=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert_refused(cli("serve", "-m", "rmc1", "--row-scale", "0.0001", "--queries",
+                       f"trace:{trace}", "--store", str(out / "s.duckdb")), out,
+                   "few.pt: 2 tables for rmc1's 8; map them")
+
+
+@pytest.mark.slow
 def test_fit_trace_writes_a_profile_that_a_sweep_generates_from(tmp_path: Path) -> None:
     trace = _trace(tmp_path / "t.pt", tables=2, samples=400, high=300)
     profile = tmp_path / "p.json"

@@ -6,8 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from recstack.inputs import QuerySpec
+from recstack.layout import table_layout
 from recstack.serving.library import build_library, split
 from recstack.serving.query_sizes import parse_query_sizes
+from recstack.trace_files import write_trace
+from recstack.trace_queries import file_query
 from tests.conftest import small_spec
 
 
@@ -50,3 +53,18 @@ def test_the_library_is_deterministic_and_moves_to_shared_memory():
         assert first.batch(j).pooled_ids.equal(second.batch(j).pooled_ids)
     assert all(t.is_shared() for s in second.sets for t in s._tensors())
     assert second.nbytes == first.nbytes > 0
+
+
+def test_trace_requests_read_the_trace_as_one_stream_across_sub_batch_sizes(tmp_path):
+    spec = small_spec("rmc1")
+    samples = 50  # fewer than the library's items: the stream wraps around
+    # Sample s holds id s in every table, so an item's id names the sample it read.
+    bags = [[[s] for s in range(samples)] for _ in spec.rows]
+    query = file_query("trace", write_trace(tmp_path / "t.pt", bags))
+    library = build_library(spec, query, parse_query_sizes("normal:40,10,64"), 24, 16)
+    assert len(library.sets) > 1  # sub-batches of several sizes, drawn as one stream
+    table = table_layout(spec).pooled.index(0)
+    read = [library.batch(j).bag_indices[table].tolist()
+            for request in range(library.requests) for j in library.sub_batches(request)]
+    items = int(library.sizes.sum())
+    assert [i for ids in read for i in ids] == [k % samples for k in range(items)]

@@ -15,7 +15,11 @@ from recstack.cli.options import (
     AddressOption,
     ExecutorOption,
     PlatformsOption,
+    QueriesOption,
     RetriesOption,
+    TraceOrderOption,
+    TraceSamplesOption,
+    TraceTablesOption,
     executor_option,
     OversubscribeOption,
     ResumeOption,
@@ -23,6 +27,7 @@ from recstack.cli.options import (
     RunIdOption,
     StoreOption,
     precision_list,
+    queries_option,
 )
 from recstack.cli.progress import finish, measure_with_progress
 from recstack.errors import RecstackError
@@ -87,6 +92,10 @@ def serve(
         "--precision", help="Numeric precision of the deployment: emb=E,dense=D (E: fp32, "
                             "fp16, bf16, int8, int4; D: fp32, bf16, int8). Default: fp32.")]
     = None,
+    queries: QueriesOption = None,
+    trace_tables: TraceTablesOption = None,
+    trace_order: TraceOrderOption = "sequential",
+    trace_samples: TraceSamplesOption = 0,
     store: StoreOption = DEFAULT_STORE,
     resume: ResumeOption = False,
     run_id: RunIdOption = None,
@@ -98,7 +107,9 @@ def serve(
 ) -> None:
     """The serving level: each model deployed as a pool of inference engines, loaded by MLPerf
     LoadGen with requests of varying size, its latency-bounded throughput found (or the given
-    rates measured), and with --tune the best deployment against the baseline."""
+    rates measured), and with --tune the best deployment against the baseline. With
+    --queries trace:FILE the requests read the trace's samples in turn."""
+    query = queries_option(queries, 0, trace_tables, trace_order, trace_samples)
     result = measure_with_progress(
         api.serve, model or None, store, scenario=scenario, qps=_rates(qps),
         target_ms=target_ms, percentile=percentile, query_sizes=query_sizes,
@@ -106,7 +117,7 @@ def serve(
         offload_threshold=offload_threshold, tune=tune, backend=backend,
         min_duration=min_duration, library_requests=library_requests, row_scale=row_scale,
         precision=None if precision is None else precision_list([precision])[0],
-        resume=resume, run_id=run_id, oversubscribe=oversubscribe,
+        query=query, resume=resume, run_id=run_id, oversubscribe=oversubscribe,
         executor=executor_option(executor, address, platforms, retries))
     summaries.print_serving_level(result.store, result.run_id)
     finish(result)

@@ -180,7 +180,7 @@ def prepare_point(point: Point, settings: TimingSettings, profiled: bool = False
     # Planning admitted the point; memory may have gone to something else since.
     require_point_memory(point.spec, point.batch_size, point.label, cycled.batches,
                          settings.max_input_bytes, precision=point.precision,
-                         source_bytes=held_bytes(point.query))
+                         source_bytes=held_bytes(point.query), query=point.query)
     on_cuda = point.device.startswith("cuda")
 
     baseline = _peak_rss_bytes()

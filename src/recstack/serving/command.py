@@ -71,10 +71,14 @@ def plan_models(models: Sequence[str], store: str | Path = DEFAULT_STORE, thread
                 sub_batch: int | None = None, tune: bool = False, backend: str = "auto",
                 row_scale: float | None = None, seed: int = 0, distribution: str = "uniform",
                 targets_file: str | Path | None = None, oversubscribe: bool = False,
-                here: bool = True, precision: Any = None, **load: Any) -> Any:
+                here: bool = True, precision: Any = None, query: Any = None,
+                **load: Any) -> Any:
     """The serving plan of ``models`` (``load``: :func:`serving_config`'s options), every
     option checked: a :class:`~recstack.sweep.serving.ServingPlan`; ``auto`` reads the
-    races stored for this machine only when the deployments are measured ``here``."""
+    races stored for this machine only when the deployments are measured ``here``. The
+    requests' ids are drawn as ``query`` says (a :class:`~recstack.inputs.QuerySpec`, e.g.
+    a trace's from :func:`recstack.trace_queries.parse_queries`), by default from
+    ``distribution`` with ``seed``."""
     from recstack.inputs import QuerySpec
     from recstack.specs import ZOO_NAMES
     from recstack.sweep.serving import plan_serving
@@ -83,7 +87,7 @@ def plan_models(models: Sequence[str], store: str | Path = DEFAULT_STORE, thread
              (ZOO_NAMES if name == "zoo" else [name])]
     config = serving_config(**load)
     try:
-        query = QuerySpec(distribution=distribution, seed=seed)
+        query = query or QuerySpec(distribution=distribution, seed=seed)
     except SpecError as error:
         raise error.for_option() from None
     return plan_serving(names, config, latency_targets(names, load.get("target_ms"),

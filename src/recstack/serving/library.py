@@ -7,6 +7,10 @@ Each distinct sub-batch size is one :class:`~recstack.batch_set.BatchSet` drawn 
 its tensors moved to shared memory once; an engine turns a sub-batch id into a
 :class:`~recstack.batch.Batch` of views, made before the run starts. What crosses a process
 boundary on the hot path is the sub-batch id: an integer.
+
+Under a trace query the requests read the trace as one stream: request after request, item
+after item, in the trace's order (or its seeded shuffle), whatever sub-batch group an item
+lands in. Other queries draw each group's batches from a seed derived from its size.
 """
 
 from __future__ import annotations
@@ -99,7 +103,23 @@ def build_library(spec: ModelSpec, query: QuerySpec, sizes: QuerySizes, count: i
         counts[g] += 1
     sets = []
     for g, size in enumerate(group_sizes):
+        if query.distribution == "trace":
+            sets.append(_trace_group(spec, query, flat, group, g, size, int(counts[g])))
+            continue
         group_query = dataclasses.replace(
             query, seed=int(np.random.SeedSequence([query.seed, size]).generate_state(1)[0]))
         sets.append(generate_batch_set(spec, group_query, size, int(counts[g])))
     return SampleLibrary(request_items, first, group, index, sets, offloaded)
+
+
+def _trace_group(spec: ModelSpec, query: QuerySpec, flat: np.ndarray, group: np.ndarray,
+                 g: int, size: int, count: int) -> BatchSet:
+    """The batch set of group ``g`` (``count`` sub-batches of ``size``): each sub-batch the
+    stream positions its items hold among all the library's items (``flat``: every
+    sub-batch's size, in order)."""
+    from recstack.trace_batches import trace_batch_set
+
+    starts = np.cumsum(flat) - flat
+    members = starts[group == g]
+    positions = (members[:, None] + np.arange(size, dtype=np.int64)[None, :]).reshape(-1)
+    return trace_batch_set(spec, query, size, count, positions)

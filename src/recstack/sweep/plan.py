@@ -321,7 +321,8 @@ def _admitted(points: list[Point], notes: list[str], drop_unfit: bool,
             what = "" if precision.is_reference else f" in {precision.label}"
             require_point_memory(spec, batch, f"{spec.name} at batch {batch}{what}", count,
                                  available_bytes=available, precision=precision,
-                                 source_bytes=held_bytes(points[0].query))
+                                 source_bytes=held_bytes(points[0].query),
+                                 query=points[0].query)
         except RecstackError as error:
             if not drop_unfit:
                 raise

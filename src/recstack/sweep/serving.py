@@ -25,6 +25,7 @@ from recstack.serving.config import ServingConfig, check_deployment
 from recstack.serving.tuner import Deployment, TuneResult, tune
 from recstack.specs import ModelSpec, resolve_spec
 from recstack.sweep.plan import available_devices, fit_spec
+from recstack.trace_queries import held_bytes
 from recstack.sweep.run import SweepEvent, SweepOutcome, measure_and_store
 
 SERVING_BACKENDS = ("eager", "fused", "static")
@@ -107,6 +108,11 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
         raise RecstackError(f"--offload-threshold: {config.offload_threshold} is not "
                             "allowed; this machine has no CUDA GPU to offload to")
     query = query or QuerySpec(seed=seed)
+    if query.source:
+        from recstack.trace_queries import source_mapping
+
+        for name in models:  # a file that does not fit a model: refused before anything runs
+            source_mapping(resolve_spec(name), query)
     available = available_memory_bytes() if available_bytes is None else available_bytes
     specs, configs, notes = [], {}, []
     maximum = config.query_sizes.maximum
@@ -114,7 +120,7 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
         spec, note = fit_spec(resolve_spec(name), row_scale, available, (maximum,),
                               (precision,))
         notes += [note] if note else []
-        per_item = input_bytes_per_batch(spec, 1)
+        per_item = input_bytes_per_batch(spec, 1, query)
         mean_items = max(1.0, _mean_items(config))
         fits = max(1, int(LIBRARY_BYTES_MAX // (per_item * mean_items)))
         requests = min(config.library_requests, fits)
@@ -126,7 +132,7 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
         configs[spec.name] = replace(config, target_ms=target, library_requests=requests)
         require_point_memory(spec, maximum, f"{spec.name} serving", distinct_batches=1,
                              max_input_bytes=LIBRARY_BYTES_MAX, available_bytes=available,
-                             precision=precision)
+                             precision=precision, source_bytes=held_bytes(query), query=query)
         specs.append(spec)
     offload = ()
     if tune_deployment and "cuda" in available_devices():
