@@ -284,7 +284,7 @@ def test_a_batchs_bytes_follow_the_traces_bag_lengths_not_the_specs_pooling(rmc1
     from recstack.admission import input_bytes_per_batch
     from recstack.working_set import cycled_set
 
-    spec, bags, query = rmc1_trace  # bags of 0 to 3 ids, against the spec's pooling of 4+
+    spec, _, query = rmc1_trace  # bags of 0 to 3 ids, against the spec's pooling of 4+
     whole = generate_batch_set(spec, query, SAMPLES, 1)[0]  # one batch: the whole trace
     assert input_bytes_per_batch(spec, SAMPLES, query) == whole.nbytes
     assert input_bytes_per_batch(spec, SAMPLES, query) < input_bytes_per_batch(spec, SAMPLES)
