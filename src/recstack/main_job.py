@@ -156,11 +156,10 @@ def run_main_job(models: Sequence[str] | None = None, store: str | Path = api.DE
     check_options(names, batch_sizes or [1], thread_counts, devices or ["cpu"],
                   backends or ["auto"], levels, row_scale, oversubscribe)
     check_precisions(precisions or [FP32], backends or ["auto"], devices or ["cpu"])
-    if query is not None and query.source:
-        from recstack.trace_queries import source_mapping
+    if query is not None:
+        from recstack.trace_queries import check_models
 
-        for name in names:  # a file that does not fit a model: refused before any stage
-            source_mapping(resolve_spec(name), query)
+        check_models(names, query)  # before any stage
     results = api.ResultStore(store)
     results.check_writable()  # before minutes of measuring, not after
     if min_time is not None:

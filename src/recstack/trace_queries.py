@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import pandas as pd
 
 from recstack.errors import RecstackError
 from recstack.inputs import FILE_DISTRIBUTIONS, QuerySpec
-from recstack.specs import ModelSpec
+from recstack.specs import ModelSpec, resolve_spec
 from recstack.trace_files import file_digest
 
 FOLDING_COLUMNS = ["table", "source_table", "rows", "ids", "folded_ids", "folded_fraction"]
@@ -148,6 +149,16 @@ def source_mapping(spec: ModelSpec, query: QuerySpec) -> list[int]:
     loaded = loaded_source(query)
     count = loaded.tables if query.distribution == "trace" else len(loaded.tables)
     return table_mapping(spec, query, count)
+
+
+def check_models(names: Iterable[str], query: QuerySpec) -> None:
+    """Refuses, before anything runs, a file query whose tables cannot be mapped onto one of
+    the models ``names`` (:func:`source_mapping`'s one-line error); nothing for synthetic
+    queries."""
+    if not query.source:
+        return
+    for name in names:
+        source_mapping(resolve_spec(name), query)
 
 
 @dataclass(frozen=True)

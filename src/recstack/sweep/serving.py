@@ -25,8 +25,8 @@ from recstack.serving.config import ServingConfig, check_deployment
 from recstack.serving.tuner import Deployment, TuneResult, tune
 from recstack.specs import ModelSpec, resolve_spec
 from recstack.sweep.plan import available_devices, fit_spec
-from recstack.trace_queries import held_bytes
 from recstack.sweep.run import SweepEvent, SweepOutcome, measure_and_store
+from recstack.trace_queries import check_models, held_bytes
 
 SERVING_BACKENDS = ("eager", "fused", "static")
 """Backends an engine runs: compile's per-shape graphs would recompile for every request
@@ -108,11 +108,7 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
         raise RecstackError(f"--offload-threshold: {config.offload_threshold} is not "
                             "allowed; this machine has no CUDA GPU to offload to")
     query = query or QuerySpec(seed=seed)
-    if query.source:
-        from recstack.trace_queries import source_mapping
-
-        for name in models:  # a file that does not fit a model: refused before anything runs
-            source_mapping(resolve_spec(name), query)
+    check_models(models, query)
     available = available_memory_bytes() if available_bytes is None else available_bytes
     specs, configs, notes = [], {}, []
     maximum = config.query_sizes.maximum
