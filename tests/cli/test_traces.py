@@ -157,11 +157,12 @@ def test_bad_trace_options_are_one_line(tmp_path: Path, args: list[str], text: s
 def test_serve_reads_a_trace_and_stores_where_its_ids_came_from(tmp_path: Path) -> None:
     trace = _trace(tmp_path / "mine.pt")
     store = tmp_path / "s.duckdb"
-    code, _, err = cli("serve", "-m", "rmc1", "--row-scale", "0.0001", "--queries",
+    code, out, err = cli("serve", "-m", "rmc1", "--row-scale", "0.0001", "--queries",
                          f"trace:{trace}", "--qps", "200", "--min-duration", "0.5",
                          "--query-sizes", "fixed:8", "--library-requests", "16",
                          "--backend", "fused", "--store", str(store))
     assert code == 0, err
+    assert "rmc1 reads trace mine.pt (32 samples, sequential" in out
     points = ResultStore(store).query("SELECT query, folded_fraction, status FROM points")
     assert list(points.status) == ["ok"]
     query = json.loads(points["query"][0])

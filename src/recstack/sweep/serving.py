@@ -26,7 +26,7 @@ from recstack.serving.tuner import Deployment, TuneResult, tune
 from recstack.specs import ModelSpec, resolve_spec
 from recstack.sweep.plan import available_devices, fit_spec
 from recstack.sweep.run import SweepEvent, SweepOutcome, measure_and_store
-from recstack.trace_queries import check_models, held_bytes
+from recstack.trace_queries import check_models, held_bytes, query_note
 
 SERVING_BACKENDS = ("eager", "fused", "static")
 """Backends an engine runs: compile's per-shape graphs would recompile for every request
@@ -116,6 +116,8 @@ def plan_serving(models: Sequence[str], config: ServingConfig, targets_ms: dict[
         spec, note = fit_spec(resolve_spec(name), row_scale, available, (maximum,),
                               (precision,))
         notes += [note] if note else []
+        if query.source:  # which file, how it is cut, the share of ids folded
+            notes.append(query_note(spec, query))
         per_item = input_bytes_per_batch(spec, 1, query)
         mean_items = max(1.0, _mean_items(config))
         fits = max(1, int(LIBRARY_BYTES_MAX // (per_item * mean_items)))
